@@ -1,0 +1,128 @@
+import { stat } from "node:fs/promises";
+import { BYTE_TOKENIZER_BASE_VOCAB } from "../../model/byte-tokenizer.js";
+import { countLlamaParameters } from "../../model/llama-config.js";
+import { BENCH_SHAPE, EMBEDDED_SHAPE, createTinyModel, tinyModelConfig } from "../../model/tiny-model.js";
+import { CliError, type CliCommand } from "../command.js";
+import { parseCommandArgs } from "../parse-args.js";
+
+const help = `Usage: lori-server model create --out FILE.gguf [options]
+
+Writes a random llama-architecture GGUF model with a byte-level tokenizer (every UTF-8 byte is a token)
+and a ChatML chat template. Deterministic: the same options always produce the same file. Useful for
+tests, benchmarks and trying the server without downloading anything.
+
+Options:
+  --out FILE.gguf     output path (required; written atomically)
+  --layers N          transformer blocks (default ${EMBEDDED_SHAPE.layers})
+  --embd N            embedding size (default ${EMBEDDED_SHAPE.embd})
+  --heads N           attention heads; must divide --embd (default ${EMBEDDED_SHAPE.heads})
+  --kv-heads N        key/value heads; must divide --heads (default ${EMBEDDED_SHAPE.kvHeads})
+  --ff N              feed-forward size (default ${EMBEDDED_SHAPE.ff})
+  --vocab N           vocabulary size, at least ${BYTE_TOKENIZER_BASE_VOCAB} (default ${BYTE_TOKENIZER_BASE_VOCAB})
+  --seed N            random seed, 0 to 4294967295 (default 0)
+  --dtype f32|f16     weight type; norms stay f32 (default ${EMBEDDED_SHAPE.dtype})
+  --bench-shape       start from the benchmark shape (${BENCH_SHAPE.layers} layers, d=${BENCH_SHAPE.embd}, ${BENCH_SHAPE.heads} heads, ${BENCH_SHAPE.kvHeads} kv heads, ff ${BENCH_SHAPE.ff}, ${BENCH_SHAPE.dtype}); other options override it
+  -h, --help          this help
+`;
+
+export const modelCreateCommand: CliCommand = {
+  name: "model",
+  summary: "Create a random llama GGUF model for tests and benchmarks ('model create')",
+  help,
+  async run(argv) {
+    const parsed = parseCommandArgs(
+      argv,
+      {
+        out: { type: "string" },
+        layers: { type: "string" },
+        embd: { type: "string" },
+        heads: { type: "string" },
+        "kv-heads": { type: "string" },
+        ff: { type: "string" },
+        vocab: { type: "string" },
+        seed: { type: "string" },
+        dtype: { type: "string" },
+        "bench-shape": { type: "boolean" },
+      },
+      true,
+    );
+    if (!parsed) {
+      process.stdout.write(help);
+      return 0;
+    }
+    const [subcommand, ...extra] = parsed.positionals;
+    if (subcommand !== "create") {
+      throw new CliError(
+        subcommand === undefined
+          ? "missing subcommand: use 'lori-server model create --out FILE.gguf'"
+          : `unknown model subcommand '${subcommand}' (expected 'create')`,
+      );
+    }
+    if (extra.length > 0) throw new CliError(`unexpected argument '${extra[0]}'`);
+    const v = parsed.values;
+    if (!v.out) throw new CliError("--out FILE.gguf is required");
+    if (v.dtype !== undefined && v.dtype !== "f32" && v.dtype !== "f16") {
+      throw new CliError(`--dtype must be f32 or f16, got '${v.dtype}'`);
+    }
+
+    const base = v["bench-shape"] ? BENCH_SHAPE : EMBEDDED_SHAPE;
+    const options = {
+      out: v.out,
+      layers: positiveInt("--layers", v.layers) ?? base.layers,
+      embd: positiveInt("--embd", v.embd) ?? base.embd,
+      heads: positiveInt("--heads", v.heads) ?? base.heads,
+      kvHeads: positiveInt("--kv-heads", v["kv-heads"]) ?? base.kvHeads,
+      ff: positiveInt("--ff", v.ff) ?? base.ff,
+      vocab: positiveInt("--vocab", v.vocab) ?? BYTE_TOKENIZER_BASE_VOCAB,
+      seed: seedValue(v.seed),
+      dtype: (v.dtype as "f32" | "f16" | undefined) ?? base.dtype,
+    };
+    if (options.vocab < BYTE_TOKENIZER_BASE_VOCAB) {
+      throw new CliError(`--vocab must be at least ${BYTE_TOKENIZER_BASE_VOCAB} (256 bytes + 4 special tokens)`);
+    }
+    let config;
+    try {
+      config = tinyModelConfig(options);
+    } catch (error) {
+      throw new CliError(flagNames((error as Error).message));
+    }
+
+    await createTinyModel(options);
+    const { size } = await stat(options.out);
+    process.stdout.write(
+      `wrote ${options.out}: llama, ${config.nLayer} layers, d=${config.nEmbd}, ${config.nHead}/${config.nHeadKv} heads, ` +
+        `ff ${config.nFf}, vocab ${config.vocabSize}, ${options.dtype}, ` +
+        `${(countLlamaParameters(config) / 1e6).toFixed(2)}M parameters, ${(size / 2 ** 20).toFixed(1)} MiB\n`,
+    );
+    return 0;
+  },
+};
+
+function positiveInt(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < 1) {
+    throw new CliError(`${flag} must be a positive integer, got '${text}'`);
+  }
+  return value;
+}
+
+function seedValue(text: string | undefined): number {
+  if (text === undefined) return 0;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value > 0xffffffff) {
+    throw new CliError(`--seed must be an integer from 0 to 4294967295, got '${text}'`);
+  }
+  return value;
+}
+
+/** Rewrites config field names in validation messages as the flags the user typed. */
+function flagNames(message: string): string {
+  return message
+    .replace(/^nLayer\b/, "--layers")
+    .replace(/^nEmbd\b/, "--embd")
+    .replace(/^nHeadKv\b/, "--kv-heads")
+    .replace(/^nHead\b/, "--heads")
+    .replace(/^nFf\b/, "--ff")
+    .replace(/^vocabSize\b/, "--vocab");
+}

@@ -1,0 +1,95 @@
+import { resolveServeConfig, serveEnvVars } from "../../config/serve-config.js";
+import { startServer } from "../../server/start-server.js";
+import type { CliCommand } from "../command.js";
+import { CliError } from "../command.js";
+import { parseCommandArgs } from "../parse-args.js";
+
+const help = `Usage: lori-server serve [options]
+
+Serves GGUF models over an OpenAI-compatible HTTP API. With no --model, serves the embedded
+tiny model (written to --models-dir on first start; nothing is downloaded).
+
+Options (each also read from the environment variable shown):
+  --model PATH|NAME=PATH   GGUF model to serve; repeatable. NAME is the id clients send  [${serveEnvVars.models}, comma-separated]
+  --models-dir DIR         where the embedded model is written (default ./models)       [${serveEnvVars.modelsDir}]
+  --adapters-dir DIR       adapter store (default ./adapters)                           [${serveEnvVars.adaptersDir}]
+  --host HOST              bind address (default 127.0.0.1)                             [${serveEnvVars.host}]
+  --port N                 port (default 8080; 0 = any free port)                       [${serveEnvVars.port}]
+  --gpu auto|cuda|vulkan|metal|off   compute backend (default auto: CUDA, then Vulkan, then CPU) [${serveEnvVars.gpu}]
+  --gpu-layers auto|max|N  layers to offload to the GPU (default auto)                  [${serveEnvVars.gpuLayers}]
+  --threads auto|N         CPU threads per context (default auto: 1 on <=2 cores, measured fastest) [${serveEnvVars.threads}]
+  --context-size N         tokens of context per sequence (default 4096, capped at the model's) [${serveEnvVars.contextSize}]
+  --parallel N             concurrent sequences per model, batched together (default 4) [${serveEnvVars.parallel}]
+  --max-queue N            requests that may wait for a sequence; beyond it 429 (default 64) [${serveEnvVars.maxQueue}]
+  --api-key KEY            require 'Authorization: Bearer KEY' (all routes but /health); repeatable [${serveEnvVars.apiKeys}, comma-separated]
+  --chat-template T        Jinja chat template text or a file holding one, for models without one [${serveEnvVars.chatTemplate}]
+  --max-body-bytes N       request body limit (default 8388608)                         [${serveEnvVars.maxBodyBytes}]
+  --drain-timeout-ms N     on SIGTERM/SIGINT, how long in-flight requests may finish (default 30000) [${serveEnvVars.drainTimeoutMs}]
+  --quiet                  no JSON request log on stderr
+  -h, --help               this help
+`;
+
+export const serveCommand: CliCommand = {
+  name: "serve",
+  summary: "Serve GGUF models over an OpenAI-compatible HTTP API",
+  help,
+  async run(argv) {
+    const parsed = parseCommandArgs(argv, {
+      model: { type: "string", multiple: true },
+      "models-dir": { type: "string" },
+      "adapters-dir": { type: "string" },
+      host: { type: "string" },
+      port: { type: "string" },
+      gpu: { type: "string" },
+      "gpu-layers": { type: "string" },
+      threads: { type: "string" },
+      "context-size": { type: "string" },
+      parallel: { type: "string" },
+      "max-queue": { type: "string" },
+      "api-key": { type: "string", multiple: true },
+      "chat-template": { type: "string" },
+      "max-body-bytes": { type: "string" },
+      "drain-timeout-ms": { type: "string" },
+      quiet: { type: "boolean" },
+    });
+    if (!parsed) {
+      process.stdout.write(help);
+      return 0;
+    }
+    const v = parsed.values;
+    let config;
+    try {
+      config = resolveServeConfig({
+        models: v.model,
+        modelsDir: v["models-dir"],
+        adaptersDir: v["adapters-dir"],
+        host: v.host,
+        port: v.port,
+        gpu: v.gpu,
+        gpuLayers: v["gpu-layers"],
+        threads: v.threads,
+        contextSize: v["context-size"],
+        parallel: v.parallel,
+        maxQueue: v["max-queue"],
+        apiKeys: v["api-key"],
+        chatTemplate: v["chat-template"],
+        maxBodyBytes: v["max-body-bytes"],
+        drainTimeoutMs: v["drain-timeout-ms"],
+        logRequests: v.quiet ? false : undefined,
+      });
+    } catch (error) {
+      throw new CliError((error as Error).message);
+    }
+    const server = await startServer(config);
+    process.stderr.write(`lori-server listening on ${server.url} (models: ${server.models.list().map((m) => m.spec.id).join(", ")})\n`);
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        process.stderr.write(`lori-server: ${signal}, draining (up to ${config.drainTimeoutMs} ms)\n`);
+        server.close().then(resolve, resolve);
+      };
+      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.once("SIGINT", () => stop("SIGINT"));
+    });
+    return 0;
+  },
+};

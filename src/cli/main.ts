@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+import { CliError, type CliCommand } from "./command.js";
+import { commands } from "./commands/index.js";
+
+function printTopLevelHelp(all: readonly CliCommand[]): void {
+  const width = Math.max(...all.map((c) => c.name.length));
+  const lines = all.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  process.stdout.write(
+    `lori-server: OpenAI-compatible GGUF server with per-request LoRI adapters\n\n` +
+      `Usage: lori-server <command> [options]\n\nCommands:\n${lines.join("\n")}\n\n` +
+      `Run 'lori-server <command> --help' for a command's options.\n`,
+  );
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    printTopLevelHelp(commands);
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) throw new CliError(`unknown command '${name}' (see 'lori-server --help')`);
+  return command.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`lori-server: ${message.split("\n")[0]}\n`);
+    if (process.env.LORI_DEBUG) console.error(error);
+    process.exitCode = error instanceof CliError ? error.exitCode : 1;
+  },
+);

@@ -1,0 +1,73 @@
+import { z } from "zod";
+
+/** `serve` settings after merging flags over environment variables over defaults. */
+export const serveConfigSchema = z.object({
+  models: z.array(z.string().min(1)).default([]).describe("GGUF files, `name=PATH` to alias; empty = embedded model"),
+  modelsDir: z.string().min(1).default("models"),
+  adaptersDir: z.string().min(1).default("adapters"),
+  host: z.string().min(1).default("127.0.0.1"),
+  port: z.coerce.number().int().min(0).max(65535).default(8080),
+  gpu: z.enum(["auto", "cuda", "vulkan", "metal", "off"]).default("auto"),
+  gpuLayers: z
+    .union([z.enum(["auto", "max"]), z.coerce.number().int().min(0)])
+    .default("auto"),
+  threads: z.union([z.literal("auto"), z.coerce.number().int().min(1).max(1024)]).default("auto"),
+  contextSize: z.coerce.number().int().min(64).max(1_048_576).default(4096),
+  parallel: z.coerce.number().int().min(1).max(256).default(4),
+  maxQueue: z.coerce.number().int().min(0).max(100_000).default(64),
+  apiKeys: z.array(z.string().min(1)).default([]),
+  chatTemplate: z.string().optional().describe("Jinja template text, or a path to a file holding one"),
+  maxBodyBytes: z.coerce.number().int().min(1024).default(8 * 1024 * 1024),
+  drainTimeoutMs: z.coerce.number().int().min(0).default(30_000),
+  logRequests: z.boolean().default(true),
+});
+
+export type ServeConfig = z.infer<typeof serveConfigSchema>;
+
+/** Each flag's environment variable; list-valued ones are comma-separated. */
+export const serveEnvVars = {
+  models: "LORI_MODEL",
+  modelsDir: "LORI_MODELS_DIR",
+  adaptersDir: "LORI_ADAPTERS_DIR",
+  host: "LORI_HOST",
+  port: "LORI_PORT",
+  gpu: "LORI_GPU",
+  gpuLayers: "LORI_GPU_LAYERS",
+  threads: "LORI_THREADS",
+  contextSize: "LORI_CONTEXT_SIZE",
+  parallel: "LORI_PARALLEL",
+  maxQueue: "LORI_MAX_QUEUE",
+  apiKeys: "LORI_API_KEY",
+  chatTemplate: "LORI_CHAT_TEMPLATE",
+  maxBodyBytes: "LORI_MAX_BODY_BYTES",
+  drainTimeoutMs: "LORI_DRAIN_TIMEOUT_MS",
+} as const satisfies Partial<Record<keyof ServeConfig, string>>;
+
+const listKeys = new Set<keyof ServeConfig>(["models", "apiKeys"]);
+
+/** The only place that reads the environment. Flags win over env vars. */
+export function resolveServeConfig(
+  flags: Partial<Record<keyof ServeConfig, unknown>>,
+  env: NodeJS.ProcessEnv = process.env,
+): ServeConfig {
+  const merged: Record<string, unknown> = {};
+  for (const [key, variable] of Object.entries(serveEnvVars) as Array<[keyof ServeConfig, string]>) {
+    const raw = env[variable];
+    if (raw === undefined || raw === "") continue;
+    merged[key] = listKeys.has(key) ? raw.split(",").map((s) => s.trim()).filter(Boolean) : raw;
+  }
+  for (const [key, value] of Object.entries(flags)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value) && value.length === 0) continue;
+    merged[key] = value;
+  }
+  const parsed = serveConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = String(issue.path[0] ?? "");
+    const variable = serveEnvVars[key as keyof typeof serveEnvVars];
+    const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    throw new Error(`invalid ${flag}${variable ? ` / ${variable}` : ""}: ${issue.message}`);
+  }
+  return parsed.data;
+}

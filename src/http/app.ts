@@ -1,0 +1,37 @@
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { chatCompletionsRoutes } from "../routes/chat-completions.js";
+import { completionsRoutes } from "../routes/completions.js";
+import { healthRoutes } from "../routes/health.js";
+import { modelsRoutes } from "../routes/models.js";
+import { openapiRoutes } from "../routes/openapi.js";
+import { apiErrors } from "./api-error.js";
+import type { AppDeps } from "./app-deps.js";
+import { bearerAuth } from "./auth.js";
+import { errorResponder } from "./error-handler.js";
+
+/** The HTTP application, without a listening socket (tests call `app.request()`). */
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono();
+  app.onError(errorResponder(deps.logger));
+  app.notFound((c) => {
+    const error = apiErrors.routeNotFound(c.req.method, c.req.path);
+    return c.json(error.toJSON(), error.status);
+  });
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: deps.config.maxBodyBytes,
+      onError: () => {
+        throw apiErrors.payloadTooLarge(deps.config.maxBodyBytes);
+      },
+    }),
+  );
+  app.use("*", bearerAuth(deps.config.apiKeys, new Set(["/health"])));
+  app.route("/", healthRoutes(deps));
+  app.route("/", openapiRoutes());
+  app.route("/", modelsRoutes(deps));
+  app.route("/", chatCompletionsRoutes(deps));
+  app.route("/", completionsRoutes(deps));
+  return app;
+}

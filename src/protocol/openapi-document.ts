@@ -1,0 +1,136 @@
+import { OpenApiBuilder, type ResponseObject, type SchemaObject } from "openapi3-ts/oas31";
+import { stringify } from "yaml";
+import { z } from "zod";
+import { chatCompletionRequestSchema } from "./chat-schema.js";
+import { completionRequestSchema } from "./completion-schema.js";
+import {
+  chatCompletionChunkSchema,
+  chatCompletionResponseSchema,
+  completionResponseSchema,
+  errorEnvelopeSchema,
+  modelListSchema,
+  modelObjectSchema,
+} from "./response-schemas.js";
+
+const components = {
+  ChatCompletionRequest: chatCompletionRequestSchema,
+  ChatCompletion: chatCompletionResponseSchema,
+  ChatCompletionChunk: chatCompletionChunkSchema,
+  CompletionRequest: completionRequestSchema,
+  Completion: completionResponseSchema,
+  Model: modelObjectSchema,
+  ModelList: modelListSchema,
+  Error: errorEnvelopeSchema,
+} as const;
+
+function toSchema(schema: z.ZodType): SchemaObject {
+  const json = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+  delete json.$schema;
+  return json as SchemaObject;
+}
+
+const ref = (name: keyof typeof components) => ({ $ref: `#/components/schemas/${name}` });
+
+const errorResponse = (description: string): ResponseObject => ({
+  description,
+  content: { "application/json": { schema: ref("Error") } },
+});
+
+const standardErrors = {
+  "400": errorResponse("Malformed JSON, a field that fails validation (param names it), or context_length_exceeded"),
+  "401": errorResponse("Missing or wrong API key"),
+  "404": errorResponse("Unknown model"),
+  "413": errorResponse("Request body too large"),
+  "429": errorResponse("Queue full; see Retry-After"),
+  "503": errorResponse("Loading or shutting down"),
+};
+
+/** The OpenAPI 3.1 document, generated from the same zod schemas that validate requests. */
+export function buildOpenApiDocument() {
+  const builder = OpenApiBuilder.create()
+    .addOpenApiVersion("3.1.0")
+    .addInfo({
+      title: "lori-server",
+      version: "0.1.0",
+      description:
+        "OpenAI-compatible inference for GGUF models with per-request LoRI adapters. Unknown request fields are ignored.",
+    })
+    .addSecurityScheme("bearer", { type: "http", scheme: "bearer" });
+  for (const [name, schema] of Object.entries(components)) builder.addSchema(name, toSchema(schema));
+
+  builder.addPath("/v1/chat/completions", {
+    post: {
+      operationId: "createChatCompletion",
+      summary: "Chat completion (stream with SSE when stream=true, ending with data: [DONE])",
+      requestBody: { required: true, content: { "application/json": { schema: ref("ChatCompletionRequest") } } },
+      responses: {
+        "200": {
+          description: "A completion, or an SSE stream of chunks",
+          content: {
+            "application/json": { schema: ref("ChatCompletion") },
+            "text/event-stream": { schema: ref("ChatCompletionChunk") },
+          },
+        },
+        ...standardErrors,
+      },
+    },
+  });
+  builder.addPath("/v1/completions", {
+    post: {
+      operationId: "createCompletion",
+      summary: "Text completion of a string prompt (SSE when stream=true)",
+      requestBody: { required: true, content: { "application/json": { schema: ref("CompletionRequest") } } },
+      responses: {
+        "200": {
+          description: "A completion, or an SSE stream of completion chunks",
+          content: {
+            "application/json": { schema: ref("Completion") },
+            "text/event-stream": { schema: ref("Completion") },
+          },
+        },
+        ...standardErrors,
+      },
+    },
+  });
+  builder.addPath("/v1/models", {
+    get: {
+      operationId: "listModels",
+      summary: "Served models",
+      responses: { "200": { description: "Model list", content: { "application/json": { schema: ref("ModelList") } } } },
+    },
+  });
+  builder.addPath("/v1/models/{id}", {
+    get: {
+      operationId: "retrieveModel",
+      summary: "One served model",
+      parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+      responses: {
+        "200": { description: "The model", content: { "application/json": { schema: ref("Model") } } },
+        "404": errorResponse("Unknown model"),
+      },
+    },
+  });
+  builder.addPath("/health", {
+    get: { operationId: "health", summary: "Liveness (never needs a key)", responses: { "200": { description: "Alive" } } },
+  });
+  builder.addPath("/ready", {
+    get: {
+      operationId: "ready",
+      summary: "Readiness: models loaded and not draining",
+      responses: { "200": { description: "Ready" }, "503": { description: "Loading or draining" } },
+    },
+  });
+  builder.addPath("/openapi.yaml", {
+    get: { operationId: "openapi", summary: "This document", responses: { "200": { description: "OpenAPI YAML" } } },
+  });
+  const document = builder.getSpec();
+  document.security = [{ bearer: [] }];
+  return document;
+}
+
+let cachedYaml: string | undefined;
+
+export function openApiYaml(): string {
+  cachedYaml ??= stringify(buildOpenApiDocument(), { lineWidth: 0, aliasDuplicateObjects: false });
+  return cachedYaml;
+}

@@ -1,0 +1,98 @@
+import { z } from "zod";
+
+/** Response shapes, used for the OpenAPI document (handlers build them directly). */
+export const usageSchema = z.object({
+  prompt_tokens: z.number().int(),
+  completion_tokens: z.number().int(),
+  total_tokens: z.number().int(),
+  prompt_tokens_details: z.object({ cached_tokens: z.number().int() }).optional(),
+});
+
+const tokenLogprobSchema = z.object({
+  token: z.string(),
+  logprob: z.number(),
+  bytes: z.array(z.number().int()).nullable(),
+});
+
+export const chatLogprobsSchema = z
+  .object({ content: z.array(tokenLogprobSchema.extend({ top_logprobs: z.array(tokenLogprobSchema) })).nullable() })
+  .nullable();
+
+const finishReasonSchema = z.enum(["stop", "length"]).nullable();
+
+export const chatCompletionResponseSchema = z.object({
+  id: z.string(),
+  object: z.literal("chat.completion"),
+  created: z.number().int(),
+  model: z.string(),
+  choices: z.array(
+    z.object({
+      index: z.number().int(),
+      message: z.object({ role: z.literal("assistant"), content: z.string() }),
+      logprobs: chatLogprobsSchema,
+      finish_reason: finishReasonSchema,
+    }),
+  ),
+  usage: usageSchema,
+});
+
+export const chatCompletionChunkSchema = z.object({
+  id: z.string(),
+  object: z.literal("chat.completion.chunk"),
+  created: z.number().int(),
+  model: z.string(),
+  choices: z.array(
+    z.object({
+      index: z.number().int(),
+      delta: z.object({ role: z.literal("assistant").optional(), content: z.string().optional() }),
+      logprobs: chatLogprobsSchema.optional(),
+      finish_reason: finishReasonSchema,
+    }),
+  ),
+  usage: usageSchema.nullable().optional(),
+});
+
+export const completionLogprobsSchema = z
+  .object({
+    tokens: z.array(z.string()),
+    token_logprobs: z.array(z.number()),
+    top_logprobs: z.array(z.record(z.string(), z.number())),
+    text_offset: z.array(z.number().int()),
+  })
+  .nullable();
+
+export const completionResponseSchema = z.object({
+  id: z.string(),
+  object: z.literal("text_completion"),
+  created: z.number().int(),
+  model: z.string(),
+  choices: z.array(
+    z.object({
+      index: z.number().int(),
+      text: z.string(),
+      logprobs: completionLogprobsSchema,
+      finish_reason: finishReasonSchema,
+    }),
+  ),
+  usage: usageSchema.nullable().optional(),
+});
+
+export const modelObjectSchema = z.object({
+  id: z.string(),
+  object: z.literal("model"),
+  created: z.number().int(),
+  owned_by: z.string(),
+  parent: z.string().nullable().optional(),
+  meta: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const modelListSchema = z.object({ object: z.literal("list"), data: z.array(modelObjectSchema) });
+
+export const errorEnvelopeSchema = z.object({
+  error: z.object({
+    message: z.string(),
+    type: z.string(),
+    param: z.string().nullable(),
+    code: z.string().nullable(),
+  }),
+});

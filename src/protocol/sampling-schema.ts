@@ -1,0 +1,32 @@
+import { z } from "zod";
+
+/** Sampling fields shared by chat and text completions, in the order of the OpenAI reference. */
+export const stopSchema = z
+  .union([z.string(), z.array(z.string()).max(16)])
+  .nullable()
+  .optional()
+  .describe("Up to 16 sequences where generation stops; the stop text is not returned.");
+
+export const streamOptionsSchema = z
+  .object({ include_usage: z.boolean().optional() })
+  .nullable()
+  .optional();
+
+export const samplingFields = {
+  frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
+  presence_penalty: z.number().min(-2).max(2).nullable().optional(),
+  max_tokens: z.number().int().min(1).nullable().optional(),
+  n: z.number().int().nullable().optional().describe("Only 1 is supported."),
+  seed: z.number().int().nullable().optional().describe("Same seed and request give the same output."),
+  stop: stopSchema,
+  stream: z.boolean().nullable().optional(),
+  stream_options: streamOptionsSchema,
+  temperature: z.number().min(0).max(2).nullable().optional(),
+  top_p: z.number().gt(0).max(1).nullable().optional(),
+  user: z.string().optional(),
+  // Extensions (llama.cpp / vLLM names).
+  top_k: z.number().int().min(0).nullable().optional().describe("Extension: keep the k most likely tokens (0 = off)."),
+  min_p: z.number().min(0).max(1).nullable().optional().describe("Extension: min-p sampling."),
+  repeat_penalty: z.number().min(0).nullable().optional().describe("Extension: llama.cpp repeat penalty (1 = off)."),
+  ignore_eos: z.boolean().nullable().optional().describe("Extension: keep generating past end-of-sequence tokens."),
+} as const;

@@ -1,0 +1,42 @@
+import { apiErrors } from "../http/api-error.js";
+import type { GenerationParams, OutputConstraint } from "../engine/generation-types.js";
+import type { ChatCompletionRequest } from "./chat-schema.js";
+import type { CompletionRequest } from "./completion-schema.js";
+
+type CommonRequest = ChatCompletionRequest | CompletionRequest;
+
+/** The one translation from an OpenAI request to engine parameters. */
+export function toGenerationParams(
+  request: CommonRequest,
+  extra: { topLogprobs: number | null; output: OutputConstraint; maxTokens: number | null | undefined },
+): GenerationParams {
+  if (request.n != null && request.n !== 1) {
+    throw apiErrors.invalidField("n", "Only n=1 is supported; send separate requests for several choices.");
+  }
+  const stop = request.stop == null ? [] : typeof request.stop === "string" ? [request.stop] : request.stop;
+  const temperature = request.temperature ?? 1;
+  return {
+    maxTokens: extra.maxTokens ?? null,
+    temperature,
+    ...(request.top_p != null ? { topP: request.top_p } : {}),
+    ...(request.top_k != null && request.top_k > 0 ? { topK: request.top_k } : {}),
+    ...(request.min_p != null ? { minP: request.min_p } : {}),
+    // A fixed seed when none is given would make every sampled request identical; OpenAI samples freshly.
+    seed: request.seed ?? Math.floor(Math.random() * 2 ** 31),
+    stop: stop.filter((s) => s.length > 0),
+    presencePenalty: request.presence_penalty ?? 0,
+    frequencyPenalty: request.frequency_penalty ?? 0,
+    repeatPenalty: request.repeat_penalty ?? 1,
+    ignoreEos: request.ignore_eos ?? false,
+    topLogprobs: extra.topLogprobs,
+    output: extra.output,
+  };
+}
+
+export function chatOutputConstraint(request: ChatCompletionRequest): OutputConstraint {
+  const format = request.response_format;
+  if (!format || format.type === "text") return { kind: "text" };
+  if (format.type === "json_object") return { kind: "json" };
+  const schema = format.json_schema.schema;
+  return schema ? { kind: "json_schema", schema } : { kind: "json" };
+}

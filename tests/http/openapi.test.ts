@@ -1,0 +1,25 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { openApiYaml } from "../../src/protocol/openapi-document.js";
+
+describe("openapi.yaml", () => {
+  it("is exactly what the zod schemas generate (run `npm run openapi` after changing them)", () => {
+    const committed = readFileSync(new URL("../../openapi.yaml", import.meta.url), "utf8");
+    expect(committed).toBe(openApiYaml());
+  });
+
+  it("documents every route with the request schemas' fields", () => {
+    const doc = parse(openApiYaml()) as {
+      paths: Record<string, unknown>;
+      components: { schemas: Record<string, { properties?: Record<string, unknown> }> };
+    };
+    expect(Object.keys(doc.paths).sort()).toEqual(
+      ["/health", "/openapi.yaml", "/ready", "/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{id}"].sort(),
+    );
+    const chat = doc.components.schemas.ChatCompletionRequest!.properties!;
+    for (const field of ["messages", "stream", "stream_options", "max_completion_tokens", "response_format", "logprobs", "top_k", "ignore_eos"]) {
+      expect(chat).toHaveProperty(field);
+    }
+  });
+});

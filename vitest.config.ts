@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config";
+
+// Model-loading tests share two CPU cores: run files one at a time in forked processes
+// (node-llama-cpp's own suite does the same) so timings and thread counts stay sane.
+export default defineConfig({
+  test: {
+    include: ["tests/**/*.test.ts"],
+    pool: "forks",
+    fileParallelism: false,
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+  },
+});
