@@ -1,0 +1,210 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { deriveConfig, hfModuleName, materializeA, sortModules, validateModule, type Adapter, type LoraModule } from "./adapter.js";
+import { parseAdapterConfig, resolvePattern, type AdapterConfig } from "./adapter-config.js";
+import { FILE_METADATA, moduleLayout, parseShapeMetadata, parseTensorName, peftPrefix, shapeMetadataKey, type TensorRole } from "./adapter-layout.js";
+import { LoraError } from "./errors.js";
+import { maskBit, maskPopcount } from "./mask.js";
+import { SafetensorsFile, writeSafetensors, type SafetensorsTensorData } from "./safetensors.js";
+import { decodeFloats, encodeFloats, type FloatDtype } from "./tensor-codec.js";
+import type { TargetModule } from "./target-modules.js";
+
+export const CONFIG_FILE = "adapter_config.json";
+export const WEIGHTS_FILE = "adapter_model.safetensors";
+
+const NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Adapter names become directory names under adapters/: refuse anything that could escape or hide. */
+export function validateAdapterName(name: string): void {
+  const why =
+    name.length === 0 ? "is empty"
+    : name.length > 64 ? "is longer than 64 characters"
+    : name.startsWith(".") ? "starts with a dot"
+    : name.includes("..") ? "contains '..'"
+    : !NAME_PATTERN.test(name) ? "may only contain letters, digits, '.', '_' and '-'"
+    : null;
+  if (why) throw new LoraError("ADAPTER_BAD_NAME", `adapter name ${JSON.stringify(name)} ${why}`);
+}
+
+type Group = Partial<Record<TensorRole, string>>;
+
+async function readFloats(file: SafetensorsFile, name: string): Promise<Float32Array> {
+  return decodeFloats(file.info(name).dtype, await file.readBytes(name), `${file.path}: tensor '${name}'`);
+}
+
+async function readModule(
+  file: SafetensorsFile,
+  config: AdapterConfig,
+  layer: number,
+  module: TargetModule,
+  group: Group,
+): Promise<LoraModule> {
+  const where = `${file.path}: ${peftPrefix(layer, module)}`;
+  const bad = (detail: string): never => {
+    throw new LoraError("ADAPTER_BAD_TENSORS", `${where}: ${detail}`);
+  };
+  let outFeatures: number;
+  let rank: number;
+  let b: Float32Array;
+  let mask: Uint8Array | undefined;
+  if (group["lora_B.weight"] !== undefined) {
+    if (group["lora_B.mask"] !== undefined || group["lora_B.values"] !== undefined) bad("has both dense and sparse B");
+    const shape = file.info(group["lora_B.weight"]).shape;
+    if (shape.length !== 2) bad(`lora_B.weight has shape [${shape}], expected [out, r]`);
+    [outFeatures, rank] = shape as [number, number];
+    b = await readFloats(file, group["lora_B.weight"]);
+  } else if (group["lora_B.mask"] !== undefined && group["lora_B.values"] !== undefined) {
+    [outFeatures, rank] = parseShapeMetadata(file.metadata[shapeMetadataKey(layer, module, "lora_B")], `${where}.lora_B`);
+    if (file.info(group["lora_B.mask"]).dtype !== "U8") bad("lora_B.mask must be U8");
+    mask = await file.readBytes(group["lora_B.mask"]);
+    const values = await readFloats(file, group["lora_B.values"]);
+    const elements = outFeatures * rank;
+    if (mask.length !== Math.ceil(elements / 8)) bad(`lora_B.mask has ${mask.length} bytes, [${outFeatures}, ${rank}] needs ${Math.ceil(elements / 8)}`);
+    const kept = maskPopcount(mask, elements);
+    if (values.length !== kept) bad(`lora_B.values has ${values.length} entries but the mask keeps ${kept}`);
+    b = new Float32Array(elements);
+    for (let i = 0, v = 0; i < elements; i++) if (maskBit(mask, i)) b[i] = values[v++]!;
+  } else {
+    return bad("has no lora_B (neither .weight nor .mask + .values)");
+  }
+  let a: LoraModule["a"];
+  let inFeatures: number;
+  if (group["lora_A.weight"] !== undefined) {
+    const shape = file.info(group["lora_A.weight"]).shape;
+    if (shape.length !== 2 || shape[0] !== rank) bad(`lora_A.weight has shape [${shape}], expected [${rank}, in]`);
+    inFeatures = shape[1]!;
+    a = { kind: "dense", data: await readFloats(file, group["lora_A.weight"]) };
+  } else {
+    const seed = config.lori?.a_init?.seed;
+    if (seed === undefined) return bad("has no lora_A.weight and the config has no lori.a_init seed");
+    const [r, inF] = parseShapeMetadata(file.metadata[shapeMetadataKey(layer, module, "lora_A")], `${where}.lora_A`);
+    if (r !== rank) bad(`seeded lora_A rank ${r} differs from lora_B rank ${rank}`);
+    inFeatures = inF;
+    a = { kind: "seeded", seed };
+  }
+  const name = hfModuleName(layer, module);
+  const configRank = resolvePattern(config.rank_pattern, name) ?? config.r;
+  if (configRank !== rank) bad(`tensors have rank ${rank} but the config says ${configRank}`);
+  const alpha = resolvePattern(config.alpha_pattern, name) ?? config.lora_alpha;
+  const result: LoraModule = { layer, module, rank, alpha, inFeatures, outFeatures, a, b, ...(mask ? { mask } : {}) };
+  validateModule(result);
+  return result;
+}
+
+/** Reads `adapter_config.json` + `adapter_model.safetensors` from a directory (PEFT or LoRI layout). */
+export async function readAdapterDir(dir: string): Promise<Adapter> {
+  const configPath = join(dir, CONFIG_FILE);
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(configPath, "utf8"));
+  } catch (error) {
+    throw new LoraError("ADAPTER_BAD_CONFIG", `${configPath}: ${(error as Error).message}`);
+  }
+  const config = parseAdapterConfig(json, configPath);
+  const file = await SafetensorsFile.open(join(dir, WEIGHTS_FILE));
+  try {
+    const groups = new Map<string, { layer: number; module: TargetModule; group: Group }>();
+    for (const name of file.tensors.keys()) {
+      const parsed = parseTensorName(name);
+      if (!parsed) throw new LoraError("ADAPTER_UNSUPPORTED", `${file.path}: unsupported tensor '${name}'`);
+      const key = `${parsed.layer}.${parsed.module}`;
+      const entry = groups.get(key) ?? { layer: parsed.layer, module: parsed.module, group: {} };
+      entry.group[parsed.role] = name;
+      groups.set(key, entry);
+    }
+    if (groups.size === 0) throw new LoraError("ADAPTER_BAD_TENSORS", `${file.path}: no LoRA tensors`);
+    const modules: LoraModule[] = [];
+    for (const { layer, module, group } of groups.values()) modules.push(await readModule(file, config, layer, module, group));
+    return { config, modules: sortModules(modules) };
+  } finally {
+    await file.close();
+  }
+}
+
+export interface WriteAdapterOptions {
+  /** Dtype of stored A, dense B and sparse B values. Default "F32" (lossless). */
+  readonly dtype?: FloatDtype;
+  /** Replace an existing adapter directory. Default false (fails with ADAPTER_EXISTS). */
+  readonly overwrite?: boolean;
+}
+
+/**
+ * The config records one seed: the config's own if some module uses it, else the first module's. Modules with
+ * any other seed get their A stored densely on write.
+ */
+export function keptSeed(adapter: Adapter): number | undefined {
+  const seeds = adapter.modules.flatMap((m) => (m.a.kind === "seeded" ? [m.a.seed] : []));
+  const configured = adapter.config.lori?.a_init?.seed;
+  return configured !== undefined && seeds.includes(configured) ? configured : seeds[0];
+}
+
+function unifySeeds(adapter: Adapter): LoraModule[] {
+  const seed = keptSeed(adapter);
+  return adapter.modules.map((m) =>
+    m.a.kind === "seeded" && m.a.seed !== seed ? { ...m, a: { kind: "dense", data: materializeA(m) } } : m,
+  );
+}
+
+/** Encodes an adapter's tensors (module order, then A, B) and file metadata. */
+export function encodeAdapterTensors(
+  modules: readonly LoraModule[],
+  dtype: FloatDtype,
+): { tensors: SafetensorsTensorData[]; metadata: Record<string, string> } {
+  const tensors: SafetensorsTensorData[] = [];
+  const metadata: Record<string, string> = { ...FILE_METADATA };
+  for (const m of sortModules(modules)) {
+    const values = m.mask ? m.b.filter((_, i) => maskBit(m.mask!, i)) : undefined;
+    const layout = moduleLayout({ ...m, aStored: m.a.kind === "dense", ...(values ? { sparseCount: values.length } : {}) }, dtype);
+    Object.assign(metadata, layout.metadata);
+    for (const spec of layout.specs) {
+      const role = spec.name.slice(peftPrefix(m.layer, m.module).length + 1) as TensorRole;
+      const data =
+        role === "lora_A.weight" ? encodeFloats(materializeA(m), dtype)
+        : role === "lora_B.weight" ? encodeFloats(m.b, dtype)
+        : role === "lora_B.mask" ? m.mask!
+        : encodeFloats(values!, dtype);
+      tensors.push({ ...spec, data });
+    }
+  }
+  return { tensors, metadata };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Writes an adapter directory atomically: everything goes into a temp directory beside `dir`, which is then
+ * renamed into place, so readers see the old adapter, the new one, or none; never half of one.
+ */
+export async function writeAdapterDir(dir: string, adapter: Adapter, options: WriteAdapterOptions = {}): Promise<void> {
+  const modules = unifySeeds(adapter);
+  modules.forEach(validateModule);
+  const config = deriveConfig(adapter.config, modules);
+  const { tensors, metadata } = encodeAdapterTensors(modules, options.dtype ?? "F32");
+  if (!options.overwrite && (await exists(dir))) throw new LoraError("ADAPTER_EXISTS", `${dir} already exists`);
+  const tag = `${process.pid}.${randomBytes(4).toString("hex")}`;
+  const temp = join(dirname(dir), `.${basename(dir)}.${tag}.tmp`);
+  await mkdir(dirname(dir), { recursive: true });
+  await mkdir(temp);
+  try {
+    await writeFile(join(temp, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, { flush: true });
+    await writeSafetensors(join(temp, WEIGHTS_FILE), tensors, metadata);
+    if (await exists(dir)) {
+      if (!options.overwrite) throw new LoraError("ADAPTER_EXISTS", `${dir} already exists`);
+      const old = join(dirname(dir), `.${basename(dir)}.${tag}.old`);
+      await rename(dir, old);
+      await rename(temp, dir);
+      await rm(old, { recursive: true, force: true });
+    } else {
+      await rename(temp, dir);
+    }
+  } catch (error) {
+    await rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+}

@@ -1,0 +1,175 @@
+import { makeAdapter, materializeA, moduleKey, moduleScale, type Adapter, type LoraModule } from "./adapter.js";
+import type { LoriVariant } from "./adapter-config.js";
+import type { BaseFingerprint } from "./base-fingerprint.js";
+import { LoraError } from "./errors.js";
+import { concatMaskColumns, orMasks } from "./mask.js";
+
+/**
+ * Merging adapters into one, with PEFT add_weighted_adapter semantics (c_i = w_i * s_i, s_i = alpha_i / r_i,
+ * or alpha_i / sqrt(r_i) under rsLoRA). Every output module has alpha = rank, i.e. scale 1, with the scales
+ * folded into the weights, so the result means the same under any loader. Arithmetic is float64, rounded to
+ * float32 once per output element.
+ */
+
+export interface MergeInput {
+  readonly adapter: Adapter;
+  /** Any real number for cat; must be > 0 for linear. */
+  readonly weight: number;
+  /** Recorded in the merged adapter's lineage. */
+  readonly name?: string;
+}
+
+interface Part {
+  readonly module: LoraModule;
+  /** w_i * s_i */
+  readonly c: number;
+}
+
+function invalid(message: string): never {
+  throw new LoraError("MERGE_INVALID", message);
+}
+
+/** Groups modules by (layer, module) across inputs, checking that shapes agree. */
+function collect(inputs: readonly MergeInput[]): Map<string, Part[]> {
+  if (inputs.length === 0) invalid("merge needs at least one adapter");
+  const groups = new Map<string, Part[]>();
+  inputs.forEach(({ adapter, weight }, i) => {
+    if (!Number.isFinite(weight)) invalid(`weight ${i} is not a finite number`);
+    for (const m of adapter.modules) {
+      const parts = groups.get(moduleKey(m.layer, m.module)) ?? [];
+      const first = parts[0]?.module;
+      if (first && (first.inFeatures !== m.inFeatures || first.outFeatures !== m.outFeatures)) {
+        invalid(
+          `layer ${m.layer} ${m.module}: adapter ${i} is [${m.outFeatures}x${m.inFeatures}], ` +
+            `an earlier one [${first.outFeatures}x${first.inFeatures}]; were they trained for the same base?`,
+        );
+      }
+      parts.push({ module: m, c: weight * moduleScale(m, adapter.config.use_rslora) });
+      groups.set(moduleKey(m.layer, m.module), parts);
+    }
+  });
+  return groups;
+}
+
+/** The one seed all parts share with equal ranks, if any: then A is common and need not be stacked. */
+function sharedSeed(parts: readonly Part[]): number | undefined {
+  const [first] = parts;
+  if (!first || first.module.a.kind !== "seeded") return undefined;
+  const seed = first.module.a.seed;
+  const same = parts.every((p) => p.module.a.kind === "seeded" && p.module.a.seed === seed && p.module.rank === first.module.rank);
+  return same ? seed : undefined;
+}
+
+/** sum_i coef_i * X_i over equal-length arrays, in float64, rounded once. */
+function weightedSum(arrays: readonly Float32Array[], coefs: readonly number[]): Float32Array {
+  const acc = new Float64Array(arrays[0]!.length);
+  arrays.forEach((x, k) => {
+    const c = coefs[k]!;
+    for (let i = 0; i < acc.length; i++) acc[i]! += c * x[i]!;
+  });
+  return Float32Array.from(acc);
+}
+
+function unionMask(parts: readonly Part[]): Uint8Array | undefined {
+  return parts.every((p) => p.module.mask) ? orMasks(parts.map((p) => p.module.mask!)) : undefined;
+}
+
+function withMask(m: Omit<LoraModule, "mask">, mask: Uint8Array | undefined): LoraModule {
+  return mask ? { ...m, mask } : m;
+}
+
+/** Exactly sum_i c_i B_i A_i. Shared seeded A: rank r, A kept seeded. Otherwise ranks add up. */
+function catModule(parts: readonly Part[]): LoraModule {
+  const base = parts[0]!.module;
+  const seed = sharedSeed(parts);
+  if (seed !== undefined) {
+    const b = weightedSum(parts.map((p) => p.module.b), parts.map((p) => p.c));
+    return withMask({ ...base, alpha: base.rank, a: { kind: "seeded", seed }, b }, unionMask(parts));
+  }
+  const rank = parts.reduce((n, p) => n + p.module.rank, 0);
+  const { inFeatures, outFeatures } = base;
+  const a = new Float32Array(rank * inFeatures);
+  const b = new Float32Array(outFeatures * rank);
+  let row0 = 0;
+  for (const { module: m, c } of parts) {
+    const ai = materializeA(m);
+    for (let i = 0; i < ai.length; i++) a[row0 * inFeatures + i] = c * ai[i]!;
+    for (let row = 0; row < outFeatures; row++) {
+      for (let k = 0; k < m.rank; k++) b[row * rank + row0 + k] = m.b[row * m.rank + k]!;
+    }
+    row0 += m.rank;
+  }
+  const mask = parts.every((p) => p.module.mask)
+    ? concatMaskColumns(outFeatures, parts.map((p) => ({ mask: p.module.mask!, cols: p.module.rank })))
+    : undefined;
+  return withMask({ ...base, rank, alpha: rank, a: { kind: "dense", data: a }, b }, mask);
+}
+
+/** PEFT 'linear': (sum_i sqrt(c_i) B_i)(sum_i sqrt(c_i) A_i), cross terms B_i A_j included. */
+function linearModule(parts: readonly Part[], inputs: number): LoraModule {
+  const base = parts[0]!.module;
+  const where = `layer ${base.layer} ${base.module}`;
+  if (parts.length !== inputs) invalid(`linear merge: ${where} is missing from some adapters`);
+  if (parts.some((p) => p.module.rank !== base.rank)) invalid(`linear merge needs equal ranks; ${where} has ${parts.map((p) => p.module.rank)}`);
+  if (parts.some((p) => !(p.c > 0))) invalid(`linear merge needs positive weights and scales (sqrt of w*alpha/r); ${where} has ${parts.map((p) => p.c)}`);
+  const roots = parts.map((p) => Math.sqrt(p.c));
+  const seed = sharedSeed(parts);
+  if (seed !== undefined) {
+    // A_i = A for all i, so (sum sqrt c_j) A folds into B and A stays seeded: same product, no stored A.
+    const total = roots.reduce((x, y) => x + y, 0);
+    const b = weightedSum(parts.map((p) => p.module.b), roots.map((r) => r * total));
+    return withMask({ ...base, alpha: base.rank, a: { kind: "seeded", seed }, b }, unionMask(parts));
+  }
+  const a = weightedSum(parts.map((p) => materializeA(p.module)), roots);
+  const b = weightedSum(parts.map((p) => p.module.b), roots);
+  return withMask({ ...base, alpha: base.rank, a: { kind: "dense", data: a }, b }, unionMask(parts));
+}
+
+function commonFingerprint(inputs: readonly MergeInput[]): BaseFingerprint | null {
+  const prints = inputs.flatMap((i) => (i.adapter.config.lori?.base_fingerprint ? [i.adapter.config.lori.base_fingerprint] : []));
+  if (prints.some((p) => p.sha256 !== prints[0]!.sha256)) invalid("the adapters were trained for different base models (base_fingerprint differs)");
+  return prints[0] ?? null;
+}
+
+function assemble(inputs: readonly MergeInput[], method: "cat" | "linear", modules: LoraModule[]): Adapter {
+  const variants = new Set(inputs.map((i) => i.adapter.config.lori?.variant ?? "lora"));
+  const variant: LoriVariant = variants.size === 1 ? [...variants][0]! : "lora";
+  return makeAdapter(modules, {
+    variant,
+    baseModel: inputs.find((i) => i.adapter.config.base_model_name_or_path)?.adapter.config.base_model_name_or_path ?? null,
+    baseFingerprint: commonFingerprint(inputs),
+    lineage: [
+      {
+        op: "merge",
+        method,
+        inputs: inputs.map((i) => ({ name: i.name ?? null, weight: i.weight, lineage: i.adapter.config.lori?.lineage ?? [] })),
+      },
+    ],
+  });
+}
+
+/**
+ * Concatenation merge: per module, A = [c_1 A_1; ...; c_n A_n] (rows), B = [B_1 | ... | B_n] (columns),
+ * rank sum r_i, scale 1 — exactly sum_i w_i s_i B_i A_i with no cross terms, for any real weights. Modules
+ * present in only some adapters merge the ones that have them. When every contributing adapter uses the same
+ * seeded A at the same rank, the result stays rank r with A seeded and B = sum_i c_i B_i (same product).
+ */
+export function mergeCat(inputs: readonly MergeInput[]): Adapter {
+  const groups = collect(inputs);
+  const modules = [...groups.values()].map((parts) => {
+    const live = parts.filter((p) => p.c !== 0);
+    return catModule(live.length > 0 ? live : parts.slice(0, 1).map((p) => ({ ...p, c: 0 })));
+  });
+  return assemble(inputs, "cat", modules);
+}
+
+/**
+ * PEFT's 'linear' merge: A = sum_i sqrt(c_i) A_i, B = sum_i sqrt(c_i) B_i. Requires equal ranks, every module
+ * in every adapter and c_i > 0. Not sum_i c_i B_i A_i: the product carries cross terms sqrt(c_i c_j) B_i A_j
+ * (see interference.ts to measure them). Kept because PEFT and the LoRI paper report it.
+ */
+export function mergeLinear(inputs: readonly MergeInput[]): Adapter {
+  const groups = collect(inputs);
+  const modules = [...groups.values()].map((parts) => linearModule(parts, inputs.length));
+  return assemble(inputs, "linear", modules);
+}
