@@ -14,6 +14,12 @@ export const serveConfigSchema = z.object({
   threads: z.union([z.literal("auto"), z.coerce.number().int().min(1).max(1024)]).default("auto"),
   contextSize: z.coerce.number().int().min(64).max(1_048_576).default(4096),
   parallel: z.coerce.number().int().min(1).max(256).default(4),
+  maxLanes: z.union([z.literal("auto"), z.coerce.number().int().min(1).max(256)]).default("auto"),
+  maxAdapters: z.coerce.number().int().min(1).max(100_000).default(16),
+  agingMs: z.coerce.number().int().min(0).default(250),
+  adaptersPollMs: z.coerce.number().int().min(0).default(1000),
+  adapterRoots: z.array(z.string().min(1)).default([]),
+  keysFile: z.string().optional(),
   maxQueue: z.coerce.number().int().min(0).max(100_000).default(64),
   apiKeys: z.array(z.string().min(1)).default([]),
   chatTemplate: z.string().optional().describe("Jinja template text, or a path to a file holding one"),
@@ -36,6 +42,12 @@ export const serveEnvVars = {
   threads: "LORI_THREADS",
   contextSize: "LORI_CONTEXT_SIZE",
   parallel: "LORI_PARALLEL",
+  maxLanes: "LORI_MAX_LANES",
+  maxAdapters: "LORI_MAX_ADAPTERS",
+  agingMs: "LORI_AGING_MS",
+  adaptersPollMs: "LORI_ADAPTERS_POLL_MS",
+  adapterRoots: "LORI_ADAPTER_ROOT",
+  keysFile: "LORI_KEYS_FILE",
   maxQueue: "LORI_MAX_QUEUE",
   apiKeys: "LORI_API_KEY",
   chatTemplate: "LORI_CHAT_TEMPLATE",
@@ -43,7 +55,7 @@ export const serveEnvVars = {
   drainTimeoutMs: "LORI_DRAIN_TIMEOUT_MS",
 } as const satisfies Partial<Record<keyof ServeConfig, string>>;
 
-const listKeys = new Set<keyof ServeConfig>(["models", "apiKeys"]);
+const listKeys = new Set<keyof ServeConfig>(["models", "apiKeys", "adapterRoots"]);
 
 /** The only place that reads the environment. Flags win over env vars. */
 export function resolveServeConfig(

@@ -3,12 +3,15 @@ import { ContextLengthExceededError, InvalidJsonSchemaError } from "./engine-err
 import { generate } from "./generate.js";
 import type { GeneratedPiece, GenerationParams, GenerationResult } from "./generation-types.js";
 import type { ServedModel } from "./served-model.js";
-import type { SequenceLease } from "./sequence-pool.js";
+import type { ResolvedAdapterSet } from "./adapters/adapter-set-compiler.js";
+import type { SequenceLease } from "./lanes/lane-scheduler.js";
 
 export interface GenerationRequest {
   readonly promptTokens: Token[];
   readonly params: GenerationParams;
   readonly stopTokens?: ReadonlySet<Token>;
+  /** The adapter set to apply (empty = base model). */
+  readonly adapters: ResolvedAdapterSet;
   readonly signal: AbortSignal;
 }
 
@@ -29,7 +32,10 @@ export class GenerationJob {
     request.signal.addEventListener("abort", () => this.abort.abort(), { once: true });
   }
 
-  /** Validates, builds the grammar, then waits for a free sequence (or throws QueueFullError). */
+  /**
+   * Validates, builds the grammar, compiles the adapter set (cached), then waits for a sequence on a lane
+   * bound to that set (or throws QueueFullError).
+   */
   static async start(served: ServedModel, request: GenerationRequest): Promise<GenerationJob> {
     if (request.promptTokens.length === 0) request.promptTokens.push(...bosOrNothing(served));
     if (request.promptTokens.length >= served.contextSize) {
@@ -38,8 +44,14 @@ export class GenerationJob {
     const grammar = await served.grammarFor(request.params.output).catch((error: unknown) => {
       throw new InvalidJsonSchemaError((error as Error).message.split("\n")[0] ?? "");
     });
-    const lease = await served.pool.acquire(request.promptTokens, request.signal);
+    const binding = await served.adapters.bind(request.adapters);
+    const lease = await served.lanes.acquire(binding, request.promptTokens, request.signal);
     return new GenerationJob(served, lease, request, grammar);
+  }
+
+  /** Queueing plus lane preparation time, and whether a lane swap was needed. */
+  get admission(): { waitMs: number; swapped: boolean; lane: number } {
+    return { waitMs: this.lease.waitMs, swapped: this.lease.swapped, lane: this.lease.lane.id };
   }
 
   pieces(): AsyncGenerator<GeneratedPiece, GenerationResult, void> {

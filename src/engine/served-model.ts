@@ -1,8 +1,14 @@
+import os from "node:os";
 import path from "node:path";
-import type { ChatWrapper, Llama, LlamaContext, LlamaGrammar, LlamaModel } from "node-llama-cpp";
-import type { OutputConstraint } from "./generation-types.js";
+import type { ChatWrapper, Llama, LlamaGrammar, LlamaModel } from "node-llama-cpp";
+import { readGgufFile } from "../gguf/gguf-reader.js";
+import { computeBaseFingerprint, type BaseFingerprint } from "../lora/base-fingerprint.js";
+import { AdapterSetCompiler } from "./adapters/adapter-set-compiler.js";
+import type { AdapterRegistry } from "./adapters/adapter-registry.js";
 import { resolveChatFormat } from "./chat-prompt.js";
-import { SequencePool } from "./sequence-pool.js";
+import type { OutputConstraint } from "./generation-types.js";
+import { BASE_BINDING } from "./lanes/lane-binding.js";
+import { LaneScheduler, type LaneEvents } from "./lanes/lane-scheduler.js";
 
 export interface ModelSpec {
   /** The id clients send as `model`. */
@@ -14,12 +20,19 @@ export interface ServedModelOptions {
   readonly gpuLayers: "auto" | "max" | number;
   readonly threads: number;
   readonly contextSize: number;
+  /** Sequences per lane (batched together). */
   readonly parallel: number;
+  /** Lanes (contexts) at most; "auto" = what fits a quarter of free memory, 1..8. */
+  readonly maxLanes: number | "auto";
   readonly maxQueue: number;
+  readonly maxAdapters: number;
+  readonly agingMs: number;
   readonly chatTemplate: string | undefined;
+  /** Where compiled adapter sets are cached. */
+  readonly compiledAdaptersDir: string;
 }
 
-/** One loaded GGUF model with its context and sequences. `dispose()` frees everything; idempotent. */
+/** One loaded GGUF model with its lanes and adapter compiler. `dispose()` frees everything; idempotent. */
 export class ServedModel {
   private disposed = false;
   private jsonGrammar: Promise<LlamaGrammar> | undefined;
@@ -27,27 +40,45 @@ export class ServedModel {
   private constructor(
     readonly spec: ModelSpec,
     readonly model: LlamaModel,
-    readonly context: LlamaContext,
-    readonly pool: SequencePool,
+    readonly lanes: LaneScheduler,
+    readonly adapters: AdapterSetCompiler,
+    readonly fingerprint: BaseFingerprint,
     readonly chatFormat: ChatWrapper,
     readonly createdAt: number,
     private readonly llama: Llama,
   ) {}
 
-  static async load(llama: Llama, spec: ModelSpec, options: ServedModelOptions): Promise<ServedModel> {
+  static async load(
+    llama: Llama,
+    spec: ModelSpec,
+    options: ServedModelOptions,
+    registry: AdapterRegistry,
+    events: LaneEvents = {},
+  ): Promise<ServedModel> {
+    const header = await readGgufFile(spec.path);
+    const architecture = header.metadata.get("general.architecture")?.value;
+    const fingerprint = computeBaseFingerprint(String(architecture ?? "unknown"), header.tensors);
     const model = await llama.loadModel({ modelPath: spec.path, gpuLayers: options.gpuLayers });
     try {
       const contextSize = Math.min(options.contextSize, model.trainContextSize);
-      const context = await model.createContext({
-        sequences: options.parallel,
-        contextSize,
-        threads: options.threads,
-        batchSize: Math.min(512, contextSize),
-      });
-      const sequences = Array.from({ length: options.parallel }, () => context.getSequence());
-      const pool = new SequencePool(sequences, options.maxQueue);
+      const maxLanes = options.maxLanes === "auto" ? await autoMaxLanes(model, contextSize, options.parallel) : options.maxLanes;
+      const lanes = new LaneScheduler(
+        model,
+        {
+          sequences: options.parallel,
+          contextSize,
+          threads: options.threads,
+          maxLanes,
+          maxQueue: options.maxQueue,
+          agingMs: options.agingMs,
+          maxAdapters: options.maxAdapters,
+        },
+        events,
+      );
+      await lanes.start(BASE_BINDING);
+      const compiler = new AdapterSetCompiler(registry, header, fingerprint, options.compiledAdaptersDir);
       const chatFormat = resolveChatFormat(model, options.chatTemplate);
-      return new ServedModel(spec, model, context, pool, chatFormat, Math.floor(Date.now() / 1000), llama);
+      return new ServedModel(spec, model, lanes, compiler, fingerprint, chatFormat, Math.floor(Date.now() / 1000), llama);
     } catch (error) {
       await model.dispose();
       throw error;
@@ -62,14 +93,29 @@ export class ServedModel {
   }
 
   get contextSize(): number {
-    return this.context.contextSize;
+    return this.lanes.contextSize;
   }
 
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    await this.context.dispose();
+    await this.lanes.dispose();
     await this.model.dispose();
+  }
+}
+
+/** As many lanes as fit a quarter of the free memory (each lane is a context with its own KV cache), 1 to 8. */
+async function autoMaxLanes(model: LlamaModel, contextSize: number, sequences: number): Promise<number> {
+  try {
+    const estimate = await model.fileInsights.estimateContextResourceRequirementsV2({
+      contextSize,
+      sequences,
+      modelGpuLayers: model.gpuLayers,
+    });
+    const perLane = Math.max(estimate.cpuRam, estimate.gpuVram, 1);
+    return Math.max(1, Math.min(8, Math.floor((os.freemem() * 0.25) / perLane)));
+  } catch {
+    return 4;
   }
 }
 

@@ -59,6 +59,14 @@ export const apiErrors = {
       null,
       { "Retry-After": String(retryAfterSeconds) },
     ),
+  adapterNotFound: (name: string) =>
+    new ApiError(404, `The adapter '${name}' does not exist.`, "not_found_error", "adapter_not_found", "adapter"),
+  adapterIncompatible: (message: string) =>
+    new ApiError(400, message, "invalid_request_error", "adapter_incompatible", "adapter"),
+  adapterExists: (name: string) =>
+    new ApiError(409, `An adapter named '${name}' already exists.`, "invalid_request_error", "adapter_exists", "name"),
+  adminRequired: () =>
+    new ApiError(403, "This operation needs an admin API key.", "permission_error", "admin_required"),
   notReady: () => new ApiError(503, "The server is still loading its models.", "server_error", "not_ready"),
   shuttingDown: () => new ApiError(503, "The server is shutting down.", "server_error", "shutting_down"),
   internal: (message: string) => new ApiError(500, message, "server_error", "internal_error"),

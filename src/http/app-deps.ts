@@ -1,11 +1,20 @@
-import type { ServeConfig } from "../config/serve-config.js";
+import type { KeyGrant } from "../config/keys-file.js";
+import type { AdapterRegistry } from "../engine/adapters/adapter-registry.js";
 import type { ModelRegistry } from "../engine/model-registry.js";
+import type { Metrics } from "../metrics/metrics.js";
 import type { Logger } from "../util/logger.js";
 
 /** What the HTTP layer needs from the rest of the server. */
 export interface AppDeps {
   readonly models: ModelRegistry;
-  readonly config: Pick<ServeConfig, "apiKeys" | "maxBodyBytes">;
+  readonly adapters: AdapterRegistry;
+  readonly config: {
+    readonly keys: readonly KeyGrant[];
+    readonly maxBodyBytes: number;
+    /** Directories (besides the adapters dir) that `POST /adapters {path}` may register from. */
+    readonly adapterRoots: readonly string[];
+  };
+  readonly metrics: Metrics;
   readonly logger: Logger;
   readonly lifecycle: ServerLifecycle;
 }

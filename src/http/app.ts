@@ -1,5 +1,7 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { adaptersRoutes } from "../routes/adapters.js";
+import { metricsRoutes } from "../routes/metrics.js";
 import { chatCompletionsRoutes } from "../routes/chat-completions.js";
 import { completionsRoutes } from "../routes/completions.js";
 import { healthRoutes } from "../routes/health.js";
@@ -27,11 +29,13 @@ export function createApp(deps: AppDeps): Hono {
       },
     }),
   );
-  app.use("*", bearerAuth(deps.config.apiKeys, new Set(["/health"])));
+  app.use("*", bearerAuth(deps.config.keys, new Set(["/health"])));
   app.route("/", healthRoutes(deps));
   app.route("/", openapiRoutes());
   app.route("/", modelsRoutes(deps));
   app.route("/", chatCompletionsRoutes(deps));
   app.route("/", completionsRoutes(deps));
+  app.route("/", adaptersRoutes(deps));
+  app.route("/", metricsRoutes(deps));
   return app;
 }

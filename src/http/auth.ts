@@ -1,17 +1,33 @@
-import { timingSafeEqual, createHash } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
+import type { KeyGrant } from "../config/keys-file.js";
 import { apiErrors } from "./api-error.js";
+import { ANONYMOUS_ADMIN, type Principal } from "./principal.js";
 
-/** When keys are configured, every route except the liveness probe needs `Authorization: Bearer KEY`. */
-export function bearerAuth(keys: readonly string[], openPaths: ReadonlySet<string>): MiddlewareHandler {
-  const digests = keys.map(digest);
+/**
+ * When keys are configured, every route except the open ones needs `Authorization: Bearer KEY`; the key's
+ * grant becomes the request's principal. Without keys everyone is an admin (local use).
+ */
+export function bearerAuth(grants: readonly KeyGrant[], openPaths: ReadonlySet<string>): MiddlewareHandler {
+  const table = grants.map((grant) => ({
+    digest: digest(grant.key),
+    principal: { role: grant.role, adapters: grant.adapters ? new Set(grant.adapters) : null } satisfies Principal,
+  }));
   return async (c, next) => {
-    if (digests.length === 0 || openPaths.has(c.req.path)) return next();
-    const header = c.req.header("authorization") ?? "";
-    const match = /^Bearer\s+(.+)$/i.exec(header);
+    if (table.length === 0) {
+      c.set("principal", ANONYMOUS_ADMIN);
+      return next();
+    }
+    if (openPaths.has(c.req.path)) {
+      c.set("principal", { role: "user", adapters: new Set<string>() });
+      return next();
+    }
+    const match = /^Bearer\s+(.+)$/i.exec(c.req.header("authorization") ?? "");
     const offered = match ? digest(match[1]!.trim()) : null;
-    // Compare fixed-length digests in constant time so key length and prefix do not leak.
-    if (!offered || !digests.some((d) => timingSafeEqual(d, offered))) throw apiErrors.unauthorized();
+    // Fixed-length digests compared in constant time, so key length and prefixes do not leak.
+    const found = offered ? table.find((row) => timingSafeEqual(row.digest, offered)) : undefined;
+    if (!found) throw apiErrors.unauthorized();
+    c.set("principal", found.principal);
     return next();
   };
 }

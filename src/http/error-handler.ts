@@ -7,6 +7,8 @@ import {
   RequestAbortedError,
   ShuttingDownError,
 } from "../engine/engine-errors.js";
+import { AdapterForbiddenError, AdapterIncompatibleError, AdapterNotFoundError } from "../engine/adapters/adapter-errors.js";
+import { LoraError } from "../lora/errors.js";
 import type { Logger } from "../util/logger.js";
 import { ApiError, apiErrors } from "./api-error.js";
 
@@ -16,6 +18,13 @@ export function toApiError(error: unknown): ApiError {
   if (error instanceof QueueFullError) return apiErrors.queueFull(error.retryAfterSeconds);
   if (error instanceof ContextLengthExceededError) {
     return apiErrors.contextLengthExceeded(error.promptTokens, error.contextSize);
+  }
+  // A key that may not use an adapter must not learn that it exists either.
+  if (error instanceof AdapterNotFoundError || error instanceof AdapterForbiddenError) return apiErrors.adapterNotFound(error.adapter);
+  if (error instanceof AdapterIncompatibleError) return apiErrors.adapterIncompatible(error.message);
+  if (error instanceof LoraError) {
+    if (error.code === "ADAPTER_EXISTS") return new ApiError(409, error.message, "invalid_request_error", "adapter_exists", "name");
+    return new ApiError(400, error.message, "invalid_request_error", error.code.toLowerCase(), null);
   }
   if (error instanceof InvalidJsonSchemaError) {
     return apiErrors.invalidField("response_format.json_schema.schema", error.message);

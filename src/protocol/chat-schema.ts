@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { adapterFieldSchema } from "./adapter-field.js";
 import { samplingFields } from "./sampling-schema.js";
 
 const textPartSchema = z.object({ type: z.literal("text"), text: z.string() });
@@ -40,6 +41,7 @@ export const chatCompletionRequestSchema = z
     top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
     max_completion_tokens: z.number().int().min(1).nullable().optional(),
     response_format: responseFormatSchema.optional(),
+    adapter: adapterFieldSchema,
   })
   .describe("OpenAI chat completion request; unknown fields are ignored.");
 

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { adapterFieldSchema } from "./adapter-field.js";
 import { samplingFields } from "./sampling-schema.js";
 
 export const completionRequestSchema = z
@@ -9,6 +10,7 @@ export const completionRequestSchema = z
     logprobs: z.number().int().min(0).max(20).nullable().optional(),
     suffix: z.string().nullable().optional(),
     ...samplingFields,
+    adapter: adapterFieldSchema,
   })
   .describe("OpenAI text completion request; unknown fields are ignored.");
 

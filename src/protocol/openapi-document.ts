@@ -3,7 +3,10 @@ import { stringify } from "yaml";
 import { z } from "zod";
 import { chatCompletionRequestSchema } from "./chat-schema.js";
 import { completionRequestSchema } from "./completion-schema.js";
+import { mergeAdaptersSchema, registerAdapterSchema } from "../routes/adapters.js";
 import {
+  adapterListSchema,
+  adapterObjectSchema,
   chatCompletionChunkSchema,
   chatCompletionResponseSchema,
   completionResponseSchema,
@@ -20,6 +23,10 @@ const components = {
   Completion: completionResponseSchema,
   Model: modelObjectSchema,
   ModelList: modelListSchema,
+  Adapter: adapterObjectSchema,
+  AdapterList: adapterListSchema,
+  RegisterAdapterRequest: registerAdapterSchema,
+  MergeAdaptersRequest: mergeAdaptersSchema,
   Error: errorEnvelopeSchema,
 } as const;
 
@@ -108,6 +115,65 @@ export function buildOpenApiDocument() {
         "200": { description: "The model", content: { "application/json": { schema: ref("Model") } } },
         "404": errorResponse("Unknown model"),
       },
+    },
+  });
+  const adapterResponse = (description: string) => ({ description, content: { "application/json": { schema: ref("Adapter") } } });
+  builder.addPath("/adapters", {
+    get: {
+      operationId: "listAdapters",
+      summary: "Adapters the caller's key may use",
+      responses: { "200": { description: "Adapter list", content: { "application/json": { schema: ref("AdapterList") } } } },
+    },
+    post: {
+      operationId: "registerAdapter",
+      summary: "Register a directory (JSON {name, path}) or upload adapter_config.json + adapter_model.safetensors (multipart, with a 'name' field); admin key",
+      requestBody: {
+        required: true,
+        content: {
+          "application/json": { schema: ref("RegisterAdapterRequest") },
+          "multipart/form-data": {
+            schema: {
+              type: "object",
+              required: ["name", "adapter_config.json", "adapter_model.safetensors"],
+              properties: {
+                name: { type: "string" },
+                "adapter_config.json": { type: "string", format: "binary" },
+                "adapter_model.safetensors": { type: "string", format: "binary" },
+              },
+            },
+          },
+        },
+      },
+      responses: { "201": adapterResponse("Registered"), "403": errorResponse("Not an admin key"), "409": errorResponse("Name taken"), ...standardErrors },
+    },
+  });
+  builder.addPath("/adapters/{name}", {
+    get: {
+      operationId: "getAdapter",
+      summary: "One adapter",
+      parameters: [{ name: "name", in: "path", required: true, schema: { type: "string" } }],
+      responses: { "200": adapterResponse("The adapter"), "404": errorResponse("Unknown adapter") },
+    },
+    delete: {
+      operationId: "deleteAdapter",
+      summary: "Remove an adapter; running requests finish on the version they started with; admin key",
+      parameters: [{ name: "name", in: "path", required: true, schema: { type: "string" } }],
+      responses: { "200": { description: "Deleted" }, "403": errorResponse("Not an admin key"), "404": errorResponse("Unknown adapter") },
+    },
+  });
+  builder.addPath("/adapters/merge", {
+    post: {
+      operationId: "mergeAdapters",
+      summary: "Merge adapters (cat: exact weighted sum; linear: PEFT's, with cross terms) into a new saved adapter; admin key",
+      requestBody: { required: true, content: { "application/json": { schema: ref("MergeAdaptersRequest") } } },
+      responses: { "201": adapterResponse("The merged adapter"), "403": errorResponse("Not an admin key"), "409": errorResponse("Name taken"), ...standardErrors },
+    },
+  });
+  builder.addPath("/metrics", {
+    get: {
+      operationId: "metrics",
+      summary: "Prometheus metrics (lori_* plus the vllm:* aliases the Kubernetes inference gateway reads)",
+      responses: { "200": { description: "Prometheus text format" } },
     },
   });
   builder.addPath("/health", {

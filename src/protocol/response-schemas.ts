@@ -77,13 +77,24 @@ export const completionResponseSchema = z.object({
   usage: usageSchema.nullable().optional(),
 });
 
+export const loriSummarySchema = z.object({
+  variant: z.enum(["lora", "lori-d", "lori-s"]),
+  rank: z.number().int(),
+  rank_pattern: z.record(z.string(), z.number().int()),
+  alpha: z.number(),
+  sparsity: z.number(),
+  seed: z.number().int().nullable(),
+  lineage: z.array(z.record(z.string(), z.unknown())),
+});
+
 export const modelObjectSchema = z.object({
   id: z.string(),
   object: z.literal("model"),
   created: z.number().int(),
   owned_by: z.string(),
-  parent: z.string().nullable().optional(),
+  parent: z.string().nullable().optional().describe("For an adapter: the base model it applies to"),
   meta: z.record(z.string(), z.unknown()).optional(),
+  lori: loriSummarySchema.optional(),
 });
 
 export const modelListSchema = z.object({ object: z.literal("list"), data: z.array(modelObjectSchema) });
@@ -96,3 +107,16 @@ export const errorEnvelopeSchema = z.object({
     code: z.string().nullable(),
   }),
 });
+
+export const adapterObjectSchema = z.object({
+  id: z.string(),
+  object: z.literal("adapter"),
+  created: z.number().int(),
+  parent: z.string().nullable().describe("The served base model this adapter was built for"),
+  hash: z.string().describe("sha256 of the adapter's files"),
+  bytes: z.number().int(),
+  target_modules: z.union([z.array(z.string()), z.string()]),
+  lori: loriSummarySchema,
+});
+
+export const adapterListSchema = z.object({ object: z.literal("list"), data: z.array(adapterObjectSchema) });

@@ -10,8 +10,8 @@ import {
   admitJob,
   collectJob,
   completionId,
-  logRequest,
-  resolveModel,
+  recordRequest,
+  resolveTarget,
   streamJob,
   usageOf,
   type Timings,
@@ -22,7 +22,7 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
   app.post("/v1/chat/completions", async (c) => {
     const timings: Timings = { startedAt: performance.now(), firstTokenAt: null };
     const request = await readJsonBody(c, chatCompletionRequestSchema);
-    const served = resolveModel(deps, request.model);
+    const { served, adapters } = resolveTarget(deps, c.get("principal"), request.model, request.adapter);
     const params = toGenerationParams(request, {
       topLogprobs: request.logprobs ? (request.top_logprobs ?? 0) : null,
       output: chatOutputConstraint(request),
@@ -33,6 +33,7 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
       promptTokens: prompt.tokens,
       params: { ...params, stop: [...params.stop, ...prompt.stopStrings] },
       stopTokens: prompt.stopTokens,
+      adapters,
       signal: c.req.raw.signal,
     });
     const id = completionId("chatcmpl");
@@ -67,12 +68,12 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
       }
       return sseResponse(events(), () => {
         job.dispose();
-        logRequest(deps, { id, route: "chat", model, timings, stream: true, ...(last ? { result: last } : {}) });
+        recordRequest(deps, { id, route: "chat", model, adapters, job, timings, stream: true, ...(last ? { result: last } : {}) });
       });
     }
 
     const { text, pieces, result } = await collectJob(job, timings);
-    logRequest(deps, { id, route: "chat", model, timings, result, stream: false });
+    recordRequest(deps, { id, route: "chat", model, adapters, job, timings, result, stream: false });
     return c.json({
       id,
       object: "chat.completion",

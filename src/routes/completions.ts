@@ -10,8 +10,8 @@ import {
   admitJob,
   collectJob,
   completionId,
-  logRequest,
-  resolveModel,
+  recordRequest,
+  resolveTarget,
   streamJob,
   usageOf,
   type Timings,
@@ -23,7 +23,7 @@ export function completionsRoutes(deps: AppDeps): Hono {
     const timings: Timings = { startedAt: performance.now(), firstTokenAt: null };
     const request = await readJsonBody(c, completionRequestSchema);
     if (request.suffix) throw apiErrors.invalidField("suffix", "'suffix' (fill-in-the-middle) is not supported.");
-    const served = resolveModel(deps, request.model);
+    const { served, adapters } = resolveTarget(deps, c.get("principal"), request.model, request.adapter);
     const params = toGenerationParams(request, {
       topLogprobs: request.logprobs ?? null,
       output: { kind: "text" },
@@ -34,7 +34,7 @@ export function completionsRoutes(deps: AppDeps): Hono {
     const promptTokens = served.model.tokenize(request.prompt, false);
     const bos = served.model.tokens.bos;
     if (bos !== null && served.model.tokens.shouldPrependBosToken && promptTokens[0] !== bos) promptTokens.unshift(bos);
-    const job = await admitJob(deps, served, { promptTokens, params, signal: c.req.raw.signal });
+    const job = await admitJob(deps, served, { promptTokens, params, adapters, signal: c.req.raw.signal });
     const id = completionId("cmpl");
     const created = Math.floor(Date.now() / 1000);
     const model = served.spec.id;
@@ -68,12 +68,12 @@ export function completionsRoutes(deps: AppDeps): Hono {
       }
       return sseResponse(events(), () => {
         job.dispose();
-        logRequest(deps, { id, route: "completions", model, timings, stream: true, ...(last ? { result: last } : {}) });
+        recordRequest(deps, { id, route: "completions", model, adapters, job, timings, stream: true, ...(last ? { result: last } : {}) });
       });
     }
 
     const { text, pieces, result } = await collectJob(job, timings);
-    logRequest(deps, { id, route: "completions", model, timings, result, stream: false });
+    recordRequest(deps, { id, route: "completions", model, adapters, job, timings, result, stream: false });
     return c.json({
       id,
       object: "text_completion",

@@ -2,15 +2,42 @@ import { randomBytes } from "node:crypto";
 import { GenerationJob, type GenerationRequest } from "../engine/generation-job.js";
 import type { GeneratedPiece, GenerationResult } from "../engine/generation-types.js";
 import type { ServedModel } from "../engine/served-model.js";
+import { AdapterForbiddenError } from "../engine/adapters/adapter-errors.js";
+import type { ResolvedAdapterSet } from "../engine/adapters/adapter-set-compiler.js";
+import { mayUseAdapter, type Principal } from "../http/principal.js";
+import { normalizeAdapterField } from "../protocol/adapter-field.js";
 import { ShuttingDownError } from "../engine/engine-errors.js";
 import { apiErrors } from "../http/api-error.js";
 import type { AppDeps } from "../http/app-deps.js";
 
-export function resolveModel(deps: AppDeps, id: string | undefined): ServedModel {
+export interface Target {
+  readonly served: ServedModel;
+  readonly adapters: ResolvedAdapterSet;
+}
+
+/**
+ * The model and adapter set a request runs on. `model` may name a served model or an adapter (which then
+ * joins the adapter list and implies the model it was built for), so clients that cannot send extra fields
+ * still reach adapters. Adapters outside the caller's allow-list do not exist for it.
+ */
+export function resolveTarget(deps: AppDeps, principal: Principal, modelId: string | undefined, field: unknown): Target {
   if (!deps.lifecycle.ready) throw apiErrors.notReady();
-  const served = deps.models.get(id);
-  if (!served) throw apiErrors.modelNotFound(id ?? "");
-  return served;
+  const selections = normalizeAdapterField(field as Parameters<typeof normalizeAdapterField>[0]);
+  let served = deps.models.get(modelId);
+  if (!served && modelId !== undefined) {
+    const entry = deps.adapters.get(modelId);
+    if (!entry || !mayUseAdapter(principal, modelId)) throw apiErrors.modelNotFound(modelId);
+    served = baseFor(deps, entry.config.lori?.base_fingerprint?.sha256);
+    if (!selections.some((s) => s.name === modelId)) selections.push({ name: modelId, weight: 1 });
+  }
+  if (!served) throw apiErrors.modelNotFound(modelId ?? "");
+  for (const { name } of selections) if (!mayUseAdapter(principal, name)) throw new AdapterForbiddenError(name);
+  return { served, adapters: served.adapters.resolve(selections) };
+}
+
+function baseFor(deps: AppDeps, fingerprint: string | undefined): ServedModel | undefined {
+  const models = deps.models.list();
+  return models.find((m) => m.fingerprint.sha256 === fingerprint) ?? models[0];
 }
 
 export async function admitJob(deps: AppDeps, served: ServedModel, request: GenerationRequest): Promise<GenerationJob> {
@@ -80,22 +107,47 @@ export function usageOf(result: GenerationResult) {
   };
 }
 
-export function logRequest(
+/** One JSON log line and the request metrics, when a request ends for any reason. */
+export function recordRequest(
   deps: AppDeps,
-  fields: { id: string; route: string; model: string; timings: Timings; result?: GenerationResult; stream: boolean },
+  fields: {
+    id: string;
+    route: "chat" | "completions";
+    model: string;
+    adapters: ResolvedAdapterSet;
+    job: GenerationJob;
+    timings: Timings;
+    result?: GenerationResult;
+    stream: boolean;
+  },
 ): void {
   const now = performance.now();
+  const adapterSet = fields.adapters.label;
+  const finishReason = fields.result?.finishReason ?? "cancelled";
+  const ttftMs = fields.timings.firstTokenAt === null ? null : fields.timings.firstTokenAt - fields.timings.startedAt;
+  const totalMs = now - fields.timings.startedAt;
+  const { metrics } = deps;
+  metrics.requests.inc({ route: fields.route, adapter_set: adapterSet, finish_reason: finishReason });
+  metrics.promptTokens.inc({ adapter_set: adapterSet }, fields.result?.promptTokens ?? 0);
+  metrics.generationTokens.inc({ adapter_set: adapterSet }, fields.result?.completionTokens ?? 0);
+  if (ttftMs !== null) metrics.timeToFirstToken.observe(ttftMs / 1000, { adapter_set: adapterSet });
+  metrics.requestDuration.observe(totalMs / 1000, { adapter_set: adapterSet });
+  const admission = fields.job.admission;
   deps.logger.info("request", {
     id: fields.id,
     route: fields.route,
     model: fields.model,
+    adapters: adapterSet || null,
+    lane: admission.lane,
+    swapped: admission.swapped,
+    queue_ms: round(admission.waitMs),
     stream: fields.stream,
     prompt_tokens: fields.result?.promptTokens,
     completion_tokens: fields.result?.completionTokens,
     cached_tokens: fields.result?.cachedPromptTokens,
-    finish_reason: fields.result?.finishReason ?? "cancelled",
-    ttft_ms: fields.timings.firstTokenAt === null ? null : round(fields.timings.firstTokenAt - fields.timings.startedAt),
-    total_ms: round(now - fields.timings.startedAt),
+    finish_reason: finishReason,
+    ttft_ms: ttftMs === null ? null : round(ttftMs),
+    total_ms: round(totalMs),
   });
 }
 

@@ -1,16 +1,31 @@
 import { Hono } from "hono";
+import type { AdapterEntry } from "../engine/adapters/adapter-registry.js";
 import type { ServedModel } from "../engine/served-model.js";
 import { apiErrors } from "../http/api-error.js";
 import type { AppDeps } from "../http/app-deps.js";
+import { mayUseAdapter } from "../http/principal.js";
+import { loriSummary, parentModelId } from "./adapter-views.js";
 
+/** Base models, then every adapter the caller may use, listed as a model whose `parent` is its base. */
 export function modelsRoutes(deps: AppDeps): Hono {
   const app = new Hono();
-  app.get("/v1/models", (c) => c.json({ object: "list", data: deps.models.list().map(modelObject) }));
+  const visibleAdapters = (principal: Parameters<typeof mayUseAdapter>[0]) =>
+    deps.adapters.list().filter((entry) => mayUseAdapter(principal, entry.name) && !deps.models.get(entry.name));
+
+  app.get("/v1/models", (c) => {
+    const data = [
+      ...deps.models.list().map(modelObject),
+      ...visibleAdapters(c.get("principal")).map((entry) => adapterModelObject(deps, entry)),
+    ];
+    return c.json({ object: "list", data });
+  });
   app.get("/v1/models/:id{.+}", (c) => {
     const id = c.req.param("id");
     const served = deps.models.get(id);
-    if (!served) throw apiErrors.modelNotFound(id);
-    return c.json(modelObject(served));
+    if (served) return c.json(modelObject(served));
+    const entry = visibleAdapters(c.get("principal")).find((e) => e.name === id);
+    if (!entry) throw apiErrors.modelNotFound(id);
+    return c.json(adapterModelObject(deps, entry));
   });
   return app;
 }
@@ -25,8 +40,19 @@ function modelObject(served: ServedModel) {
     meta: {
       context_length: served.contextSize,
       train_context_length: served.model.trainContextSize,
-      parameters: served.model.fileInsights.modelSize,
-      parallel: served.pool.size,
+      size_bytes: served.model.fileInsights.modelSize,
+      max_lanes: served.lanes.stats.maxLanes,
     },
+  };
+}
+
+function adapterModelObject(deps: AppDeps, entry: AdapterEntry) {
+  return {
+    id: entry.name,
+    object: "model" as const,
+    created: Math.floor(entry.updatedAt / 1000),
+    owned_by: "lori-server",
+    parent: parentModelId(deps.models, entry),
+    lori: loriSummary(entry),
   };
 }

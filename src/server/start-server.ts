@@ -1,14 +1,20 @@
 import { existsSync, readFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
+import path from "node:path";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Llama } from "node-llama-cpp";
+import { readKeysFile, type KeyGrant } from "../config/keys-file.js";
 import type { ServeConfig } from "../config/serve-config.js";
+import { AdapterRegistry } from "../engine/adapters/adapter-registry.js";
 import { ShuttingDownError } from "../engine/engine-errors.js";
+import type { LaneEvents } from "../engine/lanes/lane-scheduler.js";
 import { defaultThreadCount, loadLlama } from "../engine/llama-runtime.js";
 import { ModelRegistry } from "../engine/model-registry.js";
 import { parseModelSpec, ServedModel } from "../engine/served-model.js";
 import { ServerLifecycle } from "../http/app-deps.js";
 import { createApp } from "../http/app.js";
+import { Metrics } from "../metrics/metrics.js";
 import { ensureEmbeddedModel } from "../model/embedded-model.js";
 import { createJsonLogger, silentLogger, type Logger } from "../util/logger.js";
 
@@ -16,7 +22,9 @@ export interface RunningServer {
   readonly url: string;
   readonly port: number;
   readonly models: ModelRegistry;
+  readonly adapters: AdapterRegistry;
   readonly lifecycle: ServerLifecycle;
+  readonly metrics: Metrics;
   /** Stop accepting, let in-flight generations finish up to the drain deadline, free everything. */
   close(): Promise<void>;
 }
@@ -24,38 +32,83 @@ export interface RunningServer {
 /** Loads the models, then listens. Used by `lori-server serve` and by the tests (port 0). */
 export async function startServer(config: ServeConfig, options: { logger?: Logger; llama?: Llama } = {}): Promise<RunningServer> {
   const logger = options.logger ?? (config.logRequests ? createJsonLogger() : silentLogger);
+  const keys = resolveKeys(config);
   const llama = options.llama ?? (await loadLlama(config.gpu));
   const threads = config.threads === "auto" ? defaultThreadCount() : config.threads;
   const chatTemplate = readChatTemplate(config.chatTemplate);
   const specs = config.models.length > 0 ? config.models.map(parseModelSpec) : [embeddedSpec(await ensureEmbeddedModel(config.modelsDir))];
 
+  await mkdir(config.adaptersDir, { recursive: true });
+  const adapters = new AdapterRegistry(config.adaptersDir, logger);
+  await adapters.start(config.adaptersPollMs);
+
   const models = new ModelRegistry();
+  const metrics = new Metrics(
+    () => models,
+    () => models.list().reduce((n, m) => n + m.lanes.residency.residentBytes, 0),
+  );
+  const events: LaneEvents = {
+    onSwap: (_from, to, ms) => {
+      metrics.swaps.inc();
+      metrics.swapSeconds.observe(ms / 1000);
+      logger.info("lane_swap", { to: to.label || "(base)", ms: Math.round(ms * 100) / 100 });
+    },
+    onLaneCreated: () => metrics.lanesCreated.inc(),
+    onAdapterLoaded: () => metrics.adapterLoads.inc(),
+    onAdapterEvicted: () => metrics.adapterEvictions.inc(),
+  };
   const lifecycle = new ServerLifecycle();
   try {
     for (const spec of specs) {
       if (!existsSync(spec.path)) throw new Error(`model file not found: ${spec.path}`);
-      const served = await ServedModel.load(llama, spec, {
-        gpuLayers: config.gpuLayers,
-        threads,
-        contextSize: config.contextSize,
-        parallel: config.parallel,
-        maxQueue: config.maxQueue,
-        chatTemplate,
-      });
+      const served = await ServedModel.load(
+        llama,
+        spec,
+        {
+          gpuLayers: config.gpuLayers,
+          threads,
+          contextSize: config.contextSize,
+          parallel: config.parallel,
+          maxLanes: config.maxLanes,
+          maxQueue: config.maxQueue,
+          maxAdapters: config.maxAdapters,
+          agingMs: config.agingMs,
+          chatTemplate,
+          compiledAdaptersDir: path.join(config.adaptersDir, ".compiled"),
+        },
+        adapters,
+        events,
+      );
       models.add(served);
-      logger.info("model_loaded", { id: spec.id, path: spec.path, context_size: served.contextSize, parallel: config.parallel, threads, gpu: llama.gpu });
+      logger.info("model_loaded", {
+        id: spec.id,
+        path: spec.path,
+        context_size: served.contextSize,
+        parallel: config.parallel,
+        max_lanes: served.lanes.stats.maxLanes,
+        threads,
+        gpu: llama.gpu,
+      });
     }
   } catch (error) {
+    adapters.close();
     await models.dispose();
     throw error;
   }
   lifecycle.ready = true;
 
-  const app = createApp({ models, config, logger, lifecycle });
+  const app = createApp({
+    models,
+    adapters,
+    config: { keys, maxBodyBytes: config.maxBodyBytes, adapterRoots: config.adapterRoots },
+    metrics,
+    logger,
+    lifecycle,
+  });
   const server = await listen(app.fetch, config.host, config.port);
   const port = (server.address() as AddressInfo).port;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
-  logger.info("listening", { url });
+  logger.info("listening", { url, adapters: adapters.list().map((a) => a.name) });
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -65,17 +118,25 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, config.drainTimeoutMs).unref());
       await Promise.race([Promise.all([stopped, waitForIdle(models, config.drainTimeoutMs)]), deadline]);
-      for (const served of models.list()) served.pool.rejectWaiting(new ShuttingDownError());
+      for (const served of models.list()) served.lanes.rejectWaiting(new ShuttingDownError());
       (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
       await stopped;
+      adapters.close();
       await models.dispose();
       logger.info("stopped", {});
     })());
-  return { url, port, models, lifecycle, close };
+  return { url, port, models, adapters, lifecycle, metrics, close };
 }
 
-function embeddedSpec(path: string) {
-  return { id: "lori-tiny", path };
+/** `--api-key` values are admin keys; `--keys-file` adds keys with roles and adapter allow-lists. */
+function resolveKeys(config: ServeConfig): KeyGrant[] {
+  const keys: KeyGrant[] = config.apiKeys.map((key) => ({ key, role: "admin" as const }));
+  if (config.keysFile) keys.push(...readKeysFile(config.keysFile));
+  return keys;
+}
+
+function embeddedSpec(file: string) {
+  return { id: "lori-tiny", path: file };
 }
 
 function readChatTemplate(value: string | undefined): string | undefined {
@@ -92,7 +153,7 @@ function listen(fetch: Parameters<typeof serve>[0]["fetch"], hostname: string, p
 
 async function waitForIdle(models: ModelRegistry, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline && models.list().some((m) => m.pool.busyCount > 0)) {
+  while (Date.now() < deadline && models.list().some((m) => m.lanes.stats.busySequences > 0)) {
     await new Promise((r) => setTimeout(r, 25));
   }
 }

@@ -21,7 +21,7 @@ describe.skipIf(skipWithoutStories)("every failure answers with the OpenAI error
   let keyed: TestServer;
 
   beforeAll(async () => {
-    t = await startTestServer({ models: [`stories=${storiesModelPath}`], parallel: 1, maxQueue: 0, contextSize: 128, maxBodyBytes: 4096 });
+    t = await startTestServer({ models: [`stories=${storiesModelPath}`], parallel: 1, maxLanes: 1, maxQueue: 0, contextSize: 128, maxBodyBytes: 4096 });
     keyed = await startTestServer({ models: [`stories=${storiesModelPath}`], apiKeys: ["k1", "k2"] });
   });
   afterAll(async () => {

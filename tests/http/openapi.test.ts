@@ -15,10 +15,22 @@ describe("openapi.yaml", () => {
       components: { schemas: Record<string, { properties?: Record<string, unknown> }> };
     };
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ["/health", "/openapi.yaml", "/ready", "/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{id}"].sort(),
+      [
+        "/adapters",
+        "/adapters/merge",
+        "/adapters/{name}",
+        "/health",
+        "/metrics",
+        "/openapi.yaml",
+        "/ready",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
+        "/v1/models/{id}",
+      ].sort(),
     );
     const chat = doc.components.schemas.ChatCompletionRequest!.properties!;
-    for (const field of ["messages", "stream", "stream_options", "max_completion_tokens", "response_format", "logprobs", "top_k", "ignore_eos"]) {
+    for (const field of ["messages", "stream", "stream_options", "max_completion_tokens", "response_format", "logprobs", "top_k", "ignore_eos", "adapter"]) {
       expect(chat).toHaveProperty(field);
     }
   });

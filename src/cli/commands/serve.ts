@@ -20,8 +20,14 @@ Options (each also read from the environment variable shown):
   --threads auto|N         CPU threads per context (default auto: 1 on <=2 cores, measured fastest) [${serveEnvVars.threads}]
   --context-size N         tokens of context per sequence (default 4096, capped at the model's) [${serveEnvVars.contextSize}]
   --parallel N             concurrent sequences per model, batched together (default 4) [${serveEnvVars.parallel}]
-  --max-queue N            requests that may wait for a sequence; beyond it 429 (default 64) [${serveEnvVars.maxQueue}]
-  --api-key KEY            require 'Authorization: Bearer KEY' (all routes but /health); repeatable [${serveEnvVars.apiKeys}, comma-separated]
+  --max-queue N            requests that may wait for a lane; beyond it 429 (default 64) [${serveEnvVars.maxQueue}]
+  --max-lanes auto|N       contexts per model, each bound to one adapter set (default auto: what fits 1/4 of free memory, 1-8) [${serveEnvVars.maxLanes}]
+  --max-adapters N         compiled adapter files kept loaded when unused (LRU beyond; default 16) [${serveEnvVars.maxAdapters}]
+  --aging-ms N             a request waiting longer than this is not overtaken by younger ones (default 250) [${serveEnvVars.agingMs}]
+  --adapters-poll-ms N     how often --adapters-dir is rescanned for added/changed/removed adapters (default 1000; 0 = never) [${serveEnvVars.adaptersPollMs}]
+  --adapter-root DIR       another directory POST /adapters {path} may register from; repeatable [${serveEnvVars.adapterRoots}, comma-separated]
+  --keys-file FILE         JSON {"keys": [{"key", "role": "admin"|"user", "adapters"?: [...]}]} [${serveEnvVars.keysFile}]
+  --api-key KEY            require 'Authorization: Bearer KEY' (all routes but /health); an admin key; repeatable [${serveEnvVars.apiKeys}, comma-separated]
   --chat-template T        Jinja chat template text or a file holding one, for models without one [${serveEnvVars.chatTemplate}]
   --max-body-bytes N       request body limit (default 8388608)                         [${serveEnvVars.maxBodyBytes}]
   --drain-timeout-ms N     on SIGTERM/SIGINT, how long in-flight requests may finish (default 30000) [${serveEnvVars.drainTimeoutMs}]
@@ -46,6 +52,12 @@ export const serveCommand: CliCommand = {
       "context-size": { type: "string" },
       parallel: { type: "string" },
       "max-queue": { type: "string" },
+      "max-lanes": { type: "string" },
+      "max-adapters": { type: "string" },
+      "aging-ms": { type: "string" },
+      "adapters-poll-ms": { type: "string" },
+      "adapter-root": { type: "string", multiple: true },
+      "keys-file": { type: "string" },
       "api-key": { type: "string", multiple: true },
       "chat-template": { type: "string" },
       "max-body-bytes": { type: "string" },
@@ -71,6 +83,12 @@ export const serveCommand: CliCommand = {
         contextSize: v["context-size"],
         parallel: v.parallel,
         maxQueue: v["max-queue"],
+        maxLanes: v["max-lanes"],
+        maxAdapters: v["max-adapters"],
+        agingMs: v["aging-ms"],
+        adaptersPollMs: v["adapters-poll-ms"],
+        adapterRoots: v["adapter-root"],
+        keysFile: v["keys-file"],
         apiKeys: v["api-key"],
         chatTemplate: v["chat-template"],
         maxBodyBytes: v["max-body-bytes"],
@@ -80,7 +98,9 @@ export const serveCommand: CliCommand = {
     } catch (error) {
       throw new CliError((error as Error).message);
     }
-    const server = await startServer(config);
+    const server = await startServer(config).catch((error: unknown) => {
+      throw new CliError((error as Error).message);
+    });
     process.stderr.write(`lori-server listening on ${server.url} (models: ${server.models.list().map((m) => m.spec.id).join(", ")})\n`);
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {

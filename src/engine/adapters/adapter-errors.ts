@@ -1,0 +1,24 @@
+/** Adapter resolution failures, mapped to HTTP statuses in one place (http/error-handler.ts). */
+export class AdapterNotFoundError extends Error {
+  constructor(readonly adapter: string) {
+    super(`The adapter '${adapter}' does not exist.`);
+    this.name = "AdapterNotFoundError";
+  }
+}
+
+export class AdapterIncompatibleError extends Error {
+  constructor(
+    readonly adapter: string,
+    reason: string,
+  ) {
+    super(`The adapter '${adapter}' cannot be applied to this model: ${reason}`);
+    this.name = "AdapterIncompatibleError";
+  }
+}
+
+export class AdapterForbiddenError extends Error {
+  constructor(readonly adapter: string) {
+    super(`This API key may not use the adapter '${adapter}'.`);
+    this.name = "AdapterForbiddenError";
+  }
+}

@@ -1,0 +1,79 @@
+import type { LlamaContext, LlamaModel } from "node-llama-cpp";
+
+/**
+ * The one place that touches node-llama-cpp's untyped LoRA internals (pinned at 3.21.1; see DESIGN.md §4).
+ * Public API fixes adapters at context creation; swapping a context's set in place and freeing an adapter
+ * are internal. Each accessor checks at run time that the shape is what we expect, so an upgrade that
+ * changes them fails loudly instead of corrupting memory.
+ */
+
+export interface LoraApplication {
+  readonly filePath: string;
+  readonly scale: number;
+}
+
+interface NativeLora {
+  usages: number;
+  readonly filePath: string;
+  readonly disposed: boolean;
+  dispose(): Promise<void>;
+}
+
+interface ContextInternals {
+  _setLoras(loras: Array<{ filePath: string; scale?: number }>): Promise<void>;
+  _loraAdapters: Set<NativeLora>;
+  _ctx: { setLoras(loras: NativeLora[], scales: number[]): void };
+}
+
+interface ModelInternals {
+  _loraAdapters: Map<string, NativeLora>;
+}
+
+function contextInternals(context: LlamaContext): ContextInternals {
+  const internals = context as unknown as Partial<ContextInternals>;
+  if (typeof internals._setLoras !== "function" || !(internals._loraAdapters instanceof Set) || !internals._ctx) {
+    throw new Error("node-llama-cpp internals changed: LlamaContext._setLoras/_loraAdapters missing (expected 3.21.1)");
+  }
+  return internals as ContextInternals;
+}
+
+function modelInternals(model: LlamaModel): ModelInternals {
+  const internals = model as unknown as Partial<ModelInternals>;
+  if (!(internals._loraAdapters instanceof Map)) {
+    throw new Error("node-llama-cpp internals changed: LlamaModel._loraAdapters missing (expected 3.21.1)");
+  }
+  return internals as ModelInternals;
+}
+
+/** Replaces the whole adapter set of a context (empty = base model). Loads files not yet loaded. */
+export async function setContextLoras(context: LlamaContext, loras: readonly LoraApplication[]): Promise<void> {
+  await contextInternals(context)._setLoras(loras.map((l) => ({ filePath: l.filePath, scale: l.scale })));
+}
+
+/**
+ * Frees a loaded adapter file. The caller guarantees no context has it set any more: disposing one still
+ * attached to a context is a use-after-free (seen: SIGSEGV). node-llama-cpp never decrements `usages`, so
+ * we drop our references from every context and the model's map ourselves.
+ */
+export async function unloadLora(model: LlamaModel, contexts: readonly LlamaContext[], filePath: string): Promise<boolean> {
+  const loaded = modelInternals(model)._loraAdapters;
+  const lora = findLoaded(loaded, filePath);
+  if (!lora) return false;
+  for (const context of contexts) contextInternals(context)._loraAdapters.delete(lora);
+  loaded.delete(lora.filePath);
+  for (const [key, value] of loaded) if (value === lora) loaded.delete(key);
+  if (!lora.disposed) await lora.dispose();
+  return true;
+}
+
+/** Number of adapter files currently loaded for the model. */
+export function loadedLoraCount(model: LlamaModel): number {
+  return modelInternals(model)._loraAdapters.size;
+}
+
+function findLoaded(loaded: Map<string, NativeLora>, filePath: string): NativeLora | undefined {
+  const direct = loaded.get(filePath);
+  if (direct) return direct;
+  for (const lora of loaded.values()) if (lora.filePath === filePath) return lora;
+  return undefined;
+}

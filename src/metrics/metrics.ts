@@ -1,0 +1,86 @@
+import type { ModelRegistry } from "../engine/model-registry.js";
+import { Counter, Gauge, Histogram, MetricsRegistry } from "./prometheus.js";
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * The server's metrics. Our own names are `lori_*`; the `vllm:*` aliases carry the semantics the
+ * Kubernetes Gateway API Inference Extension reads (queue depth, KV-cache use, running/waiting adapters),
+ * so replicas can be routed with adapter affinity.
+ */
+export class Metrics {
+  readonly registry = new MetricsRegistry();
+  readonly requests: Counter;
+  readonly promptTokens: Counter;
+  readonly generationTokens: Counter;
+  readonly timeToFirstToken: Histogram;
+  readonly requestDuration: Histogram;
+  readonly swaps: Counter;
+  readonly swapSeconds: Histogram;
+  readonly lanesCreated: Counter;
+  readonly adapterLoads: Counter;
+  readonly adapterEvictions: Counter;
+
+  constructor(models: () => ModelRegistry, residentBytes: () => number) {
+    const r = this.registry;
+    this.requests = r.register(new Counter("lori_requests_total", "Finished requests by route, adapter set and finish reason."));
+    this.promptTokens = r.register(new Counter("lori_prompt_tokens_total", "Prompt tokens by adapter set."));
+    this.generationTokens = r.register(new Counter("lori_generation_tokens_total", "Generated tokens by adapter set."));
+    this.timeToFirstToken = r.register(new Histogram("lori_time_to_first_token_seconds", "Time to first token by adapter set.", LATENCY_BUCKETS));
+    this.requestDuration = r.register(new Histogram("lori_request_duration_seconds", "Request latency by adapter set.", LATENCY_BUCKETS));
+    this.swaps = r.register(new Counter("lori_lane_swaps_total", "Lanes rebound to another adapter set."));
+    this.swapSeconds = r.register(new Histogram("lori_lane_swap_seconds", "Time to rebind a lane.", [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]));
+    this.lanesCreated = r.register(new Counter("lori_lanes_created_total", "Lanes (contexts) created."));
+    this.adapterLoads = r.register(new Counter("lori_adapter_loads_total", "Compiled adapter files loaded into llama.cpp."));
+    this.adapterEvictions = r.register(new Counter("lori_adapter_evictions_total", "Compiled adapter files freed (LRU)."));
+
+    const stats = () => models().list().map((m) => m.lanes.stats);
+    const sum = (pick: (s: ReturnType<typeof stats>[number]) => number) => stats().reduce((n, s) => n + pick(s), 0);
+    r.register(new Gauge("lori_queue_depth", "Requests waiting for a lane.", () => [{ value: sum((s) => s.queued) }]));
+    r.register(new Gauge("vllm:num_requests_waiting", "Alias of lori_queue_depth (inference gateway).", () => [{ value: sum((s) => s.queued) }]));
+    r.register(new Gauge("vllm:num_requests_running", "Sequences generating.", () => [{ value: sum((s) => s.busySequences) }]));
+    r.register(
+      new Gauge("lori_lanes", "Lanes by state.", () => [
+        { labels: { state: "busy" }, value: sum((s) => s.busyLanes) },
+        { labels: { state: "idle" }, value: sum((s) => s.lanes - s.busyLanes) },
+      ]),
+    );
+    r.register(new Gauge("lori_sequences_busy", "Sequences generating.", () => [{ value: sum((s) => s.busySequences) }]));
+    r.register(new Gauge("lori_kv_cache_usage_ratio", "Used KV cells over all cells of all lanes (0..1).", () => [{ value: kvUsage() }]));
+    r.register(new Gauge("vllm:gpu_cache_usage_perc", "Alias of lori_kv_cache_usage_ratio (inference gateway).", () => [{ value: kvUsage() }]));
+    r.register(new Gauge("lori_adapters_resident", "Compiled adapter files loaded.", () => [{ value: models().list().reduce((n, m) => n + m.lanes.residency.residentCount, 0) }]));
+    r.register(new Gauge("lori_adapter_bytes_resident", "Bytes of compiled adapter files loaded.", () => [{ value: residentBytes() }]));
+    r.register(
+      new Gauge("vllm:lora_requests_info", "Running and waiting adapters (inference gateway); value = time of this sample.", () => {
+        const all = stats();
+        const running = new Set(all.flatMap((s) => s.bindings.filter((b) => b.busy > 0 && b.label).map((b) => b.label)));
+        const waiting = new Set(all.flatMap((s) => s.waitingLabels.filter(Boolean)));
+        return [
+          {
+            labels: {
+              max_lora: String(all.reduce((n, s) => n + s.maxLanes, 0)),
+              running_lora_adapters: [...running].join(","),
+              waiting_lora_adapters: [...waiting].join(","),
+            },
+            value: Date.now() / 1000,
+          },
+        ];
+      }),
+    );
+
+    function kvUsage(): number {
+      let used = 0;
+      let total = 0;
+      for (const model of models().list()) {
+        const usage = model.lanes.kvUsage();
+        used += usage.used;
+        total += usage.total;
+      }
+      return total === 0 ? 0 : used / total;
+    }
+  }
+
+  render(): string {
+    return this.registry.render();
+  }
+}
