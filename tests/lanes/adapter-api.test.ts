@@ -1,0 +1,143 @@
+import { writeFile, readFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTinyModel } from "../../src/model/tiny-model.js";
+import { writeRandomAdapter } from "../support/adapter-fixtures.js";
+import { skipWithoutStories, startTestServer, storiesModelPath, type TestServer } from "../support/server-harness.js";
+import { useTempDir } from "../support/temp-dir.js";
+
+const ADMIN = "admin-key-0001";
+const USER = "user-key-0001";
+
+describe.skipIf(skipWithoutStories)("adapter registry, API, access control and metrics (stories260K)", () => {
+  const dir = useTempDir();
+  let t: TestServer;
+  let adaptersDir: string;
+  let outsideDir: string;
+
+  const call = async (route: string, init: RequestInit & { key?: string } = {}) => {
+    const response = await fetch(`${t.baseUrl}${route}`, {
+      ...init,
+      headers: { ...(init.body && typeof init.body === "string" ? { "Content-Type": "application/json" } : {}), Authorization: `Bearer ${init.key ?? ADMIN}`, ...(init.headers ?? {}) },
+    });
+    const text = await response.text();
+    return { status: response.status, json: text.startsWith("{") ? (JSON.parse(text) as Record<string, any>) : null, text };
+  };
+  const complete = (body: Record<string, unknown>, key = ADMIN) =>
+    call("/v1/completions", { method: "POST", key, body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 8, temperature: 0, ...body }) });
+
+  beforeAll(async () => {
+    adaptersDir = path.join(dir.path, "adapters");
+    outsideDir = path.join(dir.path, "elsewhere");
+    await writeRandomAdapter({ baseGguf: storiesModelPath!, adaptersDir, name: "math", seed: 41 });
+    await writeRandomAdapter({ baseGguf: storiesModelPath!, adaptersDir, name: "safety", seed: 42, sparsity: 0.9 });
+    await writeRandomAdapter({ baseGguf: storiesModelPath!, adaptersDir: outsideDir, name: "outside", seed: 43 });
+    // An adapter built for a different base model (the embedded tiny model's shapes).
+    const otherBase = path.join(dir.path, "other.gguf");
+    await createTinyModel({ out: otherBase, layers: 5, embd: 64, heads: 8, kvHeads: 4, ff: 172 });
+    await writeRandomAdapter({ baseGguf: otherBase, adaptersDir, name: "foreign", seed: 44 });
+    const keysFile = path.join(dir.path, "keys.json");
+    await writeFile(keysFile, JSON.stringify({ keys: [{ key: ADMIN, role: "admin" }, { key: USER, role: "user", adapters: ["math"] }] }));
+    t = await startTestServer({ models: [`stories=${storiesModelPath}`], adaptersDir, keysFile, adaptersPollMs: 0 });
+  });
+  afterAll(async () => t?.server.close());
+
+  it("lists adapters and exposes them as models whose parent is the base", async () => {
+    const list = await call("/adapters");
+    expect(list.json!.data.map((a: { id: string }) => a.id)).toEqual(["foreign", "math", "safety"]);
+    const safety = await call("/adapters/safety");
+    expect(safety.json).toMatchObject({ id: "safety", object: "adapter", parent: "stories", lori: { variant: "lori-s", rank: 8, seed: 42 } });
+    expect(safety.json!.lori.sparsity).toBeGreaterThan(0.85);
+    const models = await call("/v1/models");
+    const ids = models.json!.data.map((m: { id: string; parent: string | null }) => `${m.id}:${m.parent}`);
+    expect(ids).toEqual(expect.arrayContaining(["stories:null", "math:stories", "safety:stories"]));
+    expect((await call("/adapters/nope")).status).toBe(404);
+  });
+
+  it("validates the adapter field: unknown 404, duplicate or zero weight 400, foreign base 400", async () => {
+    expect((await complete({ adapter: "math" })).status).toBe(200);
+    expect((await complete({ adapter: ["math", { name: "safety", weight: -0.5 }] })).status).toBe(200);
+    const unknown = await complete({ adapter: ["math", "ghost"] });
+    expect(unknown.status).toBe(404);
+    expect(unknown.json!.error).toMatchObject({ code: "adapter_not_found", param: "adapter" });
+    expect((await complete({ adapter: ["math", "math"] })).status).toBe(400);
+    const zero = await complete({ adapter: [{ name: "math", weight: 0 }] });
+    expect(zero.status).toBe(400);
+    expect(zero.json!.error.param).toMatch(/^adapter/);
+    const foreign = await complete({ adapter: "foreign" });
+    expect(foreign.status).toBe(400);
+    expect(foreign.json!.error.code).toBe("adapter_incompatible");
+    expect((await complete({ model: "math" })).status).toBe(200);
+  });
+
+  it("registers by path (inside the store or an allowed root only), by upload, refuses duplicates, deletes", async () => {
+    const outside = await call("/adapters", { method: "POST", body: JSON.stringify({ name: "outside", path: path.join(outsideDir, "outside") }) });
+    expect(outside.status).toBe(400);
+    expect(outside.json!.error.param).toBe("path");
+    const dup = await call("/adapters", { method: "POST", body: JSON.stringify({ name: "math", path: path.join(adaptersDir, "math") }) });
+    expect(dup.status).toBe(409);
+    const badName = await call("/adapters", { method: "POST", body: JSON.stringify({ name: "../x", path: path.join(adaptersDir, "math") }) });
+    expect(badName.status).toBe(400);
+    const alias = await call("/adapters", { method: "POST", body: JSON.stringify({ name: "math2", path: path.join(adaptersDir, "math") }) });
+    expect(alias.status).toBe(201);
+    expect(alias.json!.hash).toBe((await call("/adapters/math")).json!.hash);
+
+    const form = new FormData();
+    form.set("name", "uploaded");
+    form.set("adapter_config.json", new Blob([await readFile(path.join(outsideDir, "outside", "adapter_config.json"))]), "adapter_config.json");
+    form.set("adapter_model.safetensors", new Blob([await readFile(path.join(outsideDir, "outside", "adapter_model.safetensors"))]), "adapter_model.safetensors");
+    const uploaded = await fetch(`${t.baseUrl}/adapters`, { method: "POST", body: form, headers: { Authorization: `Bearer ${ADMIN}` } });
+    expect(uploaded.status).toBe(201);
+    expect((await complete({ adapter: "uploaded" })).status).toBe(200);
+
+    const broken = new FormData();
+    broken.set("name", "broken");
+    broken.set("adapter_config.json", new Blob(["{}"]), "adapter_config.json");
+    broken.set("adapter_model.safetensors", new Blob([new Uint8Array(16)]), "adapter_model.safetensors");
+    const refused = await fetch(`${t.baseUrl}/adapters`, { method: "POST", body: broken, headers: { Authorization: `Bearer ${ADMIN}` } });
+    expect(refused.status).toBe(400);
+    expect((await call("/adapters/broken")).status).toBe(404);
+
+    expect((await call("/adapters/uploaded", { method: "DELETE" })).status).toBe(200);
+    expect((await call("/adapters/uploaded")).status).toBe(404);
+    expect((await complete({ adapter: "uploaded" })).status).toBe(404);
+  });
+
+  it("keeps a user key inside its allow-list and away from admin operations", async () => {
+    const list = await call("/adapters", { key: USER });
+    expect(list.json!.data.map((a: { id: string }) => a.id)).toEqual(["math"]);
+    expect((await call("/adapters/safety", { key: USER })).status).toBe(404);
+    expect((await complete({ adapter: "math" }, USER)).status).toBe(200);
+    expect((await complete({ adapter: "safety" }, USER)).status).toBe(404);
+    expect((await complete({ model: "safety" }, USER)).status).toBe(404);
+    const models = await call("/v1/models", { key: USER });
+    expect(models.json!.data.map((m: { id: string }) => m.id)).toEqual(["stories", "math"]);
+    const merge = await call("/adapters/merge", { method: "POST", key: USER, body: JSON.stringify({ method: "cat", name: "x", adapters: [{ name: "math" }] }) });
+    expect(merge.status).toBe(403);
+    expect((await call("/adapters/math", { method: "DELETE", key: USER })).status).toBe(403);
+    expect((await call("/adapters", { key: "wrong-key-000" })).status).toBe(401);
+  });
+
+  it("exports Prometheus metrics with the inference-gateway aliases", async () => {
+    await complete({ adapter: "math" });
+    const metrics = await call("/metrics");
+    for (const name of [
+      "lori_requests_total",
+      "lori_generation_tokens_total",
+      "lori_time_to_first_token_seconds_bucket",
+      "lori_request_duration_seconds_bucket",
+      "lori_queue_depth",
+      "lori_lanes",
+      "lori_lane_swaps_total",
+      "lori_adapter_loads_total",
+      "lori_adapter_bytes_resident",
+      "vllm:num_requests_waiting",
+      "vllm:gpu_cache_usage_perc",
+      "vllm:lora_requests_info",
+    ]) {
+      expect(metrics.text).toContain(name);
+    }
+    expect(metrics.text).toMatch(/lori_requests_total\{adapter_set="math",finish_reason="length",route="completions"\} [1-9]/);
+    expect(metrics.text).toMatch(/vllm:lora_requests_info\{max_lora="\d+",running_lora_adapters="[^"]*",waiting_lora_adapters="[^"]*"\} \d+/);
+  });
+});
