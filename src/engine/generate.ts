@@ -29,7 +29,7 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
   const { model, sequence, promptTokens, params, signal } = input;
   const cachedPromptTokens = await reusePrefix(sequence, promptTokens);
   const generated: Token[] = [];
-  const text = new TokenTextStream(model);
+  const text = new TokenTextStream(model, promptTokens);
   const stops = new StopStringMatcher(params.stop);
   const wantLogprobs = params.topLogprobs !== null;
   let pendingLogprobs: Array<TokenLogprob & { top: TokenLogprob[] }> = [];
@@ -130,6 +130,24 @@ function evaluateOptions(
   return options;
 }
 
+/**
+ * A token's text and bytes for logprobs. A byte-fallback token (`<0xE2>`) is part of a UTF-8 character and
+ * has no text of its own: like OpenAI, we name it `bytes:\\xe2` and report its real byte, so two different
+ * partial-character tokens never look the same.
+ */
+function tokenPiece(model: LlamaModel, token: Token): { text: string; bytes: number[] } {
+  const piece = model.detokenize([token], true);
+  if (piece.includes("\uFFFD")) {
+    const vocabText = model.fileInfo.metadata.tokenizer?.ggml?.tokens?.[token];
+    const match = typeof vocabText === "string" ? /^<0x([0-9A-Fa-f]{2})>$/.exec(vocabText) : null;
+    if (match) {
+      const byte = parseInt(match[1]!, 16);
+      return { text: `bytes:\\x${match[1]!.toLowerCase()}`, bytes: [byte] };
+    }
+  }
+  return { text: piece, bytes: [...Buffer.from(piece, "utf8")] };
+}
+
 function tokenLogprob(
   model: LlamaModel,
   token: Token,
@@ -137,8 +155,8 @@ function tokenLogprob(
   topCount: number,
 ): TokenLogprob & { top: TokenLogprob[] } {
   const describe = (t: Token, p: number): TokenLogprob => {
-    const piece = model.detokenize([t], true);
-    return { token: piece, logprob: p > 0 ? Math.log(p) : -9999, bytes: [...Buffer.from(piece, "utf8")] };
+    const { text, bytes } = tokenPiece(model, t);
+    return { token: text, logprob: p > 0 ? Math.log(p) : -9999, bytes };
   };
   const top: TokenLogprob[] = [];
   if (probabilities) {

@@ -7,9 +7,15 @@ import type { LlamaModel, Token } from "node-llama-cpp";
  */
 export class TokenTextStream {
   private readonly pending: Token[] = [];
-  private readonly history: Token[] = [];
+  private readonly history: Token[];
 
-  constructor(private readonly model: LlamaModel) {}
+  /** `context` = the tokens before the generated ones (the prompt), so the first piece keeps its space. */
+  constructor(
+    private readonly model: LlamaModel,
+    context: readonly Token[] = [],
+  ) {
+    this.history = context.slice(-8);
+  }
 
   /** Returns the newly completed text (possibly empty). */
   push(token: Token): string {

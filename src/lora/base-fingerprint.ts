@@ -1,4 +1,6 @@
 import { createHash } from "node:crypto";
+import type { GgufFile } from "../gguf/gguf-types.js";
+import { LoraError } from "./errors.js";
 
 /**
  * Identifies the base model an adapter was trained for by architecture plus tensor names and shapes (never
@@ -37,4 +39,18 @@ export function computeBaseFingerprint(
 export function fingerprintIsSelfConsistent(fp: BaseFingerprint): boolean {
   const tensors = Object.entries(fp.tensors).map(([name, shape]) => ({ name, shape }));
   return computeBaseFingerprint(fp.architecture, tensors).sha256 === fp.sha256;
+}
+
+/** The base architecture (`general.architecture`) of a GGUF header; throws when it is missing or not a string. */
+export function ggufArchitecture(header: Pick<GgufFile, "metadata">): string {
+  const value = header.metadata.get("general.architecture");
+  if (!value || value.type !== "string" || typeof value.value !== "string" || value.value === "") {
+    throw new LoraError("ADAPTER_UNSUPPORTED", "the base model has no string metadata 'general.architecture'");
+  }
+  return value.value;
+}
+
+/** The fingerprint of a base GGUF (its header: architecture + tensor names and shapes). Used by import and serving. */
+export function baseFingerprintOfGguf(header: Pick<GgufFile, "metadata" | "tensors">): BaseFingerprint {
+  return computeBaseFingerprint(ggufArchitecture(header), header.tensors);
 }

@@ -48,10 +48,10 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
     () => models.list().reduce((n, m) => n + m.lanes.residency.residentBytes, 0),
   );
   const events: LaneEvents = {
-    onSwap: (_from, to, ms) => {
+    onSwap: (_from, to, ms, lane) => {
       metrics.swaps.inc();
       metrics.swapSeconds.observe(ms / 1000);
-      logger.info("lane_swap", { to: to.label || "(base)", ms: Math.round(ms * 100) / 100 });
+      logger.info("lane_swap", { lane: lane.id, to: to.label || "(base)", ms: Math.round(ms * 100) / 100 });
     },
     onLaneCreated: () => metrics.lanesCreated.inc(),
     onAdapterLoaded: () => metrics.adapterLoads.inc(),

@@ -55,7 +55,7 @@ describe.skipIf(skipWithoutStories)("an adapter merged over HTTP equals real sta
           if (out.length >= 24) break;
         }
         sequence.dispose();
-        const stacked = model.detokenize(out as never);
+        const stacked = model.detokenize(out as never, false, tokens);
         const served = await t.client.completions.create({ model: "stories", prompt, max_tokens: 24, temperature: 0, adapter: ["ab"] } as never);
         expect(served.choices[0]!.text).toBe(stacked);
         const base = await t.client.completions.create({ model: "stories", prompt, max_tokens: 24, temperature: 0 });

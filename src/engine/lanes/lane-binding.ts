@@ -1,4 +1,4 @@
-import type { LoraApplication } from "../lora-shim.js";
+import type { LoraApplication } from "../node-llama-internals.js";
 
 /**
  * What a lane's context has applied: one adapter set with its weights, identified by `key`. KV caches are

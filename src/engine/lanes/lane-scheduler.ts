@@ -25,7 +25,7 @@ export interface LaneSchedulerOptions extends LaneContextOptions {
 }
 
 export interface LaneEvents {
-  onSwap?(from: LaneBinding, to: LaneBinding, ms: number): void;
+  onSwap?(from: LaneBinding, to: LaneBinding, ms: number, lane: Lane): void;
   onLaneCreated?(lane: Lane, ms: number): void;
   onAdapterLoaded?(filePath: string): void;
   onAdapterEvicted?(filePath: string): void;
@@ -57,7 +57,7 @@ export class LaneScheduler {
     private readonly options: LaneSchedulerOptions,
     private readonly events: LaneEvents = {},
   ) {
-    this.residency = new LoraResidency(model, () => this.lanes.map((l) => l.context), options.maxAdapters, events);
+    this.residency = new LoraResidency(model, () => this.lanes.map((l) => l.llamaContext), options.maxAdapters, events);
   }
 
   /** Opens the first lane on the base model, so the server is ready for plain requests. */
@@ -66,7 +66,7 @@ export class LaneScheduler {
   }
 
   get contextSize(): number {
-    return this.lanes[0]?.context.contextSize ?? this.options.contextSize;
+    return this.lanes[0]?.contextSize ?? this.options.contextSize;
   }
 
   get stats() {
@@ -214,7 +214,7 @@ export class LaneScheduler {
         () => {
           lane.preparing = false;
           this.residency.release(previous);
-          this.events.onSwap?.(previous, waiter.binding, performance.now() - started);
+          this.events.onSwap?.(previous, waiter.binding, performance.now() - started, lane);
           this.hand(lane, waiter, true);
           this.settleReserved(lane);
           this.pump();

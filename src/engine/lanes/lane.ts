@@ -1,5 +1,5 @@
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import { setContextLoras } from "../lora-shim.js";
+import { serializeSampling, setContextLoras } from "../node-llama-internals.js";
 import type { LaneBinding } from "./lane-binding.js";
 
 export interface LaneContextOptions {
@@ -10,6 +10,8 @@ export interface LaneContextOptions {
 
 /** One context bound to one adapter set; its sequences batch together because they share that set. */
 export class Lane {
+  private readonly context: LlamaContext;
+  private readonly sequences: readonly LlamaContextSequence[];
   private readonly free: LlamaContextSequence[];
   /** Sequences promised to requests that are being admitted while the lane is (re)bound. */
   reserved = 0;
@@ -18,28 +20,25 @@ export class Lane {
 
   private constructor(
     readonly id: number,
-    readonly context: LlamaContext,
-    private readonly sequences: readonly LlamaContextSequence[],
+    context: LlamaContext,
+    sequences: number,
     public binding: LaneBinding,
   ) {
-    this.free = [...sequences];
+    this.context = context;
+    this.sequences = Array.from({ length: sequences }, () => context.getSequence());
+    this.free = [...this.sequences];
   }
 
   static async create(id: number, model: LlamaModel, binding: LaneBinding, options: LaneContextOptions): Promise<Lane> {
-    const context = await model.createContext({
-      sequences: options.sequences,
-      contextSize: options.contextSize,
-      threads: options.threads,
-      batchSize: Math.min(512, options.contextSize),
-    });
-    try {
-      if (binding.loras.length > 0) await setContextLoras(context, binding.loras);
-    } catch (error) {
-      await context.dispose();
-      throw error;
-    }
-    const sequences = Array.from({ length: options.sequences }, () => context.getSequence());
-    return new Lane(id, context, sequences, binding);
+    return new Lane(id, await createBoundContext(model, binding, options), options.sequences, binding);
+  }
+
+  get llamaContext(): LlamaContext {
+    return this.context;
+  }
+
+  get contextSize(): number {
+    return this.context.contextSize;
   }
 
   get size(): number {
@@ -60,6 +59,11 @@ export class Lane {
     return this.busy === 0 && this.reserved === 0 && !this.preparing;
   }
 
+  kvUsage(): { used: number; total: number } {
+    const used = this.sequences.reduce((n, s) => n + s.contextTokens.length, 0);
+    return { used, total: this.sequences.length * this.context.contextSize };
+  }
+
   /** Takes the free sequence whose KV cache shares the longest prefix with the prompt. */
   take(promptTokens: readonly Token[]): LlamaContextSequence {
     let bestIndex = 0;
@@ -75,17 +79,12 @@ export class Lane {
     return this.free.splice(bestIndex, 1)[0]!;
   }
 
-  kvUsage(): { used: number; total: number } {
-    const used = this.sequences.reduce((n, s) => n + s.contextTokens.length, 0);
-    return { used, total: this.sequences.length * this.context.contextSize };
-  }
-
   giveBack(sequence: LlamaContextSequence): void {
     this.free.push(sequence);
     this.lastUsed = performance.now();
   }
 
-  /** Swaps the adapter set in place. Only on an idle lane; all KV is dropped (it belongs to the old set). */
+  /** Swaps the adapter set of an idle lane in place (~1 ms); all KV is dropped (it belongs to the old set). */
   async rebind(binding: LaneBinding): Promise<void> {
     for (const sequence of this.sequences) await sequence.clearHistory();
     await setContextLoras(this.context, binding.loras);
@@ -95,6 +94,23 @@ export class Lane {
   async dispose(): Promise<void> {
     await this.context.dispose();
   }
+}
+
+async function createBoundContext(model: LlamaModel, binding: LaneBinding, options: LaneContextOptions): Promise<LlamaContext> {
+  const context = await model.createContext({
+    sequences: options.sequences,
+    contextSize: options.contextSize,
+    threads: options.threads,
+    batchSize: Math.min(512, options.contextSize),
+  });
+  try {
+    serializeSampling(context);
+    if (binding.loras.length > 0) await setContextLoras(context, binding.loras);
+  } catch (error) {
+    await context.dispose();
+    throw error;
+  }
+  return context;
 }
 
 function sharedPrefixLength(a: readonly Token[], b: readonly Token[]): number {

@@ -1,6 +1,6 @@
 import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 import { statSync } from "node:fs";
-import { unloadLora } from "../lora-shim.js";
+import { unloadLora } from "../node-llama-internals.js";
 import type { LaneBinding } from "./lane-binding.js";
 
 /**

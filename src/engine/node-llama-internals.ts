@@ -1,10 +1,10 @@
 import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 
 /**
- * The one place that touches node-llama-cpp's untyped LoRA internals (pinned at 3.21.1; see DESIGN.md §4).
- * Public API fixes adapters at context creation; swapping a context's set in place and freeing an adapter
- * are internal. Each accessor checks at run time that the shape is what we expect, so an upgrade that
- * changes them fails loudly instead of corrupting memory.
+ * The one place that touches node-llama-cpp's untyped internals (pinned at 3.21.1; see DESIGN.md §4):
+ * swapping a context's adapter set in place, freeing an adapter, and serialising token sampling. Each
+ * accessor checks at run time that the shape is what we expect, so an upgrade that changes them fails
+ * loudly instead of corrupting memory.
  */
 
 export interface LoraApplication {
@@ -20,9 +20,14 @@ interface NativeLora {
 }
 
 interface ContextInternals {
+  _ctx: NativeContext;
   _setLoras(loras: Array<{ filePath: string; scale?: number }>): Promise<void>;
   _loraAdapters: Set<NativeLora>;
-  _ctx: { setLoras(loras: NativeLora[], scales: number[]): void };
+}
+
+interface NativeContext {
+  setLoras(loras: NativeLora[], scales: number[]): void;
+  sampleToken(...args: unknown[]): Promise<unknown>;
 }
 
 interface ModelInternals {
@@ -76,4 +81,33 @@ function findLoaded(loaded: Map<string, NativeLora>, filePath: string): NativeLo
   if (direct) return direct;
   for (const lora of loaded.values()) if (lora.filePath === filePath) return lora;
   return undefined;
+}
+
+const serialized = new WeakSet<object>();
+
+/**
+ * Makes the context sample one token at a time. node-llama-cpp samples the sequences of a batch in parallel
+ * worker threads, but llama.cpp reorders a batch's output rows lazily, on first logits access, without a
+ * lock (llama_context::output_reorder): two samplers racing there read each other's logits. We saw exactly
+ * that — two requests in one batch swapping their next tokens — in the no-cross-talk test. Sampling is
+ * cheap next to decoding, so a per-context queue costs little.
+ */
+export function serializeSampling(context: LlamaContext): void {
+  const native = contextInternals(context)._ctx;
+  if (serialized.has(native)) return;
+  if (typeof native.sampleToken !== "function") {
+    throw new Error("node-llama-cpp internals changed: native sampleToken missing (expected 3.21.1)");
+  }
+  const sample = native.sampleToken.bind(native);
+  let queue: Promise<unknown> = Promise.resolve();
+  // The addon's methods are non-writable prototype properties: shadow it with an own property instead.
+  Object.defineProperty(native, "sampleToken", {
+    configurable: true,
+    value: (...args: unknown[]) => {
+      const result = queue.then(() => sample(...args));
+      queue = result.catch(() => undefined);
+      return result;
+    },
+  });
+  serialized.add(native);
 }

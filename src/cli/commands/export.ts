@@ -1,0 +1,100 @@
+import { randomBytes } from "node:crypto";
+import { rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { readGgufFile } from "../../gguf/gguf-reader.js";
+import { DEFAULT_ADAPTERS_DIR, oneLineMessage, pathExists, readAdapterRef } from "../../lora/adapter-store.js";
+import { baseFingerprintOfGguf } from "../../lora/base-fingerprint.js";
+import { exportPeftDir } from "../../lora/export-peft.js";
+import { compileGgufLora } from "../../lora/gguf-lora.js";
+import { CliError, type CliCommand } from "../command.js";
+import { parseCommandArgs } from "../parse-args.js";
+import { floatDtype } from "./import.js";
+
+const help = `Usage: lori-server export NAME --format gguf|peft --out PATH [options]
+
+Exports a stored adapter (NAME in the adapters dir, or a PATH to an adapter directory):
+  gguf  a llama.cpp GGUF LoRA for --base (q/k rows permuted for rope, per-module scales folded into B,
+        float32 adapter.lora.alpha), validated against the base before it is moved into place
+  peft  a plain dense PEFT directory: A materialised, B dense, F32, PEFT tensor names and PEFT-only
+        adapter_config.json fields, loadable by PEFT's PeftModel.from_pretrained
+Outputs are written atomically; an existing --out is refused unless --force.
+
+Options:
+  --format gguf|peft   output format (required)
+  --out PATH           output file (gguf) or directory (peft) (required)
+  --base MODEL.gguf    base model, required for gguf; the adapter's base fingerprint must match it
+  --dtype f32|f16      gguf tensor type (default f32); peft is always f32
+  --adapters-dir DIR   adapter store (default ./${DEFAULT_ADAPTERS_DIR})
+  --force              replace an existing --out
+  -h, --help           this help
+`;
+
+export const exportCommand: CliCommand = {
+  name: "export",
+  summary: "Export a stored adapter as a GGUF LoRA (llama.cpp) or a dense PEFT directory",
+  help,
+  async run(argv) {
+    const parsed = parseCommandArgs(
+      argv,
+      {
+        format: { type: "string" },
+        out: { type: "string" },
+        base: { type: "string" },
+        dtype: { type: "string" },
+        "adapters-dir": { type: "string" },
+        force: { type: "boolean" },
+      },
+      true,
+    );
+    if (!parsed) {
+      process.stdout.write(help);
+      return 0;
+    }
+    const [ref, ...extra] = parsed.positionals;
+    const v = parsed.values;
+    if (ref === undefined) throw new CliError("missing NAME: use 'lori-server export NAME --format gguf|peft --out PATH'");
+    if (extra.length > 0) throw new CliError(`unexpected argument '${extra[0]}'`);
+    if (v.format !== "gguf" && v.format !== "peft") {
+      throw new CliError(v.format === undefined ? "--format gguf|peft is required" : `--format must be gguf or peft, got '${v.format}'`);
+    }
+    if (!v.out) throw new CliError("--out PATH is required");
+    if (v.format === "gguf" && !v.base) throw new CliError("--base MODEL.gguf is required for --format gguf");
+    if (v.format === "peft" && v.dtype !== undefined) throw new CliError("--dtype applies to --format gguf only (peft is f32)");
+    const dtype = floatDtype(v.dtype);
+    const out = v.out;
+    const force = v.force ?? false;
+    try {
+      if (!force && (await pathExists(out))) throw new CliError(`${out} already exists (use --force to replace it)`, 1);
+      const { adapter } = await readAdapterRef(ref, v["adapters-dir"] ?? DEFAULT_ADAPTERS_DIR);
+      if (v.format === "peft") {
+        await exportPeftDir(out, adapter, { overwrite: force });
+        process.stdout.write(`exported ${ref} as dense PEFT (f32, ${adapter.modules.length} modules) -> ${out}\n`);
+        return 0;
+      }
+      const baseHeader = await readGgufFile(v.base!);
+      const recorded = adapter.config.lori?.base_fingerprint;
+      const actual = baseFingerprintOfGguf(baseHeader);
+      if (recorded && recorded.sha256 !== actual.sha256) {
+        throw new CliError(
+          `adapter '${ref}' was made for another base (fingerprint ${recorded.architecture} ${recorded.sha256.slice(0, 12)}, ` +
+            `${v.base} is ${actual.architecture} ${actual.sha256.slice(0, 12)})`,
+          1,
+        );
+      }
+      // Compile beside --out, validate, then move into place: a failed validation leaves nothing behind.
+      const temp = join(dirname(out), `.${basename(out)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+      try {
+        const summary = await compileGgufLora(adapter, baseHeader, temp, { dtype, name: basename(ref) });
+        await rename(temp, out);
+        process.stdout.write(
+          `exported ${ref} as GGUF LoRA (${dtype}, ${summary.ranks.size} tensor pairs, alpha ${summary.alpha}) -> ${out}\n`,
+        );
+      } finally {
+        await rm(temp, { force: true });
+      }
+      return 0;
+    } catch (error) {
+      throw error instanceof CliError ? error : new CliError(oneLineMessage(error), 1);
+    }
+  },
+};

@@ -1,0 +1,84 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { deriveConfig, materializeA, sortModules, type Adapter, type LoraModule } from "./adapter.js";
+import { CONFIG_FILE, WEIGHTS_FILE } from "./adapter-io.js";
+import { peftPrefix } from "./adapter-layout.js";
+import { LoraError } from "./errors.js";
+import { pathExists } from "./adapter-store.js";
+import { writeSafetensors, type SafetensorsTensorData } from "./safetensors.js";
+import { encodeFloats } from "./tensor-codec.js";
+
+/**
+ * Exports an adapter as a plain, dense PEFT LoRA directory: every A materialised, B dense, both F32, PEFT
+ * tensor names, and an adapter_config.json with PEFT's LoraConfig fields only (no `lori` block, so even
+ * PEFT versions that reject unknown config keys load it). Masks are implied by B's zeros.
+ */
+
+/** LoraConfig fields PEFT writes, with the values that mean "plain LoRA" (overridden by the adapter's own). */
+const PEFT_DEFAULTS = {
+  alpha_pattern: {},
+  base_model_name_or_path: null,
+  bias: "none",
+  fan_in_fan_out: false,
+  inference_mode: true,
+  init_lora_weights: true,
+  layers_pattern: null,
+  layers_to_transform: null,
+  lora_dropout: 0,
+  modules_to_save: null,
+  peft_type: "LORA",
+  rank_pattern: {},
+  revision: null,
+  task_type: "CAUSAL_LM",
+  use_dora: false,
+  use_rslora: false,
+} as const;
+
+function denseModules(adapter: Adapter): LoraModule[] {
+  return sortModules(adapter.modules).map((m) => ({ ...m, a: { kind: "dense", data: materializeA(m) }, b: m.b, mask: undefined }));
+}
+
+/** The PEFT adapter_config.json for `adapter` (rank/alpha patterns re-derived from its modules). */
+export function peftConfigOf(adapter: Adapter): Record<string, unknown> {
+  const { lori: _lori, ...peft } = deriveConfig(adapter.config, denseModules(adapter));
+  return { ...PEFT_DEFAULTS, ...peft };
+}
+
+/** The tensors of the dense PEFT file, in module order (A then B). */
+export function peftTensorsOf(adapter: Adapter): SafetensorsTensorData[] {
+  return denseModules(adapter).flatMap((m) => [
+    { name: `${peftPrefix(m.layer, m.module)}.lora_A.weight`, dtype: "F32" as const, shape: [m.rank, m.inFeatures], data: encodeFloats(materializeA(m), "F32") },
+    { name: `${peftPrefix(m.layer, m.module)}.lora_B.weight`, dtype: "F32" as const, shape: [m.outFeatures, m.rank], data: encodeFloats(m.b, "F32") },
+  ]);
+}
+
+/**
+ * Writes the PEFT directory atomically (temp directory beside `out`, then rename). Refuses an existing `out`
+ * unless `overwrite`.
+ */
+export async function exportPeftDir(out: string, adapter: Adapter, options: { overwrite?: boolean } = {}): Promise<void> {
+  const config = peftConfigOf(adapter);
+  const tensors = peftTensorsOf(adapter);
+  if (!options.overwrite && (await pathExists(out))) throw new LoraError("ADAPTER_EXISTS", `${out} already exists`);
+  const tag = `${process.pid}.${randomBytes(4).toString("hex")}`;
+  const temp = join(dirname(out), `.${basename(out)}.${tag}.tmp`);
+  await mkdir(dirname(out), { recursive: true });
+  await mkdir(temp);
+  try {
+    await writeFile(join(temp, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, { flush: true });
+    await writeSafetensors(join(temp, WEIGHTS_FILE), tensors, { format: "pt" });
+    if (await pathExists(out)) {
+      if (!options.overwrite) throw new LoraError("ADAPTER_EXISTS", `${out} already exists`);
+      const old = join(dirname(out), `.${basename(out)}.${tag}.old`);
+      await rename(out, old);
+      await rename(temp, out);
+      await rm(old, { recursive: true, force: true });
+    } else {
+      await rename(temp, out);
+    }
+  } catch (error) {
+    await rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+}

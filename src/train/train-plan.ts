@@ -1,0 +1,94 @@
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { GpuMode, TrainMethod } from "./native-trainer.js";
+import type { TargetModule } from "../lora/target-modules.js";
+
+/**
+ * Everything a training run needs after its data is tokenized, saved as `state.json` in the run's work dir
+ * (`<adapters-dir>/.train/<name>/`) so `--resume` continues with exactly the same settings.
+ */
+export interface TrainPlan {
+  readonly version: 1;
+  readonly name: string;
+  /** Absolute path of the base GGUF. */
+  readonly base: string;
+  readonly method: TrainMethod;
+  /** LoRI-S only. */
+  readonly sparsity: number | null;
+  readonly rank: number;
+  readonly alpha: number;
+  readonly seed: number;
+  readonly targets: readonly TargetModule[];
+  readonly lr: number;
+  /** Learning rate of the calibration (LoRI-D) phase. */
+  readonly calibrateLr: number;
+  /** Optimizer steps per phase. */
+  readonly steps: number;
+  readonly epochs: number | null;
+  readonly batch: number;
+  readonly gradAccum: number;
+  readonly maxLen: number;
+  readonly evalEvery: number;
+  readonly calibrate: boolean;
+  readonly maskFrom: string | null;
+  readonly continueFrom: string | null;
+  readonly data: { readonly file: string; readonly sha256: string | null; readonly records: number; readonly trainSequences: number; readonly validationSequences: number; readonly valFraction: number };
+  /** Present once the run is done with a phase: its summary (from the trainer's `done` event). */
+  readonly completed: Record<string, PhaseSummary>;
+}
+
+export interface PhaseSummary {
+  readonly phase: "calibrate" | "train";
+  readonly method: TrainMethod;
+  readonly steps: number;
+  readonly first_train_loss: number | null;
+  readonly final_train_loss: number | null;
+  readonly final_val_loss: number | null;
+  readonly trainable_params: number;
+  readonly tokens: number;
+  readonly tokens_per_s: number;
+  readonly peak_rss_mb: number;
+  readonly elapsed_s: number;
+  readonly backend: string | null;
+  readonly threads: number | null;
+  readonly resumed_from_step: number | null;
+}
+
+export const WORK_FILES = {
+  state: "state.json",
+  train: "train.tokens",
+  validation: "validation.tokens",
+  mask: "mask.safetensors",
+  initB: "init-b.safetensors",
+  output: (phase: string) => `${phase}.safetensors`,
+  checkpoint: (phase: string) => `${phase}.checkpoint.safetensors`,
+} as const;
+
+/** `<adaptersDir>/.train/<name>`: hidden from the adapter registry (names never start with a dot). */
+export function workDirFor(adaptersDir: string, name: string): string {
+  return join(adaptersDir, ".train", name);
+}
+
+export async function savePlan(workDir: string, plan: TrainPlan): Promise<void> {
+  await mkdir(workDir, { recursive: true });
+  const temp = join(workDir, `${WORK_FILES.state}.tmp`);
+  await writeFile(temp, `${JSON.stringify(plan, null, 2)}\n`);
+  await rename(temp, join(workDir, WORK_FILES.state));
+}
+
+export async function loadPlan(workDir: string): Promise<TrainPlan | null> {
+  let text: string;
+  try {
+    text = await readFile(join(workDir, WORK_FILES.state), "utf8");
+  } catch {
+    return null;
+  }
+  const plan = JSON.parse(text) as TrainPlan;
+  if (plan.version !== 1) throw new Error(`${workDir}: unsupported training state version ${String(plan.version)}`);
+  return plan;
+}
+
+/** The phases of a plan, in order: LoRI-S with `calibrate` trains LoRI-D first. */
+export function planPhases(plan: Pick<TrainPlan, "calibrate" | "method">): ("calibrate" | "train")[] {
+  return plan.calibrate ? ["calibrate", "train"] : ["train"];
+}
