@@ -1,7 +1,6 @@
-import { randomBytes } from "node:crypto";
-import { open, rename, unlink, type FileHandle } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { endianness } from "node:os";
-import { basename, dirname, join } from "node:path";
+import { writeFileAtomically } from "../util/atomic-file.js";
 import { float32ArrayToFloat16Bits } from "./float16.js";
 import { ggmlTensorByteLength, ggmlTypeByName } from "./ggml-tensor-types.js";
 import { GgufHeaderEncoder } from "./gguf-header-encoder.js";
@@ -39,9 +38,7 @@ export async function writeGgufFile(path: string, input: GgufWriteInput): Promis
   const planned = planTensors(input.tensors, alignment);
   const header = encodeHeader(metadata, planned, alignment);
 
-  const tempPath = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
-  const file = await open(tempPath, "wx");
-  try {
+  await writeFileAtomically(path, async (file) => {
     let position = 0;
     position += await writeAll(file, header, position);
     for (const tensor of planned) {
@@ -49,14 +46,7 @@ export async function writeGgufFile(path: string, input: GgufWriteInput): Promis
       if (start > position) position += await writeAll(file, Buffer.alloc(start - position), position);
       position += await writeTensorData(file, tensor.input, position);
     }
-    await file.datasync();
-    await file.close();
-    await rename(tempPath, path);
-  } catch (error) {
-    await file.close().catch(() => undefined);
-    await unlink(tempPath).catch(() => undefined);
-    throw error;
-  }
+  });
 }
 
 /** Resolves the alignment from the option and/or `general.alignment`, adding the key when it is not 32. */

@@ -1,6 +1,6 @@
-import { randomBytes } from "node:crypto";
-import { open, rename, unlink, type FileHandle } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import { endianness } from "node:os";
+import { writeFileAtomically } from "../util/atomic-file.js";
 import { LoraError } from "./errors.js";
 
 /**
@@ -123,21 +123,12 @@ export async function writeSafetensors(
       );
     }
   });
-  const tempPath = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  const fh = await open(tempPath, "wx");
-  try {
+  await writeFileAtomically(path, async (fh) => {
     await writeFully(fh, layout.prefix);
     for (const t of tensors) {
       await writeFully(fh, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
     }
-    await fh.sync();
-    await fh.close();
-    await rename(tempPath, path);
-  } catch (error) {
-    await fh.close().catch(() => undefined);
-    await unlink(tempPath).catch(() => undefined);
-    throw error;
-  }
+  });
 }
 
 function fail(code: ConstructorParameters<typeof LoraError>[0], path: string, detail: string): never {
