@@ -16,23 +16,13 @@ import { join } from "node:path";
 import { makeAdapter, materializeA, type Adapter, type LoraModule } from "../src/lora/adapter.js";
 import { WEIGHTS_FILE, writeAdapterDir } from "../src/lora/adapter-io.js";
 import { mergeCat } from "../src/lora/merge.js";
-import { TARGET_MODULES, type TargetModule } from "../src/lora/target-modules.js";
+import { LLAMA3_8B_SHAPES, TARGET_MODULES } from "../src/lora/target-modules.js";
 
 const LAYERS = Number(process.env.BENCH_LAYERS ?? 32);
 const RANK = Number(process.env.BENCH_RANK ?? 32);
 const ADAPTERS = Number(process.env.BENCH_ADAPTERS ?? 4);
 const WRITE = (process.env.BENCH_WRITE ?? "1") !== "0";
 
-/** Llama-3-8B projection shapes [out, in]. */
-const LLAMA3_8B: Record<TargetModule, [number, number]> = {
-  q_proj: [4096, 4096],
-  k_proj: [1024, 4096],
-  v_proj: [1024, 4096],
-  o_proj: [4096, 4096],
-  gate_proj: [14336, 4096],
-  up_proj: [14336, 4096],
-  down_proj: [4096, 14336],
-};
 
 /** xorshift32 fill in [-0.01, 0.01): fast, deterministic test data. */
 function randomB(length: number, seed: number): Float32Array {
@@ -51,7 +41,7 @@ function syntheticAdapter(index: number, seed: number): Adapter {
   const modules: LoraModule[] = [];
   for (let layer = 0; layer < LAYERS; layer++) {
     for (const module of TARGET_MODULES) {
-      const [outFeatures, inFeatures] = LLAMA3_8B[module];
+      const [outFeatures, inFeatures] = LLAMA3_8B_SHAPES[module];
       const b = randomB(outFeatures * RANK, 1 + index * 1_000_003 + layer * 7 + modules.length);
       modules.push({ layer, module, rank: RANK, alpha: 2 * RANK, inFeatures, outFeatures, a: { kind: "seeded", seed }, b });
     }

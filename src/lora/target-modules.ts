@@ -41,3 +41,14 @@ export const GGUF_TENSOR_STEM: Readonly<Record<TargetModule, string>> = {
 export function isTargetModule(value: string): value is TargetModule {
   return (TARGET_MODULES as readonly string[]).includes(value);
 }
+
+/** Llama-3-8B projection shapes [out, in] (32 layers): the reference shapes of size reports and benchmarks. */
+export const LLAMA3_8B_SHAPES: Readonly<Record<TargetModule, readonly [number, number]>> = {
+  q_proj: [4096, 4096],
+  k_proj: [1024, 4096],
+  v_proj: [1024, 4096],
+  o_proj: [4096, 4096],
+  gate_proj: [14336, 4096],
+  up_proj: [14336, 4096],
+  down_proj: [4096, 14336],
+};

@@ -18,7 +18,7 @@ import { baseFingerprintOfGguf } from "../../src/lora/base-fingerprint.js";
 import { SafetensorsFile } from "../../src/lora/safetensors.js";
 import { generateSeededA } from "../../src/lora/seeded-a.js";
 import { adapterLayouts, layoutSizeReport } from "../../src/lora/size-report.js";
-import { TARGET_MODULES, type TargetModule } from "../../src/lora/target-modules.js";
+import { LLAMA3_8B_SHAPES, TARGET_MODULES } from "../../src/lora/target-modules.js";
 import { createTinyModel } from "../../src/model/tiny-model.js";
 import { useTempDir } from "../support/temp-dir.js";
 import { rng, tinyModules } from "../lora/helpers.js";
@@ -53,16 +53,6 @@ async function tensorBytes(path: string): Promise<Map<string, Buffer>> {
   }
 }
 
-/** Llama-3-8B projection shapes [out, in]. */
-const LLAMA3_8B: Record<TargetModule, [number, number]> = {
-  q_proj: [4096, 4096],
-  k_proj: [1024, 4096],
-  v_proj: [1024, 4096],
-  o_proj: [4096, 4096],
-  gate_proj: [14336, 4096],
-  up_proj: [14336, 4096],
-  down_proj: [4096, 14336],
-};
 
 describe("adapter commands", () => {
   const tmp = useTempDir();
@@ -167,7 +157,7 @@ describe("adapter commands", () => {
     // The same layout code at Llama-3-8B shapes, r = 32, 90 % sparse: the ratio inspect would print.
     const layouts: ModuleLayoutInput[] = Array.from({ length: 32 }, (_, layer) =>
       TARGET_MODULES.map((module) => {
-        const [outFeatures, inFeatures] = LLAMA3_8B[module];
+        const [outFeatures, inFeatures] = LLAMA3_8B_SHAPES[module];
         return { layer, module, rank: 32, inFeatures, outFeatures, aStored: false, sparseCount: Math.floor(0.1 * outFeatures * 32) };
       }),
     ).flat();

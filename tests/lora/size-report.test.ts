@@ -5,24 +5,14 @@ import { makeAdapter } from "../../src/lora/adapter.js";
 import type { ModuleLayoutInput } from "../../src/lora/adapter-layout.js";
 import { WEIGHTS_FILE, writeAdapterDir } from "../../src/lora/adapter-io.js";
 import { adapterSizeReport, layoutSizeReport } from "../../src/lora/size-report.js";
-import { TARGET_MODULES, type TargetModule } from "../../src/lora/target-modules.js";
+import { LLAMA3_8B_SHAPES, TARGET_MODULES } from "../../src/lora/target-modules.js";
 import { randomModule, rng, withTempDir } from "./helpers.js";
 
-/** Llama-3-8B projection shapes [out, in]. */
-const LLAMA3_8B: Record<TargetModule, [number, number]> = {
-  q_proj: [4096, 4096],
-  k_proj: [1024, 4096],
-  v_proj: [1024, 4096],
-  o_proj: [4096, 4096],
-  gate_proj: [14336, 4096],
-  up_proj: [14336, 4096],
-  down_proj: [4096, 14336],
-};
 
 function llama3Layouts(rank: number, options: { aStored: boolean; keep?: number }): ModuleLayoutInput[] {
   return Array.from({ length: 32 }, (_, layer) =>
     TARGET_MODULES.map((module) => {
-      const [outFeatures, inFeatures] = LLAMA3_8B[module];
+      const [outFeatures, inFeatures] = LLAMA3_8B_SHAPES[module];
       const keep = options.keep;
       return {
         layer,
