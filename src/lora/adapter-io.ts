@@ -186,7 +186,22 @@ export async function writeAdapterDir(dir: string, adapter: Adapter, options: Wr
   modules.forEach(validateModule);
   const config = deriveConfig(adapter.config, modules);
   const { tensors, metadata } = encodeAdapterTensors(modules, options.dtype ?? "F32");
-  if (!options.overwrite && (await exists(dir))) throw new LoraError("ADAPTER_EXISTS", `${dir} already exists`);
+  await writeAdapterFiles(dir, config, tensors, metadata, options.overwrite ?? false);
+}
+
+/**
+ * Writes `adapter_config.json` + `adapter_model.safetensors` into a temp directory beside `dir`, then
+ * renames it into place (an existing one is moved aside first when `overwrite`), so nobody ever sees half an
+ * adapter. Refuses an existing `dir` unless `overwrite`.
+ */
+export async function writeAdapterFiles(
+  dir: string,
+  config: unknown,
+  tensors: Parameters<typeof writeSafetensors>[1],
+  metadata: Record<string, string>,
+  overwrite: boolean,
+): Promise<void> {
+  if (!overwrite && (await exists(dir))) throw new LoraError("ADAPTER_EXISTS", `${dir} already exists`);
   const tag = `${process.pid}.${randomBytes(4).toString("hex")}`;
   const temp = join(dirname(dir), `.${basename(dir)}.${tag}.tmp`);
   await mkdir(dirname(dir), { recursive: true });
@@ -195,7 +210,7 @@ export async function writeAdapterDir(dir: string, adapter: Adapter, options: Wr
     await writeFile(join(temp, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, { flush: true });
     await writeSafetensors(join(temp, WEIGHTS_FILE), tensors, metadata);
     if (await exists(dir)) {
-      if (!options.overwrite) throw new LoraError("ADAPTER_EXISTS", `${dir} already exists`);
+      if (!overwrite) throw new LoraError("ADAPTER_EXISTS", `${dir} already exists`);
       const old = join(dirname(dir), `.${basename(dir)}.${tag}.old`);
       await rename(dir, old);
       await rename(temp, dir);

@@ -1,12 +1,7 @@
-import { randomBytes } from "node:crypto";
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
 import { deriveConfig, materializeA, sortModules, type Adapter, type LoraModule } from "./adapter.js";
-import { CONFIG_FILE, WEIGHTS_FILE } from "./adapter-io.js";
+import { writeAdapterFiles } from "./adapter-io.js";
 import { peftPrefix } from "./adapter-layout.js";
-import { LoraError } from "./errors.js";
-import { pathExists } from "./adapter-store.js";
-import { writeSafetensors, type SafetensorsTensorData } from "./safetensors.js";
+import type { SafetensorsTensorData } from "./safetensors.js";
 import { encodeFloats } from "./tensor-codec.js";
 
 /**
@@ -60,25 +55,5 @@ export function peftTensorsOf(adapter: Adapter): SafetensorsTensorData[] {
 export async function exportPeftDir(out: string, adapter: Adapter, options: { overwrite?: boolean } = {}): Promise<void> {
   const config = peftConfigOf(adapter);
   const tensors = peftTensorsOf(adapter);
-  if (!options.overwrite && (await pathExists(out))) throw new LoraError("ADAPTER_EXISTS", `${out} already exists`);
-  const tag = `${process.pid}.${randomBytes(4).toString("hex")}`;
-  const temp = join(dirname(out), `.${basename(out)}.${tag}.tmp`);
-  await mkdir(dirname(out), { recursive: true });
-  await mkdir(temp);
-  try {
-    await writeFile(join(temp, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, { flush: true });
-    await writeSafetensors(join(temp, WEIGHTS_FILE), tensors, { format: "pt" });
-    if (await pathExists(out)) {
-      if (!options.overwrite) throw new LoraError("ADAPTER_EXISTS", `${out} already exists`);
-      const old = join(dirname(out), `.${basename(out)}.${tag}.old`);
-      await rename(out, old);
-      await rename(temp, out);
-      await rm(old, { recursive: true, force: true });
-    } else {
-      await rename(temp, out);
-    }
-  } catch (error) {
-    await rm(temp, { recursive: true, force: true });
-    throw error;
-  }
+  await writeAdapterFiles(out, config, tensors, { format: "pt" }, options.overwrite ?? false);
 }
