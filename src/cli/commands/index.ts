@@ -1,4 +1,5 @@
 import type { CliCommand } from "../command.js";
+import { evalCommand } from "./eval.js";
 import { exportCommand } from "./export.js";
 import { importCommand } from "./import.js";
 import { inspectCommand } from "./inspect.js";
@@ -12,6 +13,7 @@ import { trainCommand } from "./train.js";
 export const commands: readonly CliCommand[] = [
   serveCommand,
   trainCommand,
+  evalCommand,
   importCommand,
   exportCommand,
   mergeCommand,
