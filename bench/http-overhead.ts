@@ -6,7 +6,8 @@
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 import { defaultThreadCount } from "../src/engine/llama-runtime.js";
 import { ensureBenchModel, median, round } from "./support/bench-model.js";
-import { startServerProcess, streamCompletion } from "./support/server-process.js";
+import { startServerProcess } from "./support/server-process.js";
+import { streamTimed } from "./support/stream-client.js";
 
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 128);
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
@@ -45,18 +46,18 @@ async function main() {
   const server = await startServerProcess(["--model", `bench=${modelPath}`, "--threads", String(THREADS), "--gpu", "off", "--parallel", "4", "--context-size", "1024"]);
   try {
     const body = { model: "bench", prompt: PROMPT, max_tokens: TOKENS, temperature: 0, ignore_eos: true };
-    await streamCompletion(server.url, { ...body, max_tokens: 8 }); // warm-up both
+    await streamTimed(server.url, { ...body, max_tokens: 8 }); // warm-up both
     await inProcess.decode();
     // Alternate the two so both see the same machine load (these machines are noisy).
     const local = [];
     const http = [];
     for (let r = 0; r < REPEATS; r++) {
       local.push(await inProcess.decode());
-      http.push(await streamCompletion(server.url, body));
+      http.push(await streamTimed(server.url, body));
     }
     const aggregate = async (clients: number) => {
       const start = performance.now();
-      const results = await Promise.all(Array.from({ length: clients }, (_, i) => streamCompletion(server.url, { ...body, prompt: `${PROMPT} ${i}` })));
+      const results = await Promise.all(Array.from({ length: clients }, (_, i) => streamTimed(server.url, { ...body, prompt: `${PROMPT} ${i}` })));
       const seconds = (performance.now() - start) / 1000;
       return results.reduce((sum, r) => sum + r.tokens, 0) / seconds;
     };
