@@ -4,6 +4,7 @@ import { basename } from "node:path";
 import { LlamaText, type ChatWrapper, type LlamaModel, type Token } from "node-llama-cpp";
 import { buildChatPrompt, type ChatTurn } from "../engine/chat-prompt.js";
 import type { TokenSequence } from "./token-shards.js";
+import { mulberry32 } from "../util/mulberry32.js";
 
 /**
  * Training data: JSONL in one of three formats, tokenized exactly as the server tokenizes requests.
@@ -218,13 +219,3 @@ export function splitValidation<T>(items: readonly T[], fraction: number, seed: 
   return { train: items.filter((_, i) => !held.has(i)), validation: items.filter((_, i) => held.has(i)) };
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

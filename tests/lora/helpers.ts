@@ -4,18 +4,10 @@ import { join } from "node:path";
 import type { LoraModule } from "../../src/lora/adapter.js";
 import { packMask } from "../../src/lora/mask.js";
 import { TARGET_MODULES, type TargetModule } from "../../src/lora/target-modules.js";
+import { mulberry32 } from "../../src/util/mulberry32.js";
 
-/** A deterministic PRNG for test data (mulberry32), so failures reproduce. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+/** Deterministic pseudo-random numbers for test data, so failures reproduce. */
+export const rng = mulberry32;
 
 export interface RandomModuleOptions {
   layer?: number;

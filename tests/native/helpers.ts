@@ -5,6 +5,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { runNativeTrainer, type NativeTrainerConfig, type TrainerEvent } from "../../src/train/native-trainer.js";
+import { mulberry32 } from "../../src/util/mulberry32.js";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const trainerBinary = join(repoRoot, "native", "build", "lori-train");
@@ -82,17 +83,8 @@ export async function writeSafetensors(path: string, tensors: Map<string, F32Ten
   await writeFile(path, out);
 }
 
-/** Deterministic pseudo-random numbers for test data (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic pseudo-random numbers for test data, so failures reproduce. */
+export const rng = mulberry32;
 
 /** Shapes [out, in] of the seven projections of a llama model, by GGUF tensor stem. */
 export function projectionShapes(d: number, kvOut: number, ff: number): Record<string, [number, number]> {
