@@ -1,6 +1,6 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { GpuMode, TrainMethod } from "./native-trainer.js";
+import type { TrainMethod } from "./native-trainer.js";
 import type { TargetModule } from "../lora/target-modules.js";
 
 /**

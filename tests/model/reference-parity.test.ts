@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { LlamaContext, LlamaModel, Token } from "node-llama-cpp";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { createByteTokenizer } from "../../src/model/byte-tokenizer.js";
 import { createRandomHfLlamaWeights } from "../../src/model/hf-llama-weights.js";
 import { unpermuteRowsForRope } from "../../src/model/llama-permute.js";

@@ -7,7 +7,7 @@ import { writeTokenShards } from "../../src/train/token-shards.js";
 import { EXACT_CONTEXT_OPTIONS, getLastPositionLogProbs, maxAbsDifference } from "../support/llama-logits.js";
 import { useTempDir } from "../support/temp-dir.js";
 import { getTestLlama } from "../support/test-llama.js";
-import { cpu, ensureTrainerBuilt, haveStories, last, rng, run, storiesPath, storiesSkipMessage } from "./helpers.js";
+import { cpu, ensureTrainerBuilt, haveStories, rng, run, storiesPath, storiesSkipMessage } from "./helpers.js";
 
 const VOCAB = 512;
 
