@@ -1,23 +1,13 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { evalCommand, parseAdapter } from "../../src/cli/commands/eval.js";
 import { startTestServer, storiesModelPath, type TestServer } from "../support/server-harness.js";
 import { useTempDir } from "../support/temp-dir.js";
 import { parseTrainingJsonl } from "../../src/train/training-data.js";
+import { runCommand } from "../support/run-command.js";
 
-async function runCli(argv: string[]): Promise<{ code: number; stdout: string }> {
-  let stdout = "";
-  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stdout += chunk.toString();
-    return true;
-  });
-  try {
-    return { code: await evalCommand.run(argv), stdout };
-  } finally {
-    spy.mockRestore();
-  }
-}
+const runCli = (argv: string[]) => runCommand(evalCommand, argv);
 
 interface Report {
   server: string;

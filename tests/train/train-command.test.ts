@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { trainCommand } from "../../src/cli/commands/train.js";
 import { createTinyModel } from "../../src/model/tiny-model.js";
 import { readAdapterDir } from "../../src/lora/adapter-io.js";
@@ -9,19 +9,9 @@ import { resumeTraining, trainAdapter, TrainInterrupted } from "../../src/train/
 import { workDirFor } from "../../src/train/train-plan.js";
 import { useTempDir } from "../support/temp-dir.js";
 import { CPU_RUN, ensureTrainerBuilt, toJsonl } from "./helpers.js";
+import { runCommand } from "../support/run-command.js";
 
-async function runCli(argv: string[]): Promise<{ code: number; stdout: string }> {
-  let stdout = "";
-  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stdout += chunk.toString();
-    return true;
-  });
-  try {
-    return { code: await trainCommand.run(argv), stdout };
-  } finally {
-    spy.mockRestore();
-  }
-}
+const runCli = (argv: string[]) => runCommand(trainCommand, argv);
 
 describe("lori-server train on a tiny generated model", () => {
   const tmp = useTempDir("lori-train-cli-");
