@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from "node:fs";
 import {
   JinjaTemplateChatWrapper,
   LlamaText,
@@ -17,6 +18,12 @@ export interface ChatPrompt {
   readonly tokens: Token[];
   readonly stopTokens: Set<Token>;
   readonly stopStrings: string[];
+}
+
+/** `--chat-template` takes Jinja text or a path to a file holding it. */
+export function readChatTemplateOption(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  return existsSync(value) ? readFileSync(value, "utf8") : value;
 }
 
 /**

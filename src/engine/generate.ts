@@ -7,6 +7,7 @@ import {
   type Token,
 } from "node-llama-cpp";
 import type { FinishReason, GeneratedPiece, GenerationParams, GenerationResult, TokenLogprob } from "./generation-types.js";
+import { sharedPrefixLength } from "./token-prefix.js";
 import { StopStringMatcher, TokenTextStream } from "./token-text-stream.js";
 
 export interface GenerateInput {
@@ -93,9 +94,7 @@ async function* withoutMetadata(
 /** Keeps the KV cells shared with the new prompt; always re-evaluates at least the last prompt token. */
 async function reusePrefix(sequence: LlamaContextSequence, promptTokens: readonly Token[]): Promise<number> {
   const existing = sequence.contextTokens;
-  let common = 0;
-  const max = Math.min(existing.length, promptTokens.length - 1);
-  while (common < max && existing[common] === promptTokens[common]) common++;
+  const common = Math.min(sharedPrefixLength(existing, promptTokens), promptTokens.length - 1);
   if (common < existing.length) await sequence.eraseContextTokenRanges([{ start: common, end: existing.length }]);
   return common;
 }

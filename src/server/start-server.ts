@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -7,6 +7,7 @@ import type { Llama } from "node-llama-cpp";
 import { readKeysFile, type KeyGrant } from "../config/keys-file.js";
 import type { ServeConfig } from "../config/serve-config.js";
 import { AdapterRegistry } from "../engine/adapters/adapter-registry.js";
+import { readChatTemplateOption } from "../engine/chat-prompt.js";
 import { ShuttingDownError } from "../engine/engine-errors.js";
 import type { LaneEvents } from "../engine/lanes/lane-scheduler.js";
 import { defaultThreadCount, loadLlama } from "../engine/llama-runtime.js";
@@ -35,7 +36,7 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
   const keys = resolveKeys(config);
   const llama = options.llama ?? (await loadLlama(config.gpu));
   const threads = config.threads === "auto" ? defaultThreadCount() : config.threads;
-  const chatTemplate = readChatTemplate(config.chatTemplate);
+  const chatTemplate = readChatTemplateOption(config.chatTemplate);
   const specs = config.models.length > 0 ? config.models.map(parseModelSpec) : [embeddedSpec(await ensureEmbeddedModel(config.modelsDir))];
 
   await mkdir(config.adaptersDir, { recursive: true });
@@ -137,11 +138,6 @@ function resolveKeys(config: ServeConfig): KeyGrant[] {
 
 function embeddedSpec(file: string) {
   return { id: "lori-tiny", path: file };
-}
-
-function readChatTemplate(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  return existsSync(value) ? readFileSync(value, "utf8") : value;
 }
 
 function listen(fetch: Parameters<typeof serve>[0]["fetch"], hostname: string, port: number): Promise<ServerType> {

@@ -1,8 +1,8 @@
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
-import { resolveChatFormat } from "../engine/chat-prompt.js";
+import { readChatTemplateOption, resolveChatFormat } from "../engine/chat-prompt.js";
 import { readGgufFile } from "../gguf/gguf-reader.js";
 import { makeAdapter, type Adapter, type LoraModule } from "../lora/adapter.js";
 import { encodeAdapterTensors, writeAdapterDir } from "../lora/adapter-io.js";
@@ -292,9 +292,7 @@ async function loadSequences(options: TrainAdapterOptions, base: string, seed: n
   const model = await llama.loadModel({ modelPath: base, vocabOnly: true });
   try {
     const needsChat = file.records.some((r) => r.kind === "chat");
-    let template = data.chatTemplate;
-    if (template !== undefined && existsSync(template)) template = await readFile(template, "utf8");
-    const chatFormat = needsChat ? resolveChatFormat(model, template) : undefined;
+    const chatFormat = needsChat ? resolveChatFormat(model, readChatTemplateOption(data.chatTemplate)) : undefined;
     const valFraction = options.valFraction ?? 0.1;
     if (!(valFraction >= 0 && valFraction < 1)) throw new TrainError(`--val-fraction must be in [0, 1), got ${valFraction}`);
     // Split records (not sequences), so one conversation never lands on both sides.

@@ -181,10 +181,8 @@ export class LaneScheduler {
   private openLane(waiter: Waiter): void {
     this.creating++;
     const started = performance.now();
-    this.residency
-      .retain(waiter.binding)
-      .then(() => Lane.create(this.nextLaneId++, this.model, waiter.binding, this.options))
-      .then(
+    this.residency.retain(waiter.binding);
+    Lane.create(this.nextLaneId++, this.model, waiter.binding, this.options).then(
         (lane) => {
           this.creating--;
           this.lanes.push(lane);
@@ -207,10 +205,8 @@ export class LaneScheduler {
     const started = performance.now();
     lane.preparing = true;
     lane.binding = waiter.binding;
-    this.residency
-      .retain(waiter.binding)
-      .then(() => lane.rebind(waiter.binding))
-      .then(
+    this.residency.retain(waiter.binding);
+    lane.rebind(waiter.binding).then(
         () => {
           lane.preparing = false;
           this.residency.release(previous);

@@ -1,5 +1,6 @@
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { serializeSampling, setContextLoras } from "../node-llama-internals.js";
+import { sharedPrefixLength } from "../token-prefix.js";
 import type { LaneBinding } from "./lane-binding.js";
 
 export interface LaneContextOptions {
@@ -111,11 +112,4 @@ async function createBoundContext(model: LlamaModel, binding: LaneBinding, optio
     throw error;
   }
   return context;
-}
-
-function sharedPrefixLength(a: readonly Token[], b: readonly Token[]): number {
-  const max = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < max && a[i] === b[i]) i++;
-  return i;
 }

@@ -33,7 +33,7 @@ export class LoraResidency {
   }
 
   /** Marks the binding's files as in use (they are loaded by the lane that applies them). */
-  async retain(binding: LaneBinding): Promise<void> {
+  retain(binding: LaneBinding): void {
     for (const { filePath } of binding.loras) {
       this.references.set(filePath, (this.references.get(filePath) ?? 0) + 1);
       const index = this.unreferenced.indexOf(filePath);
