@@ -183,21 +183,21 @@ export class LaneScheduler {
     const started = performance.now();
     this.residency.retain(waiter.binding);
     Lane.create(this.nextLaneId++, this.model, waiter.binding, this.options).then(
-        (lane) => {
-          this.creating--;
-          this.lanes.push(lane);
-          this.events.onLaneCreated?.(lane, performance.now() - started);
-          if (this.disposed) return void lane.dispose();
-          this.hand(lane, waiter, false);
-          this.pump();
-        },
-        (error: unknown) => {
-          this.creating--;
-          this.residency.release(waiter.binding);
-          waiter.reject(error as Error);
-          this.pump();
-        },
-      );
+      (lane) => {
+        this.creating--;
+        this.lanes.push(lane);
+        this.events.onLaneCreated?.(lane, performance.now() - started);
+        if (this.disposed) return void lane.dispose();
+        this.hand(lane, waiter, false);
+        this.pump();
+      },
+      (error: unknown) => {
+        this.creating--;
+        this.residency.release(waiter.binding);
+        waiter.reject(error as Error);
+        this.pump();
+      },
+    );
   }
 
   private rebindLane(lane: Lane, waiter: Waiter): void {
@@ -207,26 +207,26 @@ export class LaneScheduler {
     lane.binding = waiter.binding;
     this.residency.retain(waiter.binding);
     lane.rebind(waiter.binding).then(
-        () => {
+      () => {
+        lane.preparing = false;
+        this.residency.release(previous);
+        this.events.onSwap?.(previous, waiter.binding, performance.now() - started, lane);
+        this.hand(lane, waiter, true);
+        this.settleReserved(lane);
+        this.pump();
+      },
+      (error: unknown) => {
+        // The context may hold a partial set now: bind it back to its previous set before reuse.
+        lane.binding = previous;
+        this.residency.release(waiter.binding);
+        lane.rebind(previous).finally(() => {
           lane.preparing = false;
-          this.residency.release(previous);
-          this.events.onSwap?.(previous, waiter.binding, performance.now() - started, lane);
-          this.hand(lane, waiter, true);
           this.settleReserved(lane);
           this.pump();
-        },
-        (error: unknown) => {
-          // The context may hold a partial set now: bind it back to the base model before reuse.
-          lane.binding = previous;
-          this.residency.release(waiter.binding);
-          lane.rebind(previous).finally(() => {
-            lane.preparing = false;
-            this.settleReserved(lane);
-            this.pump();
-          });
-          waiter.reject(error as Error);
-        },
-      );
+        });
+        waiter.reject(error as Error);
+      },
+    );
   }
 
   private readonly afterPreparedWaiters = new Map<Lane, Waiter[]>();
