@@ -65,6 +65,16 @@ void Adapter::zero_grads() {
     }
 }
 
+GradientTargets Adapter::gradient_targets() const {
+    GradientTargets g;
+    for (const AdapterTarget & t : targets) {
+        if (t.grad_b) g.params.push_back({t.b, t.grad_b, t.mask ? &t.mask_host : nullptr});
+        if (t.grad_a) g.params.push_back({t.a, t.grad_a, nullptr});
+    }
+    g.loss_grad = loss_grad;
+    return g;
+}
+
 std::map<std::string, std::string> Adapter::metadata() const {
     std::string mods;
     for (int m : spec.modules) mods += std::string(mods.empty() ? "" : ",") + module_short_name(m);

@@ -6,6 +6,7 @@
 
 #include "model.h"
 #include "safetensors.h"
+#include "trainables.h"
 
 #include "ggml-backend.h"
 #include "ggml.h"
@@ -64,6 +65,7 @@ struct Adapter {
     const AdapterTarget * find(int layer, int module) const;
     int64_t trainable_params() const; // A (lora) + B entries that can change (LoRI-S: mask count)
     void zero_grads();
+    GradientTargets gradient_targets() const; // B (and A for lora) with their accumulators; masks attached to B
     std::map<std::string, std::string> metadata() const; // adapter description for safetensors headers
 };
 

@@ -1,5 +1,6 @@
-// Mode "gradcheck": analytic dB (and dA for lora) from the backward graph vs central finite differences of the
-// training loss, on the first `batch` sequences. B starts random (seeded) so every path carries signal.
+// Mode "gradcheck": analytic dB (and dA for lora; every weight for method "full") from the backward graph vs
+// central finite differences of the training loss, on the first `batch` sequences. B starts random (seeded) so
+// every path carries signal.
 // The difference quotient is the 4-point stencil (-f(x+2h) + 8f(x+h) - 8f(x-h) + f(x-2h)) / 12h (error O(h^4)), so
 // h can be large enough for the F32 loss's rounding noise (~1e-7 relative) not to dominate. Reported:
 //   max_rel_err      max |fd - an| / max(|fd|, |an|) over the checked entries with the largest gradients (half of them)
@@ -7,6 +8,7 @@
 //   max_abs_err      max |fd - an|, and max_abs_grad = max |an| over all trainable entries
 // Masked entries must have exactly 0 analytic gradient (masked_nonzero_grads) and 0 finite difference.
 #include "errors.h"
+#include "full_model.h"
 #include "io.h"
 #include "llama_graph.h"
 #include "modes.h"
@@ -21,20 +23,21 @@ namespace lori {
 
 namespace {
 
-struct Entry { size_t target; bool is_a; size_t index; double analytic; };
+struct Entry { size_t param; size_t index; double analytic; };
 
 } // namespace
 
 int run_gradcheck(const Config & config) {
-    const AdapterSpec spec = adapter_spec_from(config);
+    const bool full = config.str("method", "lori-d") == "full";
+    const AdapterSpec spec = full ? AdapterSpec{} : adapter_spec_from(config);
     AdapterSources sources;
-    sources.mask = config.str("mask", "");
+    if (!full) sources.mask = config.str("mask", "");
     const std::string shards = config.str("shards");
     const int64_t max_len = config.integer("max_len", 32), batch = config.integer("batch", 2);
     const int64_t n_entries = config.integer("entries", 48);
     const double fd_eps = config.num("fd_eps", 0.02), init_scale = config.num("init_scale", 0.1);
     Session session;
-    open_session(session, config);
+    open_session(session, config, full);
     config.reject_unknown_keys();
     const LlamaModel & model = session.model;
 
@@ -45,13 +48,21 @@ int run_gradcheck(const Config & config) {
     for (const Sequence & s : seqs) ptrs.push_back(&s);
 
     Adapter adapter;
-    create_adapter(adapter, model, spec, sources, session.backend.main);
+    FullModelGradients model_grads;
+    GradientTargets targets;
     std::mt19937_64 rng(spec.seed ^ 0x6AD1C4EC4ull);
-    std::uniform_real_distribution<float> uni(-float(init_scale), float(init_scale));
-    for (AdapterTarget & t : adapter.targets) {
-        std::vector<float> b(size_t(t.out * spec.rank));
-        for (float & x : b) x = uni(rng);
-        tensor_from_host(t.b, b);
+    if (full) {
+        create_full_model_gradients(model_grads, model, session.backend.main);
+        targets = model_grads.targets;
+    } else {
+        create_adapter(adapter, model, spec, sources, session.backend.main);
+        std::uniform_real_distribution<float> uni(-float(init_scale), float(init_scale));
+        for (AdapterTarget & t : adapter.targets) {
+            std::vector<float> b(size_t(t.out * spec.rank));
+            for (float & x : b) x = uni(rng);
+            tensor_from_host(t.b, b);
+        }
+        targets = adapter.gradient_targets();
     }
 
     GraphShape shape;
@@ -60,7 +71,7 @@ int run_gradcheck(const Config & config) {
     shape.K = selection_capacity(seqs, shape.T, shape.N);
     shape.backward = true;
     LlamaGraph g;
-    build_llama_graph(g, model, &adapter, shape);
+    build_llama_graph(g, model, full ? nullptr : &adapter, shape, &targets);
     Runner runner(session.backend, size_t(ggml_graph_size(g.backward)));
     const HostBatch hb = make_batch(ptrs, shape);
 
@@ -72,29 +83,25 @@ int run_gradcheck(const Config & config) {
         ggml_backend_tensor_get(g.loss, &l, 0, sizeof l);
         return double(l);
     };
-    adapter.zero_grads();
+    full ? model_grads.zero_grads() : adapter.zero_grads();
     const double loss = loss_of(g.backward);
 
     std::vector<Entry> entries;
     int64_t masked = 0, masked_nonzero = 0;
     double gmax = 0.0;
     std::vector<Entry> masked_entries;
-    for (size_t ti = 0; ti < adapter.targets.size(); ti++) {
-        const AdapterTarget & t = adapter.targets[ti];
-        for (bool is_a : {false, true}) {
-            ggml_tensor * grad = is_a ? t.grad_a : t.grad_b;
-            if (!grad) continue;
-            const std::vector<float> gv = tensor_to_host(grad);
-            for (size_t i = 0; i < gv.size(); i++) {
-                if (!is_a && t.mask && t.mask_host[i] == 0.0f) {
-                    masked++;
-                    if (gv[i] != 0.0f) masked_nonzero++;
-                    if (masked_entries.size() < 4) masked_entries.push_back({ti, false, i, double(gv[i])});
-                    continue;
-                }
-                entries.push_back({ti, is_a, i, double(gv[i])});
-                gmax = std::max(gmax, std::fabs(double(gv[i])));
+    for (size_t pi = 0; pi < targets.params.size(); pi++) {
+        const Trainable & p = targets.params[pi];
+        const std::vector<float> gv = tensor_to_host(p.grad);
+        for (size_t i = 0; i < gv.size(); i++) {
+            if (p.mask && (*p.mask)[i] == 0.0f) {
+                masked++;
+                if (gv[i] != 0.0f) masked_nonzero++;
+                if (masked_entries.size() < 4) masked_entries.push_back({pi, i, double(gv[i])});
+                continue;
             }
+            entries.push_back({pi, i, double(gv[i])});
+            gmax = std::max(gmax, std::fabs(double(gv[i])));
         }
     }
     // half the checks on the largest gradients, half on random entries
@@ -104,8 +111,7 @@ int run_gradcheck(const Config & config) {
     for (size_t i = chosen.size(); i < entries.size() && int64_t(chosen.size()) < n_entries; i++) chosen.push_back(entries[i]);
 
     auto finite_difference = [&](const Entry & e) {
-        const AdapterTarget & t = adapter.targets[e.target];
-        ggml_tensor * param = e.is_a ? t.a : t.b;
+        ggml_tensor * param = targets.params[e.param].value;
         const size_t off = e.index * sizeof(float);
         float x0;
         ggml_backend_tensor_get(param, &x0, off, sizeof(float));

@@ -55,7 +55,8 @@ struct Builder {
 
 } // namespace
 
-void build_llama_graph(LlamaGraph & g, const LlamaModel & model, const Adapter * adapter, const GraphShape & shape) {
+void build_llama_graph(LlamaGraph & g, const LlamaModel & model, const Adapter * adapter, const GraphShape & shape,
+                       const GradientTargets * grads) {
     const LlamaHParams & hp = model.hp;
     const int64_t T = shape.T, N = shape.N, TN = T * N, hd = hp.head_dim, nh = hp.n_head, nkv = hp.n_head_kv;
     g.shape = shape;
@@ -74,11 +75,9 @@ void build_llama_graph(LlamaGraph & g, const LlamaModel & model, const Adapter *
     ggml_set_name(g.positions, "positions");
     ggml_set_name(g.kq_mask, "kq_mask");
 
-    if (adapter) {
-        for (const AdapterTarget & t : adapter->targets) {
-            if (adapter->train_b) ggml_set_param(t.b);
-            if (adapter->train_a) ggml_set_param(t.a);
-        }
+    if (shape.backward) {
+        if (!grads || grads->params.empty() || !grads->loss_grad || shape.K <= 0) fail(EXIT_INTERNAL, "backward graph without params or loss");
+        for (const Trainable & p : grads->params) ggml_set_param(p.value);
     }
 
     const float kq_scale = 1.0f / std::sqrt(float(hd));
@@ -138,14 +137,10 @@ void build_llama_graph(LlamaGraph & g, const LlamaModel & model, const Adapter *
     }
 
     if (shape.backward) {
-        if (!adapter || !(adapter->train_a || adapter->train_b) || !g.loss) fail(EXIT_INTERNAL, "backward graph without params or loss");
         ggml_set_loss(g.loss);
         std::map<const ggml_tensor *, ggml_tensor *> acc_of;
-        for (const AdapterTarget & t : adapter->targets) {
-            if (t.grad_b) acc_of[t.b] = t.grad_b;
-            if (t.grad_a) acc_of[t.a] = t.grad_a;
-        }
-        acc_of[g.loss] = adapter->loss_grad;
+        for (const Trainable & p : grads->params) acc_of[p.value] = p.grad;
+        acc_of[g.loss] = grads->loss_grad;
         const int n_nodes = ggml_graph_n_nodes(g.forward);
         std::vector<ggml_tensor *> accs(size_t(n_nodes), nullptr);
         for (int i = 0; i < n_nodes; i++) {

@@ -11,6 +11,7 @@
 #include "adapter.h"
 #include "model.h"
 #include "token_shards.h"
+#include "trainables.h"
 
 #include "ggml.h"
 
@@ -24,7 +25,7 @@ struct GraphShape {
     int64_t N = 0;            // sequences per batch
     int64_t K = 0;            // capacity of supervised rows (0: no loss)
     bool all_logits = false;  // also output logits [n_vocab, T*N] of every position
-    bool backward = false;    // build the backward graph (gradients into the adapter's grad tensors)
+    bool backward = false;    // build the backward graph (gradients into the accumulators of `grads`)
 };
 
 struct LlamaGraph {
@@ -49,7 +50,10 @@ struct LlamaGraph {
     ~LlamaGraph();
 };
 
-void build_llama_graph(LlamaGraph & g, const LlamaModel & model, const Adapter * adapter, const GraphShape & shape);
+// `adapter` may be null (the base model alone); `grads` names the parameters and accumulators of the backward
+// graph (adapter tensors, or the model's own weights for full fine-tuning) and is required with shape.backward.
+void build_llama_graph(LlamaGraph & g, const LlamaModel & model, const Adapter * adapter, const GraphShape & shape,
+                       const GradientTargets * grads = nullptr);
 
 struct HostBatch {
     std::vector<int32_t> tokens, positions, sel_rows, sel_labels;

@@ -1,5 +1,6 @@
 #include "optimizer.h"
 
+#include "adapter.h"
 #include "errors.h"
 #include "safetensors.h"
 
@@ -8,16 +9,13 @@
 
 namespace lori {
 
-Optimizer::Optimizer(Adapter & adapter, ggml_backend_t backend, const AdamWConfig & config)
-    : adapter_(adapter), config_(config) {
-    std::vector<std::pair<ggml_tensor *, ggml_tensor *>> pairs;
-    for (const AdapterTarget & t : adapter.targets) {
-        if (t.grad_b) pairs.emplace_back(t.b, t.grad_b);
-        if (t.grad_a) pairs.emplace_back(t.a, t.grad_a);
-    }
-    ggml_init_params ip = {ggml_tensor_overhead() * (pairs.size() * 2 + 2), nullptr, true};
+Optimizer::Optimizer(const GradientTargets & targets, std::map<std::string, std::string> identity, ggml_backend_t backend,
+                     const AdamWConfig & config)
+    : identity_(std::move(identity)), config_(config) {
+    ggml_init_params ip = {ggml_tensor_overhead() * (targets.params.size() * 2 + 2), nullptr, true};
     ctx_ = ggml_init(ip);
-    for (auto & [value, grad] : pairs) {
+    for (const Trainable & p : targets.params) {
+        ggml_tensor * value = p.value, * grad = p.grad;
         ggml_tensor * m = ggml_dup_tensor(ctx_, value);
         ggml_tensor * v = ggml_dup_tensor(ctx_, value);
         ggml_format_name(m, "%s.adam_m", value->name);
@@ -68,7 +66,7 @@ void Optimizer::step(Runner & runner) {
 }
 
 void Optimizer::save(const std::string & path, const std::map<std::string, std::string> & extra) const {
-    std::map<std::string, std::string> meta = adapter_.metadata();
+    std::map<std::string, std::string> meta = identity_;
     for (const auto & [k, v] : extra) meta[k] = v;
     meta["format"] = "lori-train-checkpoint";
     meta["step"] = std::to_string(step_);
@@ -86,15 +84,15 @@ void Optimizer::save(const std::string & path, const std::map<std::string, std::
 
 void Optimizer::load(const std::string & path) {
     const StFile file = st_read(path);
-    const auto mine = adapter_.metadata();
     auto it = file.metadata.find("format");
     if (it == file.metadata.end() || it->second != "lori-train-checkpoint") fail(EXIT_USAGE, path + " is not a lori-train checkpoint");
-    for (const char * key : {"method", "rank", "alpha", "seed", "targets"}) {
+    for (const auto & [key, mine] : identity_) {
+        if (key == "format") continue;
         auto theirs = file.metadata.find(key);
-        if (theirs == file.metadata.end() || theirs->second != mine.at(key)) {
+        if (theirs == file.metadata.end() || theirs->second != mine) {
             fail(EXIT_USAGE, "cannot resume from " + path + ": its " + key + " (" +
                                  (theirs == file.metadata.end() ? std::string("missing") : theirs->second) +
-                                 ") differs from this run's (" + mine.at(key) + ")");
+                                 ") differs from this run's (" + mine + ")");
         }
     }
     for (const Param & p : params_) {

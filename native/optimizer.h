@@ -1,11 +1,11 @@
-// AdamW over the adapter's trainable tensors, built by hand (ggml_opt_step_adamw) so the moments are ours to
+// AdamW over a run's trainable tensors (an adapter's, or a whole model's), built by hand (ggml_opt_step_adamw) so the moments are ours to
 // checkpoint. Per step: clip each tensor's accumulated gradient to norm <= grad_clip, then AdamW
 // (weight decay 0 by default, constant LR). A zero gradient with zero moments leaves a parameter unchanged
 // bit for bit (m = v = 0 -> update 0 / (0 + eps) = 0); masked B entries only ever see zero gradients.
 #pragma once
 
-#include "adapter.h"
 #include "runner.h"
+#include "trainables.h"
 
 #include "ggml-backend.h"
 #include "ggml.h"
@@ -23,7 +23,9 @@ struct AdamWConfig {
 
 class Optimizer {
 public:
-    Optimizer(Adapter & adapter, ggml_backend_t backend, const AdamWConfig & config);
+    // `identity` describes what is trained (adapter spec or full model); a checkpoint must match it to be loaded.
+    Optimizer(const GradientTargets & targets, std::map<std::string, std::string> identity, ggml_backend_t backend,
+              const AdamWConfig & config);
     ~Optimizer();
     Optimizer(const Optimizer &) = delete;
     Optimizer & operator=(const Optimizer &) = delete;
@@ -31,14 +33,14 @@ public:
     void step(Runner & runner); // applies the accumulated gradients, then step_count() += 1
     int64_t step_count() const { return step_; }
 
-    // Checkpoint = safetensors: "<param>", "<param>.adam_m", "<param>.adam_v"; metadata: adapter + step + extra.
+    // Checkpoint = safetensors: "<param>", "<param>.adam_m", "<param>.adam_v"; metadata: identity + step + extra.
     void save(const std::string & path, const std::map<std::string, std::string> & extra) const;
-    void load(const std::string & path); // throws Error(EXIT_USAGE) when the checkpoint is for another adapter
+    void load(const std::string & path); // throws Error(EXIT_USAGE) when the checkpoint is of another identity
     size_t graph_size() const { return graph_size_; }
 
 private:
     struct Param { ggml_tensor * value, * grad, * m, * v; };
-    Adapter & adapter_;
+    std::map<std::string, std::string> identity_;
     AdamWConfig config_;
     std::vector<Param> params_;
     int64_t step_ = 0;

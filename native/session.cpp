@@ -7,14 +7,14 @@
 
 namespace lori {
 
-void open_session(Session & s, const Config & config) {
+void open_session(Session & s, const Config & config, bool trainable_weights) {
     BackendOptions bo;
     bo.gpu = config.str("gpu", "auto");
     bo.threads = int(config.integer("threads", 0));
     bo.cpu_dir = config.str("cpu_dir", "");
     bo.cuda_dir = config.str("cuda_dir", "");
     const std::string model_path = config.str("model");
-    const FrozenWeights frozen = frozen_weights_from_name(config.str("frozen_weights", "auto"));
+    const FrozenWeights frozen = trainable_weights ? FrozenWeights::F32 : frozen_weights_from_name(config.str("frozen_weights", "auto"));
     init_backend(s.backend, bo);
     load_llama_model(s.model, model_path, s.backend.main, s.backend.is_gpu, frozen);
 }

@@ -19,7 +19,8 @@ struct Session {
 };
 
 // Reads "gpu", "threads", "cpu_dir", "cuda_dir", "model", "frozen_weights"; initialises the backend, loads the model.
-void open_session(Session & session, const Config & config);
+// With trainable_weights (full fine-tuning) every weight is held in F32 and "frozen_weights" is not read.
+void open_session(Session & session, const Config & config, bool trainable_weights = false);
 
 // Reads "method", "rank", "alpha", "seed", "targets".
 AdapterSpec adapter_spec_from(const Config & config);

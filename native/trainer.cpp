@@ -1,6 +1,8 @@
-// Mode "train": the training loop (micro-batches, gradient accumulation, AdamW, eval, checkpoints, SIGINT).
+// Mode "train": the training loop (micro-batches, gradient accumulation, AdamW, eval, checkpoints, SIGINT), for
+// an adapter (method lori-d, lori-s, lora) or for every weight of the model (method full).
 #include "data_order.h"
 #include "errors.h"
+#include "full_model.h"
 #include "io.h"
 #include "llama_graph.h"
 #include "modes.h"
@@ -24,7 +26,7 @@ struct TrainSettings {
     AdapterSources sources;
 };
 
-TrainSettings read_settings(const Config & c, const AdapterSpec & spec) {
+TrainSettings read_settings(const Config & c, uint64_t default_data_seed, bool full) {
     TrainSettings s;
     s.shards = c.str("shards");
     s.output = c.str("output");
@@ -39,7 +41,7 @@ TrainSettings read_settings(const Config & c, const AdapterSpec & spec) {
     s.batch = c.integer("batch", 1);
     s.grad_accum = c.integer("grad_accum", 1);
     s.shuffle = c.boolean("shuffle", true);
-    s.data_seed = c.seed("data_seed", spec.seed);
+    s.data_seed = c.seed("data_seed", default_data_seed);
     s.lr = c.num("lr", 1e-4);
     s.adamw.lr = float(s.lr);
     s.adamw.beta1 = float(c.num("beta1", 0.9));
@@ -47,8 +49,10 @@ TrainSettings read_settings(const Config & c, const AdapterSpec & spec) {
     s.adamw.eps = float(c.num("adam_eps", 1e-8));
     s.adamw.weight_decay = float(c.num("weight_decay", 0.0));
     s.adamw.grad_clip = float(c.num("grad_clip", 1.0));
-    s.sources.mask = c.str("mask", "");
-    s.sources.init_b = c.str("init_b", "");
+    if (!full) { // a full run has no adapter sources (reject_unknown_keys names them if given)
+        s.sources.mask = c.str("mask", "");
+        s.sources.init_b = c.str("init_b", "");
+    }
     if (s.steps < 0 || s.batch < 1 || s.grad_accum < 1 || s.max_len < 2) {
         fail(EXIT_USAGE, "config: need steps >= 0, batch >= 1, grad_accum >= 1, max_len >= 2");
     }
@@ -86,10 +90,11 @@ void emit_eval(int64_t step, const EvalResult & e) {
 } // namespace
 
 int run_train(const Config & config) {
-    const AdapterSpec spec = adapter_spec_from(config);
-    const TrainSettings s = read_settings(config, spec);
+    const bool full = config.str("method", "lori-d") == "full";
+    const AdapterSpec spec = full ? AdapterSpec{} : adapter_spec_from(config);
+    const TrainSettings s = read_settings(config, full ? 0 : spec.seed, full);
     Session session;
-    open_session(session, config);
+    open_session(session, config, full);
     config.reject_unknown_keys();
     const LlamaModel & model = session.model;
     const int64_t n_vocab = model.hp.n_vocab;
@@ -113,10 +118,25 @@ int run_train(const Config & config) {
     shape.backward = true;
 
     Adapter adapter;
-    create_adapter(adapter, model, spec, s.sources, session.backend.main);
+    FullModelGradients model_grads;
+    GradientTargets targets;
+    std::map<std::string, std::string> identity;
+    int64_t trainable_params = 0;
+    if (full) {
+        create_full_model_gradients(model_grads, model, session.backend.main);
+        targets = model_grads.targets;
+        identity = full_model_metadata(model);
+        trainable_params = model_grads.trainable_params();
+    } else {
+        create_adapter(adapter, model, spec, s.sources, session.backend.main);
+        targets = adapter.gradient_targets();
+        identity = adapter.metadata();
+        trainable_params = adapter.trainable_params();
+    }
+    auto zero_grads = [&]() { full ? model_grads.zero_grads() : adapter.zero_grads(); };
     LlamaGraph g;
-    build_llama_graph(g, model, &adapter, shape);
-    Optimizer opt(adapter, session.backend.main, s.adamw);
+    build_llama_graph(g, model, full ? nullptr : &adapter, shape, &targets);
+    Optimizer opt(targets, identity, session.backend.main, s.adamw);
     Runner runner(session.backend, std::max<size_t>(size_t(ggml_graph_size(g.backward)), opt.graph_size()));
     if (s.resume) opt.load(s.checkpoint);
 
@@ -125,8 +145,8 @@ int run_train(const Config & config) {
     };
     emit(json::Obj().add("event", "start").add("mode", "train").add("backend", session.backend.name)
              .add("device", session.backend.description).add("threads", session.backend.threads)
-             .add("method", method_name(spec.method)).add("rank", spec.rank).add("weight_types", model.weight_types).add("file_weight_types", model.file_weight_types)
-             .add("trainable_params", adapter.trainable_params()).add("n_train_seqs", int64_t(train.size()))
+             .add("method", full ? "full" : method_name(spec.method)).add("rank", full ? 0 : spec.rank).add("weight_types", model.weight_types).add("file_weight_types", model.file_weight_types)
+             .add("trainable_params", trainable_params).add("n_train_seqs", int64_t(train.size()))
              .add("n_eval_seqs", int64_t(eval.size())).add("seq_len", shape.T).add("batch", shape.N)
              .add("grad_accum", s.grad_accum).add("start_step", opt.step_count()).add("steps", s.steps));
 
@@ -149,7 +169,7 @@ int run_train(const Config & config) {
             stop_if_interrupted();
             const double t0 = now_s();
             const int64_t step = opt.step_count();
-            adapter.zero_grads();
+            zero_grads();
             double loss = 0.0;
             int64_t tokens = 0;
             for (int64_t micro = 0; micro < s.grad_accum; micro++) {
@@ -195,11 +215,15 @@ int run_train(const Config & config) {
         emit_eval(opt.step_count(), e);
         eval_loss = e.loss;
     }
-    write_adapter_safetensors(adapter, s.output, run_meta());
+    if (full) {
+        write_model_gguf(model, s.output, run_meta());
+    } else {
+        write_adapter_safetensors(adapter, s.output, run_meta());
+    }
     if (!s.checkpoint.empty()) opt.save(s.checkpoint, run_meta());
     json::Obj done;
     done.add("event", "done").add("steps", opt.step_count()).add("final_loss", last_loss)
-        .add("trainable_params", adapter.trainable_params()).add("tokens", total_tokens)
+        .add("trainable_params", trainable_params).add("tokens", total_tokens)
         .add("tokens_per_s", train_time > 0 ? double(total_tokens) / train_time : 0.0)
         .add("peak_rss_mb", peak_rss_mb()).add("elapsed_s", now_s() - t_start).add("output", s.output);
     if (std::isfinite(eval_loss)) done.add("eval_loss", eval_loss);
