@@ -19,6 +19,7 @@ export const NATIVE_EXIT_CODES = {
 
 export type NativeExitKind = keyof typeof NATIVE_EXIT_CODES | "crashed";
 
+/** Adapter training methods; full fine-tuning ("full") has its own config, {@link FullTrainConfig}. */
 export type TrainMethod = "lori-d" | "lori-s" | "lora";
 export type TargetModule = "q" | "k" | "v" | "o" | "gate" | "up" | "down";
 export type GpuMode = "auto" | "cuda" | "off";
@@ -55,14 +56,12 @@ interface AdapterOptions {
   mask?: string;
 }
 
-export interface TrainConfig extends BackendOptions, AdapterOptions {
-  mode: "train";
+/** The training loop's keys, shared by adapter and full training. */
+interface TrainLoopOptions {
   /** Base GGUF (llama architecture). */
   model: string;
   /** Token-shard file (src/train/token-shards.ts). */
   shards: string;
-  /** Adapter safetensors to write ("<target>.lora_b" [out, r], plus ".lora_a" [r, in] for lora). */
-  output: string;
   steps: number;
   /** Constant learning rate. Default 1e-4. */
   lr?: number;
@@ -72,21 +71,17 @@ export interface TrainConfig extends BackendOptions, AdapterOptions {
   gradAccum?: number;
   /** Longer sequences are truncated. Default 512. */
   maxLen?: number;
-  /** Start B (and A for lora) from this adapter; with a mask, entries outside it keep these values bit for bit. */
-  initB?: string;
   evalShards?: string;
-  /** Hold out this fraction of `shards` (the last sequences) for eval. Default 0. */
-  evalFraction?: number;
   /** Evaluate every n steps (and at the end). Default 0: only at the end when there is an eval set. */
   evalInterval?: number;
-  /** AdamW moments + step; written every `checkpointInterval` steps, on SIGINT and at the end. */
+  /** AdamW moments + step (+ the trained weights); written every `checkpointInterval` steps, on SIGINT and at the end. */
   checkpoint?: string;
   checkpointInterval?: number;
   /** Continue from `checkpoint`. Default false. */
   resume?: boolean;
   /** Default true. */
   shuffle?: boolean;
-  /** Default: `seed`. */
+  /** Seed of the data order. Adapter training defaults it to `seed`. */
   dataSeed?: number;
   /** Defaults 0.9 / 0.999 / 1e-8 / 0 / 1.0 (per-tensor gradient-norm clip; 0 disables). */
   beta1?: number;
@@ -94,6 +89,28 @@ export interface TrainConfig extends BackendOptions, AdapterOptions {
   adamEps?: number;
   weightDecay?: number;
   gradClip?: number;
+}
+
+export interface TrainConfig extends BackendOptions, AdapterOptions, TrainLoopOptions {
+  mode: "train";
+  /** Adapter safetensors to write ("<target>.lora_b" [out, r], plus ".lora_a" [r, in] for lora). */
+  output: string;
+  /** Start B (and A for lora) from this adapter; with a mask, entries outside it keep these values bit for bit. */
+  initB?: string;
+  /** Hold out this fraction of `shards` (the last sequences) for eval. Default 0. */
+  evalFraction?: number;
+}
+
+/**
+ * Full fine-tuning: every weight of the base trains and the result is a new GGUF model. No adapter keys (rank,
+ * alpha, seed, targets, mask, init_b) and no frozen weights; `dataSeed` is the only seed.
+ */
+export interface FullTrainConfig extends Omit<BackendOptions, "frozenWeights">, TrainLoopOptions {
+  mode: "train";
+  method: "full";
+  /** The trained model (.gguf). */
+  output: string;
+  dataSeed: number;
 }
 
 export interface GradcheckConfig extends BackendOptions, AdapterOptions {
@@ -159,11 +176,14 @@ export interface MakeModelConfig {
   weightType?: "f32" | "f16" | "q8_0" | "q4_k";
 }
 
-export type NativeTrainerConfig = TrainConfig | GradcheckConfig | LogitsConfig | ExportGgufConfig | SeededAConfig | MakeModelConfig;
+export type NativeTrainerConfig = TrainConfig | FullTrainConfig | GradcheckConfig | LogitsConfig | ExportGgufConfig | SeededAConfig | MakeModelConfig;
 
 export interface StartEvent {
   event: "start";
   mode: string;
+  /** train: the method ("full" for full fine-tuning, with rank 0). */
+  method?: string;
+  rank?: number;
   backend?: string;
   device?: string;
   threads?: number;

@@ -3,11 +3,33 @@ import { join } from "node:path";
 import type { TrainMethod } from "./native-trainer.js";
 import type { TargetModule } from "../lora/target-modules.js";
 
+/** What the data of a run was, for the plan and the result's provenance. */
+export interface PlanData {
+  readonly file: string;
+  readonly sha256: string | null;
+  readonly records: number;
+  readonly trainSequences: number;
+  readonly validationSequences: number;
+  readonly valFraction: number;
+}
+
+/** The training loop's settings, common to adapter and full training. */
+export interface PlanSchedule {
+  readonly lr: number;
+  /** Optimizer steps per phase. */
+  readonly steps: number;
+  readonly epochs: number | null;
+  readonly batch: number;
+  readonly gradAccum: number;
+  readonly maxLen: number;
+  readonly evalEvery: number;
+}
+
 /**
- * Everything a training run needs after its data is tokenized, saved as `state.json` in the run's work dir
- * (`<adapters-dir>/.train/<name>/`) so `--resume` continues with exactly the same settings.
+ * Everything an adapter training run needs after its data is tokenized, saved as `state.json` in the run's work
+ * dir (`<adapters-dir>/.train/<name>/`) so `--resume` continues with exactly the same settings.
  */
-export interface TrainPlan {
+export interface TrainPlan extends PlanSchedule {
   readonly version: 1;
   readonly name: string;
   /** Absolute path of the base GGUF. */
@@ -19,27 +41,34 @@ export interface TrainPlan {
   readonly alpha: number;
   readonly seed: number;
   readonly targets: readonly TargetModule[];
-  readonly lr: number;
   /** Learning rate of the calibration (LoRI-D) phase. */
   readonly calibrateLr: number;
-  /** Optimizer steps per phase. */
-  readonly steps: number;
-  readonly epochs: number | null;
-  readonly batch: number;
-  readonly gradAccum: number;
-  readonly maxLen: number;
-  readonly evalEvery: number;
   readonly calibrate: boolean;
   readonly maskFrom: string | null;
   readonly continueFrom: string | null;
-  readonly data: { readonly file: string; readonly sha256: string | null; readonly records: number; readonly trainSequences: number; readonly validationSequences: number; readonly valFraction: number };
+  readonly data: PlanData;
   /** Present once the run is done with a phase: its summary (from the trainer's `done` event). */
   readonly completed: Record<string, PhaseSummary>;
 }
 
+/** A full fine-tuning run (`<out>.train/state.json`): every weight trains, the result is a GGUF model. */
+export interface FullTrainPlan extends PlanSchedule {
+  readonly version: 1;
+  readonly method: "full";
+  /** Absolute paths. */
+  readonly base: string;
+  readonly output: string;
+  /** Seed of the validation split and the data order. */
+  readonly seed: number;
+  readonly data: PlanData;
+  readonly completed: Record<string, PhaseSummary>;
+}
+
+export type AnyTrainPlan = TrainPlan | FullTrainPlan;
+
 export interface PhaseSummary {
   readonly phase: "calibrate" | "train";
-  readonly method: TrainMethod;
+  readonly method: TrainMethod | "full";
   readonly steps: number;
   readonly first_train_loss: number | null;
   readonly final_train_loss: number | null;
@@ -61,6 +90,8 @@ export const WORK_FILES = {
   mask: "mask.safetensors",
   initB: "init-b.safetensors",
   output: (phase: string) => `${phase}.safetensors`,
+  /** Full training: the model the trainer writes before it is renamed onto `--out`. */
+  model: "model.gguf",
   checkpoint: (phase: string) => `${phase}.checkpoint.safetensors`,
 } as const;
 
@@ -69,21 +100,26 @@ export function workDirFor(adaptersDir: string, name: string): string {
   return join(adaptersDir, ".train", name);
 }
 
-export async function savePlan(workDir: string, plan: TrainPlan): Promise<void> {
+/** `<out>.train`, beside the output, so the final rename stays on one filesystem (and is atomic). */
+export function fullWorkDirFor(out: string): string {
+  return `${out}.train`;
+}
+
+export async function savePlan(workDir: string, plan: AnyTrainPlan): Promise<void> {
   await mkdir(workDir, { recursive: true });
   const temp = join(workDir, `${WORK_FILES.state}.tmp`);
   await writeFile(temp, `${JSON.stringify(plan, null, 2)}\n`);
   await rename(temp, join(workDir, WORK_FILES.state));
 }
 
-export async function loadPlan(workDir: string): Promise<TrainPlan | null> {
+export async function loadPlan(workDir: string): Promise<AnyTrainPlan | null> {
   let text: string;
   try {
     text = await readFile(join(workDir, WORK_FILES.state), "utf8");
   } catch {
     return null;
   }
-  const plan = JSON.parse(text) as TrainPlan;
+  const plan = JSON.parse(text) as AnyTrainPlan;
   if (plan.version !== 1) throw new Error(`${workDir}: unsupported training state version ${String(plan.version)}`);
   return plan;
 }

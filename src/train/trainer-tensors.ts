@@ -95,14 +95,22 @@ export interface ModuleMatrix {
   readonly data: Float32Array;
 }
 
-/** Writes [out, r] matrices (HF order) as trainer `lora_b` tensors (GGUF order): init_b files and masks. */
-export async function writeTrainerMatrices(path: string, info: BaseInfo, matrices: readonly ModuleMatrix[]): Promise<void> {
-  const tensors: SafetensorsTensorData[] = matrices.map((m) => ({
-    name: trainerTensorName(m.layer, m.module, "lora_b"),
-    dtype: "F32",
-    shape: [m.rows, m.cols],
-    data: toGgufRows(info, m.module, m.data, m.rows, m.cols),
-  }));
+/**
+ * Writes [out, r] matrices (HF order) as trainer `lora_b` tensors (GGUF order): init_b files and masks. `denseA`
+ * ([r, in] by "layer.module", input-side so never permuted) adds `lora_a` tensors: the init A of a continued LoRA.
+ */
+export async function writeTrainerMatrices(
+  path: string,
+  info: BaseInfo,
+  matrices: readonly ModuleMatrix[],
+  denseA: ReadonlyMap<string, Float32Array> = new Map(),
+): Promise<void> {
+  const tensors: SafetensorsTensorData[] = [];
+  for (const m of matrices) {
+    tensors.push({ name: trainerTensorName(m.layer, m.module, "lora_b"), dtype: "F32", shape: [m.rows, m.cols], data: toGgufRows(info, m.module, m.data, m.rows, m.cols) });
+    const a = denseA.get(`${m.layer}.${m.module}`);
+    if (a) tensors.push({ name: trainerTensorName(m.layer, m.module, "lora_a"), dtype: "F32", shape: [m.cols, a.length / m.cols], data: a });
+  }
   await writeSafetensors(path, tensors);
 }
 

@@ -7,7 +7,7 @@ import type { TokenSequence } from "./token-shards.js";
 import { mulberry32 } from "../util/mulberry32.js";
 
 /**
- * Training data: JSONL in one of three formats, tokenized exactly as the server tokenizes requests.
+ * Training data: JSONL in one of four formats, tokenized exactly as the server tokenizes requests.
  *
  * - chat: `{"messages": [{"role": "system"|"user"|"assistant", "content": "...", "weight"?: 0|1}, ...]}`, rendered
  *   with the model's chat template through the server's own `buildChatPrompt`; each assistant turn's tokens plus
@@ -15,11 +15,14 @@ import { mulberry32 } from "../util/mulberry32.js";
  * - completion: `{"prompt": "...", "completion": "..."}`, as /v1/completions sees the prompt
  *   (BOS + tokenize(prompt)), then the completion tokens and EOS, supervised.
  * - alpaca: `{"instruction", "input"?, "output"}`, rendered with {@link ALPACA_PROMPT} as a completion record.
+ * - text: `{"text": "..."}` (pretraining / continued pretraining): BOS + tokenize(text) with special tokens parsed
+ *   + EOS, every token after the first supervised.
  */
 
 export type TrainingRecord =
   | { readonly kind: "chat"; readonly line: number; readonly messages: readonly (ChatTurn & { readonly weight: number })[] }
-  | { readonly kind: "completion"; readonly line: number; readonly prompt: string; readonly completion: string };
+  | { readonly kind: "completion"; readonly line: number; readonly prompt: string; readonly completion: string }
+  | { readonly kind: "text"; readonly line: number; readonly text: string };
 
 /** Thrown for malformed data; the message is one line naming the file and line number. */
 export class TrainingDataError extends Error {
@@ -100,7 +103,12 @@ function parseRecord(obj: Record<string, unknown>, line: number, fail: (detail: 
     if (output === "") fail("'output' is empty");
     return { kind: "completion", line, prompt: alpacaPrompt(str("instruction")!, str("input", true)), completion: output };
   }
-  return fail("unknown record format (expected 'messages', 'prompt'/'completion' or 'instruction'/'output')");
+  if ("text" in obj) {
+    const text = str("text")!;
+    if (text === "") fail("'text' is empty");
+    return { kind: "text", line, text };
+  }
+  return fail("unknown record format (expected 'messages', 'prompt'/'completion', 'instruction'/'output' or 'text')");
 }
 
 export interface DataFile {
@@ -133,6 +141,19 @@ export function completionPromptTokens(model: LlamaModel, prompt: string): Token
   return tokens;
 }
 
+/**
+ * A pretraining document: BOS (when the model wants one) + tokenize(text) + EOS (when the model has one).
+ * Special tokens are parsed because pretraining corpora carry rendered chat transcripts (`<|im_start|>user\n...`)
+ * that must become the same control tokens the chat template produces, not their spelling in bytes.
+ */
+export function textTokens(model: LlamaModel, text: string): Token[] {
+  const tokens = model.tokenize(text, true);
+  const { bos, eos } = model.tokens;
+  if (bos !== null && model.tokens.shouldPrependBosToken && tokens[0] !== bos) tokens.unshift(bos);
+  if (eos !== null) tokens.push(eos);
+  return tokens;
+}
+
 /** Text generated after a prompt: tokenized without the leading space a SentencePiece tokenizer would add. */
 export function continuationTokens(model: LlamaModel, text: string): Token[] {
   return model.tokenize(text, false, "trimLeadingSpace");
@@ -162,6 +183,11 @@ export function tokenizeRecords(records: readonly TrainingRecord[], options: Tok
   const out: TokenSequence[] = [];
   let eot: Token[] | undefined;
   for (const record of records) {
+    if (record.kind === "text") {
+      const tokens = textTokens(model, record.text);
+      out.push({ tokens, supervised: tokens.map((_, i) => i > 0) });
+      continue;
+    }
     if (record.kind === "completion") {
       const prompt = completionPromptTokens(model, record.prompt);
       const completion = continuationTokens(model, record.completion);

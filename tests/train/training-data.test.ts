@@ -43,7 +43,10 @@ describe("training data", () => {
     expect(bad('{"prompt": "a", "completion": 3}')).toThrow("d.jsonl line 2: 'completion' must be a string");
     expect(bad('{"messages": [{"role": "user", "content": "x"}]}')).toThrow("line 2: no assistant message");
     expect(bad('{"messages": [{"role": "robot", "content": "x"}]}')).toThrow("line 2: messages[0].role");
-    expect(bad('{"text": "x"}')).toThrow("line 2: unknown record format");
+    expect(bad('{"texts": "x"}')).toThrow("line 2: unknown record format");
+    expect(bad('{"text": 3}')).toThrow("d.jsonl line 2: 'text' must be a string");
+    expect(bad('{"text": null}')).toThrow("d.jsonl line 2: 'text' must be a string");
+    expect(bad('{"text": ""}')).toThrow("d.jsonl line 2: 'text' is empty");
   });
 
   it("supervises exactly the completion tokens and EOS, after BOS + tokenize(prompt) as /v1/completions sees it", () => {
@@ -82,6 +85,31 @@ describe("training data", () => {
     expect(text).toContain("<|im_start|>system\nBe brief.<|im_end|>");
     expect(text).toContain("<|im_start|>assistant\nyo<|im_end|>");
     expect(text.endsWith("<|im_start|>assistant\nok!<|im_end|>")).toBe(true);
+  });
+
+  it("tokenizes text records with special tokens as BOS + text + EOS, every token after the first supervised", () => {
+    const text = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>\nThe end.";
+    const records = parseTrainingJsonl(toJsonl([{ text }, { text: "plain" }]), "d");
+    expect(records.map((r) => r.kind)).toEqual(["text", "text"]);
+    const [chatml, plain] = tokenizeRecords(records, { model });
+    const [imStart, imEnd, bos, eos] = ["<|im_start|>", "<|im_end|>", "<|bos|>", "<|eos|>"].map((t) => {
+      const ids = model.tokenize(t, true);
+      expect(ids).toHaveLength(1);
+      return ids[0]!;
+    });
+    expect(bos).toBe(model.tokens.bos);
+    expect(eos).toBe(model.tokens.eos);
+    // Independently of the code under test: the byte tokenizer spells every other character as its own byte.
+    const bytes = (s: string) => [...Buffer.from(s, "utf8")];
+    const expected = [bos!, imStart!, ...bytes("user\nhi"), imEnd!, ...bytes("\n"), imStart!, ...bytes("assistant\nyo"), imEnd!, ...bytes("\nThe end."), eos!];
+    expect(chatml!.tokens).toEqual(expected);
+    expect(chatml!.supervised).toEqual(expected.map((_, i) => i > 0));
+    expect(model.detokenize(chatml!.tokens as never, true)).toBe(`<|bos|>${text}<|eos|>`);
+    expect(plain!.tokens).toEqual([bos!, ...bytes("plain"), eos!]);
+    expect(plain!.supervised).toEqual([false, true, true, true, true, true, true]);
+    // A text that already starts with BOS does not get a second one.
+    const [withBos] = tokenizeRecords(parseTrainingJsonl(toJsonl([{ text: "<|bos|>x" }]), "d"), { model });
+    expect(withBos!.tokens).toEqual([bos!, ...bytes("x"), eos!]);
   });
 
   it("leaves a weight-0 assistant turn unsupervised", () => {

@@ -21,6 +21,7 @@ Options:
   --vocab N           vocabulary size, at least ${BYTE_TOKENIZER_BASE_VOCAB} (default ${BYTE_TOKENIZER_BASE_VOCAB})
   --seed N            random seed, 0 to 4294967295 (default 0)
   --dtype f32|f16     weight type; norms stay f32 (default ${EMBEDDED_SHAPE.dtype})
+  --name NAME         general.name of the model (default lori-tiny)
   --bench-shape       start from the benchmark shape (${BENCH_SHAPE.layers} layers, d=${BENCH_SHAPE.embd}, ${BENCH_SHAPE.heads} heads, ${BENCH_SHAPE.kvHeads} kv heads, ff ${BENCH_SHAPE.ff}, ${BENCH_SHAPE.dtype}); other options override it
   -h, --help          this help
 `;
@@ -42,6 +43,7 @@ export const modelCreateCommand: CliCommand = {
         vocab: { type: "string" },
         seed: { type: "string" },
         dtype: { type: "string" },
+        name: { type: "string" },
         "bench-shape": { type: "boolean" },
       },
       true,
@@ -76,6 +78,7 @@ export const modelCreateCommand: CliCommand = {
       vocab: positiveInt("--vocab", v.vocab) ?? BYTE_TOKENIZER_BASE_VOCAB,
       seed: seedValue(v.seed),
       dtype: (v.dtype as "f32" | "f16" | undefined) ?? base.dtype,
+      ...(v.name !== undefined ? { name: v.name } : {}),
     };
     if (options.vocab < BYTE_TOKENIZER_BASE_VOCAB) {
       throw new CliError(`--vocab must be at least ${BYTE_TOKENIZER_BASE_VOCAB} (256 bytes + 4 special tokens)`);

@@ -3,30 +3,36 @@ import { TARGET_MODULES, type TargetModule } from "../../lora/target-modules.js"
 import type { GpuMode, TrainMethod } from "../../train/native-trainer.js";
 import { ProgressBar } from "../../train/progress-bar.js";
 import { resumeTraining, trainAdapter, TrainInterrupted, type RunSettings, type TrainProgress, type TrainResult } from "../../train/train-adapter.js";
+import { resumeFullTraining, trainFull, type TrainFullResult } from "../../train/train-full.js";
 import { moduleFromShort } from "../../train/trainer-tensors.js";
 import { CliError, type CliCommand } from "../command.js";
 import { parseCommandArgs } from "../parse-args.js";
 
 const help = `Usage: lori-server train --base MODEL.gguf --data FILE.jsonl --out NAME [options]
-       lori-server train --out NAME --resume [--adapters-dir DIR] [--threads N] [--gpu MODE] [--json]
+       lori-server train --method full --base MODEL.gguf --data FILE.jsonl --out FILE.gguf [options]
+       lori-server train --out NAME|FILE.gguf --resume [--adapters-dir DIR] [--threads N] [--gpu MODE] [--json]
 
 Trains a LoRI adapter on a frozen llama GGUF base with the native trainer and writes it atomically to
-<adapters-dir>/NAME (docs/training.md). Data: JSONL, one record a line, in OpenAI chat format
-({"messages": [...]}, assistant turns supervised), {"prompt", "completion"} (as /v1/completions sees the
-prompt; completion + EOS supervised) or Alpaca {"instruction", "input", "output"}.
+<adapters-dir>/NAME, or (--method full) trains every weight and writes a new GGUF model to FILE.gguf
+(docs/training.md). Data: JSONL, one record a line, in OpenAI chat format ({"messages": [...]}, assistant
+turns supervised), {"prompt", "completion"} (as /v1/completions sees the prompt; completion + EOS supervised),
+Alpaca {"instruction", "input", "output"} or {"text"} (pretraining: BOS + text + EOS, special tokens such as
+<|im_start|> parsed, every token supervised).
 
 Options:
   --base MODEL.gguf        base model (llama architecture)
   --data FILE.jsonl        training data
-  --out NAME               adapter name
+  --out NAME|FILE.gguf     adapter name; with --method full the model file to write
   --adapters-dir DIR       adapter store (default ./${DEFAULT_ADAPTERS_DIR}); work files go to DIR/.train/NAME
-  --method M               lori-d (default; lori-s with --continue-from), lori-s, lora
+  --method M               lori-d (default; lori-s with --continue-from), lori-s, lora, full (every weight;
+                           work files go to FILE.gguf.train/; no adapter options)
   --sparsity S             LoRI-S: fraction of B entries masked out (default 0.9)
   --mask-from ADAPTER      LoRI-S mask: global top-k |B| of this adapter (a LoRI-D adapter of the task)
   --calibrate              LoRI-S mask: train LoRI-D first (same seed), keep its top-k |B|, retrain from zero
   --calibrate-lr LR        learning rate of that LoRI-D phase (default --lr)
-  --continue-from ADAPTER  continual learning: keep its A seed, start from its B, train under the new mask;
-                           entries outside the mask keep the old values bit for bit
+  --continue-from ADAPTER  continual learning: keep its rank, alpha, targets (and A seed), start from its B
+                           (and A for lora). lori-s: train under the new mask, entries outside it keep the old
+                           values bit for bit; lori-d: all of B trains; lora: needs a LoRA adapter (stored A)
   --rank R                 rank (default 32)
   --alpha A                alpha (default 2 * rank)
   --lr LR                  constant AdamW learning rate (default 1e-4)
@@ -35,14 +41,15 @@ Options:
   --grad-accum N           micro-batches per optimizer step (default 1)
   --max-len N              truncate sequences to N tokens (default 512)
   --targets LIST           projections, comma-separated from q,k,v,o,gate,up,down (default all)
-  --seed N                 seed of A and of the data order (default: fresh random, recorded in the adapter)
+  --seed N                 seed of A and of the data order (full: the data order; default: fresh random,
+                           recorded in the adapter)
   --val-fraction F         records held out for validation (default 0.1)
   --eval-every N           validation loss every N steps (default: only at the end)
   --chat-template T        Jinja chat template (text or a file) for chat data; default the model's own
   --gpu auto|cuda|off      trainer backend (default auto; CUDA is unverified on a GPU)
   --threads N              CPU threads (default all)
-  --overwrite              replace an existing adapter NAME (and a stale interrupted run)
-  --resume                 continue an interrupted run of NAME (its recorded settings are used)
+  --overwrite              replace an existing adapter NAME or FILE.gguf (and a stale interrupted run)
+  --resume                 continue an interrupted run of NAME or FILE.gguf (its recorded settings are used)
   --json                   print the trainer's events as JSON lines on stdout
   -h, --help               this help
 
@@ -51,7 +58,7 @@ Ctrl-C stops cleanly: the trainer writes a checkpoint and the command tells how 
 
 export const trainCommand: CliCommand = {
   name: "train",
-  summary: "Train a LoRI adapter (LoRI-D, LoRI-S, LoRA) on a GGUF base with the native trainer",
+  summary: "Train a LoRI adapter (LoRI-D, LoRI-S, LoRA) or fine-tune every weight of a GGUF base with the native trainer",
   help,
   async run(argv) {
     const parsed = parseCommandArgs(argv, {
@@ -89,7 +96,18 @@ export const trainCommand: CliCommand = {
       return 0;
     }
     const v = parsed.values;
-    if (!v.out) throw new CliError("--out NAME is required");
+    if (!v.out) throw new CliError("--out NAME (or FILE.gguf with --method full) is required");
+    const method = v.method === undefined ? undefined : oneOf<TrainMethod | "full">("--method", v.method, ["lori-d", "lori-s", "lora", "full"]);
+    const outIsModel = v.out.toLowerCase().endsWith(".gguf");
+    const full = method === "full" || (v.resume === true && method === undefined && outIsModel);
+    if (full) {
+      const adapterOnly = ["rank", "alpha", "targets", "sparsity", "mask-from", "calibrate", "calibrate-lr", "continue-from", "adapters-dir"] as const;
+      const given = adapterOnly.filter((k) => v[k] !== undefined);
+      if (given.length > 0) throw new CliError(`--${given[0]} does not apply to --method full (it trains every weight of the base, no adapter)`);
+      if (!outIsModel) throw new CliError(`--method full writes a model: --out must be a .gguf path, got '${v.out}'`);
+    } else if (outIsModel) {
+      throw new CliError(`--out ${v.out} is a model path: add --method full to fine-tune every weight, or name the adapter without .gguf`);
+    }
     const adaptersDir = v["adapters-dir"] ?? DEFAULT_ADAPTERS_DIR;
     const gpu = v.gpu === undefined ? undefined : oneOf<GpuMode>("--gpu", v.gpu, ["auto", "cuda", "off"]);
     const threads = int("--threads", v.threads);
@@ -100,38 +118,46 @@ export const trainCommand: CliCommand = {
       else if (p.event.event === "eval" || p.event.event === "warning") process.stderr.write(`${p.phase}: ${JSON.stringify(p.event)}\n`);
     };
     const run: RunSettings = { ...(gpu ? { gpu } : {}), ...(threads ? { threads } : {}), onProgress };
-    let result: TrainResult;
+    const schedule = () =>
+      defined({
+        lr: num("--lr", v.lr),
+        epochs: num("--epochs", v.epochs),
+        steps: int("--steps", v.steps),
+        batch: int("--batch", v.batch),
+        gradAccum: int("--grad-accum", v["grad-accum"]),
+        maxLen: int("--max-len", v["max-len"]),
+        seed: int("--seed", v.seed, 0),
+        valFraction: num("--val-fraction", v["val-fraction"]),
+        evalEvery: int("--eval-every", v["eval-every"], 0),
+        overwrite: v.overwrite,
+      });
+    const data = () => {
+      if (!v.base) throw new CliError("--base MODEL.gguf is required");
+      if (!v.data) throw new CliError("--data FILE.jsonl is required");
+      return { base: v.base, data: { file: v.data, ...(v["chat-template"] !== undefined ? { chatTemplate: v["chat-template"] } : {}) } };
+    };
+    let result: TrainResult | TrainFullResult;
     try {
-      if (v.resume) {
+      if (full) {
+        result = v.resume ? await resumeFullTraining(v.out, run, v.overwrite ?? false) : await trainFull({ ...data(), out: v.out, ...schedule(), run });
+      } else if (v.resume) {
         result = await resumeTraining(v.out, adaptersDir, run, v.overwrite ?? false);
       } else {
-        if (!v.base) throw new CliError("--base MODEL.gguf is required");
-        if (!v.data) throw new CliError("--data FILE.jsonl is required");
         result = await trainAdapter({
-          base: v.base,
-          data: { file: v.data, ...(v["chat-template"] !== undefined ? { chatTemplate: v["chat-template"] } : {}) },
+          ...data(),
           name: v.out,
           adaptersDir,
+          ...schedule(),
           ...defined({
-            method: v.method === undefined ? undefined : oneOf<TrainMethod>("--method", v.method, ["lori-d", "lori-s", "lora"]),
+            method: method as TrainMethod | undefined,
             sparsity: num("--sparsity", v.sparsity),
             maskFrom: v["mask-from"],
             calibrate: v.calibrate,
             continueFrom: v["continue-from"],
             rank: int("--rank", v.rank),
             alpha: num("--alpha", v.alpha),
-            lr: num("--lr", v.lr),
             calibrateLr: num("--calibrate-lr", v["calibrate-lr"]),
-            epochs: num("--epochs", v.epochs),
-            steps: int("--steps", v.steps),
-            batch: int("--batch", v.batch),
-            gradAccum: int("--grad-accum", v["grad-accum"]),
-            maxLen: int("--max-len", v["max-len"]),
             targets: v.targets === undefined ? undefined : targetList(v.targets),
-            seed: int("--seed", v.seed, 0),
-            valFraction: num("--val-fraction", v["val-fraction"]),
-            evalEvery: int("--eval-every", v["eval-every"], 0),
-            overwrite: v.overwrite,
           }),
           run,
         });
@@ -139,14 +165,38 @@ export const trainCommand: CliCommand = {
     } catch (error) {
       bar?.end();
       if (error instanceof TrainInterrupted) {
-        process.stderr.write(
-          `lori-server: ${error.message}; resume with: lori-server train --out ${v.out} --adapters-dir ${adaptersDir} --resume\n`,
-        );
+        const where = full ? `--out ${v.out}` : `--out ${v.out} --adapters-dir ${adaptersDir}`;
+        process.stderr.write(`lori-server: ${error.message}; resume with: lori-server train ${where} --resume\n`);
         return 130;
       }
       throw error instanceof CliError ? error : new CliError(oneLineMessage(error), 1);
     }
     bar?.end();
+    const fmt = (x: number | null | undefined) => (typeof x === "number" ? x.toFixed(4) : "n/a");
+    if ("modelBytes" in result) {
+      const summary = {
+        model: result.path,
+        method: "full",
+        seed: result.plan.seed,
+        steps: result.phase.steps,
+        final_train_loss: result.phase.final_train_loss,
+        final_val_loss: result.phase.final_val_loss,
+        trainable_params: result.phase.trainable_params,
+        tokens_per_s: result.phase.tokens_per_s,
+        peak_rss_mb: result.phase.peak_rss_mb,
+        model_bytes: result.modelBytes,
+      };
+      if (v.json) process.stdout.write(`${JSON.stringify({ event: "model", ...summary })}\n`);
+      else {
+        process.stdout.write(
+          `trained ${summary.model} (full, seed ${summary.seed}): ${summary.steps} steps, ` +
+            `train loss ${fmt(summary.final_train_loss)}, val loss ${fmt(summary.final_val_loss)}, ` +
+            `${summary.trainable_params} trainable params, ${Math.round(summary.tokens_per_s)} tokens/s, ` +
+            `peak RSS ${Math.round(summary.peak_rss_mb)} MiB, ${summary.model_bytes} bytes\n`,
+        );
+      }
+      return 0;
+    }
     const t = result.adapter.config.lori?.training as Record<string, number | null> | undefined;
     const summary = {
       adapter: v.out,
@@ -163,7 +213,6 @@ export const trainCommand: CliCommand = {
     };
     if (v.json) process.stdout.write(`${JSON.stringify({ event: "adapter", ...summary })}\n`);
     else {
-      const fmt = (x: number | null | undefined) => (typeof x === "number" ? x.toFixed(4) : "n/a");
       process.stdout.write(
         `trained ${v.out} (${summary.method}, seed ${summary.seed}) -> ${summary.dir}: ${summary.steps} steps, ` +
           `train loss ${fmt(summary.final_train_loss)}, val loss ${fmt(summary.final_val_loss)}, ` +

@@ -1,0 +1,241 @@
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
+import { readChatTemplateOption, resolveChatFormat } from "../engine/chat-prompt.js";
+import { readGgufFile } from "../gguf/gguf-reader.js";
+import { NativeTrainerRun, type FullTrainConfig, type GpuMode, type TrainConfig, type TrainerEvent, type TrainMethod } from "./native-trainer.js";
+import { writeTokenShards, type TokenSequence } from "./token-shards.js";
+import { readTrainingFile, splitValidation, tokenizeRecords } from "./training-data.js";
+import { baseInfo, type BaseInfo } from "./trainer-tensors.js";
+import { WORK_FILES, type PhaseSummary, type PlanData, type PlanSchedule } from "./train-plan.js";
+
+/**
+ * What adapter training (train-adapter.ts) and full fine-tuning (train-full.ts) share: errors, data loading and
+ * tokenization, the step schedule, token shards, and one run of the native trainer with its progress.
+ */
+
+/** A user-facing training failure (bad option, bad data, incompatible adapter): one line. */
+export class TrainError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TrainError";
+  }
+}
+
+/** The trainer stopped on SIGINT after writing its checkpoint; `--resume` continues. */
+export class TrainInterrupted extends Error {
+  constructor(
+    readonly step: number,
+    readonly workDir: string,
+  ) {
+    super(`training interrupted at step ${step}; checkpoint kept in ${workDir}`);
+    this.name = "TrainInterrupted";
+  }
+}
+
+export type TrainData =
+  | { readonly file: string; readonly chatTemplate?: string }
+  /** Already tokenized (tests, benchmarks): written to shards as they are. */
+  | { readonly sequences: readonly TokenSequence[]; readonly validation?: readonly TokenSequence[]; readonly label: string };
+
+/** Settings that may differ between a run and its resumption. */
+export interface RunSettings {
+  /** Default "auto". */
+  readonly gpu?: GpuMode;
+  /** Default: all hardware threads. */
+  readonly threads?: number;
+  /** Reused for tokenization; default a CPU-only binding created (and kept) by this module. */
+  readonly llama?: Llama;
+  readonly onProgress?: (progress: TrainProgress) => void;
+  /** Forward SIGINT to the trainer (it checkpoints and stops). Default true. */
+  readonly forwardSigint?: boolean;
+  /** Aborting stops the trainer cleanly (as SIGINT does). */
+  readonly signal?: AbortSignal;
+}
+
+export interface TrainProgress {
+  readonly phase: "calibrate" | "train";
+  readonly phaseIndex: number;
+  readonly phaseCount: number;
+  readonly totalSteps: number;
+  readonly event: TrainerEvent;
+}
+
+/** The options of a training loop, as the API takes them (validated into a {@link PlanSchedule}). */
+export interface ScheduleOptions {
+  /** Default 1e-4. */
+  readonly lr?: number;
+  /** Passes over the training sequences (default 1 when `steps` is not given). */
+  readonly epochs?: number;
+  readonly steps?: number;
+  /** Default 1. */
+  readonly batch?: number;
+  /** Default 1. */
+  readonly gradAccum?: number;
+  /** Default 512. */
+  readonly maxLen?: number;
+  /** Validation every N steps (0: only at the end). Default 0. */
+  readonly evalEvery?: number;
+}
+
+export function positive(name: string, value: number | undefined, fallback: number, integer = true): number {
+  const v = value ?? fallback;
+  if (!(Number.isFinite(v) && v > 0) || (integer && !Number.isSafeInteger(v))) throw new TrainError(`${name} must be a positive ${integer ? "integer" : "number"}, got ${v}`);
+  return v;
+}
+
+/** Validates the loop settings; epochs become steps over `trainSequences`. */
+export function planSchedule(options: ScheduleOptions, trainSequences: number): PlanSchedule {
+  const batch = positive("--batch", options.batch, 1);
+  const gradAccum = positive("--grad-accum", options.gradAccum, 1);
+  if (options.steps !== undefined && options.epochs !== undefined) throw new TrainError("use either --steps or --epochs, not both");
+  const epochs = options.steps === undefined ? positive("--epochs", options.epochs, 1, false) : null;
+  const steps = options.steps !== undefined ? positive("--steps", options.steps, 1) : Math.max(1, Math.ceil((epochs! * trainSequences) / (batch * gradAccum)));
+  const evalEvery = options.evalEvery ?? 0;
+  if (!Number.isSafeInteger(evalEvery) || evalEvery < 0) throw new TrainError(`--eval-every must be an integer >= 0, got ${evalEvery}`);
+  return {
+    lr: positive("--lr", options.lr, 1e-4, false),
+    steps,
+    epochs,
+    batch,
+    gradAccum,
+    maxLen: positive("--max-len", options.maxLen, 512),
+    evalEvery,
+  };
+}
+
+/** The base's absolute path and what training needs from its header (llama only). */
+export async function readBase(path: string): Promise<{ base: string; info: BaseInfo }> {
+  const base = resolve(path);
+  const header = await readGgufFile(base).catch((error: unknown) => {
+    throw new TrainError(`cannot read base model ${path}: ${(error as Error).message}`);
+  });
+  try {
+    return { base, info: baseInfo(header) };
+  } catch (error) {
+    throw new TrainError((error as Error).message);
+  }
+}
+
+let defaultLlama: Promise<Llama> | undefined;
+
+export interface LoadedSequences {
+  readonly train: TokenSequence[];
+  readonly validation: TokenSequence[];
+  readonly dataInfo: Omit<PlanData, "trainSequences" | "validationSequences">;
+}
+
+/** Reads and tokenizes the data (vocabulary only) and splits off validation records with `seed`. */
+export async function loadSequences(options: {
+  readonly data: TrainData;
+  readonly base: string;
+  readonly seed: number;
+  /** Default 0.1 (file data only). */
+  readonly valFraction?: number;
+  readonly llama?: Llama;
+}): Promise<LoadedSequences> {
+  const data = options.data;
+  if ("sequences" in data) {
+    return {
+      train: [...data.sequences],
+      validation: [...(data.validation ?? [])],
+      dataInfo: { file: data.label, sha256: null, records: data.sequences.length + (data.validation?.length ?? 0), valFraction: 0 },
+    };
+  }
+  const valFraction = options.valFraction ?? 0.1;
+  if (!(valFraction >= 0 && valFraction < 1)) throw new TrainError(`--val-fraction must be in [0, 1), got ${valFraction}`);
+  const file = await readTrainingFile(data.file).catch((error: unknown) => {
+    throw new TrainError((error as Error).message);
+  });
+  const llama = await (options.llama ? Promise.resolve(options.llama) : (defaultLlama ??= getLlama({ gpu: false, logLevel: LlamaLogLevel.error })));
+  const model = await llama.loadModel({ modelPath: options.base, vocabOnly: true });
+  try {
+    const needsChat = file.records.some((r) => r.kind === "chat");
+    const chatFormat = needsChat ? resolveChatFormat(model, readChatTemplateOption(data.chatTemplate)) : undefined;
+    // Split records (not sequences), so one conversation never lands on both sides.
+    const split = splitValidation(file.records, valFraction, options.seed);
+    const tokenize = (records: typeof file.records) => {
+      try {
+        return tokenizeRecords(records, { model, ...(chatFormat ? { chatFormat } : {}) });
+      } catch (error) {
+        throw new TrainError(`${file.name}: ${(error as Error).message}`);
+      }
+    };
+    return {
+      train: tokenize(split.train),
+      validation: tokenize(split.validation),
+      dataInfo: { file: file.name, sha256: file.sha256, records: file.records.length, valFraction },
+    };
+  } finally {
+    await model.dispose();
+  }
+}
+
+/** Writes the train (and, when there is one, validation) shards into the work dir. */
+export async function writeShards(workDir: string, sequences: LoadedSequences): Promise<PlanData> {
+  if (sequences.train.length === 0) throw new TrainError("no training sequences left after the validation split");
+  await mkdir(workDir, { recursive: true });
+  await writeTokenShards(join(workDir, WORK_FILES.train), sequences.train);
+  if (sequences.validation.length > 0) await writeTokenShards(join(workDir, WORK_FILES.validation), sequences.validation);
+  return { ...sequences.dataInfo, trainSequences: sequences.train.length, validationSequences: sequences.validation.length };
+}
+
+export interface PhaseRun {
+  readonly phase: "calibrate" | "train";
+  readonly method: TrainMethod | "full";
+  readonly phaseIndex: number;
+  readonly phaseCount: number;
+  readonly totalSteps: number;
+  /** Whether `config` resumes from its checkpoint (then the first loss is not this run's first). */
+  readonly resume: boolean;
+  readonly workDir: string;
+}
+
+/** One trainer process to its end: progress goes to `run.onProgress`; returns the phase's summary. */
+export async function runTrainerPhase(config: TrainConfig | FullTrainConfig, phase: PhaseRun, run: RunSettings): Promise<PhaseSummary> {
+  const trainer = await NativeTrainerRun.start(
+    { ...config, ...(run.gpu ? { gpu: run.gpu } : {}), ...(run.threads ? { threads: run.threads } : {}) },
+    { forwardSigint: run.forwardSigint ?? true, ...(run.signal ? { signal: run.signal } : {}) },
+  );
+  const where = { phase: phase.phase, phaseIndex: phase.phaseIndex, phaseCount: phase.phaseCount, totalSteps: phase.totalSteps };
+  let start: Extract<TrainerEvent, { event: "start" }> | undefined;
+  let firstLoss: number | null = null;
+  let lastStep = 0;
+  let lastEval: number | null = null;
+  let done: Extract<TrainerEvent, { event: "done" }> | undefined;
+  let interrupted: Extract<TrainerEvent, { event: "interrupted" }> | undefined;
+  try {
+    for await (const event of trainer) {
+      if (event.event === "start") start = event;
+      if (event.event === "step") {
+        firstLoss ??= event.loss;
+        lastStep = event.step;
+      }
+      if (event.event === "eval") lastEval = event.loss;
+      if (event.event === "done") done = event;
+      if (event.event === "interrupted") interrupted = event;
+      run.onProgress?.({ ...where, event });
+    }
+  } catch (error) {
+    throw new TrainError(`${phase.phase}: ${(error as Error).message.split("\n")[0]}`);
+  }
+  const exit = await trainer.exit;
+  if (exit.interrupted || interrupted) throw new TrainInterrupted(interrupted?.step ?? lastStep, phase.workDir);
+  if (!done) throw new TrainError(`${phase.phase}: the trainer ended without a result`);
+  return {
+    phase: phase.phase,
+    method: phase.method,
+    steps: done.steps ?? phase.totalSteps,
+    first_train_loss: phase.resume ? null : firstLoss,
+    final_train_loss: done.final_loss ?? null,
+    final_val_loss: done.eval_loss ?? lastEval,
+    trainable_params: done.trainable_params ?? start?.trainable_params ?? 0,
+    tokens: done.tokens ?? 0,
+    tokens_per_s: done.tokens_per_s ?? 0,
+    peak_rss_mb: done.peak_rss_mb ?? 0,
+    elapsed_s: done.elapsed_s ?? 0,
+    backend: start?.backend ?? null,
+    threads: start?.threads ?? null,
+    resumed_from_step: phase.resume ? (start?.start_step ?? null) : null,
+  };
+}
