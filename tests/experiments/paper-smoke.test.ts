@@ -1,0 +1,81 @@
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { CLI_PATH } from "../../experiments/paper/cli-runner.js";
+import { resolveConfig } from "../../experiments/paper/config.js";
+import type { PaperResults } from "../../experiments/paper/results-schema.js";
+import { runPaper } from "../../experiments/paper/run-paper.js";
+import { checkResults } from "../../experiments/paper/validate.js";
+import { useTempDir } from "../support/temp-dir.js";
+
+// `npm run paper -- --config smoke` end to end, into a temp dir: a tiny random base, every experiment, a few
+// training steps each. Its numbers mean nothing; what is checked is that every section of results.json is
+// filled and sane, results.md is rendered, and a rerun reuses every finished step.
+
+const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** `train --method full` may not be in this build yet: then the smoke run leaves the full fine-tuning rows out. */
+function fullFineTuningAvailable(): boolean {
+  const help = execFileSync(process.execPath, [CLI_PATH, "train", "--help"], { encoding: "utf8" });
+  return /--method[^\n]*\bfull\b/.test(help) || /method full/.test(help);
+}
+
+describe("npm run paper -- --config smoke", () => {
+  const dir = useTempDir("lori-paper-smoke-");
+
+  it("runs every experiment, writes results.json and results.md, and resumes", { timeout: 600_000 }, async () => {
+    expect(existsSync(CLI_PATH), `${CLI_PATH} missing: run npm run build`).toBe(true);
+    const full = fullFineTuningAvailable();
+    const smoke = resolveConfig("smoke");
+    const config = full ? smoke : resolveConfig("smoke", { methods: smoke.methods.filter((m) => m !== "full") });
+    const work = join(dir.path, "work");
+    const outDir = join(dir.path, "out");
+    const lines: string[] = [];
+    const log = (line: string) => lines.push(line);
+
+    const started = performance.now();
+    const first = await runPaper({ config, repoRoot: REPO_ROOT, work, outDir, log });
+    const seconds = (performance.now() - started) / 1000;
+    process.stderr.write(`paper smoke: ${first.ran} steps in ${seconds.toFixed(1)} s${full ? "" : " (without full fine-tuning: not in this build)"}\n`);
+
+    expect(first.interrupted).toBe(false);
+    expect(first.reused).toBe(0);
+    expect(first.problems).toEqual([]);
+    expect(lines.some((l) => /^\[\d+\/\d+\] single lora math seed 1 … [\d.]+ s, acc \d\.\d\d/.test(l))).toBe(true);
+
+    const results = JSON.parse(await readFile(join(outDir, "results.json"), "utf8")) as PaperResults;
+    expect(checkResults(results)).toEqual([]);
+    expect(results.config.smoke).toBe(true);
+    expect(results.config.baseParams).toBeGreaterThan(0);
+    const methods = full ? ["full", "lora", "lori-d", "lori-s"] : ["lora", "lori-d", "lori-s"];
+    expect(new Set(results.single.map((r) => r.method))).toEqual(new Set(methods));
+    expect(results.baseScores.map((s) => s.task)).toEqual(["math", "code", "nlu", "safety"]);
+    expect(results.single).toHaveLength(methods.length * 4);
+    expect(results.merges).toHaveLength(3 * 2);
+    expect(results.continual).toHaveLength(3 * 3);
+    expect(results.interference).toHaveLength(3 * 6);
+    for (const r of [...results.baseScores, ...results.single.map((s) => s.score), ...results.merges.flatMap((m) => m.scores)]) {
+      expect(r.accuracy).toBeGreaterThanOrEqual(0);
+      expect(r.accuracy).toBeLessThanOrEqual(1);
+    }
+    // LoRI-S trains only the unmasked ~10 % of B.
+    const params = (method: string) => results.single.find((r) => r.method === method && r.task === "math")!.trainableParams;
+    expect(params("lori-s")).toBeLessThan(params("lori-d") * 0.2);
+    expect(results.interference.filter((r) => r.method === "lori-s").every((r) => r.maskJaccard !== null)).toBe(true);
+    expect(results.interference.filter((r) => r.method !== "lori-s").every((r) => r.maskJaccard === null)).toBe(true);
+
+    const markdown = await readFile(join(outDir, "results.md"), "utf8");
+    expect(markdown).toMatch(/^# /);
+    expect(markdown.length).toBeGreaterThan(500);
+
+    // Everything finished is reused: a rerun runs no step and keeps the results.
+    const second = await runPaper({ config, repoRoot: REPO_ROOT, work, outDir, log });
+    expect(second.ran).toBe(0);
+    expect(second.reused).toBe(first.ran);
+    expect(second.results!.single).toEqual(first.results!.single);
+    expect(second.results!.runtimeSeconds).toBeGreaterThanOrEqual(first.results!.runtimeSeconds);
+  });
+});
