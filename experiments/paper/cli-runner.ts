@@ -45,7 +45,8 @@ export function interruptChildren(): void {
   for (const child of running) child.kill("SIGINT");
 }
 
-export function runCli(args: readonly string[], cwd: string): Promise<CliOutput> {
+/** `onStdoutLine` sees each complete stdout line as it arrives (progress of long commands). */
+export function runCli(args: readonly string[], cwd: string, onStdoutLine?: (line: string) => void): Promise<CliOutput> {
   const command = `node ${CLI_PATH} ${args.map(quote).join(" ")}`;
   const started = performance.now();
   return new Promise((resolvePromise, reject) => {
@@ -53,7 +54,14 @@ export function runCli(args: readonly string[], cwd: string): Promise<CliOutput>
     running.add(child);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
+    let partial = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out.push(chunk);
+      if (!onStdoutLine) return;
+      const lines = (partial + chunk.toString("utf8")).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) onStdoutLine(line);
+    });
     child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
     child.on("error", (error) => {
       running.delete(child);

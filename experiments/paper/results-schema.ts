@@ -79,7 +79,8 @@ export interface PaperConfig {
   readonly learningRates: Readonly<Record<MethodId, number>>;
   readonly rank: number;
   readonly sparsity: number;
-  readonly mergeWeights: Readonly<Record<MergeMethodId, number>>;
+  /** Weight of each of the four adapters in a merge, per adapter method (the paper: LoRI-D 0.4, LoRI-S 0.3). */
+  readonly mergeWeights: Readonly<Record<AdapterMethodId, number>>;
   /** True for the CI smoke run (tiny shapes, a few steps): its numbers mean nothing. */
   readonly smoke: boolean;
 }

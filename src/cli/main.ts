@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { CliError, type CliCommand } from "./command.js";
-import { commands } from "./commands/index.js";
+import { commandLoaders, loadAllCommands } from "./commands/index.js";
 
 function printTopLevelHelp(all: readonly CliCommand[]): void {
   const width = Math.max(...all.map((c) => c.name.length));
@@ -15,12 +15,12 @@ function printTopLevelHelp(all: readonly CliCommand[]): void {
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-    printTopLevelHelp(commands);
+    printTopLevelHelp(await loadAllCommands());
     return name === undefined ? 2 : 0;
   }
-  const command = commands.find((c) => c.name === name);
-  if (!command) throw new CliError(`unknown command '${name}' (see 'lori-server --help')`);
-  return command.run(rest);
+  const load = commandLoaders.find(([commandName]) => commandName === name)?.[1];
+  if (!load) throw new CliError(`unknown command '${name}' (see 'lori-server --help')`);
+  return (await load()).run(rest);
 }
 
 main(process.argv.slice(2)).then(

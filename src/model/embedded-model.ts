@@ -1,9 +1,30 @@
 import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { readGgufFile } from "../gguf/gguf-reader.js";
 import { EMBEDDED_SHAPE, createTinyModel } from "./tiny-model.js";
 
 export const EMBEDDED_MODEL_FILE = "lori-tiny.gguf";
+
+/**
+ * The pretrained demo model shipped in the package's models/ folder (`npm run demo:build`), served by default
+ * with the demo adapters in adapters/. Resolved from this module, so it is found whatever the working directory.
+ */
+export const DEMO_MODEL_PATH = fileURLToPath(new URL("../../models/lori-demo.gguf", import.meta.url));
+
+export interface DefaultModel {
+  readonly id: string;
+  readonly path: string;
+}
+
+/**
+ * The model `serve` loads when no --model is given: the shipped demo model, or when it is missing (a package
+ * built without it) a random one generated into `modelsDir` (see {@link ensureEmbeddedModel}).
+ */
+export async function resolveDefaultModel(modelsDir: string): Promise<DefaultModel> {
+  if (await isUsableLlamaGguf(DEMO_MODEL_PATH)) return { id: "lori-demo", path: DEMO_MODEL_PATH };
+  return { id: "lori-tiny", path: await ensureEmbeddedModel(modelsDir) };
+}
 
 /**
  * Path of `<modelsDir>/lori-tiny.gguf`, generating it on first use. Generation is deterministic and the

@@ -16,7 +16,7 @@ import { parseModelSpec, ServedModel } from "../engine/served-model.js";
 import { ServerLifecycle } from "../http/app-deps.js";
 import { createApp } from "../http/app.js";
 import { Metrics } from "../metrics/metrics.js";
-import { ensureEmbeddedModel } from "../model/embedded-model.js";
+import { resolveDefaultModel } from "../model/embedded-model.js";
 import { createJsonLogger, silentLogger, type Logger } from "../util/logger.js";
 
 export interface RunningServer {
@@ -37,7 +37,7 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
   const llama = options.llama ?? (await loadLlama(config.gpu));
   const threads = config.threads === "auto" ? defaultThreadCount() : config.threads;
   const chatTemplate = readChatTemplateOption(config.chatTemplate);
-  const specs = config.models.length > 0 ? config.models.map(parseModelSpec) : [embeddedSpec(await ensureEmbeddedModel(config.modelsDir))];
+  const specs = config.models.length > 0 ? config.models.map(parseModelSpec) : [await resolveDefaultModel(config.modelsDir)];
 
   await mkdir(config.adaptersDir, { recursive: true });
   const adapters = new AdapterRegistry(config.adaptersDir, logger);
@@ -134,10 +134,6 @@ function resolveKeys(config: ServeConfig): KeyGrant[] {
   const keys: KeyGrant[] = config.apiKeys.map((key) => ({ key, role: "admin" as const }));
   if (config.keysFile) keys.push(...readKeysFile(config.keysFile));
   return keys;
-}
-
-function embeddedSpec(file: string) {
-  return { id: "lori-tiny", path: file };
 }
 
 function listen(fetch: Parameters<typeof serve>[0]["fetch"], hostname: string, port: number): Promise<ServerType> {

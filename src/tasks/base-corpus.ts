@@ -5,8 +5,11 @@ import { COLOURS, NAMES, OBJECTS, THINGS } from "./vocabulary.js";
 
 /**
  * A general base corpus for pretraining a demo model: `{"text": ...}` records of simple language (short
- * stories over the tasks' vocabulary, counting sentences) and chat-formatted small talk rendered in ChatML
- * (the embedded model's template), so a base model knows the words and the turn format before any adapter.
+ * stories over the tasks' vocabulary, counting sentences), general knowledge a base model brings to its tasks
+ * (arithmetic facts in symbols, small JavaScript functions) and chat-formatted small talk rendered in ChatML
+ * (the embedded model's template). It never contains a task's prompt format ("Q: ... A:", passages with
+ * lettered options, refusals), so the base knows the words, the facts and the turn format but not the tasks:
+ * that is what the adapters add.
  */
 export interface TextRecord {
   readonly text: string;
@@ -33,12 +36,40 @@ const STORIES: readonly ((rng: SeededRandom) => string)[] = [
     const b = randInt(rng, 1, 9);
     return `${a} and ${b} make ${a + b}. ${Math.max(a, b)} take away ${Math.min(a, b)} is ${Math.abs(a - b)}.`;
   },
+  // listed twice: arithmetic is the slowest of these to learn
+  (rng) => arithmeticFacts(rng),
+  (rng) => arithmeticFacts(rng),
+  (rng) => javascriptSnippet(rng),
   (rng) => {
     const a = pick(rng, NAMES);
     const t = pick(rng, THINGS);
     return `Once upon a time ${a} lost a ${t}. ${a} looked in the ${pick(rng, PLACES)}. The ${t} was there. ${a} was ${pick(rng, FEELINGS)}.`;
   },
 ];
+
+/** Three to five sums, differences and small products, e.g. `3 + 4 = 7. 9 - 2 = 7. 2 * 5 = 10.` */
+function arithmeticFacts(rng: SeededRandom): string {
+  return Array.from({ length: randInt(rng, 3, 5) }, () => {
+    const op = pick(rng, ["+", "-", "*"] as const);
+    if (op === "*") {
+      const a = randInt(rng, 1, 6);
+      const b = randInt(rng, 1, 6);
+      return `${a} * ${b} = ${a * b}.`;
+    }
+    const a = randInt(rng, 1, 9);
+    const b = randInt(rng, 1, 9);
+    return op === "+" ? `${a} + ${b} = ${a + b}.` : `${Math.max(a, b)} - ${Math.min(a, b)} = ${Math.abs(a - b)}.`;
+  }).join(" ");
+}
+
+const JS_BODIES = ["return x + 1;", "return x * 2;", "return x - y;", "return x + y;", "return x > y ? x : y;", "return x.length;", "return -x;"];
+
+/** A one-line JavaScript function, e.g. `function f(x, y) { return x + y; }` */
+function javascriptSnippet(rng: SeededRandom): string {
+  const body = pick(rng, JS_BODIES);
+  const params = body.includes("y") ? "x, y" : "x";
+  return `function ${pick(rng, ["f", "g", "h", "calc", "work"])}(${params}) { ${body} }`;
+}
 
 const SMALL_TALK: readonly ((rng: SeededRandom) => [string, string])[] = [
   () => ["Hello!", "Hello! How can I help you?"],

@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -17,20 +16,12 @@ import { useTempDir } from "../support/temp-dir.js";
 
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
-/** `train --method full` may not be in this build yet: then the smoke run leaves the full fine-tuning rows out. */
-function fullFineTuningAvailable(): boolean {
-  const help = execFileSync(process.execPath, [CLI_PATH, "train", "--help"], { encoding: "utf8" });
-  return /--method[^\n]*\bfull\b/.test(help) || /method full/.test(help);
-}
-
 describe("npm run paper -- --config smoke", () => {
   const dir = useTempDir("lori-paper-smoke-");
 
   it("runs every experiment, writes results.json and results.md, and resumes", { timeout: 600_000 }, async () => {
     expect(existsSync(CLI_PATH), `${CLI_PATH} missing: run npm run build`).toBe(true);
-    const full = fullFineTuningAvailable();
-    const smoke = resolveConfig("smoke");
-    const config = full ? smoke : resolveConfig("smoke", { methods: smoke.methods.filter((m) => m !== "full") });
+    const config = resolveConfig("smoke");
     const work = join(dir.path, "work");
     const outDir = join(dir.path, "out");
     const lines: string[] = [];
@@ -39,7 +30,7 @@ describe("npm run paper -- --config smoke", () => {
     const started = performance.now();
     const first = await runPaper({ config, repoRoot: REPO_ROOT, work, outDir, log });
     const seconds = (performance.now() - started) / 1000;
-    process.stderr.write(`paper smoke: ${first.ran} steps in ${seconds.toFixed(1)} s${full ? "" : " (without full fine-tuning: not in this build)"}\n`);
+    process.stderr.write(`paper smoke: ${first.ran} steps in ${seconds.toFixed(1)} s\n`);
 
     expect(first.interrupted).toBe(false);
     expect(first.reused).toBe(0);
@@ -50,7 +41,7 @@ describe("npm run paper -- --config smoke", () => {
     expect(checkResults(results)).toEqual([]);
     expect(results.config.smoke).toBe(true);
     expect(results.config.baseParams).toBeGreaterThan(0);
-    const methods = full ? ["full", "lora", "lori-d", "lori-s"] : ["lora", "lori-d", "lori-s"];
+    const methods = ["full", "lora", "lori-d", "lori-s"];
     expect(new Set(results.single.map((r) => r.method))).toEqual(new Set(methods));
     expect(results.baseScores.map((s) => s.task)).toEqual(["math", "code", "nlu", "safety"]);
     expect(results.single).toHaveLength(methods.length * 4);

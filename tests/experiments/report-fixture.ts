@@ -127,7 +127,7 @@ export function fixtureResults(): PaperResults {
       learningRates: { full: 1e-4, lora: 1e-3, "lori-d": 1e-3, "lori-s": 5e-3 },
       rank: 8,
       sparsity: 0.9,
-      mergeWeights: { cat: 0.5, linear: 0.5 },
+      mergeWeights: { lora: 0.4, "lori-d": 0.4, "lori-s": 0.3 },
       smoke: false,
     },
     runtimeSeconds: 7384,

@@ -1,3 +1,6 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import OpenAI from "openai";
 import { resolveServeConfig, type ServeConfig } from "../../src/config/serve-config.js";
 import { startServer, type RunningServer } from "../../src/server/start-server.js";
@@ -21,10 +24,14 @@ export interface TestServer {
   baseUrl: string;
 }
 
-/** A real server on a free loopback port, one thread, quiet logs. */
+/**
+ * A real server on a free loopback port, one thread, quiet logs. Without `adaptersDir` it gets an empty one of
+ * its own (the repository's adapters/ holds the demo adapters).
+ */
 export async function startTestServer(overrides: Partial<Record<keyof ServeConfig, unknown>> = {}): Promise<TestServer> {
+  const adaptersDir = overrides.adaptersDir ?? mkdtempSync(join(tmpdir(), "lori-test-adapters-"));
   const config = resolveServeConfig(
-    { host: "127.0.0.1", port: 0, gpu: "off", threads: 1, contextSize: 512, logRequests: false, ...overrides },
+    { host: "127.0.0.1", port: 0, gpu: "off", threads: 1, contextSize: 512, logRequests: false, ...overrides, adaptersDir },
     {},
   );
   const server = await startServer(config);

@@ -7,10 +7,10 @@ import { step, type Step, type StepContext } from "../step.js";
 /** Interference: for every pair of single-task adapters (per method and seed), `inspect --pair` at the merge weight. */
 
 export function interferenceSteps(config: ExperimentConfig): Step[] {
-  const weight = config.mergeWeights.linear;
   const steps: Step[] = [];
   for (const seed of config.seeds) {
     for (const method of config.adapterMethods) {
+      const weight = config.mergeWeights[method];
       for (const [a, b] of pairs(config.tasks)) {
         steps.push(
           step<InterferenceRow>({

@@ -21,7 +21,7 @@ export function mergeSteps(config: ExperimentConfig): Step[] {
             experiment: "merge",
             label: `merge ${merge} ${method} seed ${seed}`,
             deps: config.tasks.map((task) => singleStepId(method, task, seed)),
-            spec: { method, merge, seed, weight: config.mergeWeights[merge], tasks: config.tasks, eval: evalSpec(config) },
+            spec: { method, merge, seed, weight: config.mergeWeights[method], tasks: config.tasks, eval: evalSpec(config) },
             run: (ctx) => runMerge(ctx, method, merge, seed),
             summary: (r) => formatScores(r.scores),
           }),
@@ -34,7 +34,7 @@ export function mergeSteps(config: ExperimentConfig): Step[] {
 
 async function runMerge(ctx: StepContext, method: AdapterMethodId, merge: MergeMethodId, seed: number): Promise<MergeRun> {
   const { config, work } = ctx;
-  const weight = config.mergeWeights[merge];
+  const weight = config.mergeWeights[method];
   const name = mergedAdapter(method, merge, seed);
   // merge refuses an existing name: drop what an interrupted earlier run left.
   await rm(join(work.adapters, name), { recursive: true, force: true });

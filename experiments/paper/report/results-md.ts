@@ -5,6 +5,7 @@ import { paperCharts, renderChartPng } from "./charts.js";
 import { NOT_MEASURED, bytes, count, duration, fixedStat, pct, pctStat, points } from "./format.js";
 import { markdownTable } from "./markdown.js";
 import {
+  ADAPTER_METHODS,
   CLAIM_THRESHOLDS,
   MERGE_LABELS,
   MERGE_METHODS,
@@ -52,7 +53,7 @@ function producedSection(results: PaperResults): string {
       `(${c.seeds.length} per configuration; ± is the sample standard deviation over seeds).`,
     `- Training examples per task: ${count(c.trainSize)}; test examples: ${testSizes || NOT_MEASURED}.`,
     `- Adapters: rank ${c.rank}; LoRI sparsity ${pct(c.sparsity)} of B masked out (LoRI-S).`,
-    `- Merge weights: ${MERGE_METHODS.map((m) => `${MERGE_LABELS[m]} ${c.mergeWeights[m] ?? NOT_MEASURED}`).join(", ")}.`,
+    `- Merge weight of each of the four adapters (cat and linear): ${ADAPTER_METHODS.map((m) => `${METHOD_LABELS[m]} ${c.mergeWeights[m] ?? NOT_MEASURED}`).join(", ")}.`,
   ];
   const table = markdownTable(
     ["Method", "Optimizer steps", "Learning rate"],

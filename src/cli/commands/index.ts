@@ -1,23 +1,21 @@
 import type { CliCommand } from "../command.js";
-import { evalCommand } from "./eval.js";
-import { exportCommand } from "./export.js";
-import { importCommand } from "./import.js";
-import { inspectCommand } from "./inspect.js";
-import { mergeCommand } from "./merge.js";
-import { modelCreateCommand } from "./model-create.js";
-import { openapiCommand } from "./openapi.js";
-import { serveCommand } from "./serve.js";
-import { trainCommand } from "./train.js";
 
-/** Every subcommand, in the order `--help` lists them. Each lives in its own file. */
-export const commands: readonly CliCommand[] = [
-  serveCommand,
-  trainCommand,
-  evalCommand,
-  importCommand,
-  exportCommand,
-  mergeCommand,
-  inspectCommand,
-  modelCreateCommand,
-  openapiCommand,
+/**
+ * Every subcommand, in the order `--help` lists them, each loaded only when it runs: most commands never touch
+ * node-llama-cpp, and importing it (through serve, train or eval) costs about half a second per process.
+ */
+export const commandLoaders: readonly (readonly [name: string, load: () => Promise<CliCommand>])[] = [
+  ["serve", async () => (await import("./serve.js")).serveCommand],
+  ["train", async () => (await import("./train.js")).trainCommand],
+  ["eval", async () => (await import("./eval.js")).evalCommand],
+  ["import", async () => (await import("./import.js")).importCommand],
+  ["export", async () => (await import("./export.js")).exportCommand],
+  ["merge", async () => (await import("./merge.js")).mergeCommand],
+  ["inspect", async () => (await import("./inspect.js")).inspectCommand],
+  ["model", async () => (await import("./model-create.js")).modelCreateCommand],
+  ["openapi", async () => (await import("./openapi.js")).openapiCommand],
 ];
+
+export function loadAllCommands(): Promise<CliCommand[]> {
+  return Promise.all(commandLoaders.map(([, load]) => load()));
+}
