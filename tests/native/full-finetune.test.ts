@@ -8,20 +8,12 @@ import { createTinyModel } from "../../src/model/tiny-model.js";
 import type { NativeTrainerConfig } from "../../src/train/native-trainer.js";
 import { writeTokenShards } from "../../src/train/token-shards.js";
 import { EXACT_CONTEXT_OPTIONS, getLastPositionLogProbs, maxAbsDifference } from "../support/llama-logits.js";
+import { logSoftmax } from "../support/reference-llama.js";
 import { useTempDir } from "../support/temp-dir.js";
 import { getTestLlama } from "../support/test-llama.js";
 import { cpu, ensureTrainerBuilt, last, rng, run } from "./helpers.js";
 
 const VOCAB = 260;
-
-function logSoftmax(row: Float32Array): Float64Array {
-  let max = -Infinity;
-  for (const z of row) max = Math.max(max, z);
-  let sum = 0;
-  for (const z of row) sum += Math.exp(z - max);
-  const lse = max + Math.log(sum);
-  return Float64Array.from(row, (z) => z - lse);
-}
 
 /** Method "full" is not an adapter method, so the typed config does not list it. */
 const fullConfig = (config: Record<string, unknown>) => ({ ...config, method: "full" }) as unknown as NativeTrainerConfig;

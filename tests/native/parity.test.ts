@@ -5,20 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { writeTokenShards } from "../../src/train/token-shards.js";
 import { EXACT_CONTEXT_OPTIONS, getLastPositionLogProbs, maxAbsDifference } from "../support/llama-logits.js";
+import { logSoftmax } from "../support/reference-llama.js";
 import { useTempDir } from "../support/temp-dir.js";
 import { getTestLlama } from "../support/test-llama.js";
 import { cpu, ensureTrainerBuilt, haveStories, rng, run, storiesPath, storiesSkipMessage } from "./helpers.js";
 
 const VOCAB = 512;
-
-function logSoftmax(row: Float32Array): Float64Array {
-  let max = -Infinity;
-  for (const z of row) max = Math.max(max, z);
-  let sum = 0;
-  for (const z of row) sum += Math.exp(z - max);
-  const lse = max + Math.log(sum);
-  return Float64Array.from(row, (z) => z - lse);
-}
 
 describe.skipIf(!haveStories)("trained adapter in node-llama-cpp (stories260K, F32)", () => {
   if (!haveStories) console.log(storiesSkipMessage);

@@ -1,11 +1,11 @@
 import type { TaskId } from "../../../src/tasks/task.js";
 import type { ExperimentConfig } from "../config.js";
-import { BASE_MODEL_STEP, continualAdapter, continualStepId, DATA_STEP, singleAdapter, singleStepId, trainSeed } from "../ids.js";
+import { BASE_MODEL_STEP, continualAdapter, continualStepId, DATA_STEP, singleAdapter, singleStepId } from "../ids.js";
 import type { AdapterMethodId, CapabilityTaskId, ContinualRun, SingleTaskRun } from "../results-schema.js";
 import { step, type Step, type StepContext } from "../step.js";
-import { evalSpec, evaluate, trainFile, type BaseModel } from "./base.js";
+import { evalSpec, evaluate } from "./base.js";
 import { formatAccuracy } from "./format.js";
-import { trainSpec } from "./single.js";
+import { taskTrainOptions, trainSpec } from "./single.js";
 
 /**
  * Continual learning: the safety adapter first, then each capability task trained on top of it
@@ -39,24 +39,9 @@ export function continualSteps(config: ExperimentConfig): Step[] {
 const capabilityTasks = (config: ExperimentConfig) => config.tasks.filter((t): t is CapabilityTaskId => t !== "safety");
 
 async function runContinual(ctx: StepContext, method: AdapterMethodId, task: CapabilityTaskId, seed: number): Promise<ContinualRun> {
-  const { config, work } = ctx;
   const safety = ctx.result<SingleTaskRun>(singleStepId(method, "safety", seed));
   const name = continualAdapter(method, task, seed);
-  await ctx.lori.train({
-    base: ctx.result<BaseModel>(BASE_MODEL_STEP).path,
-    data: trainFile(ctx, task),
-    method,
-    out: name,
-    adaptersDir: work.adapters,
-    seed: trainSeed(seed, task),
-    rank: config.rank,
-    steps: config.steps[method],
-    lr: config.learningRates[method],
-    batch: config.batch,
-    maxLen: config.maxLen,
-    continueFrom: singleAdapter(method, "safety", seed),
-    ...(method === "lori-s" ? { sparsity: config.sparsity, maskFrom: singleAdapter("lori-d", task, seed) } : {}),
-  });
+  await ctx.lori.train({ ...taskTrainOptions(ctx, method, task, seed, name), continueFrom: singleAdapter(method, "safety", seed) });
   const scores = await evaluate(ctx, [{ name, weight: 1 }], [task, "safety"]);
   const after = scores.find((s) => s.task === "safety")!;
   return {

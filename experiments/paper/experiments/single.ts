@@ -6,6 +6,7 @@ import type { MethodId, SingleTaskRun } from "../results-schema.js";
 import { step, type Step, type StepContext } from "../step.js";
 import { evalSpec, evaluate, trainFile, type BaseModel } from "./base.js";
 import { formatAccuracy } from "./format.js";
+import type { TrainOptions } from "../lori-commands.js";
 
 /** Single-task table: every method trained on every task alone (per seed), scored on that task. */
 
@@ -47,12 +48,11 @@ export function trainSpec(config: ExperimentConfig, method: MethodId, task: Task
   };
 }
 
-async function runSingle(ctx: StepContext, method: MethodId, task: TaskId, seed: number): Promise<SingleTaskRun> {
+/** How a method trains on a task (LoRI-S with the mask of the LoRI-D adapter of the same task and seed). */
+export function taskTrainOptions(ctx: StepContext, method: MethodId, task: TaskId, seed: number, out: string): TrainOptions {
   const { config, work } = ctx;
-  const base = ctx.result<BaseModel>(BASE_MODEL_STEP).path;
-  const out = method === "full" ? join(work.models, fullModelFile(task, seed)) : singleAdapter(method, task, seed);
-  const trained = await ctx.lori.train({
-    base,
+  return {
+    base: ctx.result<BaseModel>(BASE_MODEL_STEP).path,
     data: trainFile(ctx, task),
     method,
     out,
@@ -64,7 +64,12 @@ async function runSingle(ctx: StepContext, method: MethodId, task: TaskId, seed:
     batch: config.batch,
     maxLen: config.maxLen,
     ...(method === "lori-s" ? { sparsity: config.sparsity, maskFrom: singleAdapter("lori-d", task, seed) } : {}),
-  });
+  };
+}
+
+async function runSingle(ctx: StepContext, method: MethodId, task: TaskId, seed: number): Promise<SingleTaskRun> {
+  const out = method === "full" ? join(ctx.work.models, fullModelFile(task, seed)) : singleAdapter(method, task, seed);
+  const trained = await ctx.lori.train(taskTrainOptions(ctx, method, task, seed, out));
   const [score] = method === "full" ? await evaluate(ctx, [], [task], out) : await evaluate(ctx, [{ name: out, weight: 1 }], [task]);
   return { method, task, seed, score: score!, ...trained };
 }
