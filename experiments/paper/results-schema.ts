@@ -72,6 +72,8 @@ export interface PaperConfig {
   readonly base: string;
   readonly baseParams: number;
   readonly seeds: readonly number[];
+  /** Seeds of the continual-learning runs, when fewer than `seeds`. */
+  readonly continualSeeds?: readonly number[];
   readonly trainSize: number;
   readonly testSize: Readonly<Record<TaskId, number>>;
   /** Optimizer steps per method (single-task runs). */

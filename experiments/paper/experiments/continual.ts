@@ -15,7 +15,7 @@ import { taskTrainOptions, trainSpec } from "./single.js";
 export function continualSteps(config: ExperimentConfig): Step[] {
   if (!config.tasks.includes("safety")) return [];
   const steps: Step[] = [];
-  for (const seed of config.seeds) {
+  for (const seed of config.continualSeeds?.filter((s) => config.seeds.includes(s)) ?? config.seeds) {
     for (const method of config.adapterMethods) {
       for (const task of capabilityTasks(config)) {
         const maskStep = method === "lori-s" ? [singleStepId("lori-d", task, seed)] : [];

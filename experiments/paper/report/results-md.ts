@@ -50,7 +50,8 @@ function producedSection(results: PaperResults): string {
     `- Completed: ${results.generatedAt}; wall time of all runs: ${duration(results.runtimeSeconds)}.`,
     `- Base model: \`${c.base}\` (${count(c.baseParams)} parameters).`,
     `- Seeds: ${c.seeds.length > 0 ? c.seeds.join(", ") : NOT_MEASURED} ` +
-      `(${c.seeds.length} per configuration; ± is the sample standard deviation over seeds).`,
+      `(${c.seeds.length} per configuration; ± is the sample standard deviation over seeds)` +
+      (c.continualSeeds ? `; continual learning: seed ${c.continualSeeds.join(", ")} only.` : "."),
     `- Training examples per task: ${count(c.trainSize)}; test examples: ${testSizes || NOT_MEASURED}.`,
     `- Adapters: rank ${c.rank}; LoRI sparsity ${pct(c.sparsity)} of B masked out (LoRI-S).`,
     `- Merge weight of each of the four adapters (cat and linear): ${ADAPTER_METHODS.map((m) => `${METHOD_LABELS[m]} ${c.mergeWeights[m] ?? NOT_MEASURED}`).join(", ")}.`,
