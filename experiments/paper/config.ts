@@ -58,7 +58,7 @@ const full: ExperimentConfig = {
   tasks: TASK_IDS,
   methods: ALL_METHODS,
   adapterMethods: ADAPTER_METHODS,
-  merges: ["cat", "linear"],
+  merges: ["cat", "linear", "stack"],
   mergeWeights: { lora: 0.4, "lori-d": 0.4, "lori-s": 0.3 },
   dataSeed: 0,
   // the code task has 356 distinct training prompts; every task gets the same count

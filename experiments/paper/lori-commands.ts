@@ -148,7 +148,7 @@ export class LoriCli {
     });
   }
 
-  async merge(method: MergeMethodId, out: string, inputs: readonly AdapterWeight[], adaptersDir: string): Promise<void> {
+  async merge(method: Exclude<MergeMethodId, "stack">, out: string, inputs: readonly AdapterWeight[], adaptersDir: string): Promise<void> {
     await runCli(["merge", "--method", method, "--out", out, "--adapters-dir", adaptersDir, ...inputs.map((a) => `${a.name}:${a.weight}`)], this.o.cwd);
   }
 

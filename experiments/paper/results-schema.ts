@@ -8,7 +8,11 @@ import type { TaskId } from "../../src/tasks/task.js";
 /** Training methods of the single-task table; "full" is full fine-tuning (a new model, not an adapter). */
 export type MethodId = "full" | "lora" | "lori-d" | "lori-s";
 export type AdapterMethodId = Exclude<MethodId, "full">;
-export type MergeMethodId = "cat" | "linear";
+/**
+ * "cat" and "linear" at the paper's merge weights (`PaperConfig.mergeWeights`); "stack" is `cat` at weight 1 for
+ * every adapter: exactly what serving the four adapters stacked computes, i.e. merging without down-weighting.
+ */
+export type MergeMethodId = "cat" | "linear" | "stack";
 export type CapabilityTaskId = Exclude<TaskId, "safety">;
 
 export interface TaskScore {

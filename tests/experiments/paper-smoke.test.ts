@@ -45,7 +45,7 @@ describe("npm run paper -- --config smoke", () => {
     expect(new Set(results.single.map((r) => r.method))).toEqual(new Set(methods));
     expect(results.baseScores.map((s) => s.task)).toEqual(["math", "code", "nlu", "safety"]);
     expect(results.single).toHaveLength(methods.length * 4);
-    expect(results.merges).toHaveLength(3 * 2);
+    expect(results.merges).toHaveLength(3 * 3);
     expect(results.continual).toHaveLength(3 * 3);
     expect(results.interference).toHaveLength(3 * 6);
     for (const r of [...results.baseScores, ...results.single.map((s) => s.score), ...results.merges.flatMap((m) => m.scores)]) {

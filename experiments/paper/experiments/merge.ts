@@ -21,7 +21,7 @@ export function mergeSteps(config: ExperimentConfig): Step[] {
             experiment: "merge",
             label: `merge ${merge} ${method} seed ${seed}`,
             deps: config.tasks.map((task) => singleStepId(method, task, seed)),
-            spec: { method, merge, seed, weight: config.mergeWeights[method], tasks: config.tasks, eval: evalSpec(config) },
+            spec: { method, merge, seed, weight: mergeWeight(config, method, merge), tasks: config.tasks, eval: evalSpec(config) },
             run: (ctx) => runMerge(ctx, method, merge, seed),
             summary: (r) => formatScores(r.scores),
           }),
@@ -34,12 +34,16 @@ export function mergeSteps(config: ExperimentConfig): Step[] {
 
 async function runMerge(ctx: StepContext, method: AdapterMethodId, merge: MergeMethodId, seed: number): Promise<MergeRun> {
   const { config, work } = ctx;
-  const weight = config.mergeWeights[method];
+  const weight = mergeWeight(config, method, merge);
   const name = mergedAdapter(method, merge, seed);
   // merge refuses an existing name: drop what an interrupted earlier run left.
   await rm(join(work.adapters, name), { recursive: true, force: true });
-  await ctx.lori.merge(merge, name, config.tasks.map((task) => ({ name: singleAdapter(method, task, seed), weight })), work.adapters);
+  await ctx.lori.merge(merge === "stack" ? "cat" : merge, name, config.tasks.map((task) => ({ name: singleAdapter(method, task, seed), weight })), work.adapters);
   const scores = await evaluate(ctx, [{ name, weight: 1 }], config.tasks);
   const weights = Object.fromEntries(config.tasks.map((task) => [task, weight])) as Record<TaskId, number>;
   return { method, merge, seed, weights, scores };
+}
+
+function mergeWeight(config: ExperimentConfig, method: AdapterMethodId, merge: MergeMethodId): number {
+  return merge === "stack" ? 1 : config.mergeWeights[method];
 }

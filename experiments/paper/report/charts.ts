@@ -215,7 +215,7 @@ export function mergeChart(results: PaperResults): ChartSpec | null {
         field: "merge",
         type: "nominal",
         title: "Merge",
-        sort: ["cat", "linear"].map((m) => MERGE_LABELS[m as keyof typeof MERGE_LABELS]),
+        sort: ["cat", "linear", "stack"].map((m) => MERGE_LABELS[m as keyof typeof MERGE_LABELS]),
       },
     },
     spec: {

@@ -111,7 +111,10 @@ function mergeSection(summary: PaperSummary, tasks: readonly TaskId[]): string {
   return [
     markdownTable(["Method", "Merge", ...tasks, "Mean over tasks"], rows, ["left", "left"]),
     `Each cell: accuracy of the merged adapter, mean ± std over seeds, and in parentheses its share of the ` +
-      `single-task adapter's accuracy of the same method, task and seed (mean over seeds).`,
+      `single-task adapter's accuracy of the same method, task and seed (mean over seeds). "concat" and "linear" ` +
+      `use the paper's merge weights (above); "concat, weight 1" merges the four adapters at full weight, which is ` +
+      `exactly what serving them stacked per request computes: the gap between the two separates the loss from ` +
+      `down-weighting each adapter from the loss from interference between them.`,
   ].join("\n\n");
 }
 

@@ -24,7 +24,7 @@ import { pct, points } from "./format.js";
 
 export const METHODS: readonly MethodId[] = ["full", "lora", "lori-d", "lori-s"];
 export const ADAPTER_METHODS: readonly AdapterMethodId[] = ["lora", "lori-d", "lori-s"];
-export const MERGE_METHODS: readonly MergeMethodId[] = ["cat", "linear"];
+export const MERGE_METHODS: readonly MergeMethodId[] = ["cat", "linear", "stack"];
 
 export const METHOD_LABELS: Readonly<Record<MethodId, string>> = {
   full: "Full FT",
@@ -32,7 +32,7 @@ export const METHOD_LABELS: Readonly<Record<MethodId, string>> = {
   "lori-d": "LoRI-D",
   "lori-s": "LoRI-S",
 };
-export const MERGE_LABELS: Readonly<Record<MergeMethodId, string>> = { cat: "concat", linear: "linear" };
+export const MERGE_LABELS: Readonly<Record<MergeMethodId, string>> = { cat: "concat", linear: "linear", stack: "concat, weight 1" };
 
 /** Thresholds of the claims, as the paper states them. */
 export const CLAIM_THRESHOLDS = {
@@ -330,7 +330,7 @@ export function interferenceRows(results: PaperResults): InterferenceSummaryRow[
       maskJaccard: stat(rs.flatMap((r) => (r.maskJaccard === null ? [] : [r.maskJaccard]))),
       meanAngleDeg: stat(rs.map((r) => r.meanAngleDeg)),
       crossTermRatio: stat(rs.map((r) => r.crossTermRatio)),
-      mergeLoss: { cat: loss(method, "cat", pair), linear: loss(method, "linear", pair) },
+      mergeLoss: { cat: loss(method, "cat", pair), linear: loss(method, "linear", pair), stack: loss(method, "stack", pair) },
     });
     for (const [key, pair] of pairs) out.push(summarize(pair, all.filter((r) => pairKey(r.pair) === key)));
     if (pairs.size > 1) out.push(summarize(null, all));
