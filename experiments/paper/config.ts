@@ -53,8 +53,6 @@ const full: ExperimentConfig = {
   name: "full",
   base: { kind: "file", path: "models/lori-demo.gguf" },
   seeds: [1, 2, 3],
-  // 9 runs per seed on two cores: one seed keeps `npm run paper` near an hour
-  continualSeeds: [1],
   tasks: TASK_IDS,
   methods: ALL_METHODS,
   adapterMethods: ADAPTER_METHODS,
