@@ -9,7 +9,7 @@
  * on a rerun; an interrupted training run continues from its checkpoint. `--smoke` runs the same pipeline on a
  * tiny shape with a few steps (CI), and never installs.
  */
-import { cp, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { cp, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -191,11 +191,11 @@ async function main(): Promise<void> {
   const scores = await evaluate(options, base, adaptersDir);
   const seconds = (performance.now() - started) / 1000;
   const report = { profile: options.profile, seconds, scores, base: (await stat(base)).size };
-  await writeFile(join(options.work, "report.json"), JSON.stringify(report, null, 2) + "\n");
+  const reportJson = JSON.stringify(report, null, 2) + "\n";
+  await writeFile(join(options.work, "report.json"), reportJson);
   if (options.install) await install(base, adaptersDir);
   log(`done in ${seconds.toFixed(0)} s; report in ${join(options.work, "report.json")}`);
-  const previous = await readFile(join(options.work, "report.json"), "utf8");
-  process.stdout.write(previous);
+  process.stdout.write(reportJson);
 }
 
 main().catch((error: unknown) => {
