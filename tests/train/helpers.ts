@@ -1,5 +1,8 @@
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import type { LlamaModel } from "node-llama-cpp";
 import { ensureTrainerBuilt } from "../native/helpers.js";
+import { createTinyModel } from "../../src/model/tiny-model.js";
 import type { TokenSequence } from "../../src/train/token-shards.js";
 
 export { ensureTrainerBuilt };
@@ -44,4 +47,18 @@ export function toJsonl(records: readonly object[]): string {
 /** F32 bit pattern (so -0 and 0 differ). */
 export function f32Bits(x: number): number {
   return new Uint32Array(new Float32Array([x]).buffer)[0]!;
+}
+
+export interface TinyTrainWorkspace {
+  model: string;
+  data: string;
+  adapters: string;
+}
+
+/** `dir/tiny.gguf` (a one-layer generated llama, fast to train), `dir/data.jsonl` with `records`, `dir/adapters`. */
+export async function tinyTrainWorkspace(dir: string, records: readonly object[]): Promise<TinyTrainWorkspace> {
+  const w = { model: join(dir, "tiny.gguf"), data: join(dir, "data.jsonl"), adapters: join(dir, "adapters") };
+  await createTinyModel({ out: w.model, layers: 1, embd: 32, heads: 4, kvHeads: 2, ff: 48 });
+  await writeFile(w.data, toJsonl(records));
+  return w;
 }

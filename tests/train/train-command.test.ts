@@ -1,14 +1,12 @@
 import { existsSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { trainCommand } from "../../src/cli/commands/train.js";
-import { createTinyModel } from "../../src/model/tiny-model.js";
 import { readAdapterDir } from "../../src/lora/adapter-io.js";
 import { resumeTraining, trainAdapter, TrainInterrupted } from "../../src/train/train-adapter.js";
 import { workDirFor } from "../../src/train/train-plan.js";
 import { useTempDir } from "../support/temp-dir.js";
-import { CPU_RUN, ensureTrainerBuilt, toJsonl } from "./helpers.js";
+import { CPU_RUN, ensureTrainerBuilt, tinyTrainWorkspace } from "./helpers.js";
 import { runCommand } from "../support/run-command.js";
 
 const runCli = (argv: string[]) => runCommand(trainCommand, argv);
@@ -19,16 +17,12 @@ describe("lori-server train on a tiny generated model", () => {
 
   beforeAll(async () => {
     ensureTrainerBuilt();
-    p.model = join(tmp.path, "tiny.gguf");
-    p.data = join(tmp.path, "data.jsonl");
-    p.adapters = join(tmp.path, "adapters");
-    await createTinyModel({ out: p.model, layers: 1, embd: 32, heads: 4, kvHeads: 2, ff: 48 });
     const records = Array.from({ length: 12 }, (_, i) =>
       i % 3 === 0 ? { messages: [{ role: "user", content: `hi ${i}` }, { role: "assistant", content: "hello!" }] }
       : i % 3 === 1 ? { prompt: `count ${i}:`, completion: " 1 2 3" }
       : { instruction: "say ok", output: "ok" },
     );
-    await writeFile(p.data, toJsonl(records));
+    Object.assign(p, await tinyTrainWorkspace(tmp.path, records));
   });
 
   it("trains from all three formats, prints JSON lines and writes the adapter with its lineage", async () => {

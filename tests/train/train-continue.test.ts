@@ -1,11 +1,8 @@
-import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Adapter } from "../../src/lora/adapter.js";
-import { createTinyModel } from "../../src/model/tiny-model.js";
 import { trainAdapter, type TrainAdapterOptions } from "../../src/train/train-adapter.js";
 import { useTempDir } from "../support/temp-dir.js";
-import { CPU_RUN, ensureTrainerBuilt, toJsonl } from "./helpers.js";
+import { CPU_RUN, ensureTrainerBuilt, tinyTrainWorkspace } from "./helpers.js";
 
 /** Continual learning for lori-d and lora: --continue-from starts from the old adapter's weights. */
 describe("--continue-from with --method lori-d and lora", () => {
@@ -26,11 +23,7 @@ describe("--continue-from with --method lori-d and lora", () => {
 
   beforeAll(async () => {
     ensureTrainerBuilt();
-    p.model = join(tmp.path, "tiny.gguf");
-    p.data = join(tmp.path, "data.jsonl");
-    p.adapters = join(tmp.path, "adapters");
-    await createTinyModel({ out: p.model, layers: 1, embd: 32, heads: 4, kvHeads: 2, ff: 48 });
-    await writeFile(p.data, toJsonl(Array.from({ length: 8 }, (_, i) => ({ prompt: `count ${i}:`, completion: ` ${i + 1} ${i + 2}` }))));
+    Object.assign(p, await tinyTrainWorkspace(tmp.path, Array.from({ length: 8 }, (_, i) => ({ prompt: `count ${i}:`, completion: ` ${i + 1} ${i + 2}` }))));
   }, 60_000);
 
   it("lori-d starts from the old B (same seed, rank, alpha, targets), trains all of it, and records continue_from", async () => {
