@@ -4,7 +4,7 @@ import type { LoraModule } from "../lora/adapter.js";
 import { baseFingerprintOfGguf, ggufArchitecture, type BaseFingerprint } from "../lora/base-fingerprint.js";
 import { maskBit, packMask } from "../lora/mask.js";
 import { SafetensorsFile, writeSafetensors, type SafetensorsTensorData } from "../lora/safetensors.js";
-import { GGUF_TENSOR_STEM, TARGET_MODULES, type TargetModule } from "../lora/target-modules.js";
+import { GGUF_TENSOR_STEM, isProjectionModule, TARGET_MODULES, type ProjectionModule, type TargetModule } from "../lora/target-modules.js";
 import { decodeFloats } from "../lora/tensor-codec.js";
 
 /**
@@ -72,7 +72,7 @@ export function toHfRows(info: BaseInfo, module: TargetModule, rows: Float32Arra
 }
 
 /** Short trainer target names ("q", "gate", ...) <-> our module names. */
-export const SHORT_TARGET: Readonly<Record<TargetModule, "q" | "k" | "v" | "o" | "gate" | "up" | "down">> = {
+export const SHORT_TARGET: Readonly<Record<ProjectionModule, "q" | "k" | "v" | "o" | "gate" | "up" | "down">> = {
   q_proj: "q",
   k_proj: "k",
   v_proj: "v",
@@ -81,6 +81,12 @@ export const SHORT_TARGET: Readonly<Record<TargetModule, "q" | "k" | "v" | "o" |
   up_proj: "up",
   down_proj: "down",
 };
+
+/** The trainer's name for a module; the fused (Phi-3) projections have none (baseInfo refuses phi3 first). */
+export function shortTarget(module: TargetModule): (typeof SHORT_TARGET)[ProjectionModule] {
+  if (!isProjectionModule(module)) throw new Error(`the native trainer cannot train the fused module ${module}`);
+  return SHORT_TARGET[module];
+}
 
 export function moduleFromShort(short: string): TargetModule | undefined {
   return TARGET_MODULES.find((m) => SHORT_TARGET[m] === short);

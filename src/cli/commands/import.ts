@@ -11,8 +11,9 @@ import { parseCommandArgs } from "../parse-args.js";
 const help = `Usage: lori-server import PATH --name NAME --base MODEL.gguf [options]
 
 Imports an adapter directory (adapter_config.json + adapter_model.safetensors): a PEFT LoRA, a published
-LoRI-D / LoRI-S adapter (F32, F16 or BF16), or one of ours, for a llama-family GGUF base. Every module is
-checked against the base (tensor present, shape [in, out] as in the GGUF); DoRA, unknown target modules,
+LoRI-D / LoRI-S adapter (F32, F16 or BF16), or one of ours, for a GGUF base of architecture llama (Llama,
+Mistral), qwen2, qwen3, gemma2, gemma3 or phi3 (whose adapters target the fused qkv_proj / gate_up_proj, not
+q/k/v_proj or gate/up_proj). Every module is checked against the base (tensor present, shape [in, out] as in the GGUF); DoRA, unknown target modules,
 another architecture, NaN/Inf values and shapes that do not fit are refused with one message listing each
 problem, and nothing is written. A B that is mostly zeros (a LoRI-S adapter) gets its mask from B != 0 and is
 stored sparse; a stored A equal to the seeded A of the config's lori.a_init seed is stored as the seed.
