@@ -101,7 +101,7 @@ function archMetadata(options: WriteArchGgufOptions): Array<[string, GgufMetadat
   const f32 = (value: number): GgufMetadataValue => ({ type: "float32", value });
   const entries: Array<[string, GgufMetadataValue]> = [
     ["general.architecture", { type: "string", value: a }],
-    ["general.name", { type: "string", value: options.name ?? `lori-generated-${a}` }],
+    ["general.name", { type: "string", value: options.name ?? "lori-generated" }],
     ["general.file_type", u32(FILE_TYPE[options.dtype])],
     [`${a}.vocab_size`, u32(config.vocabSize)],
     [`${a}.context_length`, u32(config.contextLength)],
