@@ -207,12 +207,33 @@ export async function importAdapterDir(
   const layout = await precheck(dir, config, baseHeader);
   const read = await readAdapterDir(dir);
   checkAgainstBase(dir, read.modules, baseHeader, layout);
+  return assembleImportedAdapter(read.modules, config, baseHeader, options, {
+    source: basename(resolve(dir)),
+    from: config.lori ? "lori" : "peft",
+  });
+}
 
-  let modules = recoverSeededA(read.modules, config.lori?.a_init?.seed);
-  const seededModules = modules.filter((m, i) => m.a.kind === "seeded" && read.modules[i]!.a.kind === "dense").length;
+/**
+ * The common end of every import (PEFT directories, GGUF LoRA files): modules already checked against the
+ * base become an adapter of ours. A dense A equal to the seeded A of the config's `lori.a_init` seed becomes
+ * seeded; a mostly-zero B (see DEFAULT_SPARSE_THRESHOLD) gets a LoRI-S mask; the variant is detected unless
+ * forced; the base's fingerprint and an import lineage entry are recorded.
+ */
+export function assembleImportedAdapter(
+  read: readonly LoraModule[],
+  config: AdapterConfig,
+  baseHeader: GgufFile,
+  options: ImportOptions,
+  origin: { readonly source: string; readonly from: string },
+): { adapter: Adapter; summary: ImportSummary } {
+  let modules = recoverSeededA(read, config.lori?.a_init?.seed);
+  const seededModules = modules.filter((m, i) => m.a.kind === "seeded" && read[i]!.a.kind === "dense").length;
   const hasMasks = modules.some((m) => m.mask);
   const threshold = options.sparseThreshold ?? DEFAULT_SPARSE_THRESHOLD;
-  const maskInferred = !hasMasks && options.variant !== "lora" && options.variant !== "lori-d" &&
+  const maskInferred =
+    !hasMasks &&
+    options.variant !== "lora" &&
+    options.variant !== "lori-d" &&
     (options.variant === "lori-s" || zeroFraction(modules) >= threshold);
   if (maskInferred) modules = modules.map((m) => ({ ...m, mask: maskOfNonZeroBits(m.b) }));
   modules.forEach(validateModule);
@@ -221,13 +242,7 @@ export async function importAdapterDir(
   const allMasked = modules.every((m) => m.mask);
   const variant: LoriVariant =
     options.variant ?? (allMasked ? "lori-s" : allSeeded ? "lori-d" : (config.lori?.variant ?? "lora"));
-  const entry = {
-    op: "import",
-    source: basename(resolve(dir)),
-    from: config.lori ? "lori" : "peft",
-    variant,
-    mask_inferred: maskInferred,
-  };
+  const entry = { op: "import", source: origin.source, from: origin.from, variant, mask_inferred: maskInferred };
   const lori: LoriSection = {
     ...config.lori,
     format_version: LORI_FORMAT_VERSION,

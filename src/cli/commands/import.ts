@@ -4,11 +4,13 @@ import { readGgufFile } from "../../gguf/gguf-reader.js";
 import { WEIGHTS_FILE, writeAdapterDir } from "../../lora/adapter-io.js";
 import { loriVariantSchema, type LoriVariant } from "../../lora/adapter-config.js";
 import { DEFAULT_ADAPTERS_DIR, oneLineMessage, pathExists, storedAdapterDir } from "../../lora/adapter-store.js";
+import { importGgufLora } from "../../lora/gguf-lora-import.js";
 import { importAdapterDir } from "../../lora/peft-import.js";
 import { CliError, type CliCommand } from "../command.js";
 import { parseCommandArgs } from "../parse-args.js";
 
 const help = `Usage: lori-server import PATH --name NAME --base MODEL.gguf [options]
+       lori-server import FILE.gguf --name NAME --base MODEL.gguf [options]
 
 Imports an adapter directory (adapter_config.json + adapter_model.safetensors): a PEFT LoRA, a published
 LoRI-D / LoRI-S adapter (F32, F16 or BF16), or one of ours, for a GGUF base of architecture llama (Llama,
@@ -18,6 +20,12 @@ another architecture, NaN/Inf values and shapes that do not fit are refused with
 problem, and nothing is written. A B that is mostly zeros (a LoRI-S adapter) gets its mask from B != 0 and is
 stored sparse; a stored A equal to the seeded A of the config's lori.a_init seed is stored as the seed.
 The result is written atomically to <adapters-dir>/NAME with the base's fingerprint and an import lineage.
+
+A PATH ending in .gguf is a GGUF LoRA (llama.cpp's convert_lora_to_gguf.py, or our export --format gguf):
+general.type adapter, adapter.type lora, adapter.lora.alpha, and <base tensor>.lora_a / .lora_b pairs in F32,
+F16, BF16 or Q8_0 for the projections of the base's architecture. Models, other adapter types, activated
+LoRAs (aLoRA invocation tokens), a missing alpha, another architecture and pairs that do not fit the base are
+refused. q/k rows are permuted back to HF order where the architecture permutes them (llama).
 
 Options:
   --name NAME              adapter name (required): 1-64 of [A-Za-z0-9._-], no leading '.', no '..'
@@ -62,7 +70,10 @@ export const importCommand: CliCommand = {
       const target = storedAdapterDir(adaptersDir, v.name);
       if (await pathExists(target)) throw new CliError(`adapter '${v.name}' already exists in ${adaptersDir}`, 1);
       const baseHeader = await readGgufFile(v.base);
-      const { adapter, summary } = await importAdapterDir(source, baseHeader, variant ? { variant } : {});
+      const options = variant ? { variant } : {};
+      const { adapter, summary } = source.toLowerCase().endsWith(".gguf")
+        ? await importGgufLora(source, baseHeader, options)
+        : await importAdapterDir(source, baseHeader, options);
       await writeAdapterDir(target, adapter, { dtype });
       const { size } = await stat(join(target, WEIGHTS_FILE));
       const ranks = new Set(adapter.modules.map((m) => m.rank));
