@@ -1,6 +1,7 @@
 import type { GgufFile } from "../gguf/gguf-types.js";
 import { permuteRowsForRope, unpermuteRowsForRope } from "../model/llama-permute.js";
 import type { LoraModule } from "../lora/adapter.js";
+import { ARCHITECTURES, TRAINABLE_ARCHITECTURES } from "../lora/architectures.js";
 import { baseFingerprintOfGguf, ggufArchitecture, type BaseFingerprint } from "../lora/base-fingerprint.js";
 import { maskBit, packMask } from "../lora/mask.js";
 import { SafetensorsFile, writeSafetensors, type SafetensorsTensorData } from "../lora/safetensors.js";
@@ -34,7 +35,11 @@ function metadataInt(header: GgufFile, key: string): number | undefined {
 
 export function baseInfo(header: GgufFile): BaseInfo {
   const architecture = ggufArchitecture(header);
-  if (architecture !== "llama") throw new Error(`the base architecture is '${architecture}'; training supports llama only`);
+  if (!TRAINABLE_ARCHITECTURES.includes(architecture)) {
+    const supported = TRAINABLE_ARCHITECTURES.map((a) => `${a} (${ARCHITECTURES.get(a)!.families})`).join(", ");
+    const servable = ARCHITECTURES.has(architecture) ? `; ${architecture} adapters can be imported, merged and served, not trained` : "";
+    throw new Error(`the base architecture is '${architecture}'; training supports ${supported} only${servable}`);
+  }
   const nHead = metadataInt(header, "llama.attention.head_count");
   if (nHead === undefined) throw new Error("the base model has no llama.attention.head_count");
   const nHeadKv = metadataInt(header, "llama.attention.head_count_kv") ?? nHead;
