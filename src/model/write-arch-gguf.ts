@@ -3,6 +3,7 @@ import { writeGgufFile } from "../gguf/gguf-writer.js";
 import { isGemma, validateArchConfig, type ArchModelConfig } from "./arch-config.js";
 import { tokenizerMetadata, type GgufTokenizerSpec } from "./byte-tokenizer.js";
 import { hfArchTensorSpecs } from "./hf-arch-weights.js";
+import { FILE_TYPE, weightTensorType, type WeightDtype } from "./weight-dtype.js";
 
 /**
  * Writes a qwen2 / qwen3 / gemma2 / gemma3 / phi3 GGUF the way llama.cpp's converter would (conversion/qwen.py,
@@ -15,14 +16,12 @@ export interface WriteArchGgufOptions {
   readonly config: ArchModelConfig;
   /** HF-layout weights (names as in hfArchTensorSpecs). */
   readonly weights: ReadonlyMap<string, Float32Array>;
-  readonly dtype: "f32" | "f16";
+  readonly dtype: WeightDtype;
   readonly tokenizer: GgufTokenizerSpec;
   readonly chatTemplate?: string;
   readonly name?: string;
 }
 
-/** llama.cpp's `general.file_type` (enum llama_ftype) for our two dtypes. */
-const FILE_TYPE = { f32: 0, f16: 1 } as const;
 
 /** HF per-layer suffix -> llama.cpp suffix, for every family but Gemma's norms (below). */
 const LAYER_NAMES: Readonly<Record<string, string>> = {
@@ -86,7 +85,7 @@ export async function writeArchGguf(path: string, options: WriteArchGgufOptions)
     const stored = gemma && spec.kind === "norm" ? Float32Array.from(data, (w) => w + 1) : data;
     return {
       name: ggufNameForHfArchTensor(config.architecture, spec.name),
-      type: vector || options.dtype === "f32" ? "F32" : "F16",
+      type: vector ? "F32" : weightTensorType(options.dtype, spec.dims[1]!),
       shape: vector ? [spec.dims[0]] : [spec.dims[1]!, spec.dims[0]], // ggml ne order: fastest dim first
       data: stored,
     };

@@ -1,7 +1,8 @@
 import { join } from "node:path";
 import type { LlamaContext, LlamaModel, Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readGgufFile } from "../../src/gguf/gguf-reader.js";
+import { readGgufFile, readTensorAsFloat32 } from "../../src/gguf/gguf-reader.js";
+import { baseFingerprintOfGguf } from "../../src/lora/base-fingerprint.js";
 import type { GgufFile } from "../../src/gguf/gguf-types.js";
 import type { Adapter } from "../../src/lora/adapter.js";
 import { compileGgufLora } from "../../src/lora/gguf-lora.js";
@@ -10,7 +11,7 @@ import { importAdapterDir } from "../../src/lora/peft-import.js";
 import { type ArchModelConfig, defaultArchConfig } from "../../src/model/arch-config.js";
 import { createByteTokenizer } from "../../src/model/byte-tokenizer.js";
 import { createRandomHfArchWeights } from "../../src/model/hf-arch-weights.js";
-import { writeArchGguf } from "../../src/model/write-arch-gguf.js";
+import { ggufNameForHfArchTensor, writeArchGguf } from "../../src/model/write-arch-gguf.js";
 import { randomPeftTensors, writePeftDir } from "../lora/peft-fixtures.js";
 import { EXACT_CONTEXT_OPTIONS, getLastPositionLogProbs, maxAbsDifference } from "../support/llama-logits.js";
 import { type ReferenceLoraAdapter, referenceArchLogits } from "../support/reference-arch.js";
@@ -35,6 +36,12 @@ import { adaptableShapesOfGguf } from "./helpers.js";
 const EXACT_HF_BOUND = 1e-3;
 const GEMMA_EXACT_HF_BOUND = 2e-3;
 const AS_COMPUTED_BOUND = 2e-4;
+// Q8_0 bases (`model create --dtype q8_0`), against the reference on the weights the file holds:
+// - 1e-1 with exact activations. ggml converts a matmul's input to the weight's vec_dot_type, Q8_0 here, so
+//   activations are rounded to 8 bits too (measured <= 4.6e-2; the weights' own quantization moves the
+//   log-probs by 2.3e-2 to 5.4e-2, so this bound only says "as close as the quantization allows").
+// - AS_COMPUTED_BOUND with that activation rounding modelled (ggmlActivationType; measured <= 1.3e-6).
+const Q8_0_BOUND = 1e-1;
 /** An ablated reference (one feature switched off) must be this far off, or the comparison has no teeth. */
 const TEETH = 1e-2;
 
@@ -102,6 +109,7 @@ describe.each(Object.entries(cases))("%s: node-llama-cpp vs the float64 HF refer
   const weights = createRandomHfArchWeights(config, 42);
   let model: LlamaModel;
   let header: GgufFile;
+  let quantizedPath: string;
   const contexts: LlamaContext[] = [];
   let counter = 0;
   const peft: Array<{ adapter: Adapter; reference: ReferenceLoraAdapter }> = [];
@@ -111,6 +119,8 @@ describe.each(Object.entries(cases))("%s: node-llama-cpp vs the float64 HF refer
     await writeArchGguf(modelPath, { config, weights, dtype: "f32", tokenizer: createByteTokenizer() });
     header = await readGgufFile(modelPath);
     model = await (await getTestLlama()).loadModel({ modelPath });
+    quantizedPath = join(dir.path, `${arch}-q8_0.gguf`);
+    await writeArchGguf(quantizedPath, { config, weights, dtype: "q8_0", tokenizer: createByteTokenizer() });
     for (const [i, rank, alpha] of [
       [0, 4, 8],
       [1, 3, 6],
@@ -127,7 +137,7 @@ describe.each(Object.entries(cases))("%s: node-llama-cpp vs the float64 HF refer
     await model?.dispose();
   });
 
-  async function logProbs(loras: Array<{ adapter: Adapter; scale: number }> = []): Promise<Float64Array[]> {
+  async function logProbs(loras: Array<{ adapter: Adapter; scale: number }> = [], on = model): Promise<Float64Array[]> {
     const adapters = [];
     for (const { adapter, scale } of loras) {
       // Distinct paths: node-llama-cpp caches adapters by path for the model's lifetime.
@@ -135,7 +145,7 @@ describe.each(Object.entries(cases))("%s: node-llama-cpp vs the float64 HF refer
       await compileGgufLora(adapter, header, filePath);
       adapters.push({ filePath, scale });
     }
-    const context = await model.createContext({
+    const context = await on.createContext({
       contextSize: 128,
       ...EXACT_CONTEXT_OPTIONS,
       ...(adapters.length > 0 ? { lora: { adapters } } : {}),
@@ -148,8 +158,13 @@ describe.each(Object.entries(cases))("%s: node-llama-cpp vs the float64 HF refer
     return out;
   }
 
-  const reference = (adapters: ReferenceLoraAdapter[] = [], c: ArchModelConfig = config, w: Weights = weights, ggmlFp16Gelu = false) =>
-    sequences.map((tokens) => logSoftmax(referenceArchLogits(c, w, tokens, { adapters, ggmlFp16Gelu }).at(-1)!));
+  const reference = (
+    adapters: ReferenceLoraAdapter[] = [],
+    c: ArchModelConfig = config,
+    w: Weights = weights,
+    ggmlFp16Gelu = false,
+    ggmlActivationType?: (name: string) => "Q8_0" | "F16" | undefined,
+  ) => sequences.map((tokens) => logSoftmax(referenceArchLogits(c, w, tokens, { adapters, ggmlFp16Gelu, ggmlActivationType }).at(-1)!));
   /** Checks `actual` against the exact HF reference and the as-computed one; returns both errors. */
   const expectMatch = (actual: Float64Array[], adapters: ReferenceLoraAdapter[], what: string): string => {
     const exact = worst(actual, reference(adapters));
@@ -191,5 +206,55 @@ describe.each(Object.entries(cases))("%s: node-llama-cpp vs the float64 HF refer
     console.log(`${arch} adapters: stacked ${expectMatch(stacked, both, "stacked")}, cat-merged ${expectMatch(merged, both, "merged")}`);
     // The adapters really move the output.
     expect(worst(reference(both), reference())).toBeGreaterThan(0.05);
+  });
+
+  it("a Q8_0 base: same fingerprint, so the same compiled adapters apply; matches the reference on its weights", async () => {
+    const quantizedHeader = await readGgufFile(quantizedPath);
+    expect(quantizedHeader.tensors.filter((t) => t.type === "Q8_0").length).toBeGreaterThan(0);
+    expect(baseFingerprintOfGguf(quantizedHeader).sha256).toBe(baseFingerprintOfGguf(header).sha256);
+    // The reference runs on the weights the file holds, decoded by the GGUF reader (not the quantizer).
+    const stored = new Map(weights);
+    const storedTypes = new Map<string, "Q8_0" | "F16">();
+    for (const t of quantizedHeader.tensors) {
+      if (t.shape.length !== 2) continue;
+      const hfName = [...weights.keys()].find((n) => ggufNameForHfArchTensor(config.architecture, n) === t.name)!;
+      stored.set(hfName, await readTensorAsFloat32(quantizedPath, t));
+      storedTypes.set(hfName, t.type as "Q8_0" | "F16");
+    }
+    const asComputed = (adapters: ReferenceLoraAdapter[]) => reference(adapters, config, stored, gemma, (name) => storedTypes.get(name));
+    const quantized = await (await getTestLlama()).loadModel({ modelPath: quantizedPath });
+    try {
+      const [one, two] = peft as [(typeof peft)[0], (typeof peft)[0]];
+      const both = [
+        { ...one.reference, scale: 0.7 },
+        { ...two.reference, scale: -1.3 },
+      ];
+      const actualBase = await logProbs([], quantized);
+      const actualStacked = await logProbs(
+        [
+          { adapter: one.adapter, scale: 0.7 },
+          { adapter: two.adapter, scale: -1.3 },
+        ],
+        quantized,
+      );
+      const errors = {
+        base: worst(actualBase, reference([], config, stored)),
+        stacked: worst(actualStacked, reference(both, config, stored)),
+        baseAsComputed: worst(actualBase, asComputed([])),
+        stackedAsComputed: worst(actualStacked, asComputed(both)),
+        quantization: worst(reference([], config, stored), reference()),
+      };
+      console.log(
+        `${arch} Q8_0: ${Object.entries(errors)
+          .map(([k, v]) => `${k} ${v.toExponential(2)}`)
+          .join(", ")}`,
+      );
+      expect(errors.base).toBeLessThan(Q8_0_BOUND);
+      expect(errors.stacked).toBeLessThan(Q8_0_BOUND);
+      expect(errors.baseAsComputed).toBeLessThan(AS_COMPUTED_BOUND);
+      expect(errors.stackedAsComputed).toBeLessThan(AS_COMPUTED_BOUND);
+    } finally {
+      await quantized.dispose();
+    }
   });
 });

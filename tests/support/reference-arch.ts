@@ -30,6 +30,12 @@ export interface ArchReferenceOptions {
    * one documented approximation is all that separates llama.cpp's Gemma from the exact equations.
    */
   ggmlFp16Gelu?: boolean;
+  /**
+   * Off by default. For quantized bases: the type ggml converts a matmul's input vector to for the weight of
+   * this HF name (its vec_dot_type: Q8_0 for Q8_0 weights, F16 for F16 weights), which rounds the activations
+   * before the dot products. LoRA matmuls (F32 tensors) see the unrounded input, as in llama.cpp.
+   */
+  ggmlActivationType?: (hfWeightName: string) => "Q8_0" | "F16" | undefined;
 }
 
 /** Logits (float64, vocabSize each) for every position of `tokens`, positions starting at 0. */
@@ -50,6 +56,10 @@ export function referenceArchLogits(
   // Gemma's RMSNorm multiplies by (1 + w); the others by w.
   const norm = (x: Vector, name: string) => rmsNorm(x, weight(name), config.rmsEps, gemma ? 1 : 0);
   const embed = weight("model.embed_tokens.weight");
+  const roundActivations = (name: string, x: Vector): Vector => {
+    const type = options.ggmlActivationType?.(name);
+    return type === "Q8_0" ? q8_0Activations(x) : type === "F16" ? x.map(toHalf) : x;
+  };
   const lmHead = config.tiedEmbeddings ? embed : weight("lm_head.weight");
 
   let hidden: Vector[] = tokens.map((token) => {
@@ -62,7 +72,8 @@ export function referenceArchLogits(
   for (let layer = 0; layer < config.nLayer; layer++) {
     const prefix = `model.layers.${layer}`;
     const project = (module: string, x: Vector, outDim: number): Vector => {
-      const y = linearWithLora(weight(`${prefix}.${module}.weight`), x, outDim, `${prefix}.${module}`, options.adapters);
+      const name = `${prefix}.${module}.weight`;
+      const y = linearWithLora(weight(name), x, outDim, `${prefix}.${module}`, options.adapters, roundActivations(name, x));
       const bias = weights.get(`${prefix}.${module}.bias`);
       if (bias) for (let i = 0; i < outDim; i++) y[i]! += bias[i]!;
       return y;
@@ -82,7 +93,9 @@ export function referenceArchLogits(
   }
 
   return hidden.map((h) => {
-    const logits = matVec(lmHead, norm(h, "model.norm.weight"), config.vocabSize);
+    const headName = config.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    const normed = norm(h, "model.norm.weight");
+    const logits = matVec(lmHead, roundActivations(headName, normed), config.vocabSize);
     const cap = config.finalSoftcap;
     return cap === null ? logits : logits.map((l) => Math.tanh(l / cap) * cap);
   });
@@ -170,12 +183,32 @@ const silu = (x: number) => x / (1 + Math.exp(-x));
 /** PyTorch's gelu(approximate="tanh") (HF "gelu_pytorch_tanh"). */
 const geluTanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
 
+const toHalf = (v: number) => float16BitsToFloat32(float32ToFloat16Bits(v));
+
 /** ggml_vec_gelu_f32 with GGML_GELU_FP16: 0 below -10, identity above 10, else fp16(gelu(fp16(x))). */
 function ggmlFp16Gelu(x: number): number {
   if (x <= -10) return 0;
   if (x >= 10) return x;
-  const toHalf = (v: number) => float16BitsToFloat32(float32ToFloat16Bits(v));
   return toHalf(geluTanh(toHalf(x)));
+}
+
+/**
+ * A vector as ggml's quantize_row_q8_0 leaves it: per block of 32 (float32 arithmetic), d = max|x| / 127,
+ * q = round(x / d) half away from zero, stored d rounded to float16; value = fp16(d) * q.
+ */
+function q8_0Activations(x: Vector): Vector {
+  const out = new Float64Array(x.length);
+  for (let start = 0; start < x.length; start += 32) {
+    let amax = 0;
+    for (let i = start; i < start + 32; i++) amax = Math.max(amax, Math.abs(Math.fround(x[i]!)));
+    const d = Math.fround(amax / 127);
+    const id = d === 0 ? 0 : Math.fround(1 / d);
+    for (let i = start; i < start + 32; i++) {
+      const v = Math.fround(Math.fround(x[i]!) * id);
+      out[i] = toHalf(d) * Math.sign(v) * Math.round(Math.abs(v));
+    }
+  }
+  return out;
 }
 
 function mapHeads(x: Vector, headDim: number, fn: (head: Vector) => Vector): Vector {
@@ -200,8 +233,15 @@ function rotateHalf(x: Vector, pos: number, headSize: number, theta: number): Ve
   return out;
 }
 
-function linearWithLora(w: Float32Array, x: Vector, outDim: number, module: string, adapters: ReferenceLoraAdapter[] | undefined): Vector {
-  const y = matVec(w, x, outDim);
+function linearWithLora(
+  w: Float32Array,
+  x: Vector,
+  outDim: number,
+  module: string,
+  adapters: ReferenceLoraAdapter[] | undefined,
+  xForBase: Vector = x,
+): Vector {
+  const y = matVec(w, xForBase, outDim);
   for (const adapter of adapters ?? []) {
     const a = adapter.tensors.get(`base_model.model.${module}.lora_A.weight`);
     const b = adapter.tensors.get(`base_model.model.${module}.lora_B.weight`);

@@ -5,6 +5,7 @@ import { archTinyModelConfig, createArchModel } from "../../model/arch-tiny-mode
 import { hfArchTensorSpecs } from "../../model/hf-arch-weights.js";
 import { countLlamaParameters } from "../../model/llama-config.js";
 import { BENCH_SHAPE, EMBEDDED_SHAPE, tinyModelConfig } from "../../model/tiny-model.js";
+import { WEIGHT_DTYPES, type WeightDtype } from "../../model/weight-dtype.js";
 import { CliError, type CliCommand } from "../command.js";
 import { parseCommandArgs } from "../parse-args.js";
 
@@ -27,7 +28,9 @@ Options:
   --ff N              feed-forward size (default ${EMBEDDED_SHAPE.ff})
   --vocab N           vocabulary size, at least ${BYTE_TOKENIZER_BASE_VOCAB} (default ${BYTE_TOKENIZER_BASE_VOCAB})
   --seed N            random seed, 0 to 4294967295 (default 0)
-  --dtype f32|f16     weight type; norms stay f32 (default ${EMBEDDED_SHAPE.dtype})
+  --dtype f32|f16|q8_0
+                      weight type; norms (and biases) stay f32; q8_0 falls back to f16 for a matrix
+                      whose rows are not a multiple of 32 long (default ${EMBEDDED_SHAPE.dtype})
   --name NAME         general.name of the model (default lori-tiny)
   --bench-shape       start from the benchmark shape (${BENCH_SHAPE.layers} layers, d=${BENCH_SHAPE.embd}, ${BENCH_SHAPE.heads} heads, ${BENCH_SHAPE.kvHeads} kv heads, ff ${BENCH_SHAPE.ff}, ${BENCH_SHAPE.dtype}); other options override it
   -h, --help          this help
@@ -72,8 +75,8 @@ export const modelCreateCommand: CliCommand = {
     if (extra.length > 0) throw new CliError(`unexpected argument '${extra[0]}'`);
     const v = parsed.values;
     if (!v.out) throw new CliError("--out FILE.gguf is required");
-    if (v.dtype !== undefined && v.dtype !== "f32" && v.dtype !== "f16") {
-      throw new CliError(`--dtype must be f32 or f16, got '${v.dtype}'`);
+    if (v.dtype !== undefined && !(WEIGHT_DTYPES as readonly string[]).includes(v.dtype)) {
+      throw new CliError(`--dtype must be f32, f16 or q8_0, got '${v.dtype}'`);
     }
 
     const architecture = architectureOption(v.arch);
@@ -91,7 +94,7 @@ export const modelCreateCommand: CliCommand = {
       ff: positiveInt("--ff", v.ff) ?? base.ff,
       vocab: positiveInt("--vocab", v.vocab) ?? BYTE_TOKENIZER_BASE_VOCAB,
       seed: seedValue(v.seed),
-      dtype: (v.dtype as "f32" | "f16" | undefined) ?? base.dtype,
+      dtype: (v.dtype as WeightDtype | undefined) ?? base.dtype,
       ...(v.name !== undefined ? { name: v.name } : {}),
     };
     if (options.vocab < BYTE_TOKENIZER_BASE_VOCAB) {
