@@ -51,9 +51,9 @@ export function validateArchConfig<T extends ArchModelConfig>(config: T): T {
     const value = config[field];
     if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${field} must be a positive integer, got ${value}`);
   }
-  if (config.headDim === config.nEmbd / config.nHead || config.architecture === "qwen3" || isGemma(config.architecture)) {
-    // ok: the families with an explicit head size may choose any
-  } else {
+  // Qwen3 and Gemma store the head size (attention.key_length); the others derive it as n_embd / n_head.
+  const freeHeadSize = config.architecture === "qwen3" || isGemma(config.architecture);
+  if (!freeHeadSize && config.headDim !== config.nEmbd / config.nHead) {
     throw new Error(`embedding size ${config.nEmbd} must be divisible by the head count ${config.nHead}`);
   }
   if (config.nHead % config.nHeadKv !== 0) {
@@ -90,7 +90,8 @@ export interface ArchShapeOptions {
 
 /**
  * A config for `architecture` with the family's defaults at tiny scale: Qwen's rope base 1e6, Gemma's tied
- * embeddings, soft caps and sliding windows small enough that tests at a few dozen tokens exercise them.
+ * embeddings and soft caps (HF's 50 / 30), a sliding window of 8 so that tests at a few dozen tokens exercise
+ * it, and Gemma 3's sliding pattern 2 instead of HF's 6, so that a 2-layer model has a local and a global layer.
  */
 export function defaultArchConfig(architecture: ModelArchitecture, shape: ArchShapeOptions): ArchModelConfig {
   const gemma = isGemma(architecture);

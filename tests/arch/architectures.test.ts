@@ -4,6 +4,7 @@ import { readGgufFile } from "../../src/gguf/gguf-reader.js";
 import type { GgufFile } from "../../src/gguf/gguf-types.js";
 import { moduleScale } from "../../src/lora/adapter.js";
 import { writeAdapterDir } from "../../src/lora/adapter-io.js";
+import { exportPeftDir, peftTensorsOf } from "../../src/lora/export-peft.js";
 import { ARCHITECTURES, architectureLayout, baseTensorName } from "../../src/lora/architectures.js";
 import { baseFingerprintOfGguf } from "../../src/lora/base-fingerprint.js";
 import { planGgufLora } from "../../src/lora/gguf-lora.js";
@@ -113,6 +114,22 @@ describe("the per-architecture layout table", () => {
       "blk.1.ffn_up.weight.lora_a",
       "blk.1.ffn_up.weight.lora_b",
     ]);
+  });
+
+  it("exports a Phi-3 adapter as PEFT under Phi3ForCausalLM's module names, and re-imports it unchanged", async () => {
+    const { header } = bases.get("phi3")!;
+    const source = join(dir.path, "peft-phi3-export");
+    await writePeftDir(source, { rank: 2, alpha: 4, tensors: randomPeftTensors(adaptableShapesOfGguf(header), { rank: 2, seed: 8 }) });
+    const { adapter } = await importAdapterDir(source, header);
+    const out = join(dir.path, "phi3-exported");
+    await exportPeftDir(out, adapter);
+    const names = peftTensorsOf(adapter).map((t) => t.name);
+    expect(names).toContain("base_model.model.model.layers.1.self_attn.qkv_proj.lora_A.weight");
+    expect(names).toContain("base_model.model.model.layers.0.mlp.gate_up_proj.lora_B.weight");
+    const again = (await importAdapterDir(out, header)).adapter;
+    expect(again.modules.map((m) => [m.layer, m.module, m.rank, m.alpha, [...m.b]])).toEqual(
+      adapter.modules.map((m) => [m.layer, m.module, m.rank, m.alpha, [...m.b]]),
+    );
   });
 
   it("refuses unfused q/k/v (and gate/up) modules against a Phi-3 base with one message saying what to target", async () => {

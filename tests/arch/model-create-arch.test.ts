@@ -84,30 +84,34 @@ describe("model create --arch", () => {
     });
   }
 
-  it("--dtype q8_0 writes Q8_0 weight matrices (norms and biases F32) that node-llama-cpp runs", async () => {
-    const out = join(dir.path, "qwen2-q8_0.gguf");
-    const { stdout } = await runCommand(modelCreateCommand, ["create", "--arch", "qwen2", "--dtype", "q8_0", "--ff", "96", "--out", out]);
-    expect(stdout).toMatch(/: qwen2, .*, q8_0, /);
-    const header = await readGgufFile(out);
-    const types = new Map(header.tensors.map((t) => [t.name, t.type]));
-    expect([types.get("blk.0.attn_q.weight"), types.get("blk.0.ffn_down.weight"), types.get("output.weight")]).toEqual([
-      "Q8_0",
-      "Q8_0",
-      "Q8_0",
-    ]);
-    expect([types.get("blk.0.attn_q.bias"), types.get("blk.0.attn_norm.weight")]).toEqual(["F32", "F32"]);
-    expect(value(header, "general.file_type")).toBe(7);
-    const model = await (await getTestLlama()).loadModel({ modelPath: out });
-    try {
-      const context = await model.createContext({ contextSize: 64, threads: 1 });
-      const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
-      const text = await completion.generateCompletion("Once upon", { maxTokens: 8, temperature: 0, customStopTriggers: [] });
-      expect(model.tokenize(text).length).toBeGreaterThan(0);
-      await context.dispose();
-    } finally {
-      await model.dispose();
-    }
-  });
+  it.each(["qwen2", "llama"])(
+    "--dtype q8_0 writes %s with Q8_0 weight matrices (norms, biases F32) that node-llama-cpp runs",
+    async (arch) => {
+      const out = join(dir.path, `${arch}-q8_0.gguf`);
+      const { stdout } = await runCommand(modelCreateCommand, ["create", "--arch", arch, "--dtype", "q8_0", "--ff", "96", "--out", out]);
+      expect(stdout).toMatch(new RegExp(`: ${arch}, .*, q8_0, `));
+      const header = await readGgufFile(out);
+      const types = new Map(header.tensors.map((t) => [t.name, t.type]));
+      expect([types.get("blk.0.attn_q.weight"), types.get("blk.0.ffn_down.weight"), types.get("output.weight")]).toEqual([
+        "Q8_0",
+        "Q8_0",
+        "Q8_0",
+      ]);
+      expect(types.get("blk.0.attn_norm.weight")).toBe("F32");
+      if (arch === "qwen2") expect(types.get("blk.0.attn_q.bias")).toBe("F32");
+      expect(value(header, "general.file_type")).toBe(7);
+      const model = await (await getTestLlama()).loadModel({ modelPath: out });
+      try {
+        const context = await model.createContext({ contextSize: 64, threads: 1 });
+        const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
+        const text = await completion.generateCompletion("Once upon", { maxTokens: 8, temperature: 0, customStopTriggers: [] });
+        expect(model.tokenize(text).length).toBeGreaterThan(0);
+        await context.dispose();
+      } finally {
+        await model.dispose();
+      }
+    },
+  );
 
   it("refuses an unknown --arch and a --head-dim the family cannot take, in one line", async () => {
     const out = join(dir.path, "never.gguf");
