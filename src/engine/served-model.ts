@@ -62,7 +62,7 @@ export class ServedModel {
     try {
       const contextSize = Math.min(options.contextSize, model.trainContextSize);
       const maxLanes = options.maxLanes === "auto" ? await autoMaxLanes(model, contextSize, options.parallel) : options.maxLanes;
-      const lanes = new LaneScheduler(
+      const lanes = LaneScheduler.forModel(
         model,
         {
           sequences: options.parallel,
