@@ -119,7 +119,9 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
         promptTokens,
         enqueuedAt: performance.now(),
         resolve(lease) {
-          if (settled) return lease.release();
+          // Never happens (settled waiters leave the queue first); if it did, give the sequence back later,
+          // not from inside the pump that is handing it out.
+          if (settled) return queueMicrotask(() => lease.release());
           settle();
           resolve(lease);
         },
@@ -332,7 +334,7 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
     this.lanes.push(lane);
     this.residency.retain(binding);
     const started = performance.now();
-    lane.pending = this.engine.openContext(binding).then(
+    const opened = this.engine.openContext(binding).then(
       (context) => {
         lane.attach(context);
         if (this.disposing) return; // disposeLane frees it
@@ -347,6 +349,7 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
         return this.fail(lane, error as Error, [binding]);
       },
     );
+    lane.pending = this.guarded(lane, opened);
     return lane;
   }
 
@@ -357,10 +360,10 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
     lane.binding = binding;
     this.residency.retain(binding);
     const started = performance.now();
-    lane.pending = this.swap(lane, binding).then(
+    const swapped = this.swap(lane, binding).then(
       () => {
-        if (this.disposing) return this.residency.release(previous);
         this.residency.release(previous);
+        if (this.disposing) return; // disposeLane frees it
         this.events.onSwap?.(previous, binding, performance.now() - started, lane);
         lane.moveTo("ready");
         this.settleReservations(lane, true);
@@ -368,6 +371,7 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
       },
       (error: unknown) => this.rebindBack(lane, previous, binding, error as Error),
     );
+    lane.pending = this.guarded(lane, swapped);
   }
 
   /**
@@ -381,7 +385,7 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
     this.requeue(rest);
     lane.moveTo("binding");
     lane.binding = previous;
-    lane.pending = this.swap(lane, previous).then(
+    const restored = this.swap(lane, previous).then(
       () => {
         this.residency.release(failed);
         if (this.disposing) return;
@@ -391,8 +395,25 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
       },
       (backError: unknown) => this.fail(lane, backError as Error, [previous, failed]),
     );
+    lane.pending = this.guarded(lane, restored);
     this.pump();
     return lane.pending;
+  }
+
+  /**
+   * The lane's operation with its reactions; a throw inside a reaction (a bug, or an event handler's) is
+   * reported instead of becoming an unhandled rejection, so `lane.pending` never rejects.
+   */
+  private guarded(lane: Lane<S>, operation: Promise<void>): Promise<void> {
+    return operation.catch((error: unknown) => this.report(lane, error as Error));
+  }
+
+  private report(lane: Lane<S>, error: Error): void {
+    try {
+      this.events.onLaneFailed?.(lane, error);
+    } catch {
+      // The handler's own failure has nowhere else to go.
+    }
   }
 
   /** Drops all KV (it belongs to the old set), then sets the new adapters (~1 ms on a real context). */
@@ -410,7 +431,7 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
     const [first, ...rest] = lane.reservations.splice(0);
     first?.reject(error);
     this.requeue(rest);
-    this.events.onLaneFailed?.(lane, error);
+    this.report(lane, error);
     await this.freeContext(lane, bindings);
     lane.moveTo("disposed");
     this.pump();
@@ -421,7 +442,7 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
     try {
       await lane.detach()?.dispose();
     } catch (error) {
-      this.events.onLaneFailed?.(lane, error as Error);
+      this.report(lane, error as Error);
     }
     // Only now: releasing first could evict a file the context still has set (a use-after-free).
     for (const binding of bindings) this.residency.release(binding);
