@@ -19,7 +19,18 @@ export interface LaneContext<S extends LaneSequence> {
   readonly sequences: readonly S[];
   /** Replaces the whole adapter set (empty = base model). */
   setLoras(loras: readonly LoraApplication[]): Promise<void>;
+  /** How many sequences are leased to requests now (a batch may wait for all of them to queue a token). */
+  setActiveSequences?(count: number): void;
   dispose(): Promise<void>;
+}
+
+/** Batches decoded since start, over all lanes. */
+export interface DecodeStats {
+  readonly decodes: number;
+  /** Tokens in those batches (prompt tokens included). */
+  readonly tokens: number;
+  /** Sequences that contributed to those batches, summed: sequences / decodes is the batch fill. */
+  readonly sequences: number;
 }
 
 /** Opens contexts and frees adapter files: everything the scheduler asks of the engine. */
@@ -28,4 +39,5 @@ export interface LaneEngine<S extends LaneSequence> {
   openContext(binding: LaneBinding): Promise<LaneContext<S>>;
   /** Frees a loaded adapter file that no open context has set any more. */
   unloadAdapter(filePath: string): Promise<void>;
+  decodeStats?(): DecodeStats;
 }

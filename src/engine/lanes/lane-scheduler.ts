@@ -25,6 +25,8 @@ export interface LaneEvents<S extends LaneSequence = LlamaContextSequence> exten
   onLaneCreated?(lane: Lane<S>, ms: number): void;
   /** A lane whose open or swap failed was retired (its waiters were re-queued or rejected). */
   onLaneFailed?(lane: Lane<S>, error: Error): void;
+  /** A batch was decoded: its tokens and how many sequences it served (for a tokens-per-decode histogram). */
+  onDecode?(tokens: number, sequences: number): void;
 }
 
 /**
@@ -55,7 +57,7 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
 
   /** The scheduler of the server: lanes are node-llama-cpp contexts of `model`. */
   static forModel(model: LlamaModel, options: LaneSchedulerOptions, events: LaneEvents = {}): LaneScheduler {
-    return new LaneScheduler(llamaLaneEngine(model, options), options, events);
+    return new LaneScheduler(llamaLaneEngine(model, options, events.onDecode), options, events);
   }
 
   /** Opens the first lane on `base`, so the server is ready for plain requests; throws if that fails. */
@@ -84,6 +86,8 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
       maxLanes: this.options.maxLanes,
       bindings: this.lanes.map((l) => ({ lane: l.id, label: l.binding.label, state: l.state, busy: l.busy, size: l.size })),
       waitingLabels: [...this.queue, ...reserved].map((w) => w.binding.label),
+      /** Batches decoded since start, all lanes (null when the engine does not count them). */
+      decodes: this.engine.decodeStats?.() ?? null,
     };
   }
 

@@ -117,6 +117,7 @@ export class Lane<S extends LaneSequence> {
     const sequence = this.free.splice(bestIndex, 1)[0];
     if (!sequence) throw new Error(`lane ${this.id}: no free sequence`);
     this.lastUsed = performance.now();
+    this.context?.setActiveSequences?.(this.busy);
     return sequence;
   }
 
@@ -124,5 +125,6 @@ export class Lane<S extends LaneSequence> {
     if (!this.context || this.free.includes(sequence) || !this.context.sequences.includes(sequence)) return;
     this.free.push(sequence);
     this.lastUsed = performance.now();
+    this.context.setActiveSequences?.(this.busy);
   }
 }
