@@ -114,7 +114,11 @@ export class FakeLaneEngine implements LaneEngine<FakeSequence> {
     return context;
   }
 
+  /** Makes every unload fail with this error. */
+  unloadError: Error | undefined;
+
   async unloadAdapter(filePath: string): Promise<void> {
+    if (this.unloadError) throw this.unloadError;
     const holder = this.contexts.find((c) => !c.disposed && c.loras.some((l) => l.filePath === filePath));
     if (holder) this.violations.push(`unloaded ${filePath} while a live context has it set`);
     this.unloaded.push(filePath);

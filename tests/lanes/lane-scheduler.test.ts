@@ -14,7 +14,7 @@ interface Setup {
   failures: string[];
 }
 
-async function started(options: Partial<LaneSchedulerOptions> = {}): Promise<Setup> {
+async function started(options: Partial<LaneSchedulerOptions> = {}, evictionFailures: string[] = []): Promise<Setup> {
   const sequences = options.sequences ?? 2;
   const engine = new FakeLaneEngine(sequences);
   const swaps: string[] = [];
@@ -25,6 +25,7 @@ async function started(options: Partial<LaneSchedulerOptions> = {}): Promise<Set
     {
       onSwap: (from, to, _ms, lane) => swaps.push(`${lane.id}:${from.label || "base"}->${to.label || "base"}`),
       onLaneFailed: (lane, error) => failures.push(`${lane.id}:${error.message}`),
+      onAdapterEvictionFailed: (filePath, error) => evictionFailures.push(`${filePath}: ${error.message}`),
     },
   );
   const start = scheduler.start(binding(""));
@@ -342,5 +343,44 @@ describe("lane scheduler (fake contexts)", () => {
     expect(engine.unloaded).toEqual(["/adapters/t.gguf", "/adapters/u.gguf"]);
     expect(engine.opens[0]!.context.disposed).toBe(true);
     expect(engine.violations).toEqual([]);
+  });
+
+  it("FIFO with aging: an aged request whose set has a busy lane is not overtaken by younger ones", async () => {
+    const { engine, scheduler } = await started({ maxLanes: 2, sequences: 2, agingMs: 5 });
+    const base = request(scheduler, "");
+    const xs = [request(scheduler, "x"), request(scheduler, "x")];
+    engine.finishOpens();
+    await Promise.all([base.done, ...xs.map((r) => r.done)]);
+    const aged = request(scheduler, "x");
+    await new Promise((r) => setTimeout(r, 10));
+    // The base lane has a free sequence, but the aged "x" request is first in line: nobody overtakes it.
+    const younger = request(scheduler, "");
+    await settle();
+    expect(younger.lease).toBeUndefined();
+    expect(scheduler.stats.lanesByState).toMatchObject({ busy: 2, draining: 0 });
+    xs[0]!.release();
+    await Promise.all([aged.done, younger.done]);
+    expect(aged.lease!.lane.id).toBe(1);
+    expect(younger.lease!.lane.id).toBe(0);
+    expect(engine.pendingSwaps).toHaveLength(0);
+  });
+
+  it("reports a failed adapter unload instead of leaving its promise unhandled", async () => {
+    const evictionFailures: string[] = [];
+    const { engine, scheduler } = await started({ maxLanes: 1, sequences: 1, maxAdapters: 0 }, evictionFailures);
+    engine.unloadError = new Error("unload failed");
+    const t = request(scheduler, "t");
+    await settle();
+    engine.pendingSwaps[0]!.finish();
+    await t.done;
+    t.release();
+    const u = request(scheduler, "u");
+    await settle();
+    engine.pendingSwaps[1]!.finish();
+    await u.done;
+    await scheduler.residency.settled();
+    expect(evictionFailures).toEqual(["/adapters/t.gguf: unload failed"]);
+    u.release();
+    await scheduler.dispose();
   });
 });
