@@ -23,7 +23,10 @@ export interface LaneSchedulerOptions extends LaneContextOptions {
 export interface LaneEvents<S extends LaneSequence = LlamaContextSequence> extends ResidencyEvents {
   onSwap?(from: LaneBinding, to: LaneBinding, ms: number, lane: Lane<S>): void;
   onLaneCreated?(lane: Lane<S>, ms: number): void;
-  /** A lane whose open or swap failed was retired (its waiters were re-queued or rejected). */
+  /**
+   * A lane's open, swap or dispose failed (a lane whose open or swap back failed is retired, its waiters
+   * re-queued or rejected), or a reaction to one of them threw.
+   */
   onLaneFailed?(lane: Lane<S>, error: Error): void;
   /** A batch was decoded: its tokens and how many sequences it served (for a tokens-per-decode histogram). */
   onDecode?(tokens: number, sequences: number): void;
