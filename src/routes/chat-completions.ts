@@ -60,6 +60,8 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
           (piece) => chunk({ content: piece.text }, null, wantLogprobs ? chatLogprobs([piece]) : undefined),
           (result) => {
             last = result;
+            // Cancelled: the client is gone, there is no one to tell.
+            if (result.finishReason === "cancelled") return [];
             const end: object[] = [chunk({}, result.finishReason)];
             if (includeUsage) end.push({ id, object: "chat.completion.chunk", created, model, choices: [], usage: usageOf(result) });
             return end;
@@ -74,6 +76,8 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
 
     const { text, pieces, result } = await collectJob(job, timings);
     recordRequest(deps, { id, route: "chat", model, adapters, job, timings, result, stream: false });
+    // Cancelled: the client is gone, there is no one to answer (499 = client closed request, for proxies' logs).
+    if (result.finishReason === "cancelled") return new Response(null, { status: 499 });
     return c.json({
       id,
       object: "chat.completion",
@@ -100,6 +104,7 @@ function toTurn(message: ChatMessage): ChatTurn {
   return { role, content: text };
 }
 
+/** OpenAI chat logprobs; `bytes` are the token's own bytes, so partial characters can be joined by clients. */
 function chatLogprobs(pieces: readonly GeneratedPiece[]) {
   return {
     content: pieces.flatMap((piece) =>
