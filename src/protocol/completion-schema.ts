@@ -5,7 +5,13 @@ import { samplingFields } from "./sampling-schema.js";
 export const completionRequestSchema = z
   .object({
     model: z.string().optional().describe("A served model id; defaults to the first model."),
-    prompt: z.string().describe("A single string prompt."),
+    prompt: z
+      .union([
+        z.string(),
+        z.array(z.number().int().min(0)).min(1),
+        z.array(z.union([z.string(), z.array(z.number().int().min(0)).min(1)])).min(1),
+      ])
+      .describe("One prompt: a string or token ids, or a list holding one of them."),
     echo: z
       .boolean()
       .nullable()

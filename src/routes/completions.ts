@@ -7,6 +7,7 @@ import { sseResponse } from "../http/sse.js";
 import { completionRequestSchema } from "../protocol/completion-schema.js";
 import { toGenerationParams } from "../protocol/to-generation-params.js";
 import { CompletionLogprobsBuilder, type CompletionLogprobs } from "./completion-logprobs.js";
+import { resolveCompletionPrompt } from "./completion-prompt.js";
 import {
   admitJob,
   collectJob,
@@ -25,7 +26,8 @@ export function completionsRoutes(deps: AppDeps): Hono {
     const request = await readJsonBody(c, completionRequestSchema);
     if (request.suffix) throw apiErrors.invalidField("suffix", "'suffix' (fill-in-the-middle) is not supported.");
     const { served, adapters } = resolveTarget(deps, c.get("principal"), request.model, request.adapter);
-    const echo = request.echo ? request.prompt : "";
+    const prompt = resolveCompletionPrompt(served, request.prompt);
+    const echo = request.echo ? prompt.text : "";
     const wantLogprobs = request.logprobs != null;
     // OpenAI and vLLM: max_tokens 0 with echo scores the prompt without generating; without echo it would ask
     // for nothing at all, which vLLM refuses too.
@@ -34,16 +36,12 @@ export function completionsRoutes(deps: AppDeps): Hono {
     }
     const params = toGenerationParams(request, {
       topLogprobs: request.logprobs ?? null,
-      promptLogprobs: echo.length > 0 && wantLogprobs,
+      promptLogprobs: request.echo === true && wantLogprobs,
       output: { kind: "text" },
       // OpenAI's legacy completions default to 16 tokens.
       maxTokens: request.max_tokens ?? 16,
     });
-    // Plain text, exactly as written, with BOS when the model wants one (as llama.cpp's server does).
-    const promptTokens = served.model.tokenize(request.prompt, false);
-    const bos = served.model.tokens.bos;
-    if (bos !== null && served.model.tokens.shouldPrependBosToken && promptTokens[0] !== bos) promptTokens.unshift(bos);
-    const job = await admitJob(deps, served, { promptTokens, params, adapters, signal: c.req.raw.signal });
+    const job = await admitJob(deps, served, { promptTokens: prompt.tokens, params, adapters, signal: c.req.raw.signal });
     const id = completionId("cmpl");
     const created = Math.floor(Date.now() / 1000);
     const model = served.spec.id;

@@ -192,6 +192,33 @@ describe("logprobs on a generated tiny model, in process", () => {
     values.forEach((v, i) => (v === null ? expect(logprobs.token_logprobs[i]).toBeNull() : expect(v).toBeCloseTo(logprobs.token_logprobs[i]!, 5)));
   });
 
+  it("answers lm-evaluation-harness loglikelihood requests (a list of one token-id prompt, echo, max_tokens 1)", async () => {
+    // What lm-eval's local-completions model sends, and how it reads the answer (parse_logprobs).
+    const context = [256, ...Buffer.from("The cat")];
+    const continuation = [...Buffer.from(" sat")];
+    const { status, body } = await complete({ prompt: [[...context, ...continuation]], echo: true, max_tokens: 1, logprobs: 1, seed: 1234 });
+    expect(status).toBe(200);
+    const logprobs = body.choices[0]!.logprobs!;
+    expect(logprobs.tokens).toHaveLength(context.length + continuation.length + 1);
+    const scored = logprobs.token_logprobs.slice(context.length, -1) as number[];
+    const reference = referenceLogProbs([...context, ...continuation]);
+    const expected = continuation.reduce((sum, token, i) => sum + reference[context.length + i - 1]![token]!, 0);
+    expect(Math.abs(scored.reduce((a, b) => a + b, 0) - expected)).toBeLessThan(TOLERANCE * continuation.length);
+    // is_greedy: each continuation token is the most likely one exactly when its logprob is the top value.
+    logprobs.top_logprobs.slice(context.length, -1).forEach((top, i) => {
+      const position = reference[context.length + i - 1]!;
+      const argmax = position.indexOf(Math.max(...position));
+      expect(scored[i] === Math.max(...Object.values(top!))).toBe(argmax === continuation[i]);
+    });
+
+    const two = await complete({ prompt: ["a", "b"], max_tokens: 1 });
+    expect(two.status).toBe(400);
+    expect(two.body.error!.param).toBe("prompt");
+    const outside = await complete({ prompt: [1, 2, 260], max_tokens: 1 });
+    expect(outside.status).toBe(400);
+    expect(outside.body.error!.param).toBe("prompt");
+  });
+
   it("refuses max_tokens 0 without echo, naming the field", async () => {
     const { status, body } = await complete({ prompt: "Hi", max_tokens: 0 });
     expect(status).toBe(400);

@@ -1,0 +1,38 @@
+import type { Token } from "node-llama-cpp";
+import type { ServedModel } from "../engine/served-model.js";
+import { apiErrors } from "../http/api-error.js";
+import type { CompletionRequest } from "../protocol/completion-schema.js";
+
+export interface CompletionPrompt {
+  /** What `echo` returns. */
+  readonly text: string;
+  readonly tokens: Token[];
+}
+
+/**
+ * The one prompt of a completions request. OpenAI also accepts a list of prompts and token-id prompts;
+ * lm-evaluation-harness sends a list of one (text or token ids), so a list of one is accepted and a longer
+ * one is refused by name. Text is tokenized exactly as written, with BOS when the model wants one (as
+ * llama.cpp's server does); token ids are used as given.
+ */
+export function resolveCompletionPrompt(served: ServedModel, field: CompletionRequest["prompt"]): CompletionPrompt {
+  const prompts = typeof field === "string" || typeof field[0] === "number" ? [field as string | number[]] : (field as Array<string | number[]>);
+  if (prompts.length !== 1) {
+    throw apiErrors.invalidField("prompt", "Only one prompt per request is supported; send a string, or a list of one.");
+  }
+  const prompt = prompts[0]!;
+  const model = served.model;
+  if (typeof prompt === "string") {
+    const tokens = model.tokenize(prompt, false);
+    const bos = model.tokens.bos;
+    if (bos !== null && model.tokens.shouldPrependBosToken && tokens[0] !== bos) tokens.unshift(bos);
+    return { text: prompt, tokens };
+  }
+  const vocabularySize = model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
+  const bad = prompt.find((id) => id >= vocabularySize);
+  if (bad !== undefined) {
+    throw apiErrors.invalidField("prompt", `Token id ${bad} is outside the model's vocabulary (${vocabularySize} tokens).`);
+  }
+  const tokens = prompt as Token[];
+  return { text: model.detokenize(tokens, false), tokens: [...tokens] };
+}
