@@ -16,7 +16,7 @@ export interface CompletionPrompt {
  * llama.cpp's server does); token ids are used as given.
  */
 export function resolveCompletionPrompt(served: ServedModel, field: CompletionRequest["prompt"]): CompletionPrompt {
-  const prompts = typeof field === "string" || typeof field[0] === "number" ? [field as string | number[]] : (field as Array<string | number[]>);
+  const prompts = promptList(field);
   if (prompts.length !== 1) {
     throw apiErrors.invalidField("prompt", "Only one prompt per request is supported; send a string, or a list of one.");
   }
@@ -35,4 +35,11 @@ export function resolveCompletionPrompt(served: ServedModel, field: CompletionRe
   }
   const tokens = prompt as Token[];
   return { text: model.detokenize(tokens, false), tokens: [...tokens] };
+}
+
+/** OpenAI's prompt forms as a list: text, token ids, or a list of either. */
+function promptList(field: CompletionRequest["prompt"]): Array<string | number[]> {
+  if (typeof field === "string") return [field];
+  if (field.every((item) => typeof item === "number")) return [field as number[]];
+  return field as Array<string | number[]>;
 }

@@ -32,7 +32,10 @@ export function completionsRoutes(deps: AppDeps): Hono {
     // OpenAI and vLLM: max_tokens 0 with echo scores the prompt without generating; without echo it would ask
     // for nothing at all, which vLLM refuses too.
     if (request.max_tokens === 0 && !request.echo) {
-      throw apiErrors.invalidField("max_tokens", "'max_tokens' must be at least 1 (0 is only allowed with 'echo': true, to score the prompt).");
+      throw apiErrors.invalidField(
+        "max_tokens",
+        "'max_tokens' must be at least 1 (0 is only allowed with 'echo': true, to score the prompt).",
+      );
     }
     const params = toGenerationParams(request, {
       topLogprobs: request.logprobs ?? null,
