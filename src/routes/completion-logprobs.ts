@@ -26,26 +26,47 @@ export class CompletionLogprobsBuilder {
     this.offset = startOffset;
   }
 
-  /**
-   * Continues at `offset` with a fresh decoder: after the echoed prompt, the generated text starts exactly at
-   * the prompt's length even when the tokenizer did not reproduce the prompt byte for byte (SentencePiece
-   * models prepend a space to the first word).
-   */
+  /** Continues at `offset` with a fresh decoder (after an echoed prompt: at the prompt text's length). */
   restartAt(offset: number): void {
     this.decoder = new TextDecoder("utf-8");
     this.offset = offset;
   }
 
   build(entries: readonly Entry[]): CompletionLogprobs {
-    const result: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
-    for (const entry of entries) {
-      result.tokens.push(entry.token);
-      result.token_logprobs.push(entry.logprob);
-      result.top_logprobs.push(entry.top === null ? null : topDictionary(entry, entry.top));
-      result.text_offset.push(this.offset);
-      if (!entry.special) this.offset += this.decoder.decode(Uint8Array.from(entry.bytes), { stream: true }).length;
+    return this.buildDecoding(entries).logprobs;
+  }
+
+  /**
+   * The echoed prompt's tokens, with offsets into `promptText`; the generated tokens continue after it.
+   * SentencePiece models put a space before the first word that the prompt text does not have: when the
+   * tokens spell the prompt with extra text in front, offsets are moved back by that much.
+   */
+  buildPrompt(entries: readonly Entry[], promptText: string): CompletionLogprobs {
+    const start = this.offset;
+    const { logprobs, text } = this.buildDecoding(entries);
+    const spelled = text + this.decoder.decode();
+    const surplus = spelled.length - promptText.length;
+    if (surplus > 0 && spelled.endsWith(promptText)) {
+      logprobs.text_offset = logprobs.text_offset.map((offset) => Math.max(start, offset - surplus));
     }
-    return result;
+    this.restartAt(start + promptText.length);
+    return logprobs;
+  }
+
+  private buildDecoding(entries: readonly Entry[]): { logprobs: CompletionLogprobs; text: string } {
+    const logprobs: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+    let text = "";
+    for (const entry of entries) {
+      logprobs.tokens.push(entry.token);
+      logprobs.token_logprobs.push(entry.logprob);
+      logprobs.top_logprobs.push(entry.top === null ? null : topDictionary(entry, entry.top));
+      logprobs.text_offset.push(this.offset);
+      if (entry.special) continue;
+      const piece = this.decoder.decode(Uint8Array.from(entry.bytes), { stream: true });
+      text += piece;
+      this.offset += piece.length;
+    }
+    return { logprobs, text };
   }
 }
 

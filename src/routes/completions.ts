@@ -50,12 +50,8 @@ export function completionsRoutes(deps: AppDeps): Hono {
     const model = served.spec.id;
     const logprobs = new CompletionLogprobsBuilder();
     // Echoed prompt text first (with its tokens' logprobs when the engine scored them), then generated text.
-    const logprobsOf = (piece: GeneratedPiece) => {
-      if (!piece.promptLogprobs) return logprobs.build(piece.logprobs);
-      const scored = logprobs.build(piece.promptLogprobs);
-      logprobs.restartAt(echo.length);
-      return scored;
-    };
+    const logprobsOf = (piece: GeneratedPiece) =>
+      piece.promptLogprobs ? logprobs.buildPrompt(piece.promptLogprobs, echo) : logprobs.build(piece.logprobs);
 
     if (request.stream) {
       const includeUsage = request.stream_options?.include_usage === true;

@@ -266,4 +266,13 @@ describe.skipIf(storiesModelPath === null)("logprobs tokens on stories260K (Sent
     expect(logprobs!.tokens.join("")).toBe(text);
     expect(logprobs!.text_offset).toEqual(logprobs!.tokens.map((_, i) => logprobs!.tokens.slice(0, i).join("").length));
   });
+
+  it("indexes the echoed prompt text although the tokenizer spelled it with a leading space", async () => {
+    const prompt = "Once upon a time";
+    const response = await t.post("/v1/completions", { prompt, echo: true, temperature: 0, max_tokens: 2, logprobs: 1 });
+    const { text, logprobs } = ((await response.json()) as CompletionBody).choices[0]!;
+    expect(logprobs!.tokens.slice(0, 6)).toEqual(["<s>", " Once", " upon", " a", " time", ","]);
+    expect(logprobs!.text_offset).toEqual([0, 0, 4, 9, 11, 16, 17]);
+    expect(text.slice(16, 17)).toBe(",");
+  });
 });
