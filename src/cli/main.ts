@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { ERROR_KINDS, errorKindOf } from "../errors/error-kinds.js";
 import { CliError, type CliCommand } from "./command.js";
 import { commandLoaders, loadAllCommands } from "./commands/index.js";
 
@@ -31,6 +32,7 @@ main(process.argv.slice(2)).then(
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`lori-server: ${message.split("\n")[0]}\n`);
     if (process.env.LORI_DEBUG) console.error(error);
-    process.exitCode = error instanceof CliError ? error.exitCode : 1;
+    // A CliError states its exit code; anything else exits by its kind (the one error table).
+    process.exitCode = error instanceof CliError ? error.exitCode : ERROR_KINDS[errorKindOf(error)].exitCode;
   },
 );

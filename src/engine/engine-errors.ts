@@ -1,5 +1,6 @@
-/** Engine failures the HTTP layer maps to statuses; the engine itself knows nothing of HTTP. */
+/** Engine failures; each states its kind (src/errors/error-kinds.ts), the engine itself knows nothing of HTTP. */
 export class QueueFullError extends Error {
+  readonly kind = "rate_limited" as const;
   constructor(readonly retryAfterSeconds: number) {
     super("queue full");
     this.name = "QueueFullError";
@@ -7,6 +8,7 @@ export class QueueFullError extends Error {
 }
 
 export class RequestAbortedError extends Error {
+  readonly kind = "cancelled" as const;
   constructor() {
     super("request aborted");
     this.name = "RequestAbortedError";
@@ -14,6 +16,7 @@ export class RequestAbortedError extends Error {
 }
 
 export class ContextLengthExceededError extends Error {
+  readonly kind = "invalid_request" as const;
   constructor(
     readonly promptTokens: number,
     readonly contextSize: number,
@@ -24,6 +27,7 @@ export class ContextLengthExceededError extends Error {
 }
 
 export class ShuttingDownError extends Error {
+  readonly kind = "unavailable" as const;
   constructor() {
     super("shutting down");
     this.name = "ShuttingDownError";
@@ -31,6 +35,7 @@ export class ShuttingDownError extends Error {
 }
 
 export class InvalidJsonSchemaError extends Error {
+  readonly kind = "invalid_request" as const;
   constructor(detail: string) {
     super(`unsupported JSON schema: ${detail}`);
     this.name = "InvalidJsonSchemaError";

@@ -122,7 +122,10 @@ export function recordRequest(
   },
 ): void {
   const now = performance.now();
-  const adapterSet = fields.adapters.label;
+  const adapterSet = deps.metrics.adapterSets.labelFor(
+    fields.adapters.label,
+    fields.adapters.members.map((m) => m.entry.name),
+  );
   const finishReason = fields.result?.finishReason ?? "cancelled";
   const ttftMs = fields.timings.firstTokenAt === null ? null : fields.timings.firstTokenAt - fields.timings.startedAt;
   const totalMs = now - fields.timings.startedAt;
@@ -137,7 +140,7 @@ export function recordRequest(
     id: fields.id,
     route: fields.route,
     model: fields.model,
-    adapters: adapterSet || null,
+    adapters: fields.adapters.label || null,
     lane: admission.lane,
     swapped: admission.swapped,
     queue_ms: round(admission.waitMs),

@@ -1,5 +1,6 @@
 /** Adapter resolution failures, mapped to HTTP statuses in one place (http/error-handler.ts). */
 export class AdapterNotFoundError extends Error {
+  readonly kind = "not_found" as const;
   constructor(readonly adapter: string) {
     super(`The adapter '${adapter}' does not exist.`);
     this.name = "AdapterNotFoundError";
@@ -7,6 +8,7 @@ export class AdapterNotFoundError extends Error {
 }
 
 export class AdapterIncompatibleError extends Error {
+  readonly kind = "invalid_request" as const;
   constructor(
     readonly adapter: string,
     reason: string,
@@ -17,6 +19,7 @@ export class AdapterIncompatibleError extends Error {
 }
 
 export class AdapterForbiddenError extends Error {
+  readonly kind = "not_found" as const;
   constructor(readonly adapter: string) {
     super(`This API key may not use the adapter '${adapter}'.`);
     this.name = "AdapterForbiddenError";
