@@ -45,11 +45,7 @@ export function displayText(bytes: readonly number[]): string {
   }
 }
 
-function vocabularyBytes(
-  model: LlamaModel,
-  token: Token,
-  attributes: ReturnType<LlamaModel["getTokenAttributes"]>,
-): number[] | undefined {
+function vocabularyBytes(model: LlamaModel, token: Token, attributes: ReturnType<LlamaModel["getTokenAttributes"]>): number[] | undefined {
   const spelling = model.fileInfo.metadata.tokenizer?.ggml?.tokens?.[token];
   if (typeof spelling !== "string") return undefined;
   // User-defined tokens are copied verbatim by llama.cpp, whatever the vocabulary kind.

@@ -24,7 +24,9 @@ export const completionRequestSchema = z
       .max(20)
       .nullable()
       .optional()
-      .describe("Log-probs of the chosen tokens and of the N most likely ones at each position (N+1 entries when the chosen one is not among them)."),
+      .describe(
+        "Log-probs of the chosen tokens and of the N most likely ones at each position (N+1 entries when the chosen one is not among them).",
+      ),
     suffix: z.string().nullable().optional(),
     ...samplingFields,
     max_tokens: z

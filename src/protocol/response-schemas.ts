@@ -54,9 +54,7 @@ export const chatCompletionChunkSchema = z.object({
 
 export const completionLogprobsSchema = z
   .object({
-    tokens: z
-      .array(z.string())
-      .describe("Each token's exact text; a token that is part of a UTF-8 character is spelled `bytes:\\xNN...`."),
+    tokens: z.array(z.string()).describe("Each token's exact text; a token that is part of a UTF-8 character is spelled `bytes:\\xNN...`."),
     token_logprobs: z.array(z.number().nullable()).describe("Null for the first prompt token (echo)."),
     top_logprobs: z
       .array(z.record(z.string(), z.number()).nullable())

@@ -2,10 +2,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRandomHfLlamaWeights } from "../../src/model/hf-llama-weights.js";
 import { createTinyModel, tinyModelConfig } from "../../src/model/tiny-model.js";
-import { startInProcessApp, type InProcessApp } from "../support/in-process-app.js";
+import { resolveServeConfig } from "../../src/config/serve-config.js";
+import { createServerCore, type ServerCore } from "../../src/server/start-server.js";
+import type { Logger } from "../../src/util/logger.js";
 import { logSoftmax, referenceLlamaLogits } from "../support/reference-llama.js";
 import { storiesModelPath } from "../support/server-harness.js";
 import { createTempDir, removeTempDir } from "../support/temp-dir.js";
+import { getTestLlama } from "../support/test-llama.js";
 
 // The tiny model's tokenizer has one token per byte (id = byte value) plus <|bos|> 256, <|eos|> 257,
 // <|im_start|> 258, <|im_end|> 259, so every reported token name maps back to exactly one id, and half the
@@ -50,6 +53,37 @@ function expectTopMatches(top: Record<string, number>, reference: Float64Array, 
   for (let id = 0; id < reference.length; id++) if (!ids.includes(id)) expect(reference[id]!).toBeLessThan(floor + TOLERANCE);
 }
 
+interface InProcessServer {
+  readonly core: ServerCore;
+  /** Every `info` log line's event and fields, in order. */
+  readonly logs: Array<{ event: string; fields: Record<string, unknown> }>;
+  post(path: string, body: unknown, init?: RequestInit): Promise<Response>;
+  close(): Promise<void>;
+}
+
+/** The whole server on one model file, without a socket (`app.request()`), with its log lines captured. */
+async function startInProcess(modelPath: string, id: string, workDir: string, contextSize = 512): Promise<InProcessServer> {
+  const logs: InProcessServer["logs"] = [];
+  const logger: Logger = { info: (event, fields = {}) => logs.push({ event, fields }), warn() {}, error() {} };
+  const config = resolveServeConfig(
+    {
+      models: [`${id}=${modelPath}`],
+      gpu: "off",
+      threads: 1,
+      contextSize,
+      parallel: 2,
+      maxLanes: 1,
+      adaptersPollMs: 0,
+      adaptersDir: join(workDir, "adapters"),
+    },
+    {},
+  );
+  const core = await createServerCore(config, { logger, llama: await getTestLlama() });
+  const post = async (path: string, body: unknown, init: RequestInit = {}) =>
+    core.app.request(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), ...init });
+  return { core, logs, post, close: () => core.dispose() };
+}
+
 interface CompletionLogprobs {
   tokens: string[];
   token_logprobs: Array<number | null>;
@@ -64,7 +98,7 @@ interface CompletionBody {
 
 describe("logprobs on a generated tiny model, in process", () => {
   let dir = "";
-  let t: InProcessApp;
+  let t: InProcessServer;
   const complete = async (body: Record<string, unknown>) => {
     const response = await t.post("/v1/completions", { temperature: 0, ...body });
     return { status: response.status, body: (await response.json()) as CompletionBody };
@@ -74,7 +108,7 @@ describe("logprobs on a generated tiny model, in process", () => {
     dir = await createTempDir("lori-logprobs-");
     const modelPath = join(dir, "tiny.gguf");
     await createTinyModel({ out: modelPath, seed: SEED });
-    t = await startInProcessApp(modelPath, dir, { contextSize: 4096 });
+    t = await startInProcess(modelPath, "tiny", dir, 4096);
   });
   afterAll(async () => {
     await t?.close();
@@ -117,7 +151,9 @@ describe("logprobs on a generated tiny model, in process", () => {
     });
     expect(response.status).toBe(200);
     const body = (await response.json()) as {
-      choices: Array<{ logprobs: { content: Array<{ token: string; bytes: number[]; top_logprobs: Array<{ token: string; bytes: number[] }> }> } }>;
+      choices: Array<{
+        logprobs: { content: Array<{ token: string; bytes: number[]; top_logprobs: Array<{ token: string; bytes: number[] }> }> };
+      }>;
     };
     const content = body.choices[0]!.logprobs.content;
     expect(content.length).toBeGreaterThan(0);
@@ -155,7 +191,9 @@ describe("logprobs on a generated tiny model, in process", () => {
       expectTopMatches(logprobs.top_logprobs[i]!, reference[i - 1]!, 3, tokens[i]!);
     }
     // Offsets index the echoed text; the two bytes of "ö" (and three of "✓") point at their character.
-    const expectedOffsets = tokens.map((_, i) => new TextDecoder().decode(Buffer.from(prompt).subarray(0, Math.max(0, i - 1)), { stream: true }).length);
+    const expectedOffsets = tokens.map(
+      (_, i) => new TextDecoder().decode(Buffer.from(prompt).subarray(0, Math.max(0, i - 1)), { stream: true }).length,
+    );
     expect(logprobs.text_offset).toEqual(expectedOffsets);
 
     const again = await complete({ prompt, echo: true, max_tokens: 0, logprobs: 3 });
@@ -178,7 +216,15 @@ describe("logprobs on a generated tiny model, in process", () => {
     expect(body.usage).toMatchObject({ prompt_tokens: 4, completion_tokens: 4 });
 
     // Streamed: the echo chunk carries the prompt's logprobs, later offsets continue after it.
-    const response = await t.post("/v1/completions", { prompt, echo: true, max_tokens: 4, logprobs: 2, ignore_eos: true, temperature: 0, stream: true });
+    const response = await t.post("/v1/completions", {
+      prompt,
+      echo: true,
+      max_tokens: 4,
+      logprobs: 2,
+      ignore_eos: true,
+      temperature: 0,
+      stream: true,
+    });
     const events = (await response.text())
       .split("\n\n")
       .filter((line) => line.startsWith("data: {"))
@@ -189,14 +235,22 @@ describe("logprobs on a generated tiny model, in process", () => {
     expect(streamed.flatMap((l) => l.tokens)).toEqual(logprobs.tokens);
     expect(streamed.flatMap((l) => l.text_offset)).toEqual(logprobs.text_offset);
     const values = streamed.flatMap((l) => l.token_logprobs);
-    values.forEach((v, i) => (v === null ? expect(logprobs.token_logprobs[i]).toBeNull() : expect(v).toBeCloseTo(logprobs.token_logprobs[i]!, 5)));
+    values.forEach((v, i) =>
+      v === null ? expect(logprobs.token_logprobs[i]).toBeNull() : expect(v).toBeCloseTo(logprobs.token_logprobs[i]!, 5),
+    );
   });
 
   it("answers lm-evaluation-harness loglikelihood requests (a list of one token-id prompt, echo, max_tokens 1)", async () => {
     // What lm-eval's local-completions model sends, and how it reads the answer (parse_logprobs).
     const context = [256, ...Buffer.from("The cat")];
     const continuation = [...Buffer.from(" sat")];
-    const { status, body } = await complete({ prompt: [[...context, ...continuation]], echo: true, max_tokens: 1, logprobs: 1, seed: 1234 });
+    const { status, body } = await complete({
+      prompt: [[...context, ...continuation]],
+      echo: true,
+      max_tokens: 1,
+      logprobs: 1,
+      seed: 1234,
+    });
     expect(status).toBe(200);
     const logprobs = body.choices[0]!.logprobs!;
     expect(logprobs.tokens).toHaveLength(context.length + continuation.length + 1);
@@ -231,7 +285,7 @@ describe("logprobs on a generated tiny model, in process", () => {
     const pending = t.post("/v1/completions", { prompt: "Hi", max_tokens: 4000, ignore_eos: true }, { signal: controller.signal });
     // Abort once the request is generating.
     const deadline = Date.now() + 10_000;
-    while (t.served.lanes.stats.busySequences === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    while (t.core.inFlight() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     await new Promise((r) => setTimeout(r, 50));
     controller.abort();
     await pending.catch(() => undefined);
@@ -241,16 +295,16 @@ describe("logprobs on a generated tiny model, in process", () => {
     const line = requestLine()!;
     expect(line.fields.finish_reason).toBe("cancelled");
     expect(line.fields.completion_tokens as number).toBeLessThan(4000);
-    expect(t.metrics.render()).toMatch(/lori_requests_total\{[^}]*finish_reason="cancelled"[^}]*\} 1/);
+    expect(t.core.metrics.render()).toMatch(/lori_requests_total\{[^}]*finish_reason="cancelled"[^}]*\} 1/);
   });
 });
 
 describe.skipIf(storiesModelPath === null)("logprobs tokens on stories260K (SentencePiece)", () => {
   let dir = "";
-  let t: InProcessApp;
+  let t: InProcessServer;
   beforeAll(async () => {
     dir = await createTempDir("lori-logprobs-stories-");
-    t = await startInProcessApp(storiesModelPath!, dir, { id: "stories" });
+    t = await startInProcess(storiesModelPath!, "stories", dir);
   });
   afterAll(async () => {
     await t?.close();
