@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { buildChatPrompt, type ChatTurn } from "../engine/chat-prompt.js";
 import type { GeneratedPiece } from "../engine/generation-types.js";
 import type { AppDeps } from "../http/app-deps.js";
+import { apiErrors } from "../http/api-error.js";
 import { readJsonBody } from "../http/read-json-body.js";
 import { sseResponse } from "../http/sse.js";
 import { chatCompletionRequestSchema, type ChatMessage } from "../protocol/chat-schema.js";
@@ -76,8 +77,8 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
 
     const { text, pieces, result } = await collectJob(job, timings);
     recordRequest(deps, { id, route: "chat", model, adapters, job, timings, result, stream: false });
-    // Cancelled: the client is gone, there is no one to answer (499 = client closed request, for proxies' logs).
-    if (result.finishReason === "cancelled") return new Response(null, { status: 499 });
+    // Cancelled: the client is gone and reads nothing; the error table's 499 is for proxies' logs.
+    if (result.finishReason === "cancelled") throw apiErrors.cancelled();
     return c.json({
       id,
       object: "chat.completion",

@@ -91,8 +91,8 @@ export function completionsRoutes(deps: AppDeps): Hono {
 
     const { text, pieces, result } = await collectJob(job, timings);
     recordRequest(deps, { id, route: "completions", model, adapters, job, timings, result, stream: false });
-    // Cancelled: the client is gone, there is no one to answer (499 = client closed request, for proxies' logs).
-    if (result.finishReason === "cancelled") return new Response(null, { status: 499 });
+    // Cancelled: the client is gone and reads nothing; the error table's 499 is for proxies' logs.
+    if (result.finishReason === "cancelled") throw apiErrors.cancelled();
     if (echo && !params.promptLogprobs) logprobs.restartAt(echo.length);
     const entries = pieces.map(logprobsOf);
     return c.json({
