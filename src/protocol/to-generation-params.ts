@@ -1,4 +1,4 @@
-import { apiErrors } from "../http/api-error.js";
+import { apiErrors } from "../errors/api-error.js";
 import type { GenerationParams, OutputConstraint } from "../engine/generation-types.js";
 import type { ChatCompletionRequest } from "./chat-schema.js";
 import type { CompletionRequest } from "./completion-schema.js";

@@ -2,21 +2,16 @@ import { Hono } from "hono";
 import { buildChatPrompt, type ChatTurn } from "../engine/chat-prompt.js";
 import type { GeneratedPiece } from "../engine/generation-types.js";
 import type { AppDeps } from "../http/app-deps.js";
-import { apiErrors } from "../http/api-error.js";
+import { apiErrors } from "../errors/api-error.js";
 import { readJsonBody } from "../http/read-json-body.js";
 import { sseResponse } from "../http/sse.js";
 import { chatCompletionRequestSchema, type ChatMessage } from "../protocol/chat-schema.js";
 import { chatOutputConstraint, toGenerationParams } from "../protocol/to-generation-params.js";
-import {
-  admitJob,
-  collectJob,
-  completionId,
-  recordRequest,
-  resolveTarget,
-  streamJob,
-  usageOf,
-  type Timings,
-} from "./generation-runner.js";
+import { admitJob } from "../serving/admission.js";
+import { collectJob, streamJob, type Timings, usageOf } from "../serving/job-output.js";
+import { recordRequest } from "../serving/request-record.js";
+import { resolveTarget } from "../serving/target.js";
+import { completionId } from "./completion-id.js";
 
 export function chatCompletionsRoutes(deps: AppDeps): Hono {
   const app = new Hono();

@@ -1,6 +1,7 @@
 import type { Token } from "node-llama-cpp";
+import { completionPromptTokens } from "../engine/prompt-tokens.js";
 import type { ServedModel } from "../engine/served-model.js";
-import { apiErrors } from "../http/api-error.js";
+import { apiErrors } from "../errors/api-error.js";
 import type { CompletionRequest } from "../protocol/completion-schema.js";
 
 export interface CompletionPrompt {
@@ -23,10 +24,7 @@ export function resolveCompletionPrompt(served: ServedModel, field: CompletionRe
   const prompt = prompts[0]!;
   const model = served.model;
   if (typeof prompt === "string") {
-    const tokens = model.tokenize(prompt, false);
-    const bos = model.tokens.bos;
-    if (bos !== null && model.tokens.shouldPrependBosToken && tokens[0] !== bos) tokens.unshift(bos);
-    return { text: prompt, tokens };
+    return { text: prompt, tokens: completionPromptTokens(model, prompt) };
   }
   const vocabularySize = model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
   const bad = prompt.find((id) => id >= vocabularySize);

@@ -1,23 +1,18 @@
 import { Hono } from "hono";
 import type { GeneratedPiece } from "../engine/generation-types.js";
 import type { AppDeps } from "../http/app-deps.js";
-import { apiErrors } from "../http/api-error.js";
+import { apiErrors } from "../errors/api-error.js";
 import { readJsonBody } from "../http/read-json-body.js";
 import { sseResponse } from "../http/sse.js";
 import { completionRequestSchema } from "../protocol/completion-schema.js";
 import { toGenerationParams } from "../protocol/to-generation-params.js";
 import { CompletionLogprobsBuilder, type CompletionLogprobs } from "./completion-logprobs.js";
 import { resolveCompletionPrompt } from "./completion-prompt.js";
-import {
-  admitJob,
-  collectJob,
-  completionId,
-  recordRequest,
-  resolveTarget,
-  streamJob,
-  usageOf,
-  type Timings,
-} from "./generation-runner.js";
+import { admitJob } from "../serving/admission.js";
+import { collectJob, streamJob, type Timings, usageOf } from "../serving/job-output.js";
+import { recordRequest } from "../serving/request-record.js";
+import { resolveTarget } from "../serving/target.js";
+import { completionId } from "./completion-id.js";
 
 export function completionsRoutes(deps: AppDeps): Hono {
   const app = new Hono();

@@ -14,7 +14,7 @@ import type { LaneEvents } from "../engine/lanes/lane-scheduler.js";
 import { defaultThreadCount, loadLlama } from "../engine/llama-runtime.js";
 import { ModelRegistry } from "../engine/model-registry.js";
 import { parseModelSpec, ServedModel } from "../engine/served-model.js";
-import { ServerLifecycle } from "../http/app-deps.js";
+import { ServerLifecycle } from "../serving/serving-deps.js";
 import { createApp } from "../http/app.js";
 import { Metrics } from "../metrics/metrics.js";
 import { resolveDefaultModel } from "../model/embedded-model.js";
