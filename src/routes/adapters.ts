@@ -82,7 +82,10 @@ export function adaptersRoutes(deps: AppDeps): Hono {
   });
 
   async function upload(c: Context) {
-    const body = await c.req.parseBody();
+    // undici throws a bare TypeError on a malformed multipart body: that is the client's error, not ours.
+    const body = await c.req.parseBody().catch(() => {
+      throw apiErrors.invalidBody("The multipart body is malformed (check its boundary and parts).");
+    });
     const name = typeof body.name === "string" ? body.name : "";
     assertFree(name);
     const config = body[CONFIG_FILE];
