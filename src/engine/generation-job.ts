@@ -90,8 +90,8 @@ export class GenerationJob {
     this.request.signal.removeEventListener("abort", this.forwardAbort);
     this.abort.abort();
     const release = () => this.lease.release();
-    if (!this.generator) return release();
-    this.generator.return(undefined as never).then(release, release);
+    if (this.generator) this.generator.return(undefined as never).then(release, release);
+    else release();
   }
 }
 

@@ -23,7 +23,10 @@ describe.skipIf(skipWithoutStories)("aborting streams under lane churn (stories2
   let t: TestServer;
 
   beforeAll(async () => {
-    for (const [name, seed] of [["a", 51], ["b", 52]] as const) {
+    for (const [name, seed] of [
+      ["a", 51],
+      ["b", 52],
+    ] as const) {
       await writeRandomAdapter({ baseGguf: storiesModelPath!, adaptersDir: dir.path, name, seed, bScale: 0.6 });
     }
     t = await startTestServer({ models: [`stories=${storiesModelPath}`], adaptersDir: dir.path, parallel: 2, maxLanes: 2, maxQueue: 1000 });
@@ -34,14 +37,19 @@ describe.skipIf(skipWithoutStories)("aborting streams under lane churn (stories2
     JSON.stringify({ model: "stories", prompt, temperature: 0, ...(adapter ? { adapter } : {}), ...extra });
 
   /** Greedy completion with the top-2 gap per position (to tell a near-tie from a real difference). */
-  async function complete(adapter: AdapterField, prompt: string): Promise<{ status: number; text: string; tokens: string[]; gaps: number[] }> {
+  async function complete(
+    adapter: AdapterField,
+    prompt: string,
+  ): Promise<{ status: number; text: string; tokens: string[]; gaps: number[] }> {
     const response = await fetch(`${t.baseUrl}/v1/completions`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: body(adapter, prompt, { max_tokens: 24, logprobs: 2 }),
     });
     if (response.status !== 200) return { status: response.status, text: await response.text(), tokens: [], gaps: [] };
-    const json = (await response.json()) as { choices: Array<{ text: string; logprobs: { tokens: string[]; top_logprobs: Array<Record<string, number>> } }> };
+    const json = (await response.json()) as {
+      choices: Array<{ text: string; logprobs: { tokens: string[]; top_logprobs: Array<Record<string, number>> } }>;
+    };
     const choice = json.choices[0]!;
     const gaps = choice.logprobs.top_logprobs.map((top) => {
       const values = Object.values(top).sort((x, y) => y - x);
@@ -110,7 +118,9 @@ describe.skipIf(skipWithoutStories)("aborting streams under lane churn (stories2
       }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
-    console.info(`churn: ${jobs.length} requests, ${aborted} aborted mid-stream, ${failures.length} failures, ${nearTies.length} near ties`);
+    console.info(
+      `churn: ${jobs.length} requests, ${aborted} aborted mid-stream, ${failures.length} failures, ${nearTies.length} near ties`,
+    );
     expect(failures).toEqual([]);
     expect(aborted).toBe(jobs.length / 4);
 

@@ -136,7 +136,9 @@ export class FakeLaneEngine implements LaneEngine<FakeSequence> {
 }
 
 export function binding(name: string): LaneBinding {
-  return name === "" ? { key: "", label: "", loras: [] } : { key: name, label: name, loras: [{ filePath: `/adapters/${name}.gguf`, scale: 1 }] };
+  return name === ""
+    ? { key: "", label: "", loras: [] }
+    : { key: name, label: name, loras: [{ filePath: `/adapters/${name}.gguf`, scale: 1 }] };
 }
 
 /** Lets every settled promise's continuations run (opens, swaps and the scheduler's reactions to them). */

@@ -44,7 +44,10 @@ describe("full decode batches (tiny model)", () => {
    * `slowReader`, request i waits i event-loop turns before asking for its next piece, as an HTTP response
    * writer might.
    */
-  async function fill(batchWaitMs: number, slowReader = false): Promise<{ sequencesPerDecode: number; tokensPerDecode: number; decodes: number }> {
+  async function fill(
+    batchWaitMs: number,
+    slowReader = false,
+  ): Promise<{ sequencesPerDecode: number; tokensPerDecode: number; decodes: number }> {
     const scheduler = LaneScheduler.forModel(model, {
       sequences: 4,
       contextSize: 512,

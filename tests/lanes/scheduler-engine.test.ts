@@ -86,7 +86,9 @@ describe("lane scheduler on a real engine (tiny model)", () => {
     const model = await load({ parallel: 4, maxLanes: 4 });
     const binding = await bindingOf(model, "a");
     const signal = new AbortController().signal;
-    const leases = await Promise.all(Array.from({ length: 8 }, (_, i) => model.lanes.acquire(binding, tokens(model, `request ${i}`), signal)));
+    const leases = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => model.lanes.acquire(binding, tokens(model, `request ${i}`), signal)),
+    );
     const perLane = model.lanes.stats.bindings.filter((b) => b.label === "a").map((b) => b.busy);
     for (const lease of leases) lease.release();
     expect(perLane).toEqual([4, 4]);

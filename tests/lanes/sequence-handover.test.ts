@@ -104,7 +104,10 @@ describe("a sequence is handed over only after its generation settled (defect 4,
 
   it("the next request on the same set does not erase the KV cells of a decode still in flight", async () => {
     const reference = await runToEnd(await start("the second prompt, alone", null));
-    const { textB, errorA } = await abortMidDecodeThenRun(["a first prompt that runs for a while", null], ["the second prompt, alone", null]);
+    const { textB, errorA } = await abortMidDecodeThenRun(
+      ["a first prompt that runs for a while", null],
+      ["the second prompt, alone", null],
+    );
     expect(errorA).toBeNull();
     expect(textB).toBe(reference);
     expect(served.lanes.stats.busySequences).toBe(0);

@@ -128,7 +128,10 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
         resolve(lease) {
           // Never happens (settled waiters leave the queue first); if it did, give the sequence back later,
           // not from inside the pump that is handing it out.
-          if (settled) return queueMicrotask(() => lease.release());
+          if (settled) {
+            queueMicrotask(() => lease.release());
+            return;
+          }
           settle();
           resolve(lease);
         },
@@ -239,9 +242,7 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
    */
   private drainFor(waiter: Waiter<S>): boolean {
     if (this.lanes.some((l) => l.state === "busy" && l.binding.key === waiter.binding.key)) return false;
-    const lane = this.lanes
-      .filter((l) => l.state === "busy")
-      .sort((a, b) => a.busy - b.busy || a.lastUsed - b.lastUsed)[0];
+    const lane = this.lanes.filter((l) => l.state === "busy").sort((a, b) => a.busy - b.busy || a.lastUsed - b.lastUsed)[0];
     if (!lane) return false;
     lane.moveTo("draining");
     lane.nextBinding = waiter.binding;
@@ -280,12 +281,12 @@ export class LaneScheduler<S extends LaneSequence = LlamaContextSequence> {
   private finishDrain(lane: Lane<S>): void {
     const next = lane.nextBinding;
     lane.nextBinding = undefined;
-    if (!next || lane.reservations.length === 0) return lane.moveTo("ready");
-    if (next.key === lane.binding.key) {
-      lane.moveTo("ready");
-      return this.settleReservations(lane, false);
+    if (next && lane.reservations.length > 0 && next.key !== lane.binding.key) {
+      this.rebindLane(lane, next);
+      return;
     }
-    this.rebindLane(lane, next);
+    lane.moveTo("ready");
+    this.settleReservations(lane, false);
   }
 
   /** Hands promised sequences once the lane is ready; waiters it cannot serve go back to the queue. */
