@@ -27,6 +27,8 @@ export interface ServedModelOptions {
   readonly maxQueue: number;
   readonly maxAdapters: number;
   readonly agingMs: number;
+  /** How long a decode may wait for every generating sequence of a lane to queue its token (ms; 0 = off). */
+  readonly batchWaitMs?: number;
   readonly chatTemplate: string | undefined;
   /** Where compiled adapter sets are cached. */
   readonly compiledAdaptersDir: string;
@@ -72,6 +74,7 @@ export class ServedModel {
           maxQueue: options.maxQueue,
           agingMs: options.agingMs,
           maxAdapters: options.maxAdapters,
+          batchWaitMs: options.batchWaitMs,
         },
         events,
       );

@@ -69,6 +69,12 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
     onLaneCreated: () => metrics.lanesCreated.inc(),
     onAdapterLoaded: () => metrics.adapterLoads.inc(),
     onAdapterEvicted: () => metrics.adapterEvictions.inc(),
+    onAdapterEvictionFailed: (_filePath, error) => logger.warn("adapter_eviction_failed", { error: error.message }),
+    onDecode: (tokens) => metrics.tokensPerDecode.observe(tokens),
+    onLaneFailed: (lane, error) => {
+      metrics.laneFailures.inc();
+      logger.warn("lane_failed", { lane: lane.id, state: lane.state, error: error.message });
+    },
   };
   const lifecycle = new ServerLifecycle();
   try {
@@ -86,6 +92,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
           maxQueue: config.maxQueue,
           maxAdapters: config.maxAdapters,
           agingMs: config.agingMs,
+          batchWaitMs: config.batchWaitMs,
           chatTemplate,
           compiledAdaptersDir: path.join(config.adaptersDir, ".compiled"),
         },

@@ -24,6 +24,7 @@ Options (each also read from the environment variable shown):
   --max-lanes auto|N       contexts per model, each bound to one adapter set (default auto: what fits 1/4 of free memory, 1-8) [${serveEnvVars.maxLanes}]
   --max-adapters N         compiled adapter files kept loaded when unused (LRU beyond; default 16) [${serveEnvVars.maxAdapters}]
   --aging-ms N             a request waiting longer than this is not overtaken by younger ones (default 250) [${serveEnvVars.agingMs}]
+  --batch-wait-ms N        a decode waits up to this for every generating sequence of its lane, so batches are full (default 1; 0 = off) [${serveEnvVars.batchWaitMs}]
   --adapters-poll-ms N     how often --adapters-dir is rescanned for added/changed/removed adapters (default 1000; 0 = never) [${serveEnvVars.adaptersPollMs}]
   --adapter-root DIR       another directory POST /adapters {path} may register from; repeatable [${serveEnvVars.adapterRoots}, comma-separated]
   --keys-file FILE         JSON {"keys": [{"key", "role": "admin"|"user", "adapters"?: [...]}]} [${serveEnvVars.keysFile}]
@@ -87,6 +88,7 @@ export const serveCommand: CliCommand = {
       "max-lanes": { type: "string" },
       "max-adapters": { type: "string" },
       "aging-ms": { type: "string" },
+      "batch-wait-ms": { type: "string" },
       "adapters-poll-ms": { type: "string" },
       "adapter-root": { type: "string", multiple: true },
       "keys-file": { type: "string" },
@@ -121,6 +123,7 @@ export const serveCommand: CliCommand = {
         maxLanes: v["max-lanes"],
         maxAdapters: v["max-adapters"],
         agingMs: v["aging-ms"],
+        batchWaitMs: v["batch-wait-ms"],
         adaptersPollMs: v["adapters-poll-ms"],
         adapterRoots: v["adapter-root"],
         keysFile: v["keys-file"],
