@@ -1,4 +1,5 @@
 import { resolveServeConfig, serveEnvVars } from "../../config/serve-config.js";
+import { ERROR_KINDS, KindedError } from "../../errors/error-kinds.js";
 import { startServer } from "../../server/start-server.js";
 import type { CliCommand } from "../command.js";
 import { CliError } from "../command.js";
@@ -99,7 +100,7 @@ export const serveCommand: CliCommand = {
       throw new CliError((error as Error).message);
     }
     const server = await startServer(config).catch((error: unknown) => {
-      throw new CliError((error as Error).message);
+      throw startFailure(error, config.host, config.port);
     });
     process.stderr.write(`lori-server listening on ${server.url} (models: ${server.models.list().map((m) => m.spec.id).join(", ")})\n`);
     await new Promise<void>((resolve) => {
@@ -113,3 +114,23 @@ export const serveCommand: CliCommand = {
     return 0;
   },
 };
+
+/**
+ * A start failure as the one line the user sees: an error that states its kind keeps it (so `--gpu metal` on
+ * Linux exits with device_unavailable's code); a taken port says which and how to pick another.
+ */
+function startFailure(error: unknown, host: string, port: number): Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === "EADDRINUSE") {
+    return new CliError(
+      `port ${port} on ${host} is already in use (another lori-server?): stop it, or pick another port with ` +
+        `--port N (or ${serveEnvVars.port}; --port 0 takes any free port)`,
+      ERROR_KINDS.conflict.exitCode,
+    );
+  }
+  if (code === "EACCES") {
+    return new CliError(`not allowed to listen on ${host}:${port}: ports below 1024 need privileges; pick another with --port N`, ERROR_KINDS.forbidden.exitCode);
+  }
+  if (error instanceof KindedError || (error instanceof Error && "kind" in error)) return error;
+  return new CliError((error as Error).message);
+}
