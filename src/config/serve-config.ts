@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { LOG_FORMATS } from "../util/logger.js";
 
 /** `serve` settings after merging flags over environment variables over defaults. */
 export const serveConfigSchema = z.object({
@@ -26,6 +27,7 @@ export const serveConfigSchema = z.object({
   maxBodyBytes: z.coerce.number().int().min(1024).default(8 * 1024 * 1024),
   drainTimeoutMs: z.coerce.number().int().min(0).default(30_000),
   logRequests: z.boolean().default(true),
+  logFormat: z.enum(LOG_FORMATS).default("auto"),
 });
 
 export type ServeConfig = z.infer<typeof serveConfigSchema>;
@@ -53,6 +55,7 @@ export const serveEnvVars = {
   chatTemplate: "LORI_CHAT_TEMPLATE",
   maxBodyBytes: "LORI_MAX_BODY_BYTES",
   drainTimeoutMs: "LORI_DRAIN_TIMEOUT_MS",
+  logFormat: "LORI_LOG_FORMAT",
 } as const satisfies Partial<Record<keyof ServeConfig, string>>;
 
 const listKeys = new Set<keyof ServeConfig>(["models", "apiKeys", "adapterRoots"]);

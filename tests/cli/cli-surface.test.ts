@@ -13,6 +13,26 @@ import { useTempDir } from "../support/temp-dir.js";
 const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
+/** Starts `serve` on a free port, waits for it to listen, stops it with SIGTERM and returns its stderr. */
+async function serveLog(extra: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const child = spawn(process.execPath, [cli, "serve", "--port", "0", "--threads", "1", "--gpu", "off", ...extra], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env,
+  });
+  let stderr = "";
+  const exited = once(child, "exit");
+  await new Promise<void>((resolve, reject) => {
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d;
+      if (/listening on http/.test(stderr)) resolve();
+    });
+    child.once("exit", () => reject(new Error(`serve exited before listening:\n${stderr}`)));
+  });
+  child.kill("SIGTERM");
+  await exited;
+  return stderr;
+}
+
 async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
@@ -84,5 +104,24 @@ describe("lori-server's command surface", () => {
     } finally {
       blocker.close();
     }
+  });
+
+  it("logs JSON lines when stderr is not a terminal, readable lines with --log-format text (or LORI_LOG_FORMAT)", async () => {
+    const json = (await serveLog([])).split("\n").filter((l) => l.startsWith("{"));
+    const listening = json.map((l) => JSON.parse(l) as { level: string; event: string; url?: string }).find((e) => e.event === "listening");
+    expect(listening).toMatchObject({ level: "info", event: "listening", url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/) });
+
+    for (const [args, env] of [
+      [["--log-format", "text"], process.env],
+      [[], { ...process.env, LORI_LOG_FORMAT: "text" }],
+    ] as const) {
+      const text = await serveLog([...args], env);
+      expect(text).not.toMatch(/^\{/m);
+      expect(text).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO  listening url=http:\/\/127\.0\.0\.1:\d+ adapters=\[/m);
+      expect(text).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO  model_loaded id=lori-demo /m);
+    }
+    const bad = await runCli(["serve", "--log-format", "xml"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^lori-server: invalid --log-format \/ LORI_LOG_FORMAT: /);
   });
 });

@@ -1,6 +1,7 @@
 import { resolveServeConfig, serveEnvVars } from "../../config/serve-config.js";
 import { ERROR_KINDS, KindedError } from "../../errors/error-kinds.js";
 import { startServer } from "../../server/start-server.js";
+import { createLogger, resolveLogFormat } from "../../util/logger.js";
 import type { CliCommand } from "../command.js";
 import { CliError } from "../command.js";
 import { parseCommandArgs } from "../parse-args.js";
@@ -32,7 +33,9 @@ Options (each also read from the environment variable shown):
   --chat-template T        Jinja chat template text or a file holding one, for models without one [${serveEnvVars.chatTemplate}]
   --max-body-bytes N       request body limit (default 8388608)                         [${serveEnvVars.maxBodyBytes}]
   --drain-timeout-ms N     on SIGTERM/SIGINT, how long in-flight requests may finish (default 30000) [${serveEnvVars.drainTimeoutMs}]
-  --quiet                  no JSON request log on stderr
+  --log-format auto|json|text  log lines on stderr: text for people, JSON lines for collectors
+                           (default auto: text on a terminal, JSON otherwise)          [${serveEnvVars.logFormat}]
+  --quiet                  no request or info log on stderr (warnings and errors still print)
   -h, --help               this help
 `;
 
@@ -63,6 +66,7 @@ export const serveCommand: CliCommand = {
       "chat-template": { type: "string" },
       "max-body-bytes": { type: "string" },
       "drain-timeout-ms": { type: "string" },
+      "log-format": { type: "string" },
       quiet: { type: "boolean" },
     });
     if (!parsed) {
@@ -95,11 +99,16 @@ export const serveCommand: CliCommand = {
         maxBodyBytes: v["max-body-bytes"],
         drainTimeoutMs: v["drain-timeout-ms"],
         logRequests: v.quiet ? false : undefined,
+        logFormat: v["log-format"],
       });
     } catch (error) {
       throw new CliError((error as Error).message);
     }
-    const server = await startServer(config).catch((error: unknown) => {
+    const logger = createLogger({
+      format: resolveLogFormat(config.logFormat, process.stderr.isTTY === true),
+      minLevel: config.logRequests ? "info" : "warn",
+    });
+    const server = await startServer(config, { logger }).catch((error: unknown) => {
       throw startFailure(error, config.host, config.port);
     });
     process.stderr.write(`lori-server listening on ${server.url} (models: ${server.models.list().map((m) => m.spec.id).join(", ")})\n`);
