@@ -3,7 +3,7 @@ import { LOG_FORMATS } from "../util/logger.js";
 
 /** `serve` settings after merging flags over environment variables over defaults. */
 export const serveConfigSchema = z.object({
-  models: z.array(z.string().min(1)).default([]).describe("GGUF files, `name=PATH` to alias; empty = embedded model"),
+  models: z.array(z.string().min(1)).default([]).describe("GGUF files, `name=PATH` to alias; empty = the demo model (lori-tiny fallback)"),
   modelsDir: z.string().min(1).default("models"),
   adaptersDir: z.string().min(1).default("adapters"),
   host: z.string().min(1).default("127.0.0.1"),

@@ -63,6 +63,11 @@ describe("lori-server's command surface", () => {
       expect(viaHelp.stdout).toContain(`Usage: lori-server ${name}`);
       expect(viaHelp.stdout).toBe(viaFlag.stdout);
     }
+    for (const name of ["serve", "eval"]) {
+      const text = (await runCli([name, "--help"])).stdout;
+      expect(text).not.toMatch(/embedded tiny/);
+      expect(text).toMatch(/demo model[\s\S]*lori-tiny/);
+    }
     const unknown = await runCli(["help", "frobnicate"]);
     expect(unknown.code).toBe(ERROR_KINDS.invalid_request.exitCode);
     expect(unknown.stderr).toBe("lori-server: unknown command 'frobnicate' (see 'lori-server --help')\n");

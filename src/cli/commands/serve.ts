@@ -8,12 +8,13 @@ import { parseCommandArgs } from "../parse-args.js";
 
 const help = `Usage: lori-server serve [options]
 
-Serves GGUF models over an OpenAI-compatible HTTP API. With no --model, serves the embedded
-tiny model (written to --models-dir on first start; nothing is downloaded).
+Serves GGUF models over an OpenAI-compatible HTTP API. With no --model, serves the demo model
+models/lori-demo.gguf (id lori-demo) with the demo adapters; if that file is missing, it falls back, with a
+warning, to the random lori-tiny model written to --models-dir. Nothing is downloaded.
 
 Options (each also read from the environment variable shown):
   --model PATH|NAME=PATH   GGUF model to serve; repeatable. NAME is the id clients send  [${serveEnvVars.models}, comma-separated]
-  --models-dir DIR         where the embedded model is written (default ./models)       [${serveEnvVars.modelsDir}]
+  --models-dir DIR         where the fallback lori-tiny model is written (default ./models) [${serveEnvVars.modelsDir}]
   --adapters-dir DIR       adapter store (default ./adapters)                           [${serveEnvVars.adaptersDir}]
   --host HOST              bind address (default 127.0.0.1)                             [${serveEnvVars.host}]
   --port N                 port (default 8080; 0 = any free port)                       [${serveEnvVars.port}]
