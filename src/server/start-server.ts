@@ -98,6 +98,7 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
     throw error;
   }
   lifecycle.ready = true;
+  warnAboutUnusableAdapters(adapters, models, logger);
 
   const app = createApp({
     models,
@@ -128,6 +129,20 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
       logger.info("stopped", {});
     })());
   return { url, port, models, adapters, lifecycle, metrics, close };
+}
+
+/** Adapters made for a base none of the loaded models is (by fingerprint) would answer adapter_incompatible. */
+function warnAboutUnusableAdapters(adapters: AdapterRegistry, models: ModelRegistry, logger: Logger): void {
+  const loaded = new Set(models.list().map((m) => m.fingerprint.sha256));
+  const unusable = adapters.list().filter((a) => {
+    const wanted = a.config.lori?.base_fingerprint?.sha256;
+    return wanted !== undefined && !loaded.has(wanted);
+  });
+  if (unusable.length === 0) return;
+  logger.warn("adapters_fit_no_model", {
+    adapters: unusable.map((a) => a.name),
+    message: `${unusable.length} adapter(s) were made for a base model that is not loaded, so requests naming them answer adapter_incompatible: ${unusable.map((a) => a.name).join(", ")}`,
+  });
 }
 
 /** `--api-key` values are admin keys; `--keys-file` adds keys with roles and adapter allow-lists. */
