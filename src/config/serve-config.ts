@@ -26,6 +26,9 @@ export const serveConfigSchema = z.object({
   chatTemplate: z.string().optional().describe("Jinja template text, or a path to a file holding one"),
   maxBodyBytes: z.coerce.number().int().min(1024).default(8 * 1024 * 1024),
   drainTimeoutMs: z.coerce.number().int().min(0).default(30_000),
+  headerTimeoutMs: z.coerce.number().int().min(100).default(10_000).describe("time a client may take to send the request headers"),
+  bodyTimeoutMs: z.coerce.number().int().min(100).default(60_000).describe("time a client may take to send the whole request"),
+  metricsMaxAdapterSets: z.coerce.number().int().min(1).max(10_000).default(64),
   logRequests: z.boolean().default(true),
   logFormat: z.enum(LOG_FORMATS).default("auto"),
 });
@@ -55,6 +58,9 @@ export const serveEnvVars = {
   chatTemplate: "LORI_CHAT_TEMPLATE",
   maxBodyBytes: "LORI_MAX_BODY_BYTES",
   drainTimeoutMs: "LORI_DRAIN_TIMEOUT_MS",
+  headerTimeoutMs: "LORI_HEADER_TIMEOUT_MS",
+  bodyTimeoutMs: "LORI_BODY_TIMEOUT_MS",
+  metricsMaxAdapterSets: "LORI_METRICS_MAX_ADAPTER_SETS",
   logFormat: "LORI_LOG_FORMAT",
 } as const satisfies Partial<Record<keyof ServeConfig, string>>;
 

@@ -1,5 +1,6 @@
 import type { ModelRegistry } from "../engine/model-registry.js";
-import { Counter, Gauge, Histogram, MetricsRegistry } from "./prometheus.js";
+import { AdapterSetLabels } from "./adapter-set-labels.js";
+import { Counter, Gauge, Histogram, MetricsRegistry, type LabelView } from "./prometheus.js";
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -20,8 +21,11 @@ export class Metrics {
   readonly lanesCreated: Counter;
   readonly adapterLoads: Counter;
   readonly adapterEvictions: Counter;
+  /** Bounds and remembers the `adapter_set` label values (see AdapterSetLabels). */
+  readonly adapterSets: AdapterSetLabels;
 
-  constructor(models: () => ModelRegistry, residentBytes: () => number) {
+  constructor(models: () => ModelRegistry, residentBytes: () => number, options: { maxAdapterSetLabels: number } = { maxAdapterSetLabels: 64 }) {
+    this.adapterSets = new AdapterSetLabels(options.maxAdapterSetLabels);
     const r = this.registry;
     this.requests = r.register(new Counter("lori_requests_total", "Finished requests by route, adapter set and finish reason."));
     this.promptTokens = r.register(new Counter("lori_prompt_tokens_total", "Prompt tokens by adapter set."));
@@ -80,7 +84,21 @@ export class Metrics {
     }
   }
 
-  render(): string {
-    return this.registry.render();
+  /**
+   * The text exposition. With `mayUse` (a key with an adapter allow-list), series of adapter sets naming an
+   * adapter outside the list are left out, and so are such sets in the running/waiting lists: a tenant learns
+   * nothing about adapters it cannot use.
+   */
+  render(mayUse?: (adapter: string) => boolean): string {
+    if (!mayUse) return this.registry.render();
+    const sets = this.adapterSets;
+    const view: LabelView = (labels) => {
+      if (labels.adapter_set !== undefined && !sets.visible(labels.adapter_set, mayUse)) return null;
+      if (labels.running_lora_adapters === undefined && labels.waiting_lora_adapters === undefined) return labels;
+      const keep = (list: string | undefined) =>
+        (list ?? "").split(",").filter((label) => label !== "" && sets.visible(label, mayUse) && label.split("+").every((part) => mayUse(part.split("*")[0]!))).join(",");
+      return { ...labels, running_lora_adapters: keep(labels.running_lora_adapters), waiting_lora_adapters: keep(labels.waiting_lora_adapters) };
+    };
+    return this.registry.render(view);
   }
 }

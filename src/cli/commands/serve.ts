@@ -34,11 +34,43 @@ Options (each also read from the environment variable shown):
   --chat-template T        Jinja chat template text or a file holding one, for models without one [${serveEnvVars.chatTemplate}]
   --max-body-bytes N       request body limit (default 8388608)                         [${serveEnvVars.maxBodyBytes}]
   --drain-timeout-ms N     on SIGTERM/SIGINT, how long in-flight requests may finish (default 30000) [${serveEnvVars.drainTimeoutMs}]
+  --header-timeout-ms N    a client must send its request headers within this (default 10000; then 408) [${serveEnvVars.headerTimeoutMs}]
+  --body-timeout-ms N      a client must send its whole request within this (default 60000; then 408) [${serveEnvVars.bodyTimeoutMs}]
+  --metrics-max-adapter-sets N  distinct adapter_set labels in /metrics; later sets count as "(other)" (default 64) [${serveEnvVars.metricsMaxAdapterSets}]
   --log-format auto|json|text  log lines on stderr: text for people, JSON lines for collectors
                            (default auto: text on a terminal, JSON otherwise)          [${serveEnvVars.logFormat}]
   --quiet                  no request or info log on stderr (warnings and errors still print)
   -h, --help               this help
 `;
+
+/**
+ * The first SIGTERM or SIGINT drains: in-flight requests finish (up to the drain timeout), then the process
+ * exits 0. Another SIGTERM while draining changes nothing (orchestrators repeat it) and says so; a second
+ * SIGINT is a person at the keyboard who wants out now: exit 130 at once.
+ */
+function waitForShutdown(server: { close(): Promise<void>; inFlight(): number }, drainTimeoutMs: number): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let draining = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (!draining) {
+        draining = true;
+        process.stderr.write(`lori-server: ${signal}, draining ${server.inFlight()} in-flight request(s) (up to ${drainTimeoutMs} ms; SIGINT again forces exit)\n`);
+        server.close().then(
+          () => resolve(0),
+          () => resolve(1),
+        );
+        return;
+      }
+      if (signal === "SIGINT") {
+        process.stderr.write("lori-server: second SIGINT, exiting now without draining\n");
+        process.exit(130);
+      }
+      process.stderr.write(`lori-server: ${signal} again, still draining ${server.inFlight()} in-flight request(s)\n`);
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+}
 
 export const serveCommand: CliCommand = {
   name: "serve",
@@ -67,6 +99,9 @@ export const serveCommand: CliCommand = {
       "chat-template": { type: "string" },
       "max-body-bytes": { type: "string" },
       "drain-timeout-ms": { type: "string" },
+      "header-timeout-ms": { type: "string" },
+      "body-timeout-ms": { type: "string" },
+      "metrics-max-adapter-sets": { type: "string" },
       "log-format": { type: "string" },
       quiet: { type: "boolean" },
     });
@@ -99,6 +134,9 @@ export const serveCommand: CliCommand = {
         chatTemplate: v["chat-template"],
         maxBodyBytes: v["max-body-bytes"],
         drainTimeoutMs: v["drain-timeout-ms"],
+        headerTimeoutMs: v["header-timeout-ms"],
+        bodyTimeoutMs: v["body-timeout-ms"],
+        metricsMaxAdapterSets: v["metrics-max-adapter-sets"],
         logRequests: v.quiet ? false : undefined,
         logFormat: v["log-format"],
       });
@@ -113,15 +151,7 @@ export const serveCommand: CliCommand = {
       throw startFailure(error, config.host, config.port);
     });
     process.stderr.write(`lori-server listening on ${server.url} (models: ${server.models.list().map((m) => m.spec.id).join(", ")})\n`);
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string) => {
-        process.stderr.write(`lori-server: ${signal}, draining (up to ${config.drainTimeoutMs} ms)\n`);
-        server.close().then(resolve, resolve);
-      };
-      process.once("SIGTERM", () => stop("SIGTERM"));
-      process.once("SIGINT", () => stop("SIGINT"));
-    });
-    return 0;
+    return waitForShutdown(server, config.drainTimeoutMs);
   },
 };
 
