@@ -55,7 +55,8 @@ export async function rewriteGgufMetadata(
         if (bytesRead === 0) throw new GgufError(`${source} shrank while it was copied`);
         let written = 0;
         while (written < bytesRead) {
-          written += (await output.write(buffer, written, bytesRead - written, header.length + from - file.dataOffset + written)).bytesWritten;
+          written += (await output.write(buffer, written, bytesRead - written, header.length + from - file.dataOffset + written))
+            .bytesWritten;
         }
         from += bytesRead;
       }

@@ -28,11 +28,17 @@ export function resolveLogFormat(choice: LogFormatChoice, isTty: boolean): LogFo
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const { format = "json", minLevel = "info", write = (line: string) => void process.stderr.write(line), now = () => new Date() } = options;
-  const log = (level: LogLevel) => (event: string, fields: Record<string, unknown> = {}) => {
-    if (LEVEL_RANK[level] < LEVEL_RANK[minLevel]) return;
-    const time = now();
-    write(format === "json" ? `${JSON.stringify({ time: time.toISOString(), level, event, ...fields })}\n` : textLine(time, level, event, fields));
-  };
+  const log =
+    (level: LogLevel) =>
+    (event: string, fields: Record<string, unknown> = {}) => {
+      if (LEVEL_RANK[level] < LEVEL_RANK[minLevel]) return;
+      const time = now();
+      write(
+        format === "json"
+          ? `${JSON.stringify({ time: time.toISOString(), level, event, ...fields })}\n`
+          : textLine(time, level, event, fields),
+      );
+    };
   return { info: log("info"), warn: log("warn"), error: log("error") };
 }
 

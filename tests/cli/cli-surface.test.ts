@@ -122,8 +122,8 @@ describe("lori-server's command surface", () => {
     ] as const) {
       const text = await serveLog([...args], env);
       expect(text).not.toMatch(/^\{/m);
-      expect(text).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO  listening url=http:\/\/127\.0\.0\.1:\d+ adapters=\[/m);
-      expect(text).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO  model_loaded id=lori-demo /m);
+      expect(text).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}listening url=http:\/\/127\.0\.0\.1:\d+ adapters=\[/m);
+      expect(text).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}model_loaded id=lori-demo /m);
     }
     const bad = await runCli(["serve", "--log-format", "xml"]);
     expect(bad.code).toBe(2);

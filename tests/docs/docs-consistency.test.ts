@@ -27,7 +27,9 @@ function codeLines(text: string): string[] {
 describe("docs", () => {
   it("never cite a design-notes file that is not in the repository", () => {
     const notes = ["DESIGN", "md"].join(".");
-    const citing = tracked.filter((f) => /\.(ts|mts|mjs|js|md|h|cpp|py|sh|json|yaml)$/.test(f) && existsSync(join(repoRoot, f)) && read(f).includes(notes));
+    const citing = tracked.filter(
+      (f) => /\.(ts|mts|mjs|js|md|h|cpp|py|sh|json|yaml)$/.test(f) && existsSync(join(repoRoot, f)) && read(f).includes(notes),
+    );
     expect(citing).toEqual([]);
   });
 
@@ -72,7 +74,9 @@ describe("docs", () => {
   });
 
   it("document every bench script in docs/benchmarks.md", () => {
-    const scripts = Object.keys((JSON.parse(read("package.json")) as { scripts: Record<string, string> }).scripts).filter((s) => s.startsWith("bench:"));
+    const scripts = Object.keys((JSON.parse(read("package.json")) as { scripts: Record<string, string> }).scripts).filter((s) =>
+      s.startsWith("bench:"),
+    );
     expect(scripts).toContain("bench:threads");
     const text = read("docs/benchmarks.md");
     expect(scripts.filter((s) => !text.includes(`npm run ${s}`))).toEqual([]);

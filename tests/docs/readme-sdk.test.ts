@@ -19,7 +19,8 @@ const README_URL = "http://127.0.0.1:8080/v1";
 function sdkBlock(language: "ts" | "python"): string {
   const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
   const section = readme.slice(readme.indexOf("### From the OpenAI SDKs"));
-  const match = new RegExp("```" + language + "\\n([\\s\\S]*?)```").exec(section);
+  const fence = "```";
+  const match = new RegExp(`${fence}${language}\\n([\\s\\S]*?)${fence}`).exec(section);
   if (!match) throw new Error(`README has no ${language} block under "From the OpenAI SDKs"`);
   return match[1]!;
 }
@@ -50,7 +51,23 @@ describe.skipIf(!existsSync(DEMO_MODEL_PATH))("README SDK examples", () => {
     expect(code).toContain(README_URL);
     await writeFile(snippet, code.replace(README_URL, `${t.baseUrl}/v1`));
     const tsc = join(repoRoot, "node_modules", "typescript", "bin", "tsc");
-    await run(process.execPath, [tsc, "--noEmit", "--strict", "--target", "es2022", "--module", "nodenext", "--moduleResolution", "nodenext", "--skipLibCheck", snippet], { cwd: repoRoot });
+    await run(
+      process.execPath,
+      [
+        tsc,
+        "--noEmit",
+        "--strict",
+        "--target",
+        "es2022",
+        "--module",
+        "nodenext",
+        "--moduleResolution",
+        "nodenext",
+        "--skipLibCheck",
+        snippet,
+      ],
+      { cwd: repoRoot },
+    );
     const { stdout } = await run(process.execPath, ["--import", "tsx", snippet], { cwd: repoRoot });
     const promised = promisedOutputs(code, /console\.log\(/);
     expect(promised).toEqual([" 8 + 6 = 14", " 8 + 6 = 14"]);

@@ -10,7 +10,14 @@ import { useTempDir } from "../support/temp-dir.js";
 async function tensorHashes(path: string): Promise<Map<string, string>> {
   const file = await readGgufFile(path);
   const bytes = await readFile(path);
-  return new Map(file.tensors.map((t) => [t.name, createHash("sha256").update(bytes.subarray(t.offset, t.offset + t.byteLength)).digest("hex")]));
+  return new Map(
+    file.tensors.map((t) => [
+      t.name,
+      createHash("sha256")
+        .update(bytes.subarray(t.offset, t.offset + t.byteLength))
+        .digest("hex"),
+    ]),
+  );
 }
 
 describe("rewriteGgufMetadata", () => {
@@ -22,7 +29,9 @@ describe("rewriteGgufMetadata", () => {
     for (const extra of [1, 31, 33, 5000]) {
       const out = join(tmp.path, `rewritten-${extra}.gguf`);
       await rewriteGgufMetadata(source, out, (metadata) => [
-        ...metadata.map(([key, value]): [string, typeof value] => (key === "general.name" ? [key, { type: "string", value: "renamed" }] : [key, value])),
+        ...metadata.map(([key, value]): [string, typeof value] =>
+          key === "general.name" ? [key, { type: "string", value: "renamed" }] : [key, value],
+        ),
         ["lori.note", { type: "string", value: "x".repeat(extra) }],
       ]);
       const before = await readGgufFile(source);
@@ -31,7 +40,9 @@ describe("rewriteGgufMetadata", () => {
       expect(after.metadata.get("lori.note")?.value).toBe("x".repeat(extra));
       expect(after.dataOffset % after.alignment).toBe(0);
       expect(after.dataOffset).toBeGreaterThan(before.dataOffset - 32);
-      expect(after.tensors.map(({ name, shape, type }) => ({ name, shape, type }))).toEqual(before.tensors.map(({ name, shape, type }) => ({ name, shape, type })));
+      expect(after.tensors.map(({ name, shape, type }) => ({ name, shape, type }))).toEqual(
+        before.tensors.map(({ name, shape, type }) => ({ name, shape, type })),
+      );
       expect(await tensorHashes(out)).toEqual(await tensorHashes(source));
       const last = before.tensors.at(-1)!;
       expect(await readTensorAsFloat32(out, after.tensors.at(-1)!)).toEqual(await readTensorAsFloat32(source, last));

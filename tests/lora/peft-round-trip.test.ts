@@ -33,7 +33,11 @@ describe.skipIf(!existsSync(DEMO_MODEL_PATH))("PEFT directories in and out", () 
     await cp(DEMO_ADAPTER, join(store(), "math"), { recursive: true });
     const shapes = moduleShapesOfGguf(await readGgufFile(DEMO_MODEL_PATH));
     // A published-style LoRI-S adapter: PEFT layout, no lori block, B dense with 90 % exact zeros.
-    await writePeftDir(join(tmp.path, "peft-loris"), { rank: 8, alpha: 16, tensors: randomPeftTensors(shapes, { rank: 8, seed: 11, zeroFraction: 0.9 }) });
+    await writePeftDir(join(tmp.path, "peft-loris"), {
+      rank: 8,
+      alpha: 16,
+      tensors: randomPeftTensors(shapes, { rank: 8, seed: 11, zeroFraction: 0.9 }),
+    });
     t = await startTestServer({ adaptersDir: store(), adaptersPollMs: 0 });
   });
 
@@ -41,7 +45,10 @@ describe.skipIf(!existsSync(DEMO_MODEL_PATH))("PEFT directories in and out", () 
     await t?.server.close();
   });
 
-  async function upload(name: string, dir: string): Promise<{ status: number; body: { lori: { variant: string; sparsity: number; seed: number | null }; bytes: number } }> {
+  async function upload(
+    name: string,
+    dir: string,
+  ): Promise<{ status: number; body: { lori: { variant: string; sparsity: number; seed: number | null }; bytes: number } }> {
     const form = new FormData();
     form.set("name", name);
     for (const file of ["adapter_config.json", WEIGHTS_FILE]) form.set(file, new Blob([await readFile(join(dir, file))]), file);

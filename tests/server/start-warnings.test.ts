@@ -17,7 +17,10 @@ const DEMO_ADAPTERS = fileURLToPath(new URL("../../adapters", import.meta.url));
 async function startupWarnings(model: string, adaptersDir: string): Promise<Array<Record<string, unknown>>> {
   const lines: string[] = [];
   const logger = createLogger({ format: "json", write: (l) => lines.push(l) });
-  const config = resolveServeConfig({ models: [model], adaptersDir, host: "127.0.0.1", port: 0, gpu: "off", threads: 1, contextSize: 256, adaptersPollMs: 0 }, {});
+  const config = resolveServeConfig(
+    { models: [model], adaptersDir, host: "127.0.0.1", port: 0, gpu: "off", threads: 1, contextSize: 256, adaptersPollMs: 0 },
+    {},
+  );
   const server = await startServer(config, { logger });
   await server.close();
   return lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.level === "warn");
@@ -33,7 +36,11 @@ describe.skipIf(!existsSync(DEMO_MODEL_PATH))("start-up warnings", () => {
     await createTinyModel({ out: tiny, seed: 1 });
     const warnings = await startupWarnings(tiny, adapters);
     expect(warnings).toEqual([
-      expect.objectContaining({ event: "adapters_fit_no_model", adapters: ["code", "math", "nlu", "safety"], message: expect.stringMatching(/adapter_incompatible: code, math, nlu, safety$/) }),
+      expect.objectContaining({
+        event: "adapters_fit_no_model",
+        adapters: ["code", "math", "nlu", "safety"],
+        message: expect.stringMatching(/adapter_incompatible: code, math, nlu, safety$/),
+      }),
     ]);
     expect(await startupWarnings(DEMO_MODEL_PATH, adapters)).toEqual([]);
   });
