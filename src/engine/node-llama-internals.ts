@@ -1,7 +1,7 @@
 import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 
 /**
- * The one place that touches node-llama-cpp's untyped internals (pinned at 3.21.1; see DESIGN.md §4):
+ * The one place that touches node-llama-cpp's untyped internals (pinned at 3.21.1; see docs/background.md §4):
  * swapping a context's adapter set in place, freeing an adapter, and serialising token sampling. Each
  * accessor checks at run time that the shape is what we expect, so an upgrade that changes them fails
  * loudly instead of corrupting memory.
