@@ -8,7 +8,7 @@ import { ARCHITECTURES, moduleOfBaseTensor, ropePermutationHeads, SUPPORTED_ARCH
 import { ggufArchitecture } from "./base-fingerprint.js";
 import { LoraError } from "./errors.js";
 import { validateGgufLoraHeader } from "./gguf-lora-validate.js";
-import { assembleImportedAdapter, type ImportOptions, type ImportSummary } from "./peft-import.js";
+import { baseFingerprintRecord, convertedAdapter, type ImportOptions, type ImportSummary, recoverLoriStructure } from "./peft-import.js";
 
 /**
  * Imports a GGUF LoRA (what llama.cpp's convert_lora_to_gguf.py and our `export --format gguf` write) for a base
@@ -145,5 +145,7 @@ export async function importGgufLora(
     use_dora: false,
     task_type: "CAUSAL_LM",
   };
-  return assembleImportedAdapter(modules, config, baseHeader, options, { source: file, from: "gguf" });
+  const recovered = recoverLoriStructure(config, modules, options);
+  const adapter = convertedAdapter(config, recovered.modules, recovered.summary, file, baseFingerprintRecord(baseHeader), "gguf");
+  return { adapter, summary: recovered.summary };
 }

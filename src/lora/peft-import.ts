@@ -3,7 +3,7 @@ import { basename, join, resolve } from "node:path";
 import type { GgufFile } from "../gguf/gguf-types.js";
 import { deriveConfig, validateModule, type Adapter, type LoraModule } from "./adapter.js";
 import { LORI_FORMAT_VERSION, parseAdapterConfig, type AdapterConfig, type LoriSection, type LoriVariant } from "./adapter-config.js";
-import { CONFIG_FILE, readAdapterDir, WEIGHTS_FILE } from "./adapter-io.js";
+import { CONFIG_FILE, readAdapterDir, WEIGHTS_FILE, writeAdapterDir } from "./adapter-io.js";
 import { parseTensorName } from "./adapter-layout.js";
 import { ARCHITECTURES, baseTensorName, moduleProblem, SUPPORTED_ARCHITECTURES, type ArchitectureLayout } from "./architectures.js";
 import { baseFingerprintOfGguf, ggufArchitecture, type BaseFingerprint } from "./base-fingerprint.js";
@@ -190,8 +190,66 @@ function zeroFraction(modules: readonly LoraModule[]): number {
   return total === 0 ? 0 : zeros / total;
 }
 
+/** The base's fingerprint as recorded in an adapter's config. */
+export function baseFingerprintRecord(baseHeader: GgufFile): NonNullable<LoriSection["base_fingerprint"]> {
+  return fingerprintJson(baseFingerprintOfGguf(baseHeader));
+}
+
 function fingerprintJson(fp: BaseFingerprint): NonNullable<LoriSection["base_fingerprint"]> {
   return { architecture: fp.architecture, tensors: Object.fromEntries(Object.entries(fp.tensors).map(([n, s]) => [n, [...s]])), sha256: fp.sha256 };
+}
+
+/**
+ * The LoRI structure a PEFT directory carries implicitly, made explicit: a dense A equal to the seeded A of the
+ * config's `lori.a_init` seed becomes seeded; a B that is mostly zeros (or whose config says LoRI-S) gets the
+ * mask "bits != 0". The one detection both `import` and the upload route use, so they agree on the variant and
+ * sparsity of the same directory.
+ */
+export function recoverLoriStructure(
+  config: AdapterConfig,
+  readModules: readonly LoraModule[],
+  options: ImportOptions = {},
+): { modules: LoraModule[]; summary: ImportSummary } {
+  let modules = recoverSeededA(readModules, config.lori?.a_init?.seed);
+  const seededModules = modules.filter((m, i) => m.a.kind === "seeded" && readModules[i]!.a.kind === "dense").length;
+  const hasMasks = modules.some((m) => m.mask);
+  const threshold = options.sparseThreshold ?? DEFAULT_SPARSE_THRESHOLD;
+  const detect = options.variant === undefined && (config.lori?.variant === "lori-s" || zeroFraction(modules) >= threshold);
+  const maskInferred = !hasMasks && (options.variant === "lori-s" || detect);
+  if (maskInferred) modules = modules.map((m) => ({ ...m, mask: maskOfNonZeroBits(m.b) }));
+  modules.forEach(validateModule);
+
+  const allSeeded = modules.every((m) => m.a.kind === "seeded");
+  const allMasked = modules.every((m) => m.mask);
+  const variant: LoriVariant =
+    options.variant ?? (allMasked ? "lori-s" : allSeeded ? "lori-d" : (config.lori?.variant ?? "lora"));
+  return { modules, summary: { variant, maskInferred, seededModules } };
+}
+
+/**
+ * The config of a converted adapter: the source's own fields and lori block, the variant found, a lineage entry
+ * (`from`: "lori" or "peft" for directories, "gguf" for GGUF LoRA files).
+ */
+export function convertedAdapter(
+  config: AdapterConfig,
+  modules: LoraModule[],
+  summary: ImportSummary,
+  source: string,
+  baseFingerprint: NonNullable<LoriSection["base_fingerprint"]> | null,
+  from: string = config.lori ? "lori" : "peft",
+): Adapter {
+  const entry = { op: "import", source, from, variant: summary.variant, mask_inferred: summary.maskInferred };
+  const lori: LoriSection = {
+    ...config.lori,
+    format_version: LORI_FORMAT_VERSION,
+    variant: summary.variant,
+    sparsity: 0,
+    a_init: null,
+    base_fingerprint: baseFingerprint ?? config.lori?.base_fingerprint ?? null,
+    lineage: [...(config.lori?.lineage ?? []), entry],
+    training: config.lori?.training ?? null,
+  };
+  return { config: deriveConfig({ ...config, lori }, modules), modules };
 }
 
 /**
@@ -207,52 +265,23 @@ export async function importAdapterDir(
   const layout = await precheck(dir, config, baseHeader);
   const read = await readAdapterDir(dir);
   checkAgainstBase(dir, read.modules, baseHeader, layout);
-  return assembleImportedAdapter(read.modules, config, baseHeader, options, {
-    source: basename(resolve(dir)),
-    from: config.lori ? "lori" : "peft",
-  });
+  const { modules, summary } = recoverLoriStructure(config, read.modules, options);
+  const adapter = convertedAdapter(config, modules, summary, basename(resolve(dir)), baseFingerprintRecord(baseHeader));
+  return { adapter, summary };
 }
 
 /**
- * The common end of every import (PEFT directories, GGUF LoRA files): modules already checked against the
- * base become an adapter of ours. A dense A equal to the seeded A of the config's `lori.a_init` seed becomes
- * seeded; a mostly-zero B (see DEFAULT_SPARSE_THRESHOLD) gets a LoRI-S mask; the variant is detected unless
- * forced; the base's fingerprint and an import lineage entry are recorded.
+ * For an adapter directory that arrived without going through `import` (an upload): converts it in place the
+ * way `import` would (seeded A, LoRI-S mask from B's zeros, variant), so both report the same variant and
+ * sparsity for the same files. A directory already in our format with nothing to recover is left byte for byte
+ * as it is. `source` names it in the lineage. No base model is at hand here, so no fingerprint is added.
  */
-export function assembleImportedAdapter(
-  read: readonly LoraModule[],
-  config: AdapterConfig,
-  baseHeader: GgufFile,
-  options: ImportOptions,
-  origin: { readonly source: string; readonly from: string },
-): { adapter: Adapter; summary: ImportSummary } {
-  let modules = recoverSeededA(read, config.lori?.a_init?.seed);
-  const seededModules = modules.filter((m, i) => m.a.kind === "seeded" && read[i]!.a.kind === "dense").length;
-  const hasMasks = modules.some((m) => m.mask);
-  const threshold = options.sparseThreshold ?? DEFAULT_SPARSE_THRESHOLD;
-  const maskInferred =
-    !hasMasks &&
-    options.variant !== "lora" &&
-    options.variant !== "lori-d" &&
-    (options.variant === "lori-s" || zeroFraction(modules) >= threshold);
-  if (maskInferred) modules = modules.map((m) => ({ ...m, mask: maskOfNonZeroBits(m.b) }));
-  modules.forEach(validateModule);
-
-  const allSeeded = modules.every((m) => m.a.kind === "seeded");
-  const allMasked = modules.every((m) => m.mask);
-  const variant: LoriVariant =
-    options.variant ?? (allMasked ? "lori-s" : allSeeded ? "lori-d" : (config.lori?.variant ?? "lora"));
-  const entry = { op: "import", source: origin.source, from: origin.from, variant, mask_inferred: maskInferred };
-  const lori: LoriSection = {
-    ...config.lori,
-    format_version: LORI_FORMAT_VERSION,
-    variant,
-    sparsity: 0,
-    a_init: null,
-    base_fingerprint: fingerprintJson(baseFingerprintOfGguf(baseHeader)),
-    lineage: [...(config.lori?.lineage ?? []), entry],
-    training: config.lori?.training ?? null,
-  };
-  const adapter: Adapter = { config: deriveConfig({ ...config, lori }, modules), modules };
-  return { adapter, summary: { variant, maskInferred, seededModules } };
+export async function normalizeAdapterDir(dir: string, source: string): Promise<{ adapter: Adapter; summary: ImportSummary; rewritten: boolean }> {
+  const read = await readAdapterDir(dir);
+  const { modules, summary } = recoverLoriStructure(read.config, read.modules);
+  const unchanged = read.config.lori !== undefined && !summary.maskInferred && summary.seededModules === 0;
+  if (unchanged) return { adapter: read, summary, rewritten: false };
+  const adapter = convertedAdapter(read.config, modules, summary, source, null);
+  await writeAdapterDir(dir, adapter, { overwrite: true });
+  return { adapter, summary, rewritten: true };
 }

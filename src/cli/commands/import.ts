@@ -34,6 +34,7 @@ Options:
   --dtype f32|f16          dtype of stored A / B / B values (default f32: lossless)
   --variant lora|lori-d|lori-s
                            record this variant instead of detecting it (lori-s masks B != 0)
+  --force                  replace an existing adapter NAME
   -h, --help               this help
 `;
 
@@ -50,6 +51,7 @@ export const importCommand: CliCommand = {
         "adapters-dir": { type: "string" },
         dtype: { type: "string" },
         variant: { type: "string" },
+        force: { type: "boolean" },
       },
       true,
     );
@@ -68,13 +70,16 @@ export const importCommand: CliCommand = {
     const adaptersDir = v["adapters-dir"] ?? DEFAULT_ADAPTERS_DIR;
     try {
       const target = storedAdapterDir(adaptersDir, v.name);
-      if (await pathExists(target)) throw new CliError(`adapter '${v.name}' already exists in ${adaptersDir}`, 1);
+      const force = v.force ?? false;
+      if (!force && (await pathExists(target))) {
+        throw new CliError(`adapter '${v.name}' already exists in ${adaptersDir} (use --force to replace it)`, 1);
+      }
+      const kind = await sourceKind(source);
       const baseHeader = await readGgufFile(v.base);
       const options = variant ? { variant } : {};
-      const { adapter, summary } = source.toLowerCase().endsWith(".gguf")
-        ? await importGgufLora(source, baseHeader, options)
-        : await importAdapterDir(source, baseHeader, options);
-      await writeAdapterDir(target, adapter, { dtype });
+      const { adapter, summary } =
+        kind === "gguf" ? await importGgufLora(source, baseHeader, options) : await importAdapterDir(source, baseHeader, options);
+      await writeAdapterDir(target, adapter, { dtype, overwrite: force });
       const { size } = await stat(join(target, WEIGHTS_FILE));
       const ranks = new Set(adapter.modules.map((m) => m.rank));
       process.stdout.write(
@@ -89,6 +94,20 @@ export const importCommand: CliCommand = {
     }
   },
 };
+
+/**
+ * import reads a directory; a file given instead (most often a GGUF LoRA) gets a message that says what to pass,
+ * instead of the ENOTDIR of reading PATH/adapter_config.json.
+ */
+/** An adapter directory, or a GGUF LoRA file (a file named *.gguf); anything else is refused in one line. */
+async function sourceKind(source: string): Promise<"directory" | "gguf"> {
+  const expected = "PATH must be an adapter directory (adapter_config.json + adapter_model.safetensors) or a GGUF LoRA file (.gguf)";
+  const info = await stat(source).catch(() => undefined);
+  if (info === undefined) throw new CliError(`${source} not found: ${expected}`, 1);
+  if (info.isDirectory()) return "directory";
+  if (source.toLowerCase().endsWith(".gguf")) return "gguf";
+  throw new CliError(`${source} is a file: ${expected}`, 1);
+}
 
 /** --dtype f32|f16 as the writer's dtype. */
 export function floatDtype(text: string | undefined): "F32" | "F16" {
