@@ -112,11 +112,7 @@ function validateTensor(tensor: GgufTensorInput, names: Set<string>): void {
   }
 }
 
-function encodeHeader(
-  metadata: Array<[string, GgufMetadataValue]>,
-  tensors: PlannedTensor[],
-  alignment: number,
-): Buffer {
+function encodeHeader(metadata: Array<[string, GgufMetadataValue]>, tensors: PlannedTensor[], alignment: number): Buffer {
   const encoder = new GgufHeaderEncoder();
   encoder.u32(GGUF_MAGIC);
   encoder.u32(GGUF_VERSION);

@@ -196,7 +196,11 @@ export function baseFingerprintRecord(baseHeader: GgufFile): NonNullable<LoriSec
 }
 
 function fingerprintJson(fp: BaseFingerprint): NonNullable<LoriSection["base_fingerprint"]> {
-  return { architecture: fp.architecture, tensors: Object.fromEntries(Object.entries(fp.tensors).map(([n, s]) => [n, [...s]])), sha256: fp.sha256 };
+  return {
+    architecture: fp.architecture,
+    tensors: Object.fromEntries(Object.entries(fp.tensors).map(([n, s]) => [n, [...s]])),
+    sha256: fp.sha256,
+  };
 }
 
 /**
@@ -221,8 +225,7 @@ export function recoverLoriStructure(
 
   const allSeeded = modules.every((m) => m.a.kind === "seeded");
   const allMasked = modules.every((m) => m.mask);
-  const variant: LoriVariant =
-    options.variant ?? (allMasked ? "lori-s" : allSeeded ? "lori-d" : (config.lori?.variant ?? "lora"));
+  const variant: LoriVariant = options.variant ?? (allMasked ? "lori-s" : allSeeded ? "lori-d" : (config.lori?.variant ?? "lora"));
   return { modules, summary: { variant, maskInferred, seededModules } };
 }
 
@@ -276,7 +279,10 @@ export async function importAdapterDir(
  * sparsity for the same files. A directory already in our format with nothing to recover is left byte for byte
  * as it is. `source` names it in the lineage. No base model is at hand here, so no fingerprint is added.
  */
-export async function normalizeAdapterDir(dir: string, source: string): Promise<{ adapter: Adapter; summary: ImportSummary; rewritten: boolean }> {
+export async function normalizeAdapterDir(
+  dir: string,
+  source: string,
+): Promise<{ adapter: Adapter; summary: ImportSummary; rewritten: boolean }> {
   const read = await readAdapterDir(dir);
   const { modules, summary } = recoverLoriStructure(read.config, read.modules);
   const unchanged = read.config.lori !== undefined && !summary.maskInferred && summary.seededModules === 0;

@@ -22,7 +22,6 @@ export interface WriteArchGgufOptions {
   readonly name?: string;
 }
 
-
 /** HF per-layer suffix -> llama.cpp suffix, for every family but Gemma's norms (below). */
 const LAYER_NAMES: Readonly<Record<string, string>> = {
   "input_layernorm.weight": "attn_norm.weight",
