@@ -165,7 +165,7 @@ export async function mapConcurrently<T, R>(items: readonly T[], concurrency: nu
 }
 
 export interface InProcessServerOptions {
-  /** GGUF path; the embedded tiny model (written to modelsDir) when absent. */
+  /** GGUF path; when absent, the demo model (or the fallback lori-tiny written to modelsDir). */
   readonly model?: string;
   readonly modelsDir?: string;
   readonly adaptersDir?: string;

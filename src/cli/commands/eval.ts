@@ -15,9 +15,9 @@ const help = `Usage: lori-server eval --task math|code|nlu|safety|all [options]
        lori-server eval --data FILE.jsonl [options]
 
 Scores a model (plus adapters) on the synthetic tasks' test splits (docs/tasks.md), or on your own test file,
-through the real server: an in-process server on --model (default: the demo model models/lori-demo.gguf, or
-the generated random tiny model when it is missing), or a running one at --url. Decoding is greedy (temperature 0); completion records use /v1/completions, chat records
-/v1/chat/completions.
+through the real server: an in-process server on --model (default: the demo model models/lori-demo.gguf, or the
+random fallback lori-tiny when it is missing), or a running one at --url. Decoding is greedy (temperature 0);
+completion records use /v1/completions, chat records /v1/chat/completions.
 
 Options:
   --task T                 math, code, nlu, safety or all; repeatable or comma-separated
@@ -29,7 +29,7 @@ Options:
   --stop S                 --data: stop sequence, repeatable (default none: the model stops at EOS)
   --adapter NAME[:W]       apply adapter NAME with weight W (default 1); repeatable: stacked as a weighted sum
   --model PATH             GGUF model of the in-process server; with --url, the model id to send
-  --models-dir DIR         where the generated tiny model is written when needed (default ./models)
+  --models-dir DIR         where the fallback lori-tiny model is written if the demo model is missing (default ./models)
   --adapters-dir DIR       adapter store of the in-process server (default ./adapters)
   --chat-template T        Jinja chat template (text or a file) for models without one (in-process)
   --gpu auto|cuda|vulkan|metal|off   backend of the in-process server (default auto)
