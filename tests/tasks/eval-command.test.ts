@@ -164,6 +164,24 @@ describe("lori-server eval --data on the demo model with the shipped examples", 
     expect(math.data.loss_tokens).toBe(base.data.loss_tokens);
   });
 
+  it("scores chat records through /v1/chat/completions against the last assistant message", async () => {
+    const file = join(tmpRoot.path, "chat.jsonl");
+    const hello = (answer: string) => ({ messages: [{ role: "user", content: "Hello!" }, { role: "assistant", content: answer }] });
+    // The demo model was pretrained on this small talk: it answers the first, never the second.
+    await writeFile(file, [hello("Hello! How can I help you?"), hello("Goodbye, see you tomorrow.")].map((r) => JSON.stringify(r)).join("\n") + "\n");
+    const run = async (extra: string[]) => {
+      const { code, stdout } = await runCli(["--data", file, "--model", demo, "--adapters-dir", adapters, "--gpu", "off", "--threads", "1", "--json", ...extra]);
+      expect(code).toBe(0);
+      return (JSON.parse(stdout) as FileReportJson).data;
+    };
+    const both = await run([]);
+    expect(both).toMatchObject({ examples: 2, correct: 1, exact_match: 0.5 });
+    const first = await run(["--limit", "1"]);
+    expect(first).toMatchObject({ examples: 1, correct: 1 });
+    // The answer the model gives costs far fewer nats per token than the one it never would.
+    expect(first.loss_per_token!).toBeLessThan(both.loss_per_token! / 2);
+  });
+
   it("--limit scores the first N records, and the loss covers the same records", async () => {
     const limited = await evalFile(["--adapter", "math", "--limit", "5", "--outputs", join(tmpRoot.path, "file-outputs.jsonl")]);
     expect(limited.data.examples).toBe(5);
