@@ -6,6 +6,7 @@ import {
   type LlamaModel,
   type SequenceEvaluateOptions,
   type Token,
+  TokenBias,
 } from "node-llama-cpp";
 import type {
   FinishReason,
@@ -181,6 +182,11 @@ function evaluateOptions(
     // stop, or (ignore_eos) keep them as ordinary tokens and generate on.
     yieldEogToken: true,
   };
+  if (params.logitBias && params.logitBias.size > 0) {
+    const bias = TokenBias.for(model);
+    for (const [token, logit] of params.logitBias) bias.set(token as Token, logit === -Infinity ? "never" : { logit });
+    options.tokenBias = bias;
+  }
   if (grammar) options.grammarEvaluationState = new LlamaGrammarEvaluationState({ model, grammar });
   if (params.repeatPenalty !== 1 || params.presencePenalty !== 0 || params.frequencyPenalty !== 0) {
     options.repeatPenalty = {

@@ -12,6 +12,11 @@ export interface GenerationParams {
   readonly frequencyPenalty: number;
   readonly repeatPenalty: number;
   readonly ignoreEos: boolean;
+  /**
+   * Token id -> amount added to its logit before sampling; -Infinity bans the token. node-llama-cpp leaves
+   * end-of-generation tokens unbiased.
+   */
+  readonly logitBias?: ReadonlyMap<number, number>;
   /** How many alternatives to report per token; null = no logprobs at all. */
   readonly topLogprobs: number | null;
   /**

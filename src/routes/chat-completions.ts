@@ -11,6 +11,7 @@ import { admitJob } from "../serving/admission.js";
 import { collectJob, streamJob, type Timings, usageOf } from "../serving/job-output.js";
 import { recordRequest } from "../serving/request-record.js";
 import { resolveTarget } from "../serving/target.js";
+import { vocabularySize } from "../engine/vocabulary.js";
 import { completionId } from "./completion-id.js";
 
 export function chatCompletionsRoutes(deps: AppDeps): Hono {
@@ -20,6 +21,7 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
     const request = await readJsonBody(c, chatCompletionRequestSchema);
     const { served, adapters } = resolveTarget(deps, c.get("principal"), request.model, request.adapter);
     const params = toGenerationParams(request, {
+      vocabularySize: vocabularySize(served.model),
       topLogprobs: request.logprobs ? (request.top_logprobs ?? 0) : null,
       output: chatOutputConstraint(request),
       maxTokens: request.max_completion_tokens ?? request.max_tokens,

@@ -12,6 +12,7 @@ import { admitJob } from "../serving/admission.js";
 import { collectJob, streamJob, type Timings, usageOf } from "../serving/job-output.js";
 import { recordRequest } from "../serving/request-record.js";
 import { resolveTarget } from "../serving/target.js";
+import { vocabularySize } from "../engine/vocabulary.js";
 import { completionId } from "./completion-id.js";
 
 export function completionsRoutes(deps: AppDeps): Hono {
@@ -33,6 +34,7 @@ export function completionsRoutes(deps: AppDeps): Hono {
       );
     }
     const params = toGenerationParams(request, {
+      vocabularySize: vocabularySize(served.model),
       topLogprobs: request.logprobs ?? null,
       promptLogprobs: request.echo === true && wantLogprobs,
       output: { kind: "text" },
