@@ -7,6 +7,7 @@ import { completionsRoutes } from "../routes/completions.js";
 import { healthRoutes } from "../routes/health.js";
 import { modelsRoutes } from "../routes/models.js";
 import { openapiRoutes } from "../routes/openapi.js";
+import { tokenizeRoutes } from "../routes/tokenize.js";
 import { apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "./app-deps.js";
 import { bearerAuth } from "./auth.js";
@@ -35,6 +36,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", modelsRoutes(deps));
   app.route("/", chatCompletionsRoutes(deps));
   app.route("/", completionsRoutes(deps));
+  app.route("/", tokenizeRoutes(deps));
   app.route("/", adaptersRoutes(deps));
   app.route("/", metricsRoutes(deps));
   return app;

@@ -5,9 +5,9 @@ import type { ServerCore } from "../../src/server/start-server.js";
  * The official `openai` client wired to an in-process server: its requests go through the whole HTTP app
  * (`app.request`), exactly as over a socket, without one.
  */
-export function inProcessClient(core: ServerCore): OpenAI {
+export function inProcessClient(core: ServerCore, basePath = "/v1"): OpenAI {
   return new OpenAI({
-    baseURL: "http://in-process/v1",
+    baseURL: `http://in-process${basePath}`,
     apiKey: "unused",
     maxRetries: 0,
     timeout: 60_000,
