@@ -23,7 +23,16 @@ export const samplingFields = {
     ),
   presence_penalty: z.number().min(-2).max(2).nullable().optional(),
   max_tokens: z.number().int().min(1).nullable().optional(),
-  n: z.number().int().nullable().optional().describe("Only 1 is supported."),
+  n: z
+    .number()
+    .int()
+    .min(1)
+    .max(128)
+    .nullable()
+    .optional()
+    .describe(
+      "Choices to generate, each on its own sequence; choice i samples with seed + i. At most --parallel × --max-lanes.",
+    ),
   seed: z.number().int().nullable().optional().describe("Same seed and request give the same output."),
   stop: stopSchema,
   stream: z.boolean().nullable().optional(),

@@ -18,9 +18,6 @@ export function toGenerationParams(
     vocabularySize: number;
   },
 ): GenerationParams {
-  if (request.n != null && request.n !== 1) {
-    throw apiErrors.invalidField("n", "Only n=1 is supported; send separate requests for several choices.");
-  }
   const stop = request.stop == null ? [] : typeof request.stop === "string" ? [request.stop] : request.stop;
   const temperature = request.temperature ?? 1;
   return {

@@ -1,14 +1,15 @@
 import { Hono } from "hono";
 import { buildChatPrompt, type ChatTurn } from "../engine/chat-prompt.js";
-import type { GeneratedPiece } from "../engine/generation-types.js";
+import type { GenerationJob } from "../engine/generation-job.js";
+import type { GeneratedPiece, GenerationResult } from "../engine/generation-types.js";
 import type { AppDeps } from "../http/app-deps.js";
 import { apiErrors } from "../errors/api-error.js";
 import { readJsonBody } from "../http/read-json-body.js";
 import { sseResponse } from "../http/sse.js";
 import { chatCompletionRequestSchema, type ChatMessage } from "../protocol/chat-schema.js";
 import { chatOutputConstraint, toGenerationParams } from "../protocol/to-generation-params.js";
-import { admitJob } from "../serving/admission.js";
-import { collectJob, streamJob, type Timings, usageOf } from "../serving/job-output.js";
+import { admitChoices } from "../serving/choices.js";
+import { collectJobs, combineResults, interleave, streamJob, type Timings, usageOf } from "../serving/job-output.js";
 import { recordRequest } from "../serving/request-record.js";
 import { resolveTarget } from "../serving/target.js";
 import { vocabularySize } from "../engine/vocabulary.js";
@@ -27,69 +28,88 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
       maxTokens: request.max_completion_tokens ?? request.max_tokens,
     });
     const prompt = buildChatPrompt(served.model, served.chatFormat, request.messages.map(toTurn));
-    const job = await admitJob(deps, served, {
-      promptTokens: prompt.tokens,
-      params: { ...params, stop: [...params.stop, ...prompt.stopStrings] },
-      stopTokens: prompt.stopTokens,
-      adapters,
-      signal: c.req.raw.signal,
-    });
+    const n = request.n ?? 1;
+    const jobs = await admitChoices(
+      deps,
+      served,
+      {
+        promptTokens: prompt.tokens,
+        params: { ...params, stop: [...params.stop, ...prompt.stopStrings] },
+        stopTokens: prompt.stopTokens,
+        adapters,
+        signal: c.req.raw.signal,
+      },
+      n,
+    );
     const id = completionId("chatcmpl");
     const created = Math.floor(Date.now() / 1000);
     const model = served.spec.id;
     const wantLogprobs = params.topLogprobs !== null;
+    const record = (results: readonly GenerationResult[] | undefined, stream: boolean) =>
+      recordRequest(deps, {
+        id,
+        route: "chat",
+        model,
+        adapters,
+        job: jobs[0]!,
+        timings,
+        stream,
+        ...(results && results.length === n ? { result: combineResults(results) } : {}),
+      });
 
     if (request.stream) {
       const includeUsage = request.stream_options?.include_usage === true;
-      const chunk = (delta: object, finish: string | null, logprobs?: unknown) => ({
+      const chunk = (index: number, delta: object, finish: string | null, logprobs?: unknown) => ({
         id,
         object: "chat.completion.chunk",
         created,
         model,
-        choices: [{ index: 0, delta, ...(logprobs !== undefined ? { logprobs } : {}), finish_reason: finish }],
+        choices: [{ index, delta, ...(logprobs !== undefined ? { logprobs } : {}), finish_reason: finish }],
         ...(includeUsage ? { usage: null } : {}),
       });
-      let last: Parameters<typeof usageOf>[0] | undefined;
-      async function* events() {
-        yield chunk({ role: "assistant", content: "" }, null);
+      const results: GenerationResult[] = [];
+      async function* choice(job: GenerationJob, index: number) {
+        yield chunk(index, { role: "assistant", content: "" }, null);
         yield* streamJob(
           job,
           timings,
-          (piece) => chunk({ content: piece.text }, null, wantLogprobs ? chatLogprobs([piece]) : undefined),
+          (piece) => chunk(index, { content: piece.text }, null, wantLogprobs ? chatLogprobs([piece]) : undefined),
           (result) => {
-            last = result;
+            results.push(result);
             // Cancelled: the client is gone, there is no one to tell.
-            if (result.finishReason === "cancelled") return [];
-            const end: object[] = [chunk({}, result.finishReason)];
-            if (includeUsage) end.push({ id, object: "chat.completion.chunk", created, model, choices: [], usage: usageOf(result) });
-            return end;
+            return result.finishReason === "cancelled" ? [] : [chunk(index, {}, result.finishReason)];
           },
         );
       }
+      async function* events() {
+        yield* interleave(jobs.map(choice));
+        if (includeUsage && results.length === n && !results.some((r) => r.finishReason === "cancelled")) {
+          yield { id, object: "chat.completion.chunk", created, model, choices: [], usage: usageOf(combineResults(results)) };
+        }
+      }
       return sseResponse(events(), () => {
-        job.dispose();
-        recordRequest(deps, { id, route: "chat", model, adapters, job, timings, stream: true, ...(last ? { result: last } : {}) });
+        for (const job of jobs) job.dispose();
+        record(results, true);
       });
     }
 
-    const { text, pieces, result } = await collectJob(job, timings);
-    recordRequest(deps, { id, route: "chat", model, adapters, job, timings, result, stream: false });
+    const outputs = await collectJobs(jobs, timings);
+    const results = outputs.map((o) => o.result);
+    record(results, false);
     // Cancelled: the client is gone and reads nothing; the error table's 499 is for proxies' logs.
-    if (result.finishReason === "cancelled") throw apiErrors.cancelled();
+    if (results.some((r) => r.finishReason === "cancelled")) throw apiErrors.cancelled();
     return c.json({
       id,
       object: "chat.completion",
       created,
       model,
-      choices: [
-        {
-          index: 0,
-          message: { role: "assistant", content: text },
-          logprobs: wantLogprobs ? chatLogprobs(pieces) : null,
-          finish_reason: result.finishReason,
-        },
-      ],
-      usage: usageOf(result),
+      choices: outputs.map(({ text, pieces, result }, index) => ({
+        index,
+        message: { role: "assistant", content: text },
+        logprobs: wantLogprobs ? chatLogprobs(pieces) : null,
+        finish_reason: result.finishReason,
+      })),
+      usage: usageOf(combineResults(results)),
     });
   });
   return app;
