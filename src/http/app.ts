@@ -4,6 +4,7 @@ import { adaptersRoutes } from "../routes/adapters.js";
 import { metricsRoutes } from "../routes/metrics.js";
 import { chatCompletionsRoutes } from "../routes/chat-completions.js";
 import { completionsRoutes } from "../routes/completions.js";
+import { embeddingsRoutes } from "../routes/embeddings.js";
 import { healthRoutes } from "../routes/health.js";
 import { modelsRoutes } from "../routes/models.js";
 import { openapiRoutes } from "../routes/openapi.js";
@@ -36,6 +37,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", modelsRoutes(deps));
   app.route("/", chatCompletionsRoutes(deps));
   app.route("/", completionsRoutes(deps));
+  app.route("/", embeddingsRoutes(deps));
   app.route("/", tokenizeRoutes(deps));
   app.route("/", adaptersRoutes(deps));
   app.route("/", metricsRoutes(deps));
