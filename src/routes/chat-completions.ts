@@ -1,18 +1,22 @@
 import { Hono } from "hono";
-import { buildChatPrompt, type ChatTurn } from "../engine/chat-prompt.js";
+import { buildChatPrompt, type ChatFunction } from "../engine/chat-prompt.js";
+import { toolCallFormat } from "../engine/tool-call-format.js";
 import type { GenerationJob } from "../engine/generation-job.js";
 import type { GeneratedPiece, GenerationResult } from "../engine/generation-types.js";
 import type { AppDeps } from "../http/app-deps.js";
 import { apiErrors } from "../errors/api-error.js";
 import { readJsonBody } from "../http/read-json-body.js";
 import { sseResponse } from "../http/sse.js";
-import { chatCompletionRequestSchema, type ChatMessage } from "../protocol/chat-schema.js";
+import { toChatTurns } from "../protocol/chat-messages.js";
+import { chatCompletionRequestSchema, type Tool } from "../protocol/chat-schema.js";
+import { requestedToolMode } from "../protocol/tool-choice.js";
 import { chatOutputConstraint, toGenerationParams } from "../protocol/to-generation-params.js";
 import { admitChoices } from "../serving/choices.js";
 import { collectJobs, combineResults, interleave, streamJob, type Timings, usageOf } from "../serving/job-output.js";
 import { recordRequest } from "../serving/request-record.js";
 import { resolveTarget } from "../serving/target.js";
 import { vocabularySize } from "../engine/vocabulary.js";
+import { toolCallResponse } from "./chat-tool-calls.js";
 import { completionId } from "./completion-id.js";
 
 export function chatCompletionsRoutes(deps: AppDeps): Hono {
@@ -27,7 +31,33 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
       output: chatOutputConstraint(request),
       maxTokens: request.max_completion_tokens ?? request.max_tokens,
     });
-    const prompt = buildChatPrompt(served.model, served.chatFormat, request.messages.map(toTurn));
+    const toolMode = requestedToolMode(request);
+    const usesTools =
+      (request.tools?.length ?? 0) > 0 || request.messages.some((m) => m.role === "tool" || (m.role === "assistant" && m.tool_calls?.length));
+    const format = usesTools ? toolCallFormat(served.model, served.chatFormat) : null;
+    if (usesTools && format === null) {
+      throw apiErrors.invalidField(
+        "tools",
+        `The chat template of '${served.spec.id}' has no tool-call format, so 'tools' (and tool messages) cannot be used with it; serve it with a --chat-template that renders tools.`,
+      );
+    }
+    const turns = toChatTurns(request.messages);
+    const functions = toolMode === null ? undefined : offeredFunctions(request.tools ?? []);
+    const prompt = buildChatPrompt(served.model, served.chatFormat, turns, functions);
+    if (toolMode !== null && format !== null) {
+      return toolCallResponse(c, deps, {
+        served,
+        adapters,
+        format,
+        prompt,
+        tools: request.tools ?? [],
+        mode: toolMode,
+        params,
+        stream: request.stream === true,
+        includeUsage: request.stream_options?.include_usage === true,
+        timings,
+      });
+    }
     const n = request.n ?? 1;
     const jobs = await admitChoices(
       deps,
@@ -115,11 +145,17 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
   return app;
 }
 
-function toTurn(message: ChatMessage): ChatTurn {
-  const content = message.content ?? "";
-  const text = typeof content === "string" ? content : content.map((part) => part.text).join("");
-  const role = message.role === "developer" ? "system" : message.role;
-  return { role, content: text };
+/** The offered functions as the chat wrapper documents them to the model. */
+function offeredFunctions(tools: readonly Tool[]): Record<string, ChatFunction> {
+  return Object.fromEntries(
+    tools.map((tool) => [
+      tool.function.name,
+      {
+        ...(tool.function.description !== undefined ? { description: tool.function.description } : {}),
+        ...(tool.function.parameters !== undefined ? { parameters: tool.function.parameters } : {}),
+      },
+    ]),
+  );
 }
 
 /** OpenAI chat logprobs; `bytes` are the token's own bytes, so partial characters can be joined by clients. */
