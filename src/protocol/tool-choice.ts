@@ -33,6 +33,7 @@ export function requestedToolMode(request: ChatCompletionRequest): RequestedTool
     throw apiErrors.invalidField("tool_choice", `'tool_choice' names '${mode.name}', which is not among 'tools'.`);
   }
   if ((request.n ?? 1) > 1) throw apiErrors.invalidField("n", "'n' above 1 cannot be combined with 'tools'.");
+  if (request.logprobs === true) throw apiErrors.invalidField("logprobs", "'logprobs' cannot be combined with 'tools'.");
   if (request.response_format && request.response_format.type !== "text") {
     throw apiErrors.invalidField(
       "response_format",

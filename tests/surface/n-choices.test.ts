@@ -60,6 +60,23 @@ describe("n > 1 through the official client", () => {
     expect(usage!.completion_tokens).toBe(plain.usage!.completion_tokens);
   });
 
+  it("streams n: 2 completions with echo and logprobs, each choice its own text and offsets", async () => {
+    const body = { ...sample, prompt: "A:", max_tokens: 8, n: 2, seed: 3, echo: true, logprobs: 1 };
+    const plain = await client.completions.create(body);
+    const stream = await client.completions.create({ ...body, stream: true });
+    const texts = ["", ""];
+    for await (const chunk of stream) for (const choice of chunk.choices) texts[choice.index] += choice.text;
+    expect(texts).toEqual(plain.choices.map((c) => c.text));
+    for (const choice of plain.choices) {
+      expect(choice.text.startsWith("A:")).toBe(true);
+      // Offsets run through each choice's own text.
+      const offsets = choice.logprobs!.text_offset!;
+      expect(offsets.at(-1)!).toBeLessThan(choice.text.length);
+      // The demo model's BOS is scored too (a control token: it adds no text).
+      expect(choice.logprobs!.tokens!.filter((t) => t !== "<|bos|>").join("")).toBe(choice.text);
+    }
+  });
+
   it("refuses n beyond what the model runs at once, naming the limit", async () => {
     const r = await postJson(core, "/v1/completions", { prompt: "a", n: 5 });
     expect(r.status).toBe(400);

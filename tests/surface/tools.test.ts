@@ -179,6 +179,8 @@ describe("tools and tool_choice through the official client", () => {
     });
     expect(missing.status).toBe(400);
     expect(missing.json.error.param).toBe("tool_choice");
+    const withLogprobs = await postJson(core, "/v1/chat/completions", { messages: MESSAGES, tools: TOOLS, logprobs: true });
+    expect(withLogprobs.json.error.param).toBe("logprobs");
     const noTools = await postJson(core, "/v1/chat/completions", { messages: MESSAGES, tool_choice: "required" });
     expect(noTools.status).toBe(400);
     const orphan = await postJson(core, "/v1/chat/completions", {
