@@ -26,9 +26,7 @@ export const chatMessageSchema = z.discriminatedUnion("role", [
   z.object({ role: z.literal("tool"), content: contentSchema, tool_call_id: z.string() }),
 ]);
 
-const functionNameSchema = z
-  .string()
-  .regex(/^[a-zA-Z0-9_-]{1,64}$/, "must be 1-64 letters, digits, underscores or dashes");
+const functionNameSchema = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "must be 1-64 letters, digits, underscores or dashes");
 
 export const toolSchema = z.object({
   type: z.literal("function"),

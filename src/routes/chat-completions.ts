@@ -33,7 +33,8 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
     });
     const toolMode = requestedToolMode(request);
     const usesTools =
-      (request.tools?.length ?? 0) > 0 || request.messages.some((m) => m.role === "tool" || (m.role === "assistant" && m.tool_calls?.length));
+      (request.tools?.length ?? 0) > 0 ||
+      request.messages.some((m) => m.role === "tool" || (m.role === "assistant" && m.tool_calls?.length));
     const format = usesTools ? toolCallFormat(served.model, served.chatFormat) : null;
     if (usesTools && format === null) {
       throw apiErrors.invalidField(
