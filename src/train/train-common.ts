@@ -51,6 +51,8 @@ export interface RunSettings {
   readonly forwardSigint?: boolean;
   /** Aborting stops the trainer cleanly (as SIGINT does). */
   readonly signal?: AbortSignal;
+  /** OS priority of the trainer process (see NativeTrainerOptions.priority). Default: inherited. */
+  readonly priority?: number;
 }
 
 export interface TrainProgress {
@@ -195,7 +197,7 @@ export interface PhaseRun {
 export async function runTrainerPhase(config: TrainConfig | FullTrainConfig, phase: PhaseRun, run: RunSettings): Promise<PhaseSummary> {
   const trainer = await NativeTrainerRun.start(
     { ...config, ...(run.gpu ? { gpu: run.gpu } : {}), ...(run.threads ? { threads: run.threads } : {}) },
-    { forwardSigint: run.forwardSigint ?? true, ...(run.signal ? { signal: run.signal } : {}) },
+    { forwardSigint: run.forwardSigint ?? true, ...(run.signal ? { signal: run.signal } : {}), ...(run.priority !== undefined ? { priority: run.priority } : {}) },
   );
   const where = { phase: phase.phase, phaseIndex: phase.phaseIndex, phaseCount: phase.phaseCount, totalSteps: phase.totalSteps };
   let start: Extract<TrainerEvent, { event: "start" }> | undefined;
