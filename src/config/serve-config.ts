@@ -29,6 +29,13 @@ export const serveConfigSchema = z.object({
   bodyTimeoutMs: z.coerce.number().int().min(100).default(60_000).describe("time a client may take to send the whole request"),
   metricsMaxAdapterSets: z.coerce.number().int().min(1).max(10_000).default(64),
   logRequests: z.boolean().default(true),
+  dataDir: z.string().min(1).default("data").describe("uploaded files and fine-tuning jobs"),
+  maxFileMb: z.coerce.number().positive().max(1_000_000).default(100).describe("size limit of an uploaded file, in MiB"),
+  maxTrainingJobs: z.coerce.number().int().min(0).max(64).default(1).describe("fine-tuning jobs that train at once (0 = none start)"),
+  trainingThreads: z
+    .union([z.literal("auto"), z.coerce.number().int().min(1).max(1024)])
+    .default("auto")
+    .describe("CPU threads of each training job (auto: half the cores, at least 1)"),
 });
 
 export type ServeConfig = z.infer<typeof serveConfigSchema>;
@@ -59,6 +66,10 @@ export const serveEnvVars = {
   headerTimeoutMs: "LORI_HEADER_TIMEOUT_MS",
   bodyTimeoutMs: "LORI_BODY_TIMEOUT_MS",
   metricsMaxAdapterSets: "LORI_METRICS_MAX_ADAPTER_SETS",
+  dataDir: "LORI_DATA_DIR",
+  maxFileMb: "LORI_MAX_FILE_MB",
+  maxTrainingJobs: "LORI_MAX_TRAINING_JOBS",
+  trainingThreads: "LORI_TRAINING_THREADS",
 } as const satisfies Partial<Record<keyof ServeConfig, string>>;
 
 const listKeys = new Set<keyof ServeConfig>(["models", "apiKeys", "adapterRoots"]);
