@@ -1,6 +1,7 @@
 import type { KeyGrant } from "../config/keys-file.js";
 import type { AdapterRegistry } from "../engine/adapters/adapter-registry.js";
 import type { ModelRegistry } from "../engine/model-registry.js";
+import type { FineTuningService } from "../fine-tuning/fine-tuning-service.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { Logger } from "../util/logger.js";
 
@@ -17,6 +18,8 @@ export interface AppDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly lifecycle: ServerLifecycle;
+  /** Files and fine-tuning jobs (/v1/files, /v1/fine_tuning); absent = those routes do not exist. */
+  readonly fineTuning?: FineTuningService;
 }
 
 /** Readiness and draining, shared by the probes and the request handlers. */

@@ -22,7 +22,13 @@ export interface Target {
  */
 export function resolveTarget(deps: AppDeps, principal: Principal, modelId: string | undefined, field: unknown): Target {
   if (!deps.lifecycle.ready) throw apiErrors.notReady();
-  const selections = normalizeAdapterField(field as Parameters<typeof normalizeAdapterField>[0]);
+  // Fine-tuned models (`ft:<base>:<suffix>:<job>`) are adapters stored under a shorter name.
+  const stored = (name: string) => deps.fineTuning?.adapterForModelId(name) ?? name;
+  if (modelId !== undefined) modelId = stored(modelId);
+  const selections = normalizeAdapterField(field as Parameters<typeof normalizeAdapterField>[0]).map((s) => ({
+    ...s,
+    name: stored(s.name),
+  }));
   let served = deps.models.get(modelId);
   if (!served && modelId !== undefined) {
     const entry = deps.adapters.get(modelId);
