@@ -13,6 +13,7 @@ import { ShuttingDownError } from "../engine/engine-errors.js";
 import type { LaneEvents } from "../engine/lanes/lane-scheduler.js";
 import { defaultThreadCount, loadLlama } from "../engine/llama-runtime.js";
 import { ModelRegistry } from "../engine/model-registry.js";
+import { registerFineTuningMetrics } from "../fine-tuning/fine-tuning-metrics.js";
 import { defaultTrainingThreads, FineTuningService } from "../fine-tuning/fine-tuning-service.js";
 import { parseModelSpec, ServedModel } from "../engine/served-model.js";
 import { ServerLifecycle } from "../http/app-deps.js";
@@ -130,6 +131,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
     await models.dispose();
     throw error;
   }
+  registerFineTuningMetrics(metrics.registry, fineTuning);
   lifecycle.ready = true;
 
   const app = createApp({

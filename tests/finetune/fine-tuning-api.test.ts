@@ -132,7 +132,19 @@ describe("fine-tuning API (openai client, demo model)", () => {
     expect(otherModels).not.toContain(job.fine_tuned_model);
     expect((await admin.fineTuning.jobs.retrieve(job.id)).status).toBe("succeeded");
     expect((await ask(admin, job.fine_tuned_model!)).choices[0]!.message.content).toBe(tuned);
-  });
+
+    // The streaming variant replays the finished job's events, oldest first, then ends.
+    const sse = await (await core.app.request(`/v1/fine_tuning/jobs/${job.id}/events?stream=true`, { headers: { Authorization: `Bearer ${TRAINER}` } })).text();
+    const frames = sse.split("\n\n").filter(Boolean).map((f) => f.replace(/^data: /, ""));
+    expect(frames.at(-1)).toBe("[DONE]");
+    const streamed = frames.slice(0, -1).map((f) => JSON.parse(f) as { id: string });
+    expect(streamed.map((e) => e.id)).toEqual(events.map((e) => e.id).reverse());
+
+    const metrics = await (await core.app.request("/metrics", { headers: { Authorization: `Bearer ${ADMIN}` } })).text();
+    expect(metrics).toContain('lori_fine_tuning_jobs{status="succeeded"} 1');
+    expect(metrics).toMatch(/^lori_fine_tuning_queue_length 0$/m);
+    expect(metrics).toMatch(/^lori_fine_tuning_tokens_per_second 0$/m);
+  }, 180_000);
 
   it("cancels a running job within 2 s and leaves no adapter", async () => {
     const file = await upload(otherTrainer, secretWordTask().lines);
