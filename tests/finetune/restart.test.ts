@@ -1,0 +1,105 @@
+import { readFile } from "node:fs/promises";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { toFile } from "openai";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { resolveServeConfig } from "../../src/config/serve-config.js";
+import { createServerCore, type ServerCore } from "../../src/server/start-server.js";
+import { ensureTrainerBuilt } from "../native/helpers.js";
+import { clientFor, secretWordTask, waitFor } from "./helpers.js";
+
+const demoModelPath = resolve("models/lori-demo.gguf");
+
+/** A server core over fixed data and adapters dirs, so a second core sees what the first left. */
+function openCore(dirs: { data: string; adapters: string }, maxTrainingJobs = 1): Promise<ServerCore> {
+  const config = resolveServeConfig(
+    {
+      models: [`lori-demo=${demoModelPath}`],
+      gpu: "off",
+      threads: 1,
+      contextSize: 256,
+      logRequests: false,
+      adaptersPollMs: 0,
+      dataDir: dirs.data,
+      adaptersDir: dirs.adapters,
+      trainingThreads: 1,
+      maxTrainingJobs,
+    },
+    {},
+  );
+  return createServerCore(config);
+}
+
+function freshDirs() {
+  return { data: mkdtempSync(join(tmpdir(), "lori-ft-data-")), adapters: mkdtempSync(join(tmpdir(), "lori-ft-adapters-")) };
+}
+
+const JOB = { model: "lori-demo", seed: 11, lori: { method: "lori-d", rank: 8, steps: 60 } };
+
+async function startJob(core: ServerCore): Promise<string> {
+  const client = clientFor(core);
+  const file = await client.files.create({ file: await toFile(Buffer.from(secretWordTask().lines.join("\n")), "train.jsonl"), purpose: "fine-tune" });
+  // `lori` is our extension, unknown to the client's types.
+  const job = await client.fineTuning.jobs.create({ ...JOB, training_file: file.id } as Parameters<typeof client.fineTuning.jobs.create>[0]);
+  return job.id;
+}
+
+function succeeded(core: ServerCore, id: string) {
+  return waitFor(
+    async () => {
+      const job = core.fineTuning.jobs.get(id)!;
+      if (job.status === "failed") throw new Error(`job failed: ${JSON.stringify(job.error)}`);
+      return job.status === "succeeded" ? job : undefined;
+    },
+    120_000,
+    "the job to succeed",
+  );
+}
+
+describe("fine-tuning jobs across a server restart", () => {
+  const open: ServerCore[] = [];
+  beforeAll(() => ensureTrainerBuilt());
+  afterEach(async () => {
+    for (const core of open.splice(0)) await core.dispose();
+  });
+
+  it("a queued job stays queued; a running job resumes from its checkpoint and ends bit-identical to an uninterrupted run", async () => {
+    // The reference: the same job, never interrupted.
+    const refDirs = freshDirs();
+    const ref = await openCore(refDirs);
+    open.push(ref);
+    const refJob = await succeeded(ref, await startJob(ref));
+    const reference = await readFile(join(refDirs.adapters, refJob.adapter, "adapter_model.safetensors"));
+
+    // No training slots: the job waits queued, and still does after a restart.
+    const dirs = freshDirs();
+    const first = await openCore(dirs, 0);
+    open.push(first);
+    const id = await startJob(first);
+    await waitFor(async () => (first.fineTuning.jobs.get(id)!.status === "queued" ? true : undefined), 10_000, "queued");
+    await first.dispose();
+    const second = await openCore(dirs, 0);
+    open.push(second);
+    expect(second.fineTuning.jobs.get(id)!.status).toBe("queued");
+    expect(second.fineTuning.queueLength()).toBe(1);
+    await second.dispose();
+
+    // With a slot it starts; stopped mid-run (a shutdown: the trainer checkpoints), it stays `running` on disk.
+    const third = await openCore(dirs);
+    open.push(third);
+    await waitFor(async () => (third.fineTuning.jobs.eventsOf(id).some((e) => (e.data as { step?: number } | null)?.step === 10) ? true : undefined), 60_000, "step 10");
+    await third.dispose();
+    expect(third.fineTuning.jobs.get(id)!.status).toBe("running");
+
+    const fourth = await openCore(dirs);
+    open.push(fourth);
+    const job = await succeeded(fourth, id);
+    const resumedEvent = fourth.fineTuning.jobs.eventsOf(id).find((e) => e.message === "Fine-tuning job resumed");
+    expect(resumedEvent).toBeDefined();
+    const start = fourth.fineTuning.jobs.eventsOf(id).filter((e) => e.message.startsWith("Training train phase")).at(-1);
+    expect((start!.data as { start_step: number }).start_step).toBeGreaterThanOrEqual(10);
+    const resumed = await readFile(join(dirs.adapters, job.adapter, "adapter_model.safetensors"));
+    expect(resumed.equals(reference)).toBe(true);
+  }, 240_000);
+});
