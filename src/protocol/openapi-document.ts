@@ -3,6 +3,7 @@ import { stringify } from "yaml";
 import { z } from "zod";
 import { chatCompletionRequestSchema } from "./chat-schema.js";
 import { completionRequestSchema } from "./completion-schema.js";
+import { addFineTuningPaths, fineTuningComponents } from "./fine-tuning-openapi.js";
 import { mergeAdaptersSchema, registerAdapterSchema } from "../routes/adapters.js";
 import {
   adapterListSchema,
@@ -28,6 +29,7 @@ const components = {
   RegisterAdapterRequest: registerAdapterSchema,
   MergeAdaptersRequest: mergeAdaptersSchema,
   Error: errorEnvelopeSchema,
+  ...fineTuningComponents,
 } as const;
 
 function toSchema(schema: z.ZodType): SchemaObject {
@@ -169,6 +171,7 @@ export function buildOpenApiDocument() {
       responses: { "201": adapterResponse("The merged adapter"), "403": errorResponse("Not an admin key"), "409": errorResponse("Name taken"), ...standardErrors },
     },
   });
+  addFineTuningPaths(builder, ref, errorResponse);
   builder.addPath("/metrics", {
     get: {
       operationId: "metrics",
