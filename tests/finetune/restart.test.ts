@@ -1,8 +1,11 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { toFile } from "openai";
+import OpenAI, { toFile } from "openai";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { resolveServeConfig } from "../../src/config/serve-config.js";
 import { createServerCore, type ServerCore } from "../../src/server/start-server.js";
@@ -59,18 +62,24 @@ function succeeded(core: ServerCore, id: string) {
 
 describe("fine-tuning jobs across a server restart", () => {
   const open: ServerCore[] = [];
-  beforeAll(() => ensureTrainerBuilt());
+  /** The same job, never interrupted. */
+  let reference: Buffer;
+  beforeAll(async () => {
+    ensureTrainerBuilt();
+    const refDirs = freshDirs();
+    const ref = await openCore(refDirs);
+    try {
+      const refJob = await succeeded(ref, await startJob(ref));
+      reference = await readFile(join(refDirs.adapters, refJob.adapter, "adapter_model.safetensors"));
+    } finally {
+      await ref.dispose();
+    }
+  }, 240_000);
   afterEach(async () => {
     for (const core of open.splice(0)) await core.dispose();
   });
 
   it("a queued job stays queued; a running job resumes from its checkpoint and ends bit-identical to an uninterrupted run", async () => {
-    // The reference: the same job, never interrupted.
-    const refDirs = freshDirs();
-    const ref = await openCore(refDirs);
-    open.push(ref);
-    const refJob = await succeeded(ref, await startJob(ref));
-    const reference = await readFile(join(refDirs.adapters, refJob.adapter, "adapter_model.safetensors"));
 
     // No training slots: the job waits queued, and still does after a restart.
     const dirs = freshDirs();
@@ -102,4 +111,65 @@ describe("fine-tuning jobs across a server restart", () => {
     const resumed = await readFile(join(dirs.adapters, job.adapter, "adapter_model.safetensors"));
     expect(resumed.equals(reference)).toBe(true);
   }, 240_000);
+
+  it("kill -9 of the server mid-job: the restarted server resumes the job, and the adapter is bit-identical", async () => {
+    const dirs = freshDirs();
+    const args = [cli, "serve", "--port", "0", "--model", `lori-demo=${demoModelPath}`, "--gpu", "off", "--threads", "1", "--context-size", "256", "--quiet"];
+    args.push("--data-dir", dirs.data, "--adapters-dir", dirs.adapters, "--training-threads", "1", "--adapters-poll-ms", "0");
+    const first = await startCli(args);
+    let id: string;
+    try {
+      const client = new OpenAI({ apiKey: "unused", baseURL: `${first.url}/v1`, maxRetries: 0 });
+      const file = await client.files.create({ file: await toFile(Buffer.from(secretWordTask().lines.join("\n")), "train.jsonl"), purpose: "fine-tune" });
+      id = (await client.fineTuning.jobs.create({ ...JOB, training_file: file.id } as Parameters<typeof client.fineTuning.jobs.create>[0])).id;
+      await waitFor(
+        async () => ((await client.fineTuning.jobs.listEvents(id, { limit: 5 })).data.some((e) => (e.data as { step?: number } | null)?.step === 5) ? true : undefined),
+        60_000,
+        "step 5",
+      );
+    } finally {
+      first.child.kill("SIGKILL");
+      await once(first.child, "exit");
+    }
+
+    const second = await startCli(args);
+    try {
+      const client = new OpenAI({ apiKey: "unused", baseURL: `${second.url}/v1`, maxRetries: 0 });
+      const job = await waitFor(
+        async () => {
+          const j = await client.fineTuning.jobs.retrieve(id);
+          if (j.status === "failed") throw new Error(`job failed: ${JSON.stringify(j.error)}`);
+          return j.status === "succeeded" ? j : undefined;
+        },
+        120_000,
+        "the resumed job to succeed",
+      );
+      const messages = (await client.fineTuning.jobs.listEvents(id, { limit: 100 })).data.map((e) => e.message);
+      expect(messages).toContain("Fine-tuning job resumed");
+      const adapter = `ft-${id.slice("ftjob-".length)}`;
+      const resumed = await readFile(join(dirs.adapters, adapter, "adapter_model.safetensors"));
+      expect(resumed.equals(reference)).toBe(true);
+      expect(job.fine_tuned_model).toBe(`ft:lori-demo::${id}`);
+    } finally {
+      second.child.kill("SIGTERM");
+      await once(second.child, "exit");
+    }
+  }, 240_000);
 });
+
+const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+
+/** `lori-server serve ...` as a child process; resolves with the URL it prints. */
+async function startCli(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let seen = "";
+    child.stderr!.on("data", (chunk: Buffer) => {
+      seen += String(chunk);
+      const match = /listening on (http:\/\/\S+)/.exec(seen);
+      if (match) resolve(match[1]!);
+    });
+    child.once("exit", () => reject(new Error(`server exited before listening:\n${seen}`)));
+  });
+  return { child, url };
+}
