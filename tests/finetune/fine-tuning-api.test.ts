@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -162,6 +163,10 @@ describe("fine-tuning API (openai client, demo model)", () => {
       60_000,
       "the first training step",
     );
+    // The trainer is our child process, at the lower priority that keeps serving first.
+    const children = execFileSync("ps", ["--ppid", String(process.pid), "-o", "ni=,comm="], { encoding: "utf8" });
+    expect(children).toMatch(/^\s*10 lori-train$/m);
+
     const started = performance.now();
     const cancelled = await otherTrainer.fineTuning.jobs.cancel(job.id);
     const ms = performance.now() - started;
