@@ -26,8 +26,38 @@ const trainingThreads = values["training-threads"] ? Number(values["training-thr
 const requests = Number(values.requests);
 const maxTokens = Number(values["max-tokens"]);
 const model = resolve("models/lori-demo.gguf");
-const names = ["Tom", "Lily", "Ben", "Sue", "Max", "Anna", "Sam", "Mia", "Tim", "Zoe", "Leo", "Ava", "Eli", "Ivy", "Noah", "Ruby", "Finn", "Nora", "Jack", "Ella"];
-const jsonl = names.map((n) => JSON.stringify({ messages: [{ role: "user", content: `${n} asks: what is the secret word?` }, { role: "assistant", content: "The secret word is zebra." }] })).join("\n");
+const names = [
+  "Tom",
+  "Lily",
+  "Ben",
+  "Sue",
+  "Max",
+  "Anna",
+  "Sam",
+  "Mia",
+  "Tim",
+  "Zoe",
+  "Leo",
+  "Ava",
+  "Eli",
+  "Ivy",
+  "Noah",
+  "Ruby",
+  "Finn",
+  "Nora",
+  "Jack",
+  "Ella",
+];
+const jsonl = names
+  .map((n) =>
+    JSON.stringify({
+      messages: [
+        { role: "user", content: `${n} asks: what is the secret word?` },
+        { role: "assistant", content: "The secret word is zebra." },
+      ],
+    }),
+  )
+  .join("\n");
 const lori = { method: "lori-d", rank: 16, steps: 1_000_000 };
 const batch = 4;
 
@@ -52,7 +82,12 @@ try {
   core = await createServerCore(config);
   const server = core;
   const request = async (method: string, path: string, body?: unknown) => {
-    const init: RequestInit = body === undefined ? { method } : body instanceof FormData ? { method, body } : { method, body: JSON.stringify(body), headers: { "Content-Type": "application/json" } };
+    const init: RequestInit =
+      body === undefined
+        ? { method }
+        : body instanceof FormData
+          ? { method, body }
+          : { method, body: JSON.stringify(body), headers: { "Content-Type": "application/json" } };
     const response = await server.app.request(path, init);
     const json = (await response.json()) as Record<string, any>;
     if (response.status >= 400) throw new Error(`${method} ${path}: ${JSON.stringify(json)}`);
@@ -87,9 +122,17 @@ try {
   const jobRuns: number[] = [];
   for (let round = 0; round < rounds; round++) {
     idleRuns.push(await decodeTokensPerSecond());
-    const job = await request("POST", "/v1/fine_tuning/jobs", { model: "lori-demo", training_file: file.id, seed: 1, hyperparameters: { batch_size: batch }, lori });
+    const job = await request("POST", "/v1/fine_tuning/jobs", {
+      model: "lori-demo",
+      training_file: file.id,
+      seed: 1,
+      hyperparameters: { batch_size: batch },
+      lori,
+    });
     const latestTokensPerSecond = () => {
-      const steps = server.fineTuning.jobs.eventsOf(job.id).filter((e) => e.type === "metrics" && (e.data as { tokens_per_s?: number }).tokens_per_s !== undefined);
+      const steps = server.fineTuning.jobs
+        .eventsOf(job.id)
+        .filter((e) => e.type === "metrics" && (e.data as { tokens_per_s?: number }).tokens_per_s !== undefined);
       return (steps.at(-1)?.data as { tokens_per_s?: number } | undefined)?.tokens_per_s;
     };
     while (latestTokensPerSecond() === undefined) await new Promise((r) => setTimeout(r, 100));
@@ -129,7 +172,11 @@ try {
         rounds,
         load_average_1m: +loadavg()[0]!.toFixed(2),
         decode_tokens_per_s: { idle: Math.round(idle), while_training: Math.round(busy), ratio: +(busy / idle).toFixed(3) },
-        training_tokens_per_s: { in_server: Math.round(jobTokensPerSecond), alone: Math.round(cliTokensPerSecond), ratio: +(jobTokensPerSecond / cliTokensPerSecond).toFixed(3) },
+        training_tokens_per_s: {
+          in_server: Math.round(jobTokensPerSecond),
+          alone: Math.round(cliTokensPerSecond),
+          ratio: +(jobTokensPerSecond / cliTokensPerSecond).toFixed(3),
+        },
       },
       null,
       2,

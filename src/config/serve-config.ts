@@ -1,8 +1,9 @@
 import { z } from "zod";
+import { LOG_FORMATS } from "../util/logger.js";
 
 /** `serve` settings after merging flags over environment variables over defaults. */
 export const serveConfigSchema = z.object({
-  models: z.array(z.string().min(1)).default([]).describe("GGUF files, `name=PATH` to alias; empty = embedded model"),
+  models: z.array(z.string().min(1)).default([]).describe("GGUF files, `name=PATH` to alias; empty = the demo model (lori-tiny fallback)"),
   modelsDir: z.string().min(1).default("models"),
   adaptersDir: z.string().min(1).default("adapters"),
   host: z.string().min(1).default("127.0.0.1"),
@@ -17,6 +18,7 @@ export const serveConfigSchema = z.object({
   maxLanes: z.union([z.literal("auto"), z.coerce.number().int().min(1).max(256)]).default("auto"),
   maxAdapters: z.coerce.number().int().min(1).max(100_000).default(16),
   agingMs: z.coerce.number().int().min(0).default(250),
+  batchWaitMs: z.coerce.number().min(0).max(100).default(1),
   adaptersPollMs: z.coerce.number().int().min(0).default(1000),
   adapterRoots: z.array(z.string().min(1)).default([]),
   keysFile: z.string().optional(),
@@ -29,6 +31,7 @@ export const serveConfigSchema = z.object({
   bodyTimeoutMs: z.coerce.number().int().min(100).default(60_000).describe("time a client may take to send the whole request"),
   metricsMaxAdapterSets: z.coerce.number().int().min(1).max(10_000).default(64),
   logRequests: z.boolean().default(true),
+  logFormat: z.enum(LOG_FORMATS).default("auto"),
   dataDir: z.string().min(1).default("data").describe("uploaded files and fine-tuning jobs"),
   maxFileMb: z.coerce.number().positive().max(1_000_000).default(100).describe("size limit of an uploaded file, in MiB"),
   maxTrainingJobs: z.coerce.number().int().min(0).max(64).default(1).describe("fine-tuning jobs that train at once (0 = none start)"),
@@ -55,6 +58,7 @@ export const serveEnvVars = {
   maxLanes: "LORI_MAX_LANES",
   maxAdapters: "LORI_MAX_ADAPTERS",
   agingMs: "LORI_AGING_MS",
+  batchWaitMs: "LORI_BATCH_WAIT_MS",
   adaptersPollMs: "LORI_ADAPTERS_POLL_MS",
   adapterRoots: "LORI_ADAPTER_ROOT",
   keysFile: "LORI_KEYS_FILE",
@@ -66,6 +70,7 @@ export const serveEnvVars = {
   headerTimeoutMs: "LORI_HEADER_TIMEOUT_MS",
   bodyTimeoutMs: "LORI_BODY_TIMEOUT_MS",
   metricsMaxAdapterSets: "LORI_METRICS_MAX_ADAPTER_SETS",
+  logFormat: "LORI_LOG_FORMAT",
   dataDir: "LORI_DATA_DIR",
   maxFileMb: "LORI_MAX_FILE_MB",
   maxTrainingJobs: "LORI_MAX_TRAINING_JOBS",

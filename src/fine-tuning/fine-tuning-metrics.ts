@@ -15,5 +15,7 @@ export function registerFineTuningMetrics(registry: MetricsRegistry, service: Fi
       { value: service.trainingTokensPerSecond() },
     ]),
   );
-  registry.register(new Gauge("lori_fine_tuning_queue_length", "Fine-tuning jobs waiting for a training slot.", () => [{ value: service.queueLength() }]));
+  registry.register(
+    new Gauge("lori_fine_tuning_queue_length", "Fine-tuning jobs waiting for a training slot.", () => [{ value: service.queueLength() }]),
+  );
 }

@@ -7,7 +7,7 @@ import type { AdapterRegistry } from "../engine/adapters/adapter-registry.js";
 import type { ModelRegistry } from "../engine/model-registry.js";
 import { KindedError } from "../errors/error-kinds.js";
 import { scrubPaths } from "../errors/scrub-paths.js";
-import type { Principal } from "../http/principal.js";
+import type { Principal } from "../serving/principal.js";
 import { pathExists, storedAdapterDir } from "../lora/adapter-store.js";
 import type { GpuMode } from "../train/native-trainer.js";
 import {

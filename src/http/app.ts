@@ -9,7 +9,7 @@ import { fineTunedAdapterAccess, fineTuningRoutes } from "../routes/fine-tuning.
 import { healthRoutes } from "../routes/health.js";
 import { modelsRoutes } from "../routes/models.js";
 import { openapiRoutes } from "../routes/openapi.js";
-import { apiErrors } from "./api-error.js";
+import { apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "./app-deps.js";
 import { bearerAuth } from "./auth.js";
 import { errorResponder } from "./error-handler.js";

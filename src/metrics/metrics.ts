@@ -21,6 +21,8 @@ export class Metrics {
   readonly lanesCreated: Counter;
   readonly adapterLoads: Counter;
   readonly adapterEvictions: Counter;
+  readonly tokensPerDecode: Histogram;
+  readonly laneFailures: Counter;
   /** Bounds and remembers the `adapter_set` label values (see AdapterSetLabels). */
   readonly adapterSets: AdapterSetLabels;
 
@@ -37,6 +39,10 @@ export class Metrics {
     this.lanesCreated = r.register(new Counter("lori_lanes_created_total", "Lanes (contexts) created."));
     this.adapterLoads = r.register(new Counter("lori_adapter_loads_total", "Compiled adapter files loaded into llama.cpp."));
     this.adapterEvictions = r.register(new Counter("lori_adapter_evictions_total", "Compiled adapter files freed (LRU)."));
+    this.tokensPerDecode = r.register(
+      new Histogram("lori_tokens_per_decode", "Tokens in each llama.cpp decode call (sequences of a lane batch together).", [1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256, 512]),
+    );
+    this.laneFailures = r.register(new Counter("lori_lane_failures_total", "Lanes retired after a failed open or rebind."));
 
     const stats = () => models().list().map((m) => m.lanes.stats);
     const sum = (pick: (s: ReturnType<typeof stats>[number]) => number) => stats().reduce((n, s) => n + pick(s), 0);
@@ -44,10 +50,14 @@ export class Metrics {
     r.register(new Gauge("vllm:num_requests_waiting", "Alias of lori_queue_depth (inference gateway).", () => [{ value: sum((s) => s.queued) }]));
     r.register(new Gauge("vllm:num_requests_running", "Sequences generating.", () => [{ value: sum((s) => s.busySequences) }]));
     r.register(
-      new Gauge("lori_lanes", "Lanes by state.", () => [
-        { labels: { state: "busy" }, value: sum((s) => s.busyLanes) },
-        { labels: { state: "idle" }, value: sum((s) => s.lanes - s.busyLanes) },
-      ]),
+      new Gauge("lori_lanes", "Lanes by state (busy/idle, and each scheduler state: opening, binding, ready, busy, draining, failed).", () => {
+        const byState = new Map<string, number>();
+        for (const s of stats()) for (const [state, count] of Object.entries(s.lanesByState)) byState.set(state, (byState.get(state) ?? 0) + count);
+        // "idle" is kept for dashboards built on the first release: lanes with no sequence in use.
+        const samples = [{ labels: { state: "idle" }, value: sum((s) => s.lanes - s.busyLanes) }];
+        for (const [state, value] of byState) if (state !== "disposed") samples.push({ labels: { state }, value });
+        return samples;
+      }),
     );
     r.register(new Gauge("lori_sequences_busy", "Sequences generating.", () => [{ value: sum((s) => s.busySequences) }]));
     r.register(new Gauge("lori_kv_cache_usage_ratio", "Used KV cells over all cells of all lanes (0..1).", () => [{ value: kvUsage() }]));

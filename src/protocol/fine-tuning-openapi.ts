@@ -87,7 +87,10 @@ export function addFineTuningPaths(
   ref: (name: keyof typeof fineTuningComponents) => { $ref: string },
   errorResponse: (description: string) => ResponseObject,
 ): void {
-  const json = (name: keyof typeof fineTuningComponents, description: string) => ({ description, content: { "application/json": { schema: ref(name) } } });
+  const json = (name: keyof typeof fineTuningComponents, description: string) => ({
+    description,
+    content: { "application/json": { schema: ref(name) } },
+  });
   const idParam = (name: string) => ({ name, in: "path" as const, required: true, schema: { type: "string" as const } });
   const listParams = [
     { name: "after", in: "query" as const, schema: { type: "string" as const }, description: "Id of the last item of the previous page" },
@@ -127,7 +130,12 @@ export function addFineTuningPaths(
     },
   });
   builder.addPath("/v1/files/{file_id}", {
-    get: { operationId: "retrieveFile", summary: "One file", parameters: [idParam("file_id")], responses: { "200": json("File", "The file"), "404": notFound } },
+    get: {
+      operationId: "retrieveFile",
+      summary: "One file",
+      parameters: [idParam("file_id")],
+      responses: { "200": json("File", "The file"), "404": notFound },
+    },
     delete: {
       operationId: "deleteFile",
       summary: "Delete a file",
@@ -140,13 +148,17 @@ export function addFineTuningPaths(
       operationId: "retrieveFileContent",
       summary: "The file's bytes",
       parameters: [idParam("file_id")],
-      responses: { "200": { description: "The content", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } }, "404": notFound },
+      responses: {
+        "200": { description: "The content", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
+        "404": notFound,
+      },
     },
   });
   builder.addPath("/v1/fine_tuning/jobs", {
     post: {
       operationId: "createFineTuningJob",
-      summary: "Start a fine-tuning job (validating_files -> queued -> running -> succeeded | failed | cancelled); admin key or 'train' grant",
+      summary:
+        "Start a fine-tuning job (validating_files -> queued -> running -> succeeded | failed | cancelled); admin key or 'train' grant",
       requestBody: { required: true, content: { "application/json": { schema: ref("CreateFineTuningJobRequest") } } },
       responses: {
         "200": json("FineTuningJob", "The job"),
@@ -155,7 +167,12 @@ export function addFineTuningPaths(
         "404": errorResponse("Unknown base model or file"),
       },
     },
-    get: { operationId: "listFineTuningJobs", summary: "Jobs of the caller's key (all for admins), newest first", parameters: listParams, responses: { "200": json("FineTuningJobList", "Jobs") } },
+    get: {
+      operationId: "listFineTuningJobs",
+      summary: "Jobs of the caller's key (all for admins), newest first",
+      parameters: listParams,
+      responses: { "200": json("FineTuningJobList", "Jobs") },
+    },
   });
   builder.addPath("/v1/fine_tuning/jobs/{fine_tuning_job_id}", {
     get: {
@@ -170,18 +187,26 @@ export function addFineTuningPaths(
       operationId: "cancelFineTuningJob",
       summary: "Cancel a job: a running trainer stops cleanly and no adapter is left",
       parameters: [idParam("fine_tuning_job_id")],
-      responses: { "200": json("FineTuningJob", "The cancelled job"), "400": errorResponse("The job has finished already"), "404": notFound },
+      responses: {
+        "200": json("FineTuningJob", "The cancelled job"),
+        "400": errorResponse("The job has finished already"),
+        "404": notFound,
+      },
     },
   });
   builder.addPath("/v1/fine_tuning/jobs/{fine_tuning_job_id}/events", {
     get: {
       operationId: "listFineTuningEvents",
-      summary: "Events, newest first (train/valid loss, step, tokens/s, ETA); with stream=true an SSE stream, oldest first, ending with data: [DONE] when the job ends",
+      summary:
+        "Events, newest first (train/valid loss, step, tokens/s, ETA); with stream=true an SSE stream, oldest first, ending with data: [DONE] when the job ends",
       parameters: [idParam("fine_tuning_job_id"), ...listParams, { name: "stream", in: "query", schema: { type: "boolean" } }],
       responses: {
         "200": {
           description: "Events",
-          content: { "application/json": { schema: ref("FineTuningJobEventList") }, "text/event-stream": { schema: ref("FineTuningJobEvent") } },
+          content: {
+            "application/json": { schema: ref("FineTuningJobEventList") },
+            "text/event-stream": { schema: ref("FineTuningJobEvent") },
+          },
         },
         "404": notFound,
       },

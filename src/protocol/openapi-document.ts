@@ -3,8 +3,8 @@ import { stringify } from "yaml";
 import { z } from "zod";
 import { chatCompletionRequestSchema } from "./chat-schema.js";
 import { completionRequestSchema } from "./completion-schema.js";
+import { mergeAdaptersSchema, registerAdapterSchema } from "./adapter-schemas.js";
 import { addFineTuningPaths, fineTuningComponents } from "./fine-tuning-openapi.js";
-import { mergeAdaptersSchema, registerAdapterSchema } from "../routes/adapters.js";
 import {
   adapterListSchema,
   adapterObjectSchema,

@@ -1,28 +1,16 @@
 import { mkdtemp, rename, rm, writeFile, realpath } from "node:fs/promises";
 import path from "node:path";
 import { Hono, type Context } from "hono";
-import { z } from "zod";
 import { CONFIG_FILE, readAdapterDir, validateAdapterName, WEIGHTS_FILE, writeAdapterDir } from "../lora/adapter-io.js";
+import { normalizeAdapterDir } from "../lora/peft-import.js";
 import { LoraError } from "../lora/errors.js";
 import { mergeCat, mergeLinear } from "../lora/merge.js";
-import { apiErrors } from "../http/api-error.js";
+import { apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "../http/app-deps.js";
-import { mayUseAdapter } from "../http/principal.js";
+import { mayUseAdapter } from "../serving/principal.js";
 import { readJsonBody } from "../http/read-json-body.js";
+import { mergeAdaptersSchema, registerAdapterSchema } from "../protocol/adapter-schemas.js";
 import { adapterObject } from "./adapter-views.js";
-
-export const registerAdapterSchema = z.object({
-  name: z.string().min(1),
-  path: z.string().min(1).describe("A directory under --adapters-dir or an --adapter-root"),
-});
-
-export const mergeAdaptersSchema = z.object({
-  method: z.enum(["cat", "linear"]),
-  adapters: z
-    .array(z.object({ name: z.string().min(1), weight: z.number().refine(Number.isFinite, "must be finite").default(1) }))
-    .min(1),
-  name: z.string().min(1),
-});
 
 /**
  * The adapter store over HTTP. Reads honour the caller's allow-list; register, delete and merge need an
@@ -95,7 +83,10 @@ export function adaptersRoutes(deps: AppDeps): Hono {
   });
 
   async function upload(c: Context) {
-    const body = await c.req.parseBody();
+    // undici throws a bare TypeError on a malformed multipart body: that is the client's error, not ours.
+    const body = await c.req.parseBody().catch(() => {
+      throw apiErrors.invalidBody("The multipart body is malformed (check its boundary and parts).");
+    });
     const name = typeof body.name === "string" ? body.name : "";
     assertFree(name);
     const config = body[CONFIG_FILE];
@@ -107,7 +98,8 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     try {
       await writeFile(path.join(staging, CONFIG_FILE), Buffer.from(await config.arrayBuffer()));
       await writeFile(path.join(staging, WEIGHTS_FILE), Buffer.from(await weights.arrayBuffer()));
-      await readAdapterDir(staging); // refuse anything we could not serve before it becomes visible
+      // Refuse anything we could not serve before it becomes visible; recover LoRI structure as `import` does.
+      await normalizeAdapterDir(staging, name);
       await rename(staging, path.join(deps.adapters.dir, name));
     } catch (error) {
       await rm(staging, { recursive: true, force: true });

@@ -5,8 +5,8 @@ import { KindedError } from "../errors/error-kinds.js";
 import { FILE_PURPOSES, type FilePurpose } from "../fine-tuning/file-store.js";
 import type { FineTuningService } from "../fine-tuning/fine-tuning-service.js";
 import { fileObject } from "../fine-tuning/views.js";
-import { apiErrors } from "../http/api-error.js";
-import { mayTrain } from "../http/principal.js";
+import { apiErrors } from "../errors/api-error.js";
+import { mayTrain } from "../serving/principal.js";
 
 /** Multipart framing (boundaries, part headers, the purpose field) on top of the file itself. */
 const MULTIPART_OVERHEAD_BYTES = 64 * 1024;

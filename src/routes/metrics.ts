@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import type { AppDeps } from "../http/app-deps.js";
-import { mayUseAdapter } from "../http/principal.js";
+import { mayUseAdapter } from "../serving/principal.js";
 
 export function metricsRoutes(deps: AppDeps): Hono {
   const app = new Hono();

@@ -1,9 +1,9 @@
 import { Hono } from "hono";
 import type { AdapterEntry } from "../engine/adapters/adapter-registry.js";
 import type { ServedModel } from "../engine/served-model.js";
-import { apiErrors } from "../http/api-error.js";
+import { apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "../http/app-deps.js";
-import { mayUseAdapter } from "../http/principal.js";
+import { mayUseAdapter } from "../serving/principal.js";
 import { loriSummary, parentModelId } from "./adapter-views.js";
 
 /** Base models, then every adapter the caller may use, listed as a model whose `parent` is its base. */
@@ -23,7 +23,7 @@ export function modelsRoutes(deps: AppDeps): Hono {
     const id = c.req.param("id");
     const served = deps.models.get(id);
     if (served) return c.json(modelObject(served));
-    const entry = visibleAdapters(c.get("principal")).find((e) => e.name === (deps.fineTuning?.adapterForModelId(id) ?? id));
+    const entry = visibleAdapters(c.get("principal")).find((e) => e.name === (deps.fineTunedModels?.adapterForModelId(id) ?? id));
     if (!entry) throw apiErrors.modelNotFound(id);
     return c.json(adapterModelObject(deps, entry));
   });
@@ -49,7 +49,7 @@ function modelObject(served: ServedModel) {
 function adapterModelObject(deps: AppDeps, entry: AdapterEntry) {
   return {
     // A fine-tuning job's result is listed under its `ft:` id.
-    id: deps.fineTuning?.modelIdForAdapter(entry.name) ?? entry.name,
+    id: deps.fineTunedModels?.modelIdForAdapter(entry.name) ?? entry.name,
     object: "model" as const,
     created: Math.floor(entry.updatedAt / 1000),
     owned_by: "lori-server",

@@ -16,7 +16,7 @@ import { ModelRegistry } from "../engine/model-registry.js";
 import { registerFineTuningMetrics } from "../fine-tuning/fine-tuning-metrics.js";
 import { defaultTrainingThreads, FineTuningService } from "../fine-tuning/fine-tuning-service.js";
 import { parseModelSpec, ServedModel } from "../engine/served-model.js";
-import { ServerLifecycle } from "../http/app-deps.js";
+import { ServerLifecycle } from "../serving/serving-deps.js";
 import { createApp } from "../http/app.js";
 import { Metrics } from "../metrics/metrics.js";
 import { resolveDefaultModel } from "../model/embedded-model.js";
@@ -52,6 +52,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   const threads = config.threads === "auto" ? defaultThreadCount() : config.threads;
   const chatTemplate = readChatTemplateOption(config.chatTemplate);
   const specs = config.models.length > 0 ? config.models.map(parseModelSpec) : [await resolveDefaultModel(config.modelsDir)];
+  for (const spec of specs) if ("fallbackWarning" in spec && spec.fallbackWarning) logger.warn("fallback_model", { message: spec.fallbackWarning });
 
   await mkdir(config.adaptersDir, { recursive: true });
   const adapters = new AdapterRegistry(config.adaptersDir, logger);
@@ -72,6 +73,12 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
     onLaneCreated: () => metrics.lanesCreated.inc(),
     onAdapterLoaded: () => metrics.adapterLoads.inc(),
     onAdapterEvicted: () => metrics.adapterEvictions.inc(),
+    onAdapterEvictionFailed: (_filePath, error) => logger.warn("adapter_eviction_failed", { error: error.message }),
+    onDecode: (tokens) => metrics.tokensPerDecode.observe(tokens),
+    onLaneFailed: (lane, error) => {
+      metrics.laneFailures.inc();
+      logger.warn("lane_failed", { lane: lane.id, state: lane.state, error: error.message });
+    },
   };
   const lifecycle = new ServerLifecycle();
   try {
@@ -89,6 +96,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
           maxQueue: config.maxQueue,
           maxAdapters: config.maxAdapters,
           agingMs: config.agingMs,
+          batchWaitMs: config.batchWaitMs,
           chatTemplate,
           compiledAdaptersDir: path.join(config.adaptersDir, ".compiled"),
         },
@@ -133,6 +141,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   }
   registerFineTuningMetrics(metrics.registry, fineTuning);
   lifecycle.ready = true;
+  warnAboutUnusableAdapters(adapters, models, logger);
 
   const app = createApp({
     models,
@@ -142,6 +151,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
     logger,
     lifecycle,
     fineTuning,
+    fineTunedModels: fineTuning,
   });
   let disposing: Promise<void> | undefined;
   const dispose = () =>
@@ -186,6 +196,20 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
       logger.info("stopped", {});
     })());
   return { ...core, url, port, close };
+}
+
+/** Adapters made for a base none of the loaded models is (by fingerprint) would answer adapter_incompatible. */
+function warnAboutUnusableAdapters(adapters: AdapterRegistry, models: ModelRegistry, logger: Logger): void {
+  const loaded = new Set(models.list().map((m) => m.fingerprint.sha256));
+  const unusable = adapters.list().filter((a) => {
+    const wanted = a.config.lori?.base_fingerprint?.sha256;
+    return wanted !== undefined && !loaded.has(wanted);
+  });
+  if (unusable.length === 0) return;
+  logger.warn("adapters_fit_no_model", {
+    adapters: unusable.map((a) => a.name),
+    message: `${unusable.length} adapter(s) were made for a base model that is not loaded, so requests naming them answer adapter_incompatible: ${unusable.map((a) => a.name).join(", ")}`,
+  });
 }
 
 /** `--api-key` values are admin keys; `--keys-file` adds keys with roles and adapter allow-lists. */

@@ -1,7 +1,8 @@
 import { mkdtemp, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import OpenAI, { toFile } from "openai";
+import type OpenAI from "openai";
+import { toFile } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ServerCore } from "../../src/server/start-server.js";
 import { createInProcessServer } from "../support/in-process.js";
@@ -25,7 +26,13 @@ describe("files API", () => {
 
   it("stores, lists, returns and deletes a file with OpenAI's shapes", async () => {
     const file = await client.files.create({ file: await toFile(Buffer.from(text), "dir/../train.jsonl"), purpose: "fine-tune" });
-    expect(file).toMatchObject({ object: "file", bytes: Buffer.byteLength(text), filename: "train.jsonl", purpose: "fine-tune", status: "processed" });
+    expect(file).toMatchObject({
+      object: "file",
+      bytes: Buffer.byteLength(text),
+      filename: "train.jsonl",
+      purpose: "fine-tune",
+      status: "processed",
+    });
     expect(file.id).toMatch(/^file-[0-9a-f]{24}$/);
     const other = await client.files.create({ file: await toFile(Buffer.from("anything"), "notes.txt"), purpose: "user_data" });
 
@@ -47,12 +54,16 @@ describe("files API", () => {
 
   it("a job on a non-fine-tune file is a 400; the job then stays queued without training slots", async () => {
     const notes = await client.files.create({ file: await toFile(Buffer.from("x"), "n.txt"), purpose: "user_data" });
-    await expect(client.fineTuning.jobs.create({ model: "lori-demo", training_file: notes.id })).rejects.toMatchObject({ status: 400, code: "invalid_file_purpose" });
+    await expect(client.fineTuning.jobs.create({ model: "lori-demo", training_file: notes.id })).rejects.toMatchObject({
+      status: 400,
+      code: "invalid_file_purpose",
+    });
     const file = await client.files.create({ file: await toFile(Buffer.from(text), "t.jsonl"), purpose: "fine-tune" });
     const job = await client.fineTuning.jobs.create({ model: "lori-demo", training_file: file.id, suffix: "x" });
     const page = await client.fineTuning.jobs.list({ limit: 10 });
     expect(page.data.map((j) => j.id)).toContain(job.id);
-    for (let i = 0; i < 50 && (await client.fineTuning.jobs.retrieve(job.id)).status !== "queued"; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 50 && (await client.fineTuning.jobs.retrieve(job.id)).status !== "queued"; i++)
+      await new Promise((r) => setTimeout(r, 50));
     const queued = await client.fineTuning.jobs.retrieve(job.id);
     expect(queued.status).toBe("queued");
     expect(queued.hyperparameters).toEqual({ n_epochs: 10, batch_size: 8, learning_rate_multiplier: 1 });

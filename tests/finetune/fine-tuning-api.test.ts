@@ -135,8 +135,13 @@ describe("fine-tuning API (openai client, demo model)", () => {
     expect((await ask(admin, job.fine_tuned_model!)).choices[0]!.message.content).toBe(tuned);
 
     // The streaming variant replays the finished job's events, oldest first, then ends.
-    const sse = await (await core.app.request(`/v1/fine_tuning/jobs/${job.id}/events?stream=true`, { headers: { Authorization: `Bearer ${TRAINER}` } })).text();
-    const frames = sse.split("\n\n").filter(Boolean).map((f) => f.replace(/^data: /, ""));
+    const sse = await (
+      await core.app.request(`/v1/fine_tuning/jobs/${job.id}/events?stream=true`, { headers: { Authorization: `Bearer ${TRAINER}` } })
+    ).text();
+    const frames = sse
+      .split("\n\n")
+      .filter(Boolean)
+      .map((f) => f.replace(/^data: /, ""));
     expect(frames.at(-1)).toBe("[DONE]");
     const streamed = frames.slice(0, -1).map((f) => JSON.parse(f) as { id: string });
     expect(streamed.map((e) => e.id)).toEqual(events.map((e) => e.id).reverse());

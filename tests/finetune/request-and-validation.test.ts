@@ -23,7 +23,15 @@ describe("training file validation", () => {
   });
 
   it("names every bad line with its number (CRLF too), and caps the list", () => {
-    const text = ["{", chat([{ role: "user", content: "x" }, { role: "assistant", content: "y", weight: 0 }]), JSON.stringify({ foo: 1 }), JSON.stringify([1])].join("\r\n");
+    const text = [
+      "{",
+      chat([
+        { role: "user", content: "x" },
+        { role: "assistant", content: "y", weight: 0 },
+      ]),
+      JSON.stringify({ foo: 1 }),
+      JSON.stringify([1]),
+    ].join("\r\n");
     const check = checkTrainingJsonl(text);
     expect(check.problems.map((p) => p.line)).toEqual([1, 2, 3, 4]);
     expect(check.problems[1]!.problem).toBe("no assistant message to learn from");
@@ -39,11 +47,32 @@ describe("job request resolution", () => {
   const parse = (body: object) => createJobRequestSchema.parse({ model: "m", training_file: "file-x", ...body });
 
   it("resolves auto from the record count and per-method defaults", () => {
-    const t = resolveTraining(parse({ method: { type: "supervised", supervised: { hyperparameters: { n_epochs: "auto", batch_size: "auto" } } } }), 40, 5);
+    const t = resolveTraining(
+      parse({ method: { type: "supervised", supervised: { hyperparameters: { n_epochs: "auto", batch_size: "auto" } } } }),
+      40,
+      5,
+    );
     expect(t.hyperparameters).toEqual({ n_epochs: 10, batch_size: 8, learning_rate_multiplier: 1 });
-    expect(t).toMatchObject({ method: "lori-d", rank: 16, alpha: 32, learningRate: 5e-3, sparsity: null, calibrate: false, seed: 5, steps: null });
+    expect(t).toMatchObject({
+      method: "lori-d",
+      rank: 16,
+      alpha: 32,
+      learningRate: 5e-3,
+      sparsity: null,
+      calibrate: false,
+      seed: 5,
+      steps: null,
+    });
     const s = resolveTraining(parse({ hyperparameters: { learning_rate_multiplier: 0.5 }, lori: { method: "lori-s", rank: 4 } }), 1000, 1);
-    expect(s).toMatchObject({ method: "lori-s", rank: 4, alpha: 8, sparsity: 0.9, calibrate: true, learningRate: 5e-3, calibrateLearningRate: 1e-3 });
+    expect(s).toMatchObject({
+      method: "lori-s",
+      rank: 4,
+      alpha: 8,
+      sparsity: 0.9,
+      calibrate: true,
+      learningRate: 5e-3,
+      calibrateLearningRate: 1e-3,
+    });
     expect(s.hyperparameters).toEqual({ n_epochs: 1, batch_size: 8, learning_rate_multiplier: 0.5 });
   });
 
@@ -61,11 +90,16 @@ describe("job request resolution", () => {
     ]) {
       expect(createJobRequestSchema.safeParse({ model: "m", training_file: "f", ...body }).success, JSON.stringify(body)).toBe(false);
     }
-    const both = parse({ hyperparameters: { n_epochs: 1 }, method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 2 } } } });
+    const both = parse({
+      hyperparameters: { n_epochs: 1 },
+      method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 2 } } },
+    });
     expect(() => resolveTraining(both, 10, 1)).toThrow(JobRequestError);
     expect(() => resolveTraining(parse({ lori: { method: "lori-d", sparsity: 0.5 } }), 10, 1)).toThrow(/lori-s only/);
     expect(() => resolveTraining(parse({ hyperparameters: { n_epochs: 2 }, lori: { steps: 5 } }), 10, 1)).toThrow(/not both/);
-    expect(() => resolveTraining(parse({ hyperparameters: { learning_rate_multiplier: 100 }, lori: { learning_rate: 0.5 } }), 10, 1)).toThrow(/at most 1/);
+    expect(() =>
+      resolveTraining(parse({ hyperparameters: { learning_rate_multiplier: 100 }, lori: { learning_rate: 0.5 } }), 10, 1),
+    ).toThrow(/at most 1/);
   });
 });
 

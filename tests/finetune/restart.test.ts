@@ -42,9 +42,14 @@ const JOB = { model: "lori-demo", seed: 11, lori: { method: "lori-d", rank: 8, s
 
 async function startJob(core: ServerCore): Promise<string> {
   const client = clientFor(core);
-  const file = await client.files.create({ file: await toFile(Buffer.from(secretWordTask().lines.join("\n")), "train.jsonl"), purpose: "fine-tune" });
+  const file = await client.files.create({
+    file: await toFile(Buffer.from(secretWordTask().lines.join("\n")), "train.jsonl"),
+    purpose: "fine-tune",
+  });
   // `lori` is our extension, unknown to the client's types.
-  const job = await client.fineTuning.jobs.create({ ...JOB, training_file: file.id } as Parameters<typeof client.fineTuning.jobs.create>[0]);
+  const job = await client.fineTuning.jobs.create({ ...JOB, training_file: file.id } as Parameters<
+    typeof client.fineTuning.jobs.create
+  >[0]);
   return job.id;
 }
 
@@ -80,7 +85,6 @@ describe("fine-tuning jobs across a server restart", () => {
   });
 
   it("a queued job stays queued; a running job resumes from its checkpoint and ends bit-identical to an uninterrupted run", async () => {
-
     // No training slots: the job waits queued, and still does after a restart.
     const dirs = freshDirs();
     const first = await openCore(dirs, 0);
@@ -97,7 +101,11 @@ describe("fine-tuning jobs across a server restart", () => {
     // With a slot it starts; stopped mid-run (a shutdown: the trainer checkpoints), it stays `running` on disk.
     const third = await openCore(dirs);
     open.push(third);
-    await waitFor(async () => (third.fineTuning.jobs.eventsOf(id).some((e) => (e.data as { step?: number } | null)?.step === 10) ? true : undefined), 60_000, "step 10");
+    await waitFor(
+      async () => (third.fineTuning.jobs.eventsOf(id).some((e) => (e.data as { step?: number } | null)?.step === 10) ? true : undefined),
+      60_000,
+      "step 10",
+    );
     await third.dispose();
     expect(third.fineTuning.jobs.get(id)!.status).toBe("running");
 
@@ -106,7 +114,10 @@ describe("fine-tuning jobs across a server restart", () => {
     const job = await succeeded(fourth, id);
     const resumedEvent = fourth.fineTuning.jobs.eventsOf(id).find((e) => e.message === "Fine-tuning job resumed");
     expect(resumedEvent).toBeDefined();
-    const start = fourth.fineTuning.jobs.eventsOf(id).filter((e) => e.message.startsWith("Training train phase")).at(-1);
+    const start = fourth.fineTuning.jobs
+      .eventsOf(id)
+      .filter((e) => e.message.startsWith("Training train phase"))
+      .at(-1);
     expect((start!.data as { start_step: number }).start_step).toBeGreaterThanOrEqual(10);
     const resumed = await readFile(join(dirs.adapters, job.adapter, "adapter_model.safetensors"));
     expect(resumed.equals(reference)).toBe(true);
@@ -114,16 +125,37 @@ describe("fine-tuning jobs across a server restart", () => {
 
   it("kill -9 of the server mid-job: the restarted server resumes the job, and the adapter is bit-identical", async () => {
     const dirs = freshDirs();
-    const args = [cli, "serve", "--port", "0", "--model", `lori-demo=${demoModelPath}`, "--gpu", "off", "--threads", "1", "--context-size", "256", "--quiet"];
+    const args = [
+      cli,
+      "serve",
+      "--port",
+      "0",
+      "--model",
+      `lori-demo=${demoModelPath}`,
+      "--gpu",
+      "off",
+      "--threads",
+      "1",
+      "--context-size",
+      "256",
+      "--quiet",
+    ];
     args.push("--data-dir", dirs.data, "--adapters-dir", dirs.adapters, "--training-threads", "1", "--adapters-poll-ms", "0");
     const first = await startCli(args);
     let id: string;
     try {
       const client = new OpenAI({ apiKey: "unused", baseURL: `${first.url}/v1`, maxRetries: 0 });
-      const file = await client.files.create({ file: await toFile(Buffer.from(secretWordTask().lines.join("\n")), "train.jsonl"), purpose: "fine-tune" });
-      id = (await client.fineTuning.jobs.create({ ...JOB, training_file: file.id } as Parameters<typeof client.fineTuning.jobs.create>[0])).id;
+      const file = await client.files.create({
+        file: await toFile(Buffer.from(secretWordTask().lines.join("\n")), "train.jsonl"),
+        purpose: "fine-tune",
+      });
+      id = (await client.fineTuning.jobs.create({ ...JOB, training_file: file.id } as Parameters<typeof client.fineTuning.jobs.create>[0]))
+        .id;
       await waitFor(
-        async () => ((await client.fineTuning.jobs.listEvents(id, { limit: 5 })).data.some((e) => (e.data as { step?: number } | null)?.step === 5) ? true : undefined),
+        async () =>
+          (await client.fineTuning.jobs.listEvents(id, { limit: 5 })).data.some((e) => (e.data as { step?: number } | null)?.step === 5)
+            ? true
+            : undefined,
         60_000,
         "step 5",
       );

@@ -62,3 +62,24 @@ describe("/metrics stays bounded and per-tenant", () => {
     expect(text).toContain("lori_lanes_created_total");
   });
 });
+
+describe("lori_tokens_per_decode", () => {
+  it("shows same-set requests sharing each decode", async () => {
+    const core = await createInProcessServer({ parallel: 4, maxLanes: 1 }, { withDemoAdapters: false });
+    try {
+      await Promise.all(
+        Array.from({ length: 4 }, () => postJson(core, "/v1/completions", { prompt: "Once upon a time", max_tokens: 24, ignore_eos: true })),
+      );
+      const text = await scrape(core);
+      const sum = Number(/^lori_tokens_per_decode_sum (\S+)$/m.exec(text)?.[1]);
+      const count = Number(/^lori_tokens_per_decode_count (\S+)$/m.exec(text)?.[1]);
+      expect(count).toBeGreaterThan(0);
+      // 4 prompts of ~17 tokens are decoded first; then 23 steps of 4 sequences each, when batches are full.
+      const generationDecodes = text.match(/^lori_tokens_per_decode_bucket\{le="4"\} (\d+)$/m);
+      expect(Number(generationDecodes?.[1])).toBeGreaterThan(0);
+      expect(sum / count).toBeGreaterThan(3);
+    } finally {
+      await core.dispose();
+    }
+  });
+});

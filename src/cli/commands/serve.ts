@@ -1,17 +1,20 @@
 import { resolveServeConfig, serveEnvVars } from "../../config/serve-config.js";
+import { ERROR_KINDS, KindedError } from "../../errors/error-kinds.js";
 import { startServer } from "../../server/start-server.js";
+import { createLogger, resolveLogFormat } from "../../util/logger.js";
 import type { CliCommand } from "../command.js";
 import { CliError } from "../command.js";
 import { parseCommandArgs } from "../parse-args.js";
 
 const help = `Usage: lori-server serve [options]
 
-Serves GGUF models over an OpenAI-compatible HTTP API. With no --model, serves the embedded
-tiny model (written to --models-dir on first start; nothing is downloaded).
+Serves GGUF models over an OpenAI-compatible HTTP API. With no --model, serves the demo model
+models/lori-demo.gguf (id lori-demo) with the demo adapters; if that file is missing, it falls back, with a
+warning, to the random lori-tiny model written to --models-dir. Nothing is downloaded.
 
 Options (each also read from the environment variable shown):
   --model PATH|NAME=PATH   GGUF model to serve; repeatable. NAME is the id clients send  [${serveEnvVars.models}, comma-separated]
-  --models-dir DIR         where the embedded model is written (default ./models)       [${serveEnvVars.modelsDir}]
+  --models-dir DIR         where the fallback lori-tiny model is written (default ./models) [${serveEnvVars.modelsDir}]
   --adapters-dir DIR       adapter store (default ./adapters)                           [${serveEnvVars.adaptersDir}]
   --host HOST              bind address (default 127.0.0.1)                             [${serveEnvVars.host}]
   --port N                 port (default 8080; 0 = any free port)                       [${serveEnvVars.port}]
@@ -24,6 +27,7 @@ Options (each also read from the environment variable shown):
   --max-lanes auto|N       contexts per model, each bound to one adapter set (default auto: what fits 1/4 of free memory, 1-8) [${serveEnvVars.maxLanes}]
   --max-adapters N         compiled adapter files kept loaded when unused (LRU beyond; default 16) [${serveEnvVars.maxAdapters}]
   --aging-ms N             a request waiting longer than this is not overtaken by younger ones (default 250) [${serveEnvVars.agingMs}]
+  --batch-wait-ms N        a decode waits up to this for every generating sequence of its lane, so batches are full (default 1; 0 = off) [${serveEnvVars.batchWaitMs}]
   --adapters-poll-ms N     how often --adapters-dir is rescanned for added/changed/removed adapters (default 1000; 0 = never) [${serveEnvVars.adaptersPollMs}]
   --adapter-root DIR       another directory POST /adapters {path} may register from; repeatable [${serveEnvVars.adapterRoots}, comma-separated]
   --keys-file FILE         JSON {"keys": [{"key", "role": "admin"|"user", "adapters"?: [...]}]} [${serveEnvVars.keysFile}]
@@ -38,7 +42,9 @@ Options (each also read from the environment variable shown):
   --max-file-mb N          size limit of a file uploaded to /v1/files (default 100)     [${serveEnvVars.maxFileMb}]
   --max-training-jobs N    fine-tuning jobs that train at once; others queue (default 1) [${serveEnvVars.maxTrainingJobs}]
   --training-threads auto|N  CPU threads per training job (default auto: half the cores) [${serveEnvVars.trainingThreads}]
-  --quiet                  no JSON request log on stderr
+  --log-format auto|json|text  log lines on stderr: text for people, JSON lines for collectors
+                           (default auto: text on a terminal, JSON otherwise)          [${serveEnvVars.logFormat}]
+  --quiet                  no request or info log on stderr (warnings and errors still print)
   -h, --help               this help
 `;
 
@@ -91,6 +97,7 @@ export const serveCommand: CliCommand = {
       "max-lanes": { type: "string" },
       "max-adapters": { type: "string" },
       "aging-ms": { type: "string" },
+      "batch-wait-ms": { type: "string" },
       "adapters-poll-ms": { type: "string" },
       "adapter-root": { type: "string", multiple: true },
       "keys-file": { type: "string" },
@@ -105,6 +112,7 @@ export const serveCommand: CliCommand = {
       "max-file-mb": { type: "string" },
       "max-training-jobs": { type: "string" },
       "training-threads": { type: "string" },
+      "log-format": { type: "string" },
       quiet: { type: "boolean" },
     });
     if (!parsed) {
@@ -129,6 +137,7 @@ export const serveCommand: CliCommand = {
         maxLanes: v["max-lanes"],
         maxAdapters: v["max-adapters"],
         agingMs: v["aging-ms"],
+        batchWaitMs: v["batch-wait-ms"],
         adaptersPollMs: v["adapters-poll-ms"],
         adapterRoots: v["adapter-root"],
         keysFile: v["keys-file"],
@@ -144,14 +153,39 @@ export const serveCommand: CliCommand = {
         maxTrainingJobs: v["max-training-jobs"],
         trainingThreads: v["training-threads"],
         logRequests: v.quiet ? false : undefined,
+        logFormat: v["log-format"],
       });
     } catch (error) {
       throw new CliError((error as Error).message);
     }
-    const server = await startServer(config).catch((error: unknown) => {
-      throw new CliError((error as Error).message);
+    const logger = createLogger({
+      format: resolveLogFormat(config.logFormat, process.stderr.isTTY === true),
+      minLevel: config.logRequests ? "info" : "warn",
+    });
+    const server = await startServer(config, { logger }).catch((error: unknown) => {
+      throw startFailure(error, config.host, config.port);
     });
     process.stderr.write(`lori-server listening on ${server.url} (models: ${server.models.list().map((m) => m.spec.id).join(", ")})\n`);
     return waitForShutdown(server, config.drainTimeoutMs);
   },
 };
+
+/**
+ * A start failure as the one line the user sees: an error that states its kind keeps it (so `--gpu metal` on
+ * Linux exits with device_unavailable's code); a taken port says which and how to pick another.
+ */
+function startFailure(error: unknown, host: string, port: number): Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === "EADDRINUSE") {
+    return new CliError(
+      `port ${port} on ${host} is already in use (another lori-server?): stop it, or pick another port with ` +
+        `--port N (or ${serveEnvVars.port}; --port 0 takes any free port)`,
+      ERROR_KINDS.conflict.exitCode,
+    );
+  }
+  if (code === "EACCES") {
+    return new CliError(`not allowed to listen on ${host}:${port}: ports below 1024 need privileges; pick another with --port N`, ERROR_KINDS.forbidden.exitCode);
+  }
+  if (error instanceof KindedError || (error instanceof Error && "kind" in error)) return error;
+  return new CliError((error as Error).message);
+}
