@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { KindedError } from "../errors/error-kinds.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
-import { isFileId, newFileId } from "./ids.js";
+import { byCreation, creationStamp, isFileId, newFileId } from "./ids.js";
 import { checkTrainingJsonl, describeProblems } from "./validate-jsonl.js";
 
 /** OpenAI's file purposes; only `fine-tune` files are checked as training data and usable by jobs. */
@@ -14,6 +14,8 @@ export interface StoredFile {
   readonly id: string;
   readonly bytes: number;
   readonly created_at: number;
+  /** Orders files created within one second. */
+  readonly created_ms?: number;
   readonly filename: string;
   readonly purpose: FilePurpose;
   /** Principal id of the uploader: only it and admins see the file. */
@@ -61,7 +63,16 @@ export class FileStore {
       );
     }
     if (purpose === "fine-tune") checkFineTuneFile(content);
-    const record: StoredFile = { id: newFileId(), bytes: content.byteLength, created_at: nowSeconds(), filename, purpose, owner };
+    const created = creationStamp();
+    const record: StoredFile = {
+      id: newFileId(),
+      bytes: content.byteLength,
+      created_at: Math.floor(created / 1000),
+      created_ms: created,
+      filename,
+      purpose,
+      owner,
+    };
     await writeFileAtomically(this.contentPath(record.id), (file) => file.writeFile(content).then(() => undefined));
     await writeFileAtomically(join(this.dir, `${record.id}.json`), (file) => file.writeFile(`${JSON.stringify(record)}\n`));
     this.files.set(record.id, record);
@@ -74,7 +85,7 @@ export class FileStore {
 
   /** Oldest first. */
   list(): StoredFile[] {
-    return [...this.files.values()].sort((a, b) => a.created_at - b.created_at || a.id.localeCompare(b.id));
+    return [...this.files.values()].sort(byCreation);
   }
 
   contentPath(id: string): string {
@@ -110,8 +121,4 @@ function checkFineTuneFile(content: Uint8Array): void {
   }
   if (check.records === 0)
     throw new KindedError("invalid_input", "Invalid training file: it has no training records.", "invalid_file", "file");
-}
-
-function nowSeconds(): number {
-  return Math.floor(Date.now() / 1000);
 }

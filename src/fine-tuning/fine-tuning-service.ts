@@ -23,7 +23,7 @@ import { loadSequences } from "../train/train-common.js";
 import { WORK_FILES, workDirFor } from "../train/train-plan.js";
 import type { Logger } from "../util/logger.js";
 import { FileStore, type StoredFile } from "./file-store.js";
-import { adapterNameForJob, fineTunedModelId, jobIdOfModelId, newJobId } from "./ids.js";
+import { adapterNameForJob, creationStamp, fineTunedModelId, jobIdOfModelId, newJobId } from "./ids.js";
 import { JobRequestError, resolveTraining, type CreateJobRequest, type ResolvedTraining } from "./job-request.js";
 import { isTerminal, JOB_STATUSES, JobStore, type JobRecord, type JobStatus } from "./job-store.js";
 import { checkTrainingJsonl } from "./validate-jsonl.js";
@@ -165,10 +165,12 @@ export class FineTuningService {
       throw error;
     }
     const id = newJobId();
+    const created = creationStamp();
     const job: JobRecord = {
       id,
       owner: principal.id ?? "admin",
-      created_at: Math.floor(Date.now() / 1000),
+      created_at: Math.floor(created / 1000),
+      created_ms: created,
       model: served.spec.id,
       base_path: served.spec.path,
       training_file: training.id,

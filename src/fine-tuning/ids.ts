@@ -56,3 +56,19 @@ export function jobIdOfModelId(modelId: string): string | undefined {
   const jobId = modelId.slice(modelId.lastIndexOf(":") + 1);
   return isJobId(jobId) ? jobId : undefined;
 }
+
+let lastCreatedMs = 0;
+
+/** Milliseconds since the epoch, strictly increasing within this process: creation order even within one ms. */
+export function creationStamp(): number {
+  lastCreatedMs = Math.max(Date.now(), lastCreatedMs + 1);
+  return lastCreatedMs;
+}
+
+/** Oldest first, by creation stamp (records from before stamps existed fall back to their second). */
+export function byCreation(
+  a: { created_at: number; created_ms?: number; id: string },
+  b: { created_at: number; created_ms?: number; id: string },
+): number {
+  return (a.created_ms ?? a.created_at * 1000) - (b.created_ms ?? b.created_at * 1000) || a.id.localeCompare(b.id);
+}

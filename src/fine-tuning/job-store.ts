@@ -1,7 +1,7 @@
 import { appendFile, mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomically } from "../util/atomic-file.js";
-import { eventId, isJobId } from "./ids.js";
+import { byCreation, eventId, isJobId } from "./ids.js";
 import type { ResolvedTraining } from "./job-request.js";
 
 export const JOB_STATUSES = ["validating_files", "queued", "running", "succeeded", "failed", "cancelled"] as const;
@@ -32,6 +32,8 @@ export interface JobRecord {
   /** Principal id of the creator: only it and admins see the job and its adapter. */
   readonly owner: string;
   readonly created_at: number;
+  /** Orders jobs created within one second. */
+  readonly created_ms?: number;
   /** The served base model's id and GGUF path (the path as it was when the job was created). */
   readonly model: string;
   readonly base_path: string;
@@ -99,7 +101,7 @@ export class JobStore {
 
   /** Oldest first. */
   list(): JobRecord[] {
-    return [...this.jobs.values()].sort((a, b) => a.created_at - b.created_at || a.id.localeCompare(b.id));
+    return [...this.jobs.values()].sort(byCreation);
   }
 
   async add(job: JobRecord): Promise<void> {
