@@ -53,6 +53,8 @@ export interface RunSettings {
   readonly signal?: AbortSignal;
   /** OS priority of the trainer process (see NativeTrainerOptions.priority). Default: inherited. */
   readonly priority?: number;
+  /** Also write the checkpoint every N optimizer steps (default: only on SIGINT and at the end), for runs that may be killed. */
+  readonly checkpointEvery?: number;
 }
 
 export interface TrainProgress {
@@ -196,7 +198,7 @@ export interface PhaseRun {
 /** One trainer process to its end: progress goes to `run.onProgress`; returns the phase's summary. */
 export async function runTrainerPhase(config: TrainConfig | FullTrainConfig, phase: PhaseRun, run: RunSettings): Promise<PhaseSummary> {
   const trainer = await NativeTrainerRun.start(
-    { ...config, ...(run.gpu ? { gpu: run.gpu } : {}), ...(run.threads ? { threads: run.threads } : {}) },
+    { ...config, ...(run.gpu ? { gpu: run.gpu } : {}), ...(run.threads ? { threads: run.threads } : {}), ...(run.checkpointEvery ? { checkpointInterval: run.checkpointEvery } : {}) },
     { forwardSigint: run.forwardSigint ?? true, ...(run.signal ? { signal: run.signal } : {}), ...(run.priority !== undefined ? { priority: run.priority } : {}) },
   );
   const where = { phase: phase.phase, phaseIndex: phase.phaseIndex, phaseCount: phase.phaseCount, totalSteps: phase.totalSteps };
