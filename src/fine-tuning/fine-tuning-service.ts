@@ -57,6 +57,9 @@ interface RunningJob {
 
 export const TRAINER_PRIORITY = 10;
 
+/** A killed server loses at most this many steps of a job: the trainer checkpoints this often. */
+export const CHECKPOINT_EVERY_STEPS = 20;
+
 /** Half the cores (at least 1): the other half stays with serving. */
 export function defaultTrainingThreads(): number {
   return Math.max(1, Math.floor(cpus().length / 2));
@@ -308,6 +311,7 @@ export class FineTuningService {
       forwardSigint: false,
       signal: run.controller.signal,
       priority: this.options.priority ?? TRAINER_PRIORITY,
+      checkpointEvery: CHECKPOINT_EVERY_STEPS,
       onProgress: (progress) => this.onProgress(job, run, progress),
       ...(this.options.llama ? { llama: this.options.llama } : {}),
     };
@@ -425,6 +429,8 @@ export class FineTuningService {
         message: `Step ${event.step}/${totalSteps}: validation loss=${event.loss.toFixed(4)}`,
         data: { phase, step: event.step, total_steps: totalSteps, valid_loss: event.loss },
       });
+    } else if (event.event === "checkpoint") {
+      record({ level: "info", type: "message", message: `Checkpoint at step ${event.step}`, data: { phase, step: event.step } });
     } else if (event.event === "warning") {
       record({ level: "warn", type: "message", message: scrubPaths(event.message), data: null });
     }

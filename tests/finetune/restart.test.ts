@@ -151,13 +151,14 @@ describe("fine-tuning jobs across a server restart", () => {
       });
       id = (await client.fineTuning.jobs.create({ ...JOB, training_file: file.id } as Parameters<typeof client.fineTuning.jobs.create>[0]))
         .id;
+      // Past the periodic checkpoint at step 20 (CHECKPOINT_EVERY_STEPS), then killed.
       await waitFor(
         async () =>
-          (await client.fineTuning.jobs.listEvents(id, { limit: 5 })).data.some((e) => (e.data as { step?: number } | null)?.step === 5)
+          (await client.fineTuning.jobs.listEvents(id, { limit: 5 })).data.some((e) => e.message === "Checkpoint at step 20")
             ? true
             : undefined,
         60_000,
-        "step 5",
+        "the checkpoint at step 20",
       );
     } finally {
       first.child.kill("SIGKILL");
@@ -178,6 +179,12 @@ describe("fine-tuning jobs across a server restart", () => {
       );
       const messages = (await client.fineTuning.jobs.listEvents(id, { limit: 100 })).data.map((e) => e.message);
       expect(messages).toContain("Fine-tuning job resumed");
+      // The resumed trainer started from the last periodic checkpoint (events are newest first).
+      expect(messages.find((m) => m.startsWith("Training train phase"))).toBeDefined();
+      const starts = (await client.fineTuning.jobs.listEvents(id, { limit: 100 })).data.filter((e) =>
+        e.message.startsWith("Training train phase"),
+      );
+      expect((starts[0]!.data as { start_step: number }).start_step).toBeGreaterThanOrEqual(20);
       const adapter = `ft-${id.slice("ftjob-".length)}`;
       const resumed = await readFile(join(dirs.adapters, adapter, "adapter_model.safetensors"));
       expect(resumed.equals(reference)).toBe(true);
