@@ -446,6 +446,7 @@ export class FineTuningService {
           ? "The job was cancelled"
           : `The job failed: ${job.error?.message ?? ""}`;
     await this.jobs.addEvent(job.id, { level: status === "failed" ? "error" : "info", type: "message", message, data: null });
+    this.jobs.endEvents(job.id);
     this.logger.info("fine_tuning_job", { job: job.id, status, fine_tuned_model: job.fine_tuned_model });
   }
 }

@@ -121,7 +121,6 @@ export class JobStore {
     if (!job) throw new Error(`no job ${id}`);
     Object.assign(job, change);
     await this.save(job);
-    if (change.status && isTerminal(change.status)) for (const listener of this.listeners.get(id) ?? []) listener(null);
     return job;
   }
 
@@ -145,7 +144,13 @@ export class JobStore {
     return event;
   }
 
-  /** `listener(null)` when the job reaches a terminal status. Returns the unsubscribe function. */
+  /** Tells the listeners that no more events come (the job ended and its last event is recorded). */
+  endEvents(id: string): void {
+    for (const listener of this.listeners.get(id) ?? []) listener(null);
+    this.listeners.delete(id);
+  }
+
+  /** `listener(null)` after the job's last event (see endEvents). Returns the unsubscribe function. */
   subscribe(id: string, listener: (event: JobEvent | null) => void): () => void {
     const set = this.listeners.get(id) ?? new Set();
     this.listeners.set(id, set);

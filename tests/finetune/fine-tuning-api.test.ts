@@ -63,10 +63,12 @@ describe("fine-tuning API (openai client, demo model)", () => {
     const task = secretWordTask();
     const file = await upload(trainer, task.lines);
     expect(file).toMatchObject({ object: "file", purpose: "fine-tune", filename: "train.jsonl", status: "processed" });
+    const validation = await upload(trainer, task.lines.slice(0, 4), "valid.jsonl");
 
     const created = await trainer.fineTuning.jobs.create({
       model: "lori-demo",
       training_file: file.id,
+      validation_file: validation.id,
       suffix: "secret",
       seed: 7,
       method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 4, batch_size: 4 } } },
@@ -122,6 +124,10 @@ describe("fine-tuning API (openai client, demo model)", () => {
 
     const checkpoints = await trainer.fineTuning.jobs.checkpoints.list(job.id);
     expect(checkpoints.data[0]).toMatchObject({ fine_tuned_model_checkpoint: job.fine_tuned_model, step_number: 40 });
+    // The validation file is the validation set: its loss is reported at the end.
+    const validLoss = events.map((e) => (e.data as { valid_loss?: number } | null)?.valid_loss).find((x) => x !== undefined);
+    expect(validLoss).toBeLessThan(losses[0]!.train_loss);
+    expect(checkpoints.data[0]!.metrics.valid_loss).toBe(validLoss);
 
     // Another key (even one that may train) does not see the job, its file or its model; an admin does.
     await expect(otherTrainer.fineTuning.jobs.retrieve(job.id)).rejects.toMatchObject({ status: 404 });
@@ -172,6 +178,12 @@ describe("fine-tuning API (openai client, demo model)", () => {
     const children = execFileSync("ps", ["--ppid", String(process.pid), "-o", "ni=,comm="], { encoding: "utf8" });
     expect(children).toMatch(/^\s*10 lori-train$/m);
 
+    // A live event stream opened before the cancel ends with it.
+    const stream = await core.app.request(`/v1/fine_tuning/jobs/${job.id}/events?stream=true`, {
+      headers: { Authorization: `Bearer ${OTHER_TRAINER}` },
+    });
+    const streamed = stream.text();
+
     const started = performance.now();
     const cancelled = await otherTrainer.fineTuning.jobs.cancel(job.id);
     const ms = performance.now() - started;
@@ -182,6 +194,9 @@ describe("fine-tuning API (openai client, demo model)", () => {
     expect(existsSync(join(core.adapters.dir, ".train", adapterName))).toBe(false);
     expect((await otherTrainer.fineTuning.jobs.retrieve(job.id)).fine_tuned_model).toBeNull();
     expect(core.fineTuning.jobsByStatus().running).toBe(0);
+    const frames = (await streamed).split("\n\n").filter(Boolean);
+    expect(frames.at(-1)).toBe("data: [DONE]");
+    expect(JSON.parse(frames.at(-2)!.replace(/^data: /, ""))).toMatchObject({ message: "The job was cancelled" });
   });
 
   describe("bad inputs: a 4xx OpenAI error, and nothing starts", () => {
