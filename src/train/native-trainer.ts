@@ -196,7 +196,12 @@ export interface StartEvent {
   file_weight_types?: string;
   philox_kat_ok?: boolean;
 }
-export interface StepEvent { event: "step"; step: number; loss: number; tokens: number; tokens_per_s: number; elapsed_s: number }
+/**
+ * `loss`: summed NLL of the step's supervised tokens divided by its sequences (nats per sequence). `targets`: the
+ * supervised tokens of the step (absent from trainers built before it was added), for the loss per token.
+ */
+export interface StepEvent { event: "step"; step: number; loss: number; tokens: number; targets?: number; tokens_per_s: number; elapsed_s: number }
+/** `loss` in nats per sequence; `nll_per_token` in nats per supervised token. */
 export interface EvalEvent { event: "eval"; step: number; loss: number; nll_per_token: number; n_seqs: number; n_targets: number }
 export interface CheckpointEvent { event: "checkpoint"; step: number; path: string }
 export interface InterruptedEvent { event: "interrupted"; step: number; checkpoint: string | null }
