@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { TARGET_MODULES, type TargetModule } from "../lora/target-modules.js";
+import { METHOD_DEFAULTS } from "../train/method-defaults.js";
 import type { TrainMethod } from "../train/native-trainer.js";
 
 /**
@@ -30,7 +31,7 @@ export const hyperparametersSchema = z
 export const loriOptionsSchema = z
   .object({
     method: z.enum(["lori-s", "lori-d", "lora"]).optional().describe("Default lori-d. lori-s trains a sparse B through a calibrated mask."),
-    rank: z.number().int().min(1).max(256).optional().describe("Default 16."),
+    rank: z.number().int().min(1).max(256).optional().describe("Default: the trainer's per method (32)."),
     alpha: z.number().gt(0).max(10_000).optional().describe("Default 2 * rank."),
     sparsity: z.number().min(0).lt(1).optional().describe("lori-s only: fraction of B masked out. Default 0.9."),
     learning_rate: z
@@ -38,9 +39,9 @@ export const loriOptionsSchema = z
       .gt(0)
       .max(1)
       .optional()
-      .describe("Base learning rate (default per method: lori-d 5e-3, lori-s 1e-2, lora 2e-3)."),
+      .describe("Base learning rate (default: the trainer's per method: lori-d 3e-3, lori-s 1e-2, lora 1e-3)."),
     calibrate: z.boolean().optional().describe("lori-s only: train lori-d first for the mask. Default true (the only mask source here)."),
-    calibrate_learning_rate: z.number().gt(0).max(1).optional().describe("lori-s only: learning rate of the calibration. Default 1e-3."),
+    calibrate_learning_rate: z.number().gt(0).max(1).optional().describe("lori-s only: learning rate of the calibration. Default 3e-3."),
     steps: z
       .number()
       .int()
@@ -95,12 +96,6 @@ export interface ResolvedTraining {
   readonly seed: number;
 }
 
-const METHOD_DEFAULTS: Record<TrainMethod, { lr: number }> = {
-  "lori-d": { lr: 5e-3 },
-  "lori-s": { lr: 1e-2 },
-  lora: { lr: 2e-3 },
-};
-
 /** Thrown for a combination of valid fields that does not make sense; the route turns it into a 400. */
 export class JobRequestError extends Error {
   constructor(
@@ -146,7 +141,7 @@ export function resolveTraining(request: CreateJobRequest, records: number, seed
       `The learning rate (${learningRate}) must be at most 1; lower learning_rate_multiplier.`,
       "learning_rate_multiplier",
     );
-  const rank = lori.rank ?? 16;
+  const rank = lori.rank ?? METHOD_DEFAULTS[method].rank;
   return {
     hyperparameters: { n_epochs: epochs, batch_size: batch, learning_rate_multiplier: multiplier },
     method,
@@ -155,7 +150,7 @@ export function resolveTraining(request: CreateJobRequest, records: number, seed
     sparsity: method === "lori-s" ? (lori.sparsity ?? 0.9) : null,
     calibrate: method === "lori-s",
     learningRate,
-    calibrateLearningRate: method === "lori-s" ? (lori.calibrate_learning_rate ?? 1e-3) : null,
+    calibrateLearningRate: method === "lori-s" ? (lori.calibrate_learning_rate ?? METHOD_DEFAULTS[method].calibrateLr) : null,
     steps: lori.steps ?? null,
     maxLen: lori.max_len ?? 512,
     targets: lori.targets ?? null,

@@ -55,9 +55,9 @@ describe("job request resolution", () => {
     expect(t.hyperparameters).toEqual({ n_epochs: 10, batch_size: 8, learning_rate_multiplier: 1 });
     expect(t).toMatchObject({
       method: "lori-d",
-      rank: 16,
-      alpha: 32,
-      learningRate: 5e-3,
+      rank: 32,
+      alpha: 64,
+      learningRate: 3e-3,
       sparsity: null,
       calibrate: false,
       seed: 5,
@@ -71,7 +71,7 @@ describe("job request resolution", () => {
       sparsity: 0.9,
       calibrate: true,
       learningRate: 5e-3,
-      calibrateLearningRate: 1e-3,
+      calibrateLearningRate: 3e-3,
     });
     expect(s.hyperparameters).toEqual({ n_epochs: 1, batch_size: 8, learning_rate_multiplier: 0.5 });
   });
