@@ -19,7 +19,7 @@ import {
   type TrainProgress,
   type TrainResult,
 } from "../train/train-adapter.js";
-import { loadSequences } from "../train/train-common.js";
+import { loadSequences, stepLossPerToken } from "../train/train-common.js";
 import { WORK_FILES, workDirFor } from "../train/train-plan.js";
 import type { Logger } from "../util/logger.js";
 import { FileStore, type StoredFile } from "./file-store.js";
@@ -350,7 +350,11 @@ export class FineTuningService {
             created_at: Math.floor(Date.now() / 1000),
             step: steps,
             fine_tuned_model_checkpoint: fineTuned,
-            metrics: { step: steps, train_loss: last?.final_train_loss ?? null, valid_loss: last?.final_val_loss ?? null },
+            metrics: {
+              step: steps,
+              train_loss: last?.final_train_loss_per_token ?? last?.final_train_loss ?? null,
+              valid_loss: last?.final_val_loss_per_token ?? last?.final_val_loss ?? null,
+            },
           },
         ],
       });
@@ -407,15 +411,18 @@ export class FineTuningService {
       const eta = Math.round(stepsLeft * secondsPerStep);
       job.estimated_finish = Math.floor(Date.now() / 1000) + eta;
       if (event.step <= 10 || event.step % run.stepEvery === 0 || event.step === totalSteps) {
+        // OpenAI reports mean loss per token; the trainer's `loss` is per sequence (kept as train_loss_per_sequence).
+        const perToken = stepLossPerToken(event, job.training.hyperparameters.batch_size) ?? event.loss;
         record({
           level: "info",
           type: "metrics",
-          message: `Step ${event.step}/${totalSteps}: training loss=${event.loss.toFixed(4)}`,
+          message: `Step ${event.step}/${totalSteps}: training loss=${perToken.toFixed(4)}`,
           data: {
             phase,
             step: event.step,
             total_steps: totalSteps,
-            train_loss: event.loss,
+            train_loss: perToken,
+            train_loss_per_sequence: event.loss,
             tokens_per_s: event.tokens_per_s,
             elapsed_s: event.elapsed_s,
             eta_s: eta,
@@ -426,8 +433,8 @@ export class FineTuningService {
       record({
         level: "info",
         type: "metrics",
-        message: `Step ${event.step}/${totalSteps}: validation loss=${event.loss.toFixed(4)}`,
-        data: { phase, step: event.step, total_steps: totalSteps, valid_loss: event.loss },
+        message: `Step ${event.step}/${totalSteps}: validation loss=${event.nll_per_token.toFixed(4)}`,
+        data: { phase, step: event.step, total_steps: totalSteps, valid_loss: event.nll_per_token, valid_loss_per_sequence: event.loss },
       });
     } else if (event.event === "checkpoint") {
       record({ level: "info", type: "message", message: `Checkpoint at step ${event.step}`, data: { phase, step: event.step } });
