@@ -201,7 +201,7 @@ export class FineTuningService {
     if (isTerminal(job.status)) {
       throw new KindedError(
         "invalid_request",
-        `The job ${job.id} has already ${job.status === "succeeded" ? "succeeded" : job.status}.`,
+        `The job ${job.id} has already ${job.status === "cancelled" ? "been cancelled" : job.status}.`,
         "job_not_cancellable",
         "fine_tuning_job_id",
       );
