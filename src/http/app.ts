@@ -4,11 +4,13 @@ import { adaptersRoutes } from "../routes/adapters.js";
 import { metricsRoutes } from "../routes/metrics.js";
 import { chatCompletionsRoutes } from "../routes/chat-completions.js";
 import { completionsRoutes } from "../routes/completions.js";
+import { embeddingsRoutes } from "../routes/embeddings.js";
 import { filesRoutes } from "../routes/files.js";
 import { fineTunedAdapterAccess, fineTuningRoutes } from "../routes/fine-tuning.js";
 import { healthRoutes } from "../routes/health.js";
 import { modelsRoutes } from "../routes/models.js";
 import { openapiRoutes } from "../routes/openapi.js";
+import { tokenizeRoutes } from "../routes/tokenize.js";
 import { apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "./app-deps.js";
 import { bearerAuth } from "./auth.js";
@@ -37,6 +39,8 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", modelsRoutes(deps));
   app.route("/", chatCompletionsRoutes(deps));
   app.route("/", completionsRoutes(deps));
+  app.route("/", embeddingsRoutes(deps));
+  app.route("/", tokenizeRoutes(deps));
   app.route("/", adaptersRoutes(deps));
   app.route("/", metricsRoutes(deps));
   if (deps.fineTuning) {
