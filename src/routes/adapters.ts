@@ -1,11 +1,13 @@
-import { mkdtemp, rename, rm, writeFile, realpath } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, realpath, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Hono, type Context } from "hono";
 import { z } from "zod";
-import { CONFIG_FILE, readAdapterDir, validateAdapterName, WEIGHTS_FILE, writeAdapterDir } from "../lora/adapter-io.js";
+import type { Adapter } from "../lora/adapter.js";
+import { CONFIG_FILE, validateAdapterName, WEIGHTS_FILE, writeAdapterDir } from "../lora/adapter-io.js";
 import { LoraError } from "../lora/errors.js";
-import { mergeCat, mergeLinear } from "../lora/merge.js";
-import { apiErrors } from "../http/api-error.js";
+import { MAX_MERGE_INPUTS, mergeCat, mergeLinear, weightProblem } from "../lora/merge.js";
+import { ApiError, apiErrors } from "../http/api-error.js";
 import type { AppDeps } from "../http/app-deps.js";
 import { mayUseAdapter } from "../http/principal.js";
 import { readJsonBody } from "../http/read-json-body.js";
@@ -16,18 +18,34 @@ export const registerAdapterSchema = z.object({
   path: z.string().min(1).describe("A directory under --adapters-dir or an --adapter-root"),
 });
 
+const mergeWeightSchema = z.number().superRefine((weight, ctx) => {
+  const problem = weightProblem(weight);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+});
+
 export const mergeAdaptersSchema = z.object({
   method: z.enum(["cat", "linear"]),
   adapters: z
-    .array(z.object({ name: z.string().min(1), weight: z.number().refine(Number.isFinite, "must be finite").default(1) }))
-    .min(1),
+    .array(z.object({ name: z.string().min(1), weight: mergeWeightSchema.default(1) }))
+    .min(1)
+    .max(MAX_MERGE_INPUTS, `at most ${MAX_MERGE_INPUTS} adapters per merge`)
+    .superRefine((items, ctx) => {
+      const seen = new Set<string>();
+      items.forEach(({ name }, i) => {
+        if (seen.has(name)) ctx.addIssue({ code: "custom", message: `the adapter '${name}' is listed twice`, path: [i, "name"] });
+        seen.add(name);
+      });
+    }),
   name: z.string().min(1),
 });
 
 /**
  * The adapter store over HTTP. Reads honour the caller's allow-list; register, delete and merge need an
- * admin key. Changes take effect for new requests at once; requests already running keep the compiled
- * adapter they started with (compiled files are content-addressed and freed only when no lane uses them).
+ * admin key. Every write goes through a staging directory (a dot-name the poller ignores) that the registry
+ * validates exactly as it validates what the poller finds, and only then renames into place: an adapter that
+ * could not be served (NaN values, shapes that fit no served model, symlinks, ...) is a 400 and never
+ * visible; a full disk is a 507 and leaves nothing behind. Requests already running keep the compiled
+ * adapter they started with.
  */
 export function adaptersRoutes(deps: AppDeps): Hono {
   const app = new Hono();
@@ -43,6 +61,7 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     validateName(name);
     if (deps.adapters.get(name) || deps.models.get(name)) throw apiErrors.adapterExists(name);
   };
+  const stagingDir = (name: string, op: string) => path.join(deps.adapters.dir, `.${op}-${name}-${randomBytes(6).toString("hex")}`);
 
   app.get("/adapters", (c) => {
     const principal = c.get("principal");
@@ -56,13 +75,24 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     requireAdmin(c);
     const request = await readJsonBody(c, mergeAdaptersSchema);
     assertFree(request.name);
-    const inputs = await Promise.all(
-      request.adapters.map(async ({ name, weight }) => ({ adapter: await readAdapterDir(visible(c, name).dir), weight, name })),
-    );
-    const merged = request.method === "cat" ? mergeCat(inputs) : mergeLinear(inputs);
-    await writeAdapterDir(path.join(deps.adapters.dir, request.name), merged);
-    await deps.adapters.refresh();
-    return c.json(adapterObject(deps.models, visible(c, request.name)), 201);
+    const inputs: Array<{ adapter: Adapter; weight: number; name: string }> = [];
+    for (const { name, weight } of request.adapters) inputs.push({ adapter: await deps.adapters.snapshot(visible(c, name)), weight, name });
+    let merged: Adapter;
+    try {
+      merged = request.method === "cat" ? mergeCat(inputs) : mergeLinear(inputs);
+    } catch (error) {
+      if (error instanceof LoraError) throw apiErrors.invalidField("adapters", error.message);
+      throw error;
+    }
+    const staging = stagingDir(request.name, "merge");
+    try {
+      await writeAdapterDir(staging, merged);
+    } catch (error) {
+      await rm(staging, { recursive: true, force: true });
+      throw error;
+    }
+    const entry = await install(request.name, staging, "adapters");
+    return c.json(adapterObject(deps.models, entry), 201);
   });
 
   app.post("/adapters", async (c) => {
@@ -72,25 +102,20 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     const request = await readJsonBody(c, registerAdapterSchema);
     assertFree(request.name);
     const dir = await allowedAdapterPath(deps, request.path);
-    await readAdapterDir(dir); // refuse anything we could not serve: tensors, not just the config
-    if (path.dirname(dir) === (await realpath(deps.adapters.dir)) && path.basename(dir) === request.name) await deps.adapters.refresh();
-    else await deps.adapters.registerPath(request.name, dir);
+    if (path.dirname(dir) === (await realpath(deps.adapters.dir)) && path.basename(dir) === request.name) {
+      // Already in the store under its own name: validate it as the poller would, and say why if it fails.
+      await deps.adapters.validate(dir, request.name).catch(invalidAs("path"));
+      await deps.adapters.refresh();
+    } else {
+      await deps.adapters.registerPath(request.name, dir).catch(invalidAs("path"));
+    }
     return c.json(adapterObject(deps.models, visible(c, request.name)), 201);
   });
 
   app.delete("/adapters/:name", async (c) => {
     requireAdmin(c);
     const entry = visible(c, c.req.param("name"));
-    const insideStore = path.dirname(path.resolve(entry.dir)) === path.resolve(deps.adapters.dir);
-    if (insideStore) {
-      // Move aside first so the registry never sees a half-deleted directory.
-      const trash = path.join(deps.adapters.dir, `.deleted-${entry.name}-${Date.now()}`);
-      await rename(entry.dir, trash);
-      await rm(trash, { recursive: true, force: true });
-    } else {
-      deps.adapters.unregisterPath(entry.name);
-    }
-    await deps.adapters.refresh();
+    await deps.adapters.remove(entry.name);
     return c.json({ id: entry.name, object: "adapter", deleted: true });
   });
 
@@ -103,21 +128,37 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     if (!(config instanceof File) || !(weights instanceof File)) {
       throw apiErrors.invalidField(null, `A multipart upload needs the fields 'name', '${CONFIG_FILE}' and '${WEIGHTS_FILE}' (files).`);
     }
-    const staging = await mkdtemp(path.join(deps.adapters.dir, `.upload-${name}-`));
+    const staging = stagingDir(name, "upload");
     try {
-      await writeFile(path.join(staging, CONFIG_FILE), Buffer.from(await config.arrayBuffer()));
-      await writeFile(path.join(staging, WEIGHTS_FILE), Buffer.from(await weights.arrayBuffer()));
-      await readAdapterDir(staging); // refuse anything we could not serve before it becomes visible
-      await rename(staging, path.join(deps.adapters.dir, name));
+      await mkdir(staging);
+      await writeFile(path.join(staging, CONFIG_FILE), Buffer.from(await config.arrayBuffer()), { flush: true });
+      await writeFile(path.join(staging, WEIGHTS_FILE), Buffer.from(await weights.arrayBuffer()), { flush: true });
     } catch (error) {
       await rm(staging, { recursive: true, force: true });
       throw error;
     }
-    await deps.adapters.refresh();
-    return adapterObject(deps.models, visible(c, name));
+    return adapterObject(deps.models, await install(name, staging, WEIGHTS_FILE));
+  }
+
+  /** Validates the staging dir and renames it into place (the registry removes it on any failure). */
+  async function install(name: string, staging: string, param: string) {
+    return deps.adapters.install(name, staging).catch((error: unknown) => {
+      if (error instanceof LoraError && error.code === "ADAPTER_EXISTS") throw apiErrors.adapterExists(name);
+      return invalidAs(param)(error);
+    });
   }
 
   return app;
+}
+
+/** A refused adapter: 400 naming what is wrong (messages carry adapter names and file names, never server paths). */
+function invalidAs(param: string | null) {
+  return (error: unknown): never => {
+    if (error instanceof LoraError && (error.kind === "invalid_input" || error.kind === "invalid_request")) {
+      throw new ApiError("invalid_input", `The adapter was refused: ${error.message}`, "adapter_invalid", param);
+    }
+    throw error;
+  };
 }
 
 function validateName(name: string): void {
@@ -132,7 +173,7 @@ function validateName(name: string): void {
 async function allowedAdapterPath(deps: AppDeps, requested: string): Promise<string> {
   const roots = await Promise.all([deps.adapters.dir, ...deps.config.adapterRoots].map((r) => realpath(r).catch(() => path.resolve(r))));
   const resolved = await realpath(path.resolve(deps.adapters.dir, requested)).catch(() => {
-    throw apiErrors.invalidField("path", `No such directory: ${requested}`);
+    throw apiErrors.invalidField("path", "No such directory.");
   });
   if (!roots.some((root) => resolved === root || resolved.startsWith(root + path.sep)) || roots.includes(resolved)) {
     throw apiErrors.invalidField("path", "The path must be a directory under --adapters-dir or an --adapter-root.");

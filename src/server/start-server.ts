@@ -7,6 +7,7 @@ import type { Llama } from "node-llama-cpp";
 import { readKeysFile, type KeyGrant } from "../config/keys-file.js";
 import type { ServeConfig } from "../config/serve-config.js";
 import { AdapterRegistry } from "../engine/adapters/adapter-registry.js";
+import { CompiledCache } from "../engine/adapters/compiled-cache.js";
 import { readChatTemplateOption } from "../engine/chat-prompt.js";
 import { ShuttingDownError } from "../engine/engine-errors.js";
 import type { LaneEvents } from "../engine/lanes/lane-scheduler.js";
@@ -26,6 +27,8 @@ export interface RunningServer {
   readonly adapters: AdapterRegistry;
   readonly lifecycle: ServerLifecycle;
   readonly metrics: Metrics;
+  /** `.compiled/` under its disk budget: bytes, files and evictions for the metrics. */
+  readonly compiledCache: CompiledCache;
   /** Stop accepting, let in-flight generations finish up to the drain deadline, free everything. */
   close(): Promise<void>;
 }
@@ -40,10 +43,15 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
   const specs = config.models.length > 0 ? config.models.map(parseModelSpec) : [await resolveDefaultModel(config.modelsDir)];
 
   await mkdir(config.adaptersDir, { recursive: true });
+  // The registry validates adapters against the served bases, so it scans only once the models are loaded.
   const adapters = new AdapterRegistry(config.adaptersDir, logger);
-  await adapters.start(config.adaptersPollMs);
-
   const models = new ModelRegistry();
+  const compiledCache = new CompiledCache(path.join(config.adaptersDir, ".compiled"), {
+    budgetBytes: config.compiledCacheMb * 1024 * 1024,
+    inUse: (filePath) => models.list().some((m) => m.lanes.residency.isRetained(filePath)),
+    logger,
+  });
+  compiledCache.followRegistry(adapters);
   const metrics = new Metrics(
     () => models,
     () => models.list().reduce((n, m) => n + m.lanes.residency.residentBytes, 0),
@@ -75,7 +83,8 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
           maxAdapters: config.maxAdapters,
           agingMs: config.agingMs,
           chatTemplate,
-          compiledAdaptersDir: path.join(config.adaptersDir, ".compiled"),
+          compiledAdaptersDir: compiledCache.root,
+          compiledCache,
         },
         adapters,
         events,
@@ -91,6 +100,8 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
         gpu: llama.gpu,
       });
     }
+    adapters.setBases(models.list().map((m) => ({ id: m.spec.id, header: m.header, fingerprint: m.fingerprint })));
+    await adapters.start(config.adaptersPollMs);
   } catch (error) {
     adapters.close();
     await models.dispose();
@@ -126,7 +137,7 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
       await models.dispose();
       logger.info("stopped", {});
     })());
-  return { url, port, models, adapters, lifecycle, metrics, close };
+  return { url, port, models, adapters, lifecycle, metrics, compiledCache, close };
 }
 
 /** `--api-key` values are admin keys; `--keys-file` adds keys with roles and adapter allow-lists. */

@@ -23,6 +23,7 @@ Options (each also read from the environment variable shown):
   --max-queue N            requests that may wait for a lane; beyond it 429 (default 64) [${serveEnvVars.maxQueue}]
   --max-lanes auto|N       contexts per model, each bound to one adapter set (default auto: what fits 1/4 of free memory, 1-8) [${serveEnvVars.maxLanes}]
   --max-adapters N         compiled adapter files kept loaded when unused (LRU beyond; default 16) [${serveEnvVars.maxAdapters}]
+  --compiled-cache-mb N    disk budget of <adapters-dir>/.compiled/ in MiB (LRU beyond, never what a lane holds; default 1024) [${serveEnvVars.compiledCacheMb}]
   --aging-ms N             a request waiting longer than this is not overtaken by younger ones (default 250) [${serveEnvVars.agingMs}]
   --adapters-poll-ms N     how often --adapters-dir is rescanned for added/changed/removed adapters (default 1000; 0 = never) [${serveEnvVars.adaptersPollMs}]
   --adapter-root DIR       another directory POST /adapters {path} may register from; repeatable [${serveEnvVars.adapterRoots}, comma-separated]
@@ -54,6 +55,7 @@ export const serveCommand: CliCommand = {
       "max-queue": { type: "string" },
       "max-lanes": { type: "string" },
       "max-adapters": { type: "string" },
+      "compiled-cache-mb": { type: "string" },
       "aging-ms": { type: "string" },
       "adapters-poll-ms": { type: "string" },
       "adapter-root": { type: "string", multiple: true },
@@ -85,6 +87,7 @@ export const serveCommand: CliCommand = {
         maxQueue: v["max-queue"],
         maxLanes: v["max-lanes"],
         maxAdapters: v["max-adapters"],
+        compiledCacheMb: v["compiled-cache-mb"],
         agingMs: v["aging-ms"],
         adaptersPollMs: v["adapters-poll-ms"],
         adapterRoots: v["adapter-root"],
