@@ -66,7 +66,7 @@ describe("compiled cache (.compiled/)", () => {
       expect(cache.evictions).toBe(301);
     }));
 
-  it("never evicts a file a lane holds, nor one handed out within the grace period", () =>
+  it("never evicts a file a lane holds, nor one handed out that no lane holds yet", () =>
     withCache(async (root) => {
       const held = new Set<string>();
       const cache = new CompiledCache(root, { budgetBytes: 2000, graceMs: 0, inUse: (p) => held.has(path.basename(p)) });
@@ -84,10 +84,20 @@ describe("compiled cache (.compiled/)", () => {
       await cache.ensure(file("d.gguf"), ["d"], build);
       expect(await filesIn(root)).toEqual(["a.gguf", "c.gguf", "d.gguf"]);
 
-      const graceful = new CompiledCache(path.join(root, "..", "graceful"), { budgetBytes: 1000, graceMs: 60_000 });
+      // Handed out to a request still queued for a lane: kept. Once a lane held it and let go: evictable.
+      const lane = new Set<string>();
+      const graceful = new CompiledCache(path.join(root, "..", "graceful"), { budgetBytes: 1000, graceMs: 60_000, inUse: (p) => lane.has(path.basename(p)) });
       await graceful.ensure(path.join(graceful.root, "base", "x.gguf"), ["x"], build);
       await graceful.ensure(path.join(graceful.root, "base", "y.gguf"), ["y"], build);
       expect(await filesIn(graceful.root)).toEqual(["x.gguf", "y.gguf"]);
+      lane.add("x.gguf");
+      await graceful.ensure(path.join(graceful.root, "base", "z.gguf"), ["z"], build);
+      expect(await filesIn(graceful.root)).toEqual(["x.gguf", "y.gguf", "z.gguf"]);
+      lane.delete("x.gguf");
+      lane.add("y.gguf");
+      lane.add("z.gguf");
+      await graceful.ensure(path.join(graceful.root, "base", "w.gguf"), ["w"], build);
+      expect(await filesIn(graceful.root)).toEqual(["w.gguf", "y.gguf", "z.gguf"]);
     }));
 
   it("recompiles a truncated or altered file after a restart instead of serving it", () =>

@@ -12,8 +12,9 @@ import type { AdapterRegistry, RegistryChange } from "./adapter-registry.js";
  * file's name is a hash of what it was compiled from), under a disk budget.
  *
  * - Budget: after each compile, least-recently-used files are deleted until the total fits `budgetBytes`.
- *   A file a lane holds (`inUse`) or that was handed out moments ago (`graceMs`, the gap between compiling
- *   a set and a lane retaining it) is never deleted; the cache may then stay over budget until they are free.
+ *   A file a lane holds (`inUse`) is never deleted, nor one handed out to a request that no lane holds yet
+ *   (the request may be queued for a lane; protected until a lane holds it, or `graceMs` at most). The
+ *   cache may then stay over budget until they are free.
  * - Pruning: when the registry replaces or deletes an adapter, every file compiled from its old content is
  *   deleted at once (deferred while in use), unless another listed adapter still has that content.
  * - Integrity: `manifest.json` (written atomically) records each file's size and sha256. The first use of a
@@ -27,7 +28,7 @@ export interface CompiledCacheOptions {
   readonly budgetBytes: number;
   /** Whether a lane holds this file (never evicted then). */
   readonly inUse?: (filePath: string) => boolean;
-  /** Files used within this many ms are not evicted (default 30 s). */
+  /** A file handed out is protected until a lane holds it, or this many ms at most (default 5 min). */
   readonly graceMs?: number;
   readonly logger?: Logger;
 }
@@ -51,6 +52,8 @@ export class CompiledCache {
   private readonly manifest = new Map<string, ManifestEntry>();
   private readonly verified = new Set<string>();
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Files handed out by `ensure` that no lane was seen holding yet, with the time they were handed out. */
+  private readonly handedOut = new Map<string, number>();
   /** Files of replaced/deleted adapters that were in use when pruned: deleted once free. */
   private readonly doomed = new Set<string>();
   private loading: Promise<void> | undefined;
@@ -108,6 +111,7 @@ export class CompiledCache {
     await this.load();
     const key = this.keyOf(filePath);
     const known = this.manifest.get(key);
+    this.handedOut.set(key, Date.now());
     if (known && this.verified.has(key)) {
       known.lastUsed = Date.now();
       return;
@@ -177,12 +181,16 @@ export class CompiledCache {
       if (!this.manifest.has(key)) this.doomed.delete(key);
       else if (!this.inUse(this.pathOf(key)) && !this.inFlight.has(key)) await this.deleteFile(key);
     }
-    const graceMs = this.options.graceMs ?? 30_000;
+    const graceMs = this.options.graceMs ?? 5 * 60_000;
+    const now = Date.now();
+    for (const [key, at] of [...this.handedOut]) {
+      // Once a lane holds it, `inUse` protects it; the hand-off protection ends there.
+      if (key !== keep && (this.inUse(this.pathOf(key)) || now - at >= graceMs)) this.handedOut.delete(key);
+    }
     let total = this.bytes;
     if (total <= this.options.budgetBytes) return;
-    const now = Date.now();
     const candidates = [...this.manifest]
-      .filter(([key, entry]) => key !== keep && now - entry.lastUsed >= graceMs && !this.inFlight.has(key))
+      .filter(([key]) => key !== keep && !this.handedOut.has(key) && !this.inFlight.has(key))
       .sort(([, a], [, b]) => a.lastUsed - b.lastUsed);
     for (const [key, entry] of candidates) {
       if (total <= this.options.budgetBytes) break;
@@ -195,6 +203,7 @@ export class CompiledCache {
 
   private async deleteFile(key: string): Promise<void> {
     this.manifest.delete(key);
+    this.handedOut.delete(key);
     this.verified.delete(key);
     this.doomed.delete(key);
     await rm(this.pathOf(key), { force: true });
