@@ -13,6 +13,7 @@ const adapterItemSchema = z.union([
         const problem = weightProblem(weight);
         if (problem) ctx.addIssue({ code: "custom", message: problem });
       })
+      .meta({ minimum: -MAX_ABS_WEIGHT, maximum: MAX_ABS_WEIGHT })
       .default(1),
   }),
 ]);
@@ -22,9 +23,12 @@ export const adapterFieldSchema = z
   .union([
     z.string().min(1),
     // A refinement rather than .max(): inside a union, zod reports a refinement's message, not "Invalid input".
-    z.array(adapterItemSchema).superRefine((items, ctx) => {
-      if (items.length > MAX_MERGE_INPUTS) ctx.addIssue({ code: "custom", message: `at most ${MAX_MERGE_INPUTS} adapters per request, got ${items.length}` });
-    }),
+    z
+      .array(adapterItemSchema)
+      .superRefine((items, ctx) => {
+        if (items.length > MAX_MERGE_INPUTS) ctx.addIssue({ code: "custom", message: `at most ${MAX_MERGE_INPUTS} adapters per request, got ${items.length}` });
+      })
+      .meta({ maxItems: MAX_MERGE_INPUTS }),
   ])
   .optional()
   .describe(

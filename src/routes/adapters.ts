@@ -6,7 +6,7 @@ import { z } from "zod";
 import type { Adapter } from "../lora/adapter.js";
 import { CONFIG_FILE, validateAdapterName, WEIGHTS_FILE, writeAdapterDir } from "../lora/adapter-io.js";
 import { LoraError } from "../lora/errors.js";
-import { MAX_MERGE_INPUTS, mergeCat, mergeLinear, weightProblem } from "../lora/merge.js";
+import { MAX_ABS_WEIGHT, MAX_MERGE_INPUTS, mergeCat, mergeLinear, weightProblem } from "../lora/merge.js";
 import { ApiError, apiErrors } from "../http/api-error.js";
 import type { AppDeps } from "../http/app-deps.js";
 import { mayUseAdapter } from "../http/principal.js";
@@ -18,10 +18,13 @@ export const registerAdapterSchema = z.object({
   path: z.string().min(1).describe("A directory under --adapters-dir or an --adapter-root"),
 });
 
-const mergeWeightSchema = z.number().superRefine((weight, ctx) => {
-  const problem = weightProblem(weight);
-  if (problem) ctx.addIssue({ code: "custom", message: problem });
-});
+const mergeWeightSchema = z
+  .number()
+  .superRefine((weight, ctx) => {
+    const problem = weightProblem(weight);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  })
+  .meta({ minimum: -MAX_ABS_WEIGHT, maximum: MAX_ABS_WEIGHT, description: "finite, non-zero, |weight| <= 1000" });
 
 export const mergeAdaptersSchema = z.object({
   method: z.enum(["cat", "linear"]),
