@@ -140,14 +140,16 @@ export function adaptersRoutes(deps: AppDeps): Hono {
       await rm(staging, { recursive: true, force: true });
       throw error;
     }
-    return adapterObject(deps.models, await install(name, staging, WEIGHTS_FILE));
+    return adapterObject(deps.models, await install(name, staging, null));
   }
 
   /** Validates the staging dir and renames it into place (the registry removes it on any failure). */
-  async function install(name: string, staging: string, param: string) {
+  /** `param` null: an upload, whose offending field is the file the message names. */
+  async function install(name: string, staging: string, param: string | null) {
     return deps.adapters.install(name, staging).catch((error: unknown) => {
       if (error instanceof LoraError && error.code === "ADAPTER_EXISTS") throw apiErrors.adapterExists(name);
-      return invalidAs(param)(error);
+      const field = param ?? (error instanceof Error && error.message.includes(CONFIG_FILE) ? CONFIG_FILE : WEIGHTS_FILE);
+      return invalidAs(field)(error);
     });
   }
 
