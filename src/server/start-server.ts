@@ -52,6 +52,7 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
     logger,
   });
   compiledCache.followRegistry(adapters);
+  await compiledCache.open();
   const metrics = new Metrics(
     () => models,
     () => models.list().reduce((n, m) => n + m.lanes.residency.residentBytes, 0),

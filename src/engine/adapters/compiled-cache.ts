@@ -68,6 +68,11 @@ export class CompiledCache {
     this.inUse = options.inUse ?? (() => false);
   }
 
+  /** Reads the manifest and drops unverifiable files now (otherwise done on first use). */
+  open(): Promise<void> {
+    return this.load();
+  }
+
   /** Connects the "does a lane hold this file" question (the lanes are created after the cache). */
   setInUse(inUse: (filePath: string) => boolean): void {
     this.inUse = inUse;
