@@ -15,9 +15,10 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-export async function startServerProcess(args: string[], nodeArgs: string[] = []): Promise<ServerProcess> {
+export async function startServerProcess(args: string[], nodeArgs: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, cli, "serve", "--port", "0", "--quiet", ...args], {
     stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, ...env },
   });
   let seen = "";
   const url = await new Promise<string>((resolve, reject) => {

@@ -1,8 +1,9 @@
 import { z } from "zod";
+import { LOG_FORMATS } from "../util/logger.js";
 
 /** `serve` settings after merging flags over environment variables over defaults. */
 export const serveConfigSchema = z.object({
-  models: z.array(z.string().min(1)).default([]).describe("GGUF files, `name=PATH` to alias; empty = embedded model"),
+  models: z.array(z.string().min(1)).default([]).describe("GGUF files, `name=PATH` to alias; empty = the demo model (lori-tiny fallback)"),
   modelsDir: z.string().min(1).default("models"),
   adaptersDir: z.string().min(1).default("adapters"),
   host: z.string().min(1).default("127.0.0.1"),
@@ -19,6 +20,7 @@ export const serveConfigSchema = z.object({
   /** 1 GiB: files a lane holds are never evicted, so this bounds only the idle cache (a few 7B-class sets). */
   compiledCacheMb: z.coerce.number().int().min(1).max(1_048_576).default(1024),
   agingMs: z.coerce.number().int().min(0).default(250),
+  batchWaitMs: z.coerce.number().min(0).max(100).default(1),
   adaptersPollMs: z.coerce.number().int().min(0).default(1000),
   adapterRoots: z.array(z.string().min(1)).default([]),
   keysFile: z.string().optional(),
@@ -27,7 +29,11 @@ export const serveConfigSchema = z.object({
   chatTemplate: z.string().optional().describe("Jinja template text, or a path to a file holding one"),
   maxBodyBytes: z.coerce.number().int().min(1024).default(8 * 1024 * 1024),
   drainTimeoutMs: z.coerce.number().int().min(0).default(30_000),
+  headerTimeoutMs: z.coerce.number().int().min(100).default(10_000).describe("time a client may take to send the request headers"),
+  bodyTimeoutMs: z.coerce.number().int().min(100).default(60_000).describe("time a client may take to send the whole request"),
+  metricsMaxAdapterSets: z.coerce.number().int().min(1).max(10_000).default(64),
   logRequests: z.boolean().default(true),
+  logFormat: z.enum(LOG_FORMATS).default("auto"),
 });
 
 export type ServeConfig = z.infer<typeof serveConfigSchema>;
@@ -48,6 +54,7 @@ export const serveEnvVars = {
   maxAdapters: "LORI_MAX_ADAPTERS",
   compiledCacheMb: "LORI_COMPILED_CACHE_MB",
   agingMs: "LORI_AGING_MS",
+  batchWaitMs: "LORI_BATCH_WAIT_MS",
   adaptersPollMs: "LORI_ADAPTERS_POLL_MS",
   adapterRoots: "LORI_ADAPTER_ROOT",
   keysFile: "LORI_KEYS_FILE",
@@ -56,6 +63,10 @@ export const serveEnvVars = {
   chatTemplate: "LORI_CHAT_TEMPLATE",
   maxBodyBytes: "LORI_MAX_BODY_BYTES",
   drainTimeoutMs: "LORI_DRAIN_TIMEOUT_MS",
+  headerTimeoutMs: "LORI_HEADER_TIMEOUT_MS",
+  bodyTimeoutMs: "LORI_BODY_TIMEOUT_MS",
+  metricsMaxAdapterSets: "LORI_METRICS_MAX_ADAPTER_SETS",
+  logFormat: "LORI_LOG_FORMAT",
 } as const satisfies Partial<Record<keyof ServeConfig, string>>;
 
 const listKeys = new Set<keyof ServeConfig>(["models", "apiKeys", "adapterRoots"]);

@@ -1,12 +1,22 @@
 import {
   LlamaGrammarEvaluationState,
+  type ControlledEvaluateInputItem,
   type LlamaContextSequence,
   type LlamaGrammar,
   type LlamaModel,
   type SequenceEvaluateOptions,
   type Token,
 } from "node-llama-cpp";
-import type { FinishReason, GeneratedPiece, GenerationParams, GenerationResult, TokenLogprob } from "./generation-types.js";
+import type {
+  FinishReason,
+  GeneratedPiece,
+  GenerationParams,
+  GenerationResult,
+  PositionLogprobs,
+  PromptPositionLogprobs,
+  TokenLogprob,
+} from "./generation-types.js";
+import { tokenPiece } from "./token-pieces.js";
 import { sharedPrefixLength } from "./token-prefix.js";
 import { StopStringMatcher, TokenTextStream } from "./token-text-stream.js";
 
@@ -28,17 +38,29 @@ export interface GenerateInput {
  */
 export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedPiece, GenerationResult, void> {
   const { model, sequence, promptTokens, params, signal } = input;
-  const cachedPromptTokens = await reusePrefix(sequence, promptTokens);
+  const wantLogprobs = params.topLogprobs !== null;
+  const wantPromptLogprobs = wantLogprobs && params.promptLogprobs === true;
+  // Scoring the prompt needs logits at every prompt position, and reused KV cells have none: start afresh.
+  const cachedPromptTokens = await reusePrefix(sequence, promptTokens, wantPromptLogprobs ? 0 : promptTokens.length - 1);
   const generated: Token[] = [];
   const text = new TokenTextStream(model, promptTokens);
   const stops = new StopStringMatcher(params.stop);
-  const wantLogprobs = params.topLogprobs !== null;
-  let pendingLogprobs: Array<TokenLogprob & { top: TokenLogprob[] }> = [];
+  let pendingLogprobs: PositionLogprobs[] = [];
   let finishReason: FinishReason = "stop";
 
   const room = sequence.contextSize - promptTokens.length;
   const limit = Math.min(params.maxTokens ?? room, room);
-  const newTokens = promptTokens.slice(cachedPromptTokens) as Token[];
+  let evaluated = cachedPromptTokens;
+  if (wantPromptLogprobs) {
+    const promptLogprobs = await scorePrompt(model, sequence, promptTokens, params.topLogprobs ?? 0, signal);
+    if (promptLogprobs === null) return finish("cancelled");
+    evaluated = promptTokens.length - 1;
+    yield { text: "", logprobs: [], promptLogprobs };
+  }
+  if (signal.aborted) return finish("cancelled");
+  if (limit <= 0) return finish("length");
+
+  const newTokens = promptTokens.slice(evaluated) as Token[];
   const options = evaluateOptions(model, params, generated, input.grammar);
   // Probabilities cost a full-vocabulary pass per token, so only ask for them when logprobs are wanted.
   const iterator = wantLogprobs
@@ -46,13 +68,15 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
     : withoutMetadata(sequence.evaluate(newTokens, options));
 
   try {
-    if (limit <= 0) return finish("length");
     for await (const output of iterator) {
-      if (signal.aborted) break;
+      if (signal.aborted) {
+        finishReason = "cancelled";
+        break;
+      }
       const token = output.token;
       if ((model.isEogToken(token) || input.stopTokens.has(token)) && !params.ignoreEos) break;
       generated.push(token);
-      if (wantLogprobs) pendingLogprobs.push(tokenLogprob(model, token, output.probabilities, params.topLogprobs ?? 0));
+      if (wantLogprobs) pendingLogprobs.push(positionLogprobs(model, token, output.probabilities, params.topLogprobs ?? 0));
       const { emit, stopped } = stops.push(text.push(token));
       if (emit.length > 0 || (stopped && pendingLogprobs.length > 0)) {
         yield { text: emit, logprobs: pendingLogprobs };
@@ -64,8 +88,12 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
         break;
       }
     }
+    // An abort can also end node-llama-cpp's iterator without another token.
+    if (signal.aborted) finishReason = "cancelled";
     const rest = stops.flush();
-    if (rest.length > 0 || pendingLogprobs.length > 0) yield { text: rest, logprobs: pendingLogprobs };
+    if (finishReason !== "cancelled" && (rest.length > 0 || pendingLogprobs.length > 0)) {
+      yield { text: rest, logprobs: pendingLogprobs };
+    }
     return finish(finishReason);
   } finally {
     await iterator.return();
@@ -81,6 +109,40 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
   }
 }
 
+/** Prompt positions scored per native call: bounds the full-vocabulary probability maps held at once. */
+const SCORE_CHUNK = 64;
+
+/**
+ * Evaluates every prompt token but the last (which the generation loop evaluates), asking for the full
+ * next-token distribution after each, and returns each prompt token's log-prob with the top alternatives
+ * (the first token has none). The distribution is the model's own (greedy sampler: no temperature,
+ * top-k or penalties), which is what OpenAI and vLLM report for prompt tokens. Null when aborted meanwhile.
+ */
+async function scorePrompt(
+  model: LlamaModel,
+  sequence: LlamaContextSequence,
+  promptTokens: readonly Token[],
+  topCount: number,
+  signal: AbortSignal,
+): Promise<PromptPositionLogprobs[] | null> {
+  const first = tokenPiece(model, promptTokens[0]!);
+  const scored: PromptPositionLogprobs[] = [{ token: first.text, bytes: first.bytes, special: first.special, logprob: null, top: null }];
+  const last = promptTokens.length - 1;
+  for (let start = 0; start < last; start += SCORE_CHUNK) {
+    if (signal.aborted) return null;
+    const end = Math.min(last, start + SCORE_CHUNK);
+    const input = promptTokens
+      .slice(start, end)
+      .map((token): ControlledEvaluateInputItem => [token, { generateNext: { probabilities: true } }]);
+    const results = await sequence.controlledEvaluate(input);
+    for (let i = start; i < end; i++) {
+      const probabilities = results[i - start]?.next.probabilities;
+      scored.push(positionLogprobs(model, promptTokens[i + 1]!, probabilities, topCount));
+    }
+  }
+  return scored;
+}
+
 async function* withoutMetadata(
   tokens: AsyncGenerator<Token, void, void | Token | Token[]>,
 ): AsyncGenerator<{ token: Token; probabilities?: Map<Token, number> }, void, void> {
@@ -91,10 +153,13 @@ async function* withoutMetadata(
   }
 }
 
-/** Keeps the KV cells shared with the new prompt; always re-evaluates at least the last prompt token. */
-async function reusePrefix(sequence: LlamaContextSequence, promptTokens: readonly Token[]): Promise<number> {
+/**
+ * Keeps the KV cells shared with the new prompt, at most `keepAtMost` of them (always fewer than the prompt:
+ * the last prompt token is re-evaluated to get the first next-token distribution).
+ */
+async function reusePrefix(sequence: LlamaContextSequence, promptTokens: readonly Token[], keepAtMost: number): Promise<number> {
   const existing = sequence.contextTokens;
-  const common = Math.min(sharedPrefixLength(existing, promptTokens), promptTokens.length - 1);
+  const common = Math.min(sharedPrefixLength(existing, promptTokens), keepAtMost);
   if (common < existing.length) await sequence.eraseContextTokenRanges([{ start: common, end: existing.length }]);
   return common;
 }
@@ -130,32 +195,19 @@ function evaluateOptions(
 }
 
 /**
- * A token's text and bytes for logprobs. A byte-fallback token (`<0xE2>`) is part of a UTF-8 character and
- * has no text of its own: like OpenAI, we name it `bytes:\\xe2` and report its real byte, so two different
- * partial-character tokens never look the same.
+ * One position's logprobs: the token there and the `topCount` most likely tokens. `probabilities` is sorted,
+ * most likely first (node-llama-cpp's contract). A token the sampler filtered out has no probability and is
+ * reported as -9999, OpenAI's value for "very unlikely".
  */
-function tokenPiece(model: LlamaModel, token: Token): { text: string; bytes: number[] } {
-  const piece = model.detokenize([token], true);
-  if (piece.includes("\uFFFD")) {
-    const vocabText = model.fileInfo.metadata.tokenizer?.ggml?.tokens?.[token];
-    const match = typeof vocabText === "string" ? /^<0x([0-9A-Fa-f]{2})>$/.exec(vocabText) : null;
-    if (match) {
-      const byte = parseInt(match[1]!, 16);
-      return { text: `bytes:\\x${match[1]!.toLowerCase()}`, bytes: [byte] };
-    }
-  }
-  return { text: piece, bytes: [...Buffer.from(piece, "utf8")] };
-}
-
-function tokenLogprob(
+function positionLogprobs(
   model: LlamaModel,
   token: Token,
   probabilities: Map<Token, number> | undefined,
   topCount: number,
-): TokenLogprob & { top: TokenLogprob[] } {
+): PositionLogprobs {
   const describe = (t: Token, p: number): TokenLogprob => {
-    const { text, bytes } = tokenPiece(model, t);
-    return { token: text, logprob: p > 0 ? Math.log(p) : -9999, bytes };
+    const { text, bytes, special } = tokenPiece(model, t);
+    return { token: text, logprob: p > 0 ? Math.log(p) : -9999, bytes, special };
   };
   const top: TokenLogprob[] = [];
   if (probabilities) {

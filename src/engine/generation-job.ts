@@ -18,9 +18,16 @@ export interface GenerationRequest {
 /**
  * One admitted request: it holds a sequence until `dispose()` (idempotent), which the HTTP layer calls
  * when the response ends for any reason — completion, error or client disconnect.
+ *
+ * The sequence goes back to the lane only once the generation has settled: `dispose()` may run while a decode
+ * of this sequence is still queued in node-llama-cpp's batch, and handing the sequence on (or letting the lane
+ * be rebound) at that moment lets the next request erase KV cells the pending decode is about to extend, which
+ * corrupts its output or fails the batch with "inconsistent sequence positions" (issue 10, defect 4).
  */
 export class GenerationJob {
   private readonly abort = new AbortController();
+  private readonly forwardAbort = () => this.abort.abort();
+  private generator: AsyncGenerator<GeneratedPiece, GenerationResult, void> | undefined;
   private disposed = false;
 
   private constructor(
@@ -29,7 +36,9 @@ export class GenerationJob {
     private readonly request: GenerationRequest,
     private readonly grammar: LlamaGrammar | undefined,
   ) {
-    request.signal.addEventListener("abort", () => this.abort.abort(), { once: true });
+    // An "abort" event fires once: a signal aborted before we listen would never reach us.
+    if (request.signal.aborted) this.abort.abort();
+    else request.signal.addEventListener("abort", this.forwardAbort, { once: true });
   }
 
   /**
@@ -54,9 +63,11 @@ export class GenerationJob {
     return { waitMs: this.lease.waitMs, swapped: this.lease.swapped, lane: this.lease.lane.id };
   }
 
+  /** The generation; call once. After `dispose()` it ends at its next step. */
   pieces(): AsyncGenerator<GeneratedPiece, GenerationResult, void> {
+    if (this.generator) throw new Error("GenerationJob.pieces() called twice");
     const stopTokens = new Set<Token>(this.request.stopTokens ?? []);
-    return generate({
+    this.generator = generate({
       model: this.served.model,
       sequence: this.lease.sequence,
       promptTokens: this.request.promptTokens,
@@ -65,13 +76,22 @@ export class GenerationJob {
       stopTokens,
       signal: this.abort.signal,
     });
+    return this.generator;
   }
 
+  /**
+   * Stops the generation and gives the sequence back once it has settled. `return()` on an async generator
+   * waits for a step in progress (a pending decode) to finish, then runs its `finally`, which ends
+   * node-llama-cpp's evaluation; only then is the sequence free for someone else.
+   */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.request.signal.removeEventListener("abort", this.forwardAbort);
     this.abort.abort();
-    this.lease.release();
+    const release = () => this.lease.release();
+    if (this.generator) this.generator.return(undefined as never).then(release, release);
+    else release();
   }
 }
 

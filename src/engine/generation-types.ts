@@ -14,6 +14,11 @@ export interface GenerationParams {
   readonly ignoreEos: boolean;
   /** How many alternatives to report per token; null = no logprobs at all. */
   readonly topLogprobs: number | null;
+  /**
+   * Also report the prompt tokens' log-probs (echo with logprobs). Costs a fresh evaluation of the whole
+   * prompt: KV cells reused from an earlier request carry no logits.
+   */
+  readonly promptLogprobs?: boolean;
   readonly output: OutputConstraint;
 }
 
@@ -23,18 +28,39 @@ export type OutputConstraint =
   | { readonly kind: "json_schema"; readonly schema: Readonly<Record<string, unknown>> };
 
 export interface TokenLogprob {
+  /** The token's exact text, or `bytes:\xNN...` when its bytes are not valid UTF-8 alone (see token-pieces). */
   readonly token: string;
   readonly logprob: number;
-  readonly bytes: number[];
+  /** The token's own bytes. */
+  readonly bytes: readonly number[];
+  /** A control token: `token` is its name, but it adds no text to the output. */
+  readonly special: boolean;
+}
+
+/** A token at one position, with the most likely alternatives there (most likely first). */
+export interface PositionLogprobs extends TokenLogprob {
+  readonly top: readonly TokenLogprob[];
 }
 
 export interface GeneratedPiece {
   readonly text: string;
   /** One entry per token that completed in this piece, when logprobs were requested. */
-  readonly logprobs: ReadonlyArray<TokenLogprob & { readonly top: readonly TokenLogprob[] }>;
+  readonly logprobs: readonly PositionLogprobs[];
+  /**
+   * Only on the first piece of a request with `promptLogprobs`, before any generated text: one entry per prompt
+   * token.
+   */
+  readonly promptLogprobs?: readonly PromptPositionLogprobs[];
 }
 
-export type FinishReason = "stop" | "length";
+/** A prompt token. The first one has no log-prob (nothing precedes it): `logprob` and `top` are null there. */
+export interface PromptPositionLogprobs extends Omit<TokenLogprob, "logprob"> {
+  readonly logprob: number | null;
+  readonly top: readonly TokenLogprob[] | null;
+}
+
+/** `cancelled`: the client went away (aborted signal); for logs and metrics, never sent to a client. */
+export type FinishReason = "stop" | "length" | "cancelled";
 
 export interface GenerationResult {
   readonly finishReason: FinishReason;

@@ -1,7 +1,7 @@
 import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 
 /**
- * The one place that touches node-llama-cpp's untyped internals (pinned at 3.21.1; see DESIGN.md §4):
+ * The one place that touches node-llama-cpp's untyped internals (pinned at 3.21.1; see docs/background.md §4):
  * swapping a context's adapter set in place, freeing an adapter, and serialising token sampling. Each
  * accessor checks at run time that the shape is what we expect, so an upgrade that changes them fails
  * loudly instead of corrupting memory.
@@ -100,14 +100,82 @@ export function serializeSampling(context: LlamaContext): void {
   }
   const sample = native.sampleToken.bind(native);
   let queue: Promise<unknown> = Promise.resolve();
+  // Results are handed back together once every queued sample is done (the samples of one batch are all
+  // queued before the first finishes). Handing them back one by one let the first sequences queue their next
+  // decode while the last was still sampling, and node-llama-cpp's dispatch loop then decoded without it:
+  // a 4-sequence lane decoded 3 tokens per batch, one sequence always a batch behind (issue 11).
+  let outstanding = 0;
+  let held: Array<() => void> = [];
+  const hold = (settle: () => void) => {
+    held.push(settle);
+    if (--outstanding > 0) return;
+    const ready = held;
+    held = [];
+    for (const release of ready) release();
+  };
   // The addon's methods are non-writable prototype properties: shadow it with an own property instead.
   Object.defineProperty(native, "sampleToken", {
     configurable: true,
     value: (...args: unknown[]) => {
+      outstanding++;
       const result = queue.then(() => sample(...args));
       queue = result.catch(() => undefined);
-      return result;
+      return new Promise((resolve, reject) => {
+        result.then(
+          (value) => hold(() => resolve(value)),
+          (error: unknown) => hold(() => reject(error)),
+        );
+      });
     },
   });
   serialized.add(native);
+}
+
+/**
+ * Sequences of the context that have a decode queued for its next batch. node-llama-cpp dispatches a batch
+ * on its own schedule; a custom schedule reads this to wait until every generating sequence has queued.
+ */
+export function queuedDecodeSequences(context: LlamaContext): number {
+  const ids = (context as unknown as { _queuedDecodeSequenceIds?: unknown })._queuedDecodeSequenceIds;
+  if (!(ids instanceof Set)) {
+    throw new Error("node-llama-cpp internals changed: LlamaContext._queuedDecodeSequenceIds missing (expected 3.21.1)");
+  }
+  return ids.size;
+}
+
+interface NativeBatching {
+  initBatch(size: number): unknown;
+  addToBatch(...args: unknown[]): unknown;
+  decodeBatch(...args: unknown[]): unknown;
+}
+
+/**
+ * Calls `onDecode(tokens, sequences)` for every batch the context decodes (tokens in the batch, and how
+ * many sequences contributed). Shadows the addon's batch methods like `serializeSampling` does.
+ */
+export function observeDecodes(context: LlamaContext, onDecode: (tokens: number, sequences: number) => void): void {
+  const native = contextInternals(context)._ctx as unknown as NativeBatching;
+  if (typeof native.initBatch !== "function" || typeof native.addToBatch !== "function" || typeof native.decodeBatch !== "function") {
+    throw new Error("node-llama-cpp internals changed: native initBatch/addToBatch/decodeBatch missing (expected 3.21.1)");
+  }
+  const init = native.initBatch.bind(native);
+  const add = native.addToBatch.bind(native);
+  const decode = native.decodeBatch.bind(native);
+  let tokens = 0;
+  let sequences = 0;
+  const shadow = (name: keyof NativeBatching, value: (...args: never[]) => unknown) =>
+    Object.defineProperty(native, name, { configurable: true, value });
+  shadow("initBatch", (size: number) => {
+    tokens = size;
+    sequences = 0;
+    return init(size);
+  });
+  shadow("addToBatch", (...args: unknown[]) => {
+    sequences++;
+    return add(...args);
+  });
+  shadow("decodeBatch", (...args: unknown[]) => {
+    onDecode(tokens, sequences);
+    return decode(...args);
+  });
 }

@@ -29,6 +29,8 @@ export interface ServedModelOptions {
   readonly maxQueue: number;
   readonly maxAdapters: number;
   readonly agingMs: number;
+  /** How long a decode may wait for every generating sequence of a lane to queue its token (ms; 0 = off). */
+  readonly batchWaitMs?: number;
   readonly chatTemplate: string | undefined;
   /** Where compiled adapter sets are cached. */
   readonly compiledAdaptersDir: string;
@@ -68,7 +70,7 @@ export class ServedModel {
     try {
       const contextSize = Math.min(options.contextSize, model.trainContextSize);
       const maxLanes = options.maxLanes === "auto" ? await autoMaxLanes(model, contextSize, options.parallel) : options.maxLanes;
-      const lanes = new LaneScheduler(
+      const lanes = LaneScheduler.forModel(
         model,
         {
           sequences: options.parallel,
@@ -78,6 +80,7 @@ export class ServedModel {
           maxQueue: options.maxQueue,
           agingMs: options.agingMs,
           maxAdapters: options.maxAdapters,
+          batchWaitMs: options.batchWaitMs,
         },
         events,
       );

@@ -7,7 +7,7 @@ import { completionsRoutes } from "../routes/completions.js";
 import { healthRoutes } from "../routes/health.js";
 import { modelsRoutes } from "../routes/models.js";
 import { openapiRoutes } from "../routes/openapi.js";
-import { apiErrors } from "./api-error.js";
+import { apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "./app-deps.js";
 import { bearerAuth } from "./auth.js";
 import { errorResponder } from "./error-handler.js";

@@ -1,8 +1,9 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import type { KeyGrant } from "../config/keys-file.js";
-import { apiErrors } from "./api-error.js";
-import { ANONYMOUS_ADMIN, type Principal } from "./principal.js";
+import { apiErrors } from "../errors/api-error.js";
+import { ANONYMOUS_ADMIN, type Principal } from "../serving/principal.js";
+import "./principal.js";
 
 /**
  * When keys are configured, every route except the open ones needs `Authorization: Bearer KEY`; the key's

@@ -11,7 +11,7 @@ import { AdapterForbiddenError, AdapterIncompatibleError, AdapterNotFoundError }
 import { errorKindOf } from "../errors/error-kinds.js";
 import { scrubPaths } from "../errors/scrub-paths.js";
 import type { Logger } from "../util/logger.js";
-import { ApiError, apiErrors } from "./api-error.js";
+import { ApiError, apiErrors } from "../errors/api-error.js";
 
 /**
  * Maps any thrown value to an ApiError. Status and type come from the error's kind (the one table in

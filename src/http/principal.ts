@@ -1,16 +1,6 @@
-/** Who is calling: decided once by the auth middleware, read by handlers as `c.get("principal")`. */
-export interface Principal {
-  readonly role: "admin" | "user";
-  /** Adapters this caller may see and use; null = all. */
-  readonly adapters: ReadonlySet<string> | null;
-}
+import type { Principal } from "../serving/principal.js";
 
-export const ANONYMOUS_ADMIN: Principal = { role: "admin", adapters: null };
-
-export function mayUseAdapter(principal: Principal, name: string): boolean {
-  return principal.adapters === null || principal.adapters.has(name);
-}
-
+// The principal is a typed per-request variable: `c.get("principal")` is typed in every handler.
 declare module "hono" {
   interface ContextVariableMap {
     principal: Principal;

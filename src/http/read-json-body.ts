@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { z } from "zod";
-import { apiErrors } from "./api-error.js";
+import { apiErrors } from "../errors/api-error.js";
 
 /** Parses and validates a JSON body; every failure becomes a 400 that names the field. */
 export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {

@@ -3,7 +3,15 @@ import { mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { deriveConfig, hfModuleName, materializeA, sortModules, validateModule, type Adapter, type LoraModule } from "./adapter.js";
 import { parseAdapterConfig, resolvePattern, type AdapterConfig } from "./adapter-config.js";
-import { FILE_METADATA, moduleLayout, parseShapeMetadata, parseTensorName, peftPrefix, shapeMetadataKey, type TensorRole } from "./adapter-layout.js";
+import {
+  FILE_METADATA,
+  moduleLayout,
+  parseShapeMetadata,
+  parseTensorName,
+  peftPrefix,
+  shapeMetadataKey,
+  type TensorRole,
+} from "./adapter-layout.js";
 import { LoraError } from "./errors.js";
 import { maskBit, maskPopcount } from "./mask.js";
 import { readRegularFile } from "./regular-file.js";
@@ -19,12 +27,17 @@ const NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 /** Adapter names become directory names under adapters/: refuse anything that could escape or hide. */
 export function validateAdapterName(name: string): void {
   const why =
-    name.length === 0 ? "is empty"
-    : name.length > 64 ? "is longer than 64 characters"
-    : name.startsWith(".") ? "starts with a dot"
-    : name.includes("..") ? "contains '..'"
-    : !NAME_PATTERN.test(name) ? "may only contain letters, digits, '.', '_' and '-'"
-    : null;
+    name.length === 0
+      ? "is empty"
+      : name.length > 64
+        ? "is longer than 64 characters"
+        : name.startsWith(".")
+          ? "starts with a dot"
+          : name.includes("..")
+            ? "contains '..'"
+            : !NAME_PATTERN.test(name)
+              ? "may only contain letters, digits, '.', '_' and '-'"
+              : null;
   if (why) throw new LoraError("ADAPTER_BAD_NAME", `adapter name ${JSON.stringify(name)} ${why}`);
 }
 
@@ -61,7 +74,8 @@ async function readModule(
     mask = await file.readBytes(group["lora_B.mask"]);
     const values = await readFloats(file, group["lora_B.values"]);
     const elements = outFeatures * rank;
-    if (mask.length !== Math.ceil(elements / 8)) bad(`lora_B.mask has ${mask.length} bytes, [${outFeatures}, ${rank}] needs ${Math.ceil(elements / 8)}`);
+    if (mask.length !== Math.ceil(elements / 8))
+      bad(`lora_B.mask has ${mask.length} bytes, [${outFeatures}, ${rank}] needs ${Math.ceil(elements / 8)}`);
     const kept = maskPopcount(mask, elements);
     if (values.length !== kept) bad(`lora_B.values has ${values.length} entries but the mask keeps ${kept}`);
     b = new Float32Array(elements);
@@ -226,10 +240,13 @@ export function encodeAdapterTensors(
     for (const spec of layout.specs) {
       const role = spec.name.slice(peftPrefix(m.layer, m.module).length + 1) as TensorRole;
       const data =
-        role === "lora_A.weight" ? encodeFloats(materializeA(m), dtype)
-        : role === "lora_B.weight" ? encodeFloats(m.b, dtype)
-        : role === "lora_B.mask" ? m.mask!
-        : encodeFloats(values!, dtype);
+        role === "lora_A.weight"
+          ? encodeFloats(materializeA(m), dtype)
+          : role === "lora_B.weight"
+            ? encodeFloats(m.b, dtype)
+            : role === "lora_B.mask"
+              ? m.mask!
+              : encodeFloats(values!, dtype);
       tensors.push({ ...spec, data });
     }
   }

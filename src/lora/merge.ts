@@ -110,7 +110,10 @@ function catModule(parts: readonly Part[]): LoraModule {
   const base = parts[0]!.module;
   const seed = sharedSeed(parts);
   if (seed !== undefined) {
-    const b = weightedSum(parts.map((p) => p.module.b), parts.map((p) => p.c));
+    const b = weightedSum(
+      parts.map((p) => p.module.b),
+      parts.map((p) => p.c),
+    );
     return withMask({ ...base, alpha: base.rank, a: { kind: "seeded", seed }, b }, unionMask(parts));
   }
   const rank = parts.reduce((n, p) => n + p.module.rank, 0);
@@ -127,7 +130,10 @@ function catModule(parts: readonly Part[]): LoraModule {
     row0 += m.rank;
   }
   const mask = parts.every((p) => p.module.mask)
-    ? concatMaskColumns(outFeatures, parts.map((p) => ({ mask: p.module.mask!, cols: p.module.rank })))
+    ? concatMaskColumns(
+        outFeatures,
+        parts.map((p) => ({ mask: p.module.mask!, cols: p.module.rank })),
+      )
     : undefined;
   return withMask({ ...base, rank, alpha: rank, a: { kind: "dense", data: a }, b }, mask);
 }
@@ -137,24 +143,36 @@ function linearModule(parts: readonly Part[], inputs: number): LoraModule {
   const base = parts[0]!.module;
   const where = `layer ${base.layer} ${base.module}`;
   if (parts.length !== inputs) invalid(`linear merge: ${where} is missing from some adapters`);
-  if (parts.some((p) => p.module.rank !== base.rank)) invalid(`linear merge needs equal ranks; ${where} has ${parts.map((p) => p.module.rank)}`);
-  if (parts.some((p) => !(p.c > 0))) invalid(`linear merge needs positive weights and scales (sqrt of w*alpha/r); ${where} has ${parts.map((p) => p.c)}`);
+  if (parts.some((p) => p.module.rank !== base.rank))
+    invalid(`linear merge needs equal ranks; ${where} has ${parts.map((p) => p.module.rank)}`);
+  if (parts.some((p) => !(p.c > 0)))
+    invalid(`linear merge needs positive weights and scales (sqrt of w*alpha/r); ${where} has ${parts.map((p) => p.c)}`);
   const roots = parts.map((p) => Math.sqrt(p.c));
   const seed = sharedSeed(parts);
   if (seed !== undefined) {
     // A_i = A for all i, so (sum sqrt c_j) A folds into B and A stays seeded: same product, no stored A.
     const total = roots.reduce((x, y) => x + y, 0);
-    const b = weightedSum(parts.map((p) => p.module.b), roots.map((r) => r * total));
+    const b = weightedSum(
+      parts.map((p) => p.module.b),
+      roots.map((r) => r * total),
+    );
     return withMask({ ...base, alpha: base.rank, a: { kind: "seeded", seed }, b }, unionMask(parts));
   }
-  const a = weightedSum(parts.map((p) => materializeA(p.module)), roots);
-  const b = weightedSum(parts.map((p) => p.module.b), roots);
+  const a = weightedSum(
+    parts.map((p) => materializeA(p.module)),
+    roots,
+  );
+  const b = weightedSum(
+    parts.map((p) => p.module.b),
+    roots,
+  );
   return withMask({ ...base, alpha: base.rank, a: { kind: "dense", data: a }, b }, unionMask(parts));
 }
 
 function commonFingerprint(inputs: readonly MergeInput[]): BaseFingerprint | null {
   const prints = inputs.flatMap((i) => (i.adapter.config.lori?.base_fingerprint ? [i.adapter.config.lori.base_fingerprint] : []));
-  if (prints.some((p) => p.sha256 !== prints[0]!.sha256)) invalid("the adapters were trained for different base models (base_fingerprint differs)");
+  if (prints.some((p) => p.sha256 !== prints[0]!.sha256))
+    invalid("the adapters were trained for different base models (base_fingerprint differs)");
   return prints[0] ?? null;
 }
 
@@ -164,7 +182,8 @@ function checkFinite(modules: readonly LoraModule[]): void {
     const arrays = m.a.kind === "dense" ? [m.a.data, m.b] : [m.b];
     for (const values of arrays) {
       for (let i = 0; i < values.length; i++) {
-        if (!Number.isFinite(values[i]!)) invalid(`the merged layer ${m.layer} ${m.module} would hold non-finite values: lower the weights`);
+        if (!Number.isFinite(values[i]!))
+          invalid(`the merged layer ${m.layer} ${m.module} would hold non-finite values: lower the weights`);
       }
     }
   }

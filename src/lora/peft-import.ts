@@ -3,7 +3,7 @@ import { basename, join, resolve } from "node:path";
 import type { GgufFile } from "../gguf/gguf-types.js";
 import { deriveConfig, validateModule, type Adapter, type LoraModule } from "./adapter.js";
 import { LORI_FORMAT_VERSION, parseAdapterConfig, type AdapterConfig, type LoriSection, type LoriVariant } from "./adapter-config.js";
-import { CONFIG_FILE, readAdapterDir, WEIGHTS_FILE } from "./adapter-io.js";
+import { CONFIG_FILE, readAdapterDir, WEIGHTS_FILE, writeAdapterDir } from "./adapter-io.js";
 import { parseTensorName } from "./adapter-layout.js";
 import { baseFingerprintOfGguf, ggufArchitecture, type BaseFingerprint } from "./base-fingerprint.js";
 import { LoraError } from "./errors.js";
@@ -185,6 +185,55 @@ function fingerprintJson(fp: BaseFingerprint): NonNullable<LoriSection["base_fin
 }
 
 /**
+ * The LoRI structure a PEFT directory carries implicitly, made explicit: a dense A equal to the seeded A of the
+ * config's `lori.a_init` seed becomes seeded; a B that is mostly zeros (or whose config says LoRI-S) gets the
+ * mask "bits != 0". The one detection both `import` and the upload route use, so they agree on the variant and
+ * sparsity of the same directory.
+ */
+export function recoverLoriStructure(
+  config: AdapterConfig,
+  readModules: readonly LoraModule[],
+  options: ImportOptions = {},
+): { modules: LoraModule[]; summary: ImportSummary } {
+  let modules = recoverSeededA(readModules, config.lori?.a_init?.seed);
+  const seededModules = modules.filter((m, i) => m.a.kind === "seeded" && readModules[i]!.a.kind === "dense").length;
+  const hasMasks = modules.some((m) => m.mask);
+  const threshold = options.sparseThreshold ?? DEFAULT_SPARSE_THRESHOLD;
+  const detect = options.variant === undefined && (config.lori?.variant === "lori-s" || zeroFraction(modules) >= threshold);
+  const maskInferred = !hasMasks && (options.variant === "lori-s" || detect);
+  if (maskInferred) modules = modules.map((m) => ({ ...m, mask: maskOfNonZeroBits(m.b) }));
+  modules.forEach(validateModule);
+
+  const allSeeded = modules.every((m) => m.a.kind === "seeded");
+  const allMasked = modules.every((m) => m.mask);
+  const variant: LoriVariant =
+    options.variant ?? (allMasked ? "lori-s" : allSeeded ? "lori-d" : (config.lori?.variant ?? "lora"));
+  return { modules, summary: { variant, maskInferred, seededModules } };
+}
+
+/** The config of a converted adapter: the source's own fields and lori block, the variant found, a lineage entry. */
+function convertedAdapter(
+  config: AdapterConfig,
+  modules: LoraModule[],
+  summary: ImportSummary,
+  source: string,
+  baseFingerprint: NonNullable<LoriSection["base_fingerprint"]> | null,
+): Adapter {
+  const entry = { op: "import", source, from: config.lori ? "lori" : "peft", variant: summary.variant, mask_inferred: summary.maskInferred };
+  const lori: LoriSection = {
+    ...config.lori,
+    format_version: LORI_FORMAT_VERSION,
+    variant: summary.variant,
+    sparsity: 0,
+    a_init: null,
+    base_fingerprint: baseFingerprint ?? config.lori?.base_fingerprint ?? null,
+    lineage: [...(config.lori?.lineage ?? []), entry],
+    training: config.lori?.training ?? null,
+  };
+  return { config: deriveConfig({ ...config, lori }, modules), modules };
+}
+
+/**
  * Reads, checks and converts the adapter in `dir` for the base whose GGUF header is `baseHeader`. Nothing is
  * written; the caller stores the result (writeAdapterDir, atomic).
  */
@@ -197,37 +246,23 @@ export async function importAdapterDir(
   await precheck(dir, config, baseHeader);
   const read = await readAdapterDir(dir);
   checkAgainstBase(dir, read.modules, baseHeader);
+  const { modules, summary } = recoverLoriStructure(config, read.modules, options);
+  const adapter = convertedAdapter(config, modules, summary, basename(resolve(dir)), fingerprintJson(baseFingerprintOfGguf(baseHeader)));
+  return { adapter, summary };
+}
 
-  let modules = recoverSeededA(read.modules, config.lori?.a_init?.seed);
-  const seededModules = modules.filter((m, i) => m.a.kind === "seeded" && read.modules[i]!.a.kind === "dense").length;
-  const hasMasks = modules.some((m) => m.mask);
-  const threshold = options.sparseThreshold ?? DEFAULT_SPARSE_THRESHOLD;
-  const maskInferred = !hasMasks && options.variant !== "lora" && options.variant !== "lori-d" &&
-    (options.variant === "lori-s" || zeroFraction(modules) >= threshold);
-  if (maskInferred) modules = modules.map((m) => ({ ...m, mask: maskOfNonZeroBits(m.b) }));
-  modules.forEach(validateModule);
-
-  const allSeeded = modules.every((m) => m.a.kind === "seeded");
-  const allMasked = modules.every((m) => m.mask);
-  const variant: LoriVariant =
-    options.variant ?? (allMasked ? "lori-s" : allSeeded ? "lori-d" : (config.lori?.variant ?? "lora"));
-  const entry = {
-    op: "import",
-    source: basename(resolve(dir)),
-    from: config.lori ? "lori" : "peft",
-    variant,
-    mask_inferred: maskInferred,
-  };
-  const lori: LoriSection = {
-    ...config.lori,
-    format_version: LORI_FORMAT_VERSION,
-    variant,
-    sparsity: 0,
-    a_init: null,
-    base_fingerprint: fingerprintJson(baseFingerprintOfGguf(baseHeader)),
-    lineage: [...(config.lori?.lineage ?? []), entry],
-    training: config.lori?.training ?? null,
-  };
-  const adapter: Adapter = { config: deriveConfig({ ...config, lori }, modules), modules };
-  return { adapter, summary: { variant, maskInferred, seededModules } };
+/**
+ * For an adapter directory that arrived without going through `import` (an upload): converts it in place the
+ * way `import` would (seeded A, LoRI-S mask from B's zeros, variant), so both report the same variant and
+ * sparsity for the same files. A directory already in our format with nothing to recover is left byte for byte
+ * as it is. `source` names it in the lineage. No base model is at hand here, so no fingerprint is added.
+ */
+export async function normalizeAdapterDir(dir: string, source: string): Promise<{ adapter: Adapter; summary: ImportSummary; rewritten: boolean }> {
+  const read = await readAdapterDir(dir);
+  const { modules, summary } = recoverLoriStructure(read.config, read.modules);
+  const unchanged = read.config.lori !== undefined && !summary.maskInferred && summary.seededModules === 0;
+  if (unchanged) return { adapter: read, summary, rewritten: false };
+  const adapter = convertedAdapter(read.config, modules, summary, source, null);
+  await writeAdapterDir(dir, adapter, { overwrite: true });
+  return { adapter, summary, rewritten: true };
 }

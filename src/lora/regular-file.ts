@@ -37,7 +37,8 @@ export async function openRegularFile(path: string, options: RegularFileOptions)
     handle = await open(path, flags);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ELOOP" || code === "EMLINK") refuse(path, "is a symbolic link; adapter files must be regular files inside the adapter directory");
+    if (code === "ELOOP" || code === "EMLINK")
+      refuse(path, "is a symbolic link; adapter files must be regular files inside the adapter directory");
     if (code === "ENOENT") refuse(path, "does not exist", "ADAPTER_MISSING_FILE");
     if (code === "EISDIR") refuse(path, "is a directory, not a regular file");
     if (code === "EACCES" || code === "EPERM") refuse(path, "is not readable");
@@ -74,7 +75,13 @@ export async function readRegularFile(path: string, options: RegularFileOptions)
   }
 }
 
-function describeType(stats: { isDirectory(): boolean; isFIFO(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isSocket(): boolean }): string {
+function describeType(stats: {
+  isDirectory(): boolean;
+  isFIFO(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+  isSocket(): boolean;
+}): string {
   if (stats.isDirectory()) return "a directory";
   if (stats.isFIFO()) return "a FIFO";
   if (stats.isCharacterDevice()) return "a character device";

@@ -160,11 +160,7 @@ function parseEntry(path: string, name: string, raw: unknown, dataBytes: number)
   }
   const expected = tensorByteLength(dtype, shape as number[]);
   if (end - begin !== expected) {
-    fail(
-      "SAFETENSORS_SIZE_MISMATCH",
-      path,
-      `tensor '${name}' spans ${end - begin} bytes but ${dtype}[${shape}] needs ${expected}`,
-    );
+    fail("SAFETENSORS_SIZE_MISMATCH", path, `tensor '${name}' spans ${end - begin} bytes but ${dtype}[${shape}] needs ${expected}`);
   }
   return { name, dtype, shape: shape as number[], dataOffsets: [begin, end], byteLength: end - begin };
 }

@@ -1,5 +1,6 @@
 import type { ModelRegistry } from "../engine/model-registry.js";
-import { Counter, Gauge, Histogram, MetricsRegistry } from "./prometheus.js";
+import { AdapterSetLabels } from "./adapter-set-labels.js";
+import { Counter, Gauge, Histogram, MetricsRegistry, type LabelView } from "./prometheus.js";
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -20,8 +21,13 @@ export class Metrics {
   readonly lanesCreated: Counter;
   readonly adapterLoads: Counter;
   readonly adapterEvictions: Counter;
+  readonly tokensPerDecode: Histogram;
+  readonly laneFailures: Counter;
+  /** Bounds and remembers the `adapter_set` label values (see AdapterSetLabels). */
+  readonly adapterSets: AdapterSetLabels;
 
-  constructor(models: () => ModelRegistry, residentBytes: () => number) {
+  constructor(models: () => ModelRegistry, residentBytes: () => number, options: { maxAdapterSetLabels: number } = { maxAdapterSetLabels: 64 }) {
+    this.adapterSets = new AdapterSetLabels(options.maxAdapterSetLabels);
     const r = this.registry;
     this.requests = r.register(new Counter("lori_requests_total", "Finished requests by route, adapter set and finish reason."));
     this.promptTokens = r.register(new Counter("lori_prompt_tokens_total", "Prompt tokens by adapter set."));
@@ -33,6 +39,10 @@ export class Metrics {
     this.lanesCreated = r.register(new Counter("lori_lanes_created_total", "Lanes (contexts) created."));
     this.adapterLoads = r.register(new Counter("lori_adapter_loads_total", "Compiled adapter files loaded into llama.cpp."));
     this.adapterEvictions = r.register(new Counter("lori_adapter_evictions_total", "Compiled adapter files freed (LRU)."));
+    this.tokensPerDecode = r.register(
+      new Histogram("lori_tokens_per_decode", "Tokens in each llama.cpp decode call (sequences of a lane batch together).", [1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256, 512]),
+    );
+    this.laneFailures = r.register(new Counter("lori_lane_failures_total", "Lanes retired after a failed open or rebind."));
 
     const stats = () => models().list().map((m) => m.lanes.stats);
     const sum = (pick: (s: ReturnType<typeof stats>[number]) => number) => stats().reduce((n, s) => n + pick(s), 0);
@@ -40,10 +50,14 @@ export class Metrics {
     r.register(new Gauge("vllm:num_requests_waiting", "Alias of lori_queue_depth (inference gateway).", () => [{ value: sum((s) => s.queued) }]));
     r.register(new Gauge("vllm:num_requests_running", "Sequences generating.", () => [{ value: sum((s) => s.busySequences) }]));
     r.register(
-      new Gauge("lori_lanes", "Lanes by state.", () => [
-        { labels: { state: "busy" }, value: sum((s) => s.busyLanes) },
-        { labels: { state: "idle" }, value: sum((s) => s.lanes - s.busyLanes) },
-      ]),
+      new Gauge("lori_lanes", "Lanes by state (busy/idle, and each scheduler state: opening, binding, ready, busy, draining, failed).", () => {
+        const byState = new Map<string, number>();
+        for (const s of stats()) for (const [state, count] of Object.entries(s.lanesByState)) byState.set(state, (byState.get(state) ?? 0) + count);
+        // "idle" is kept for dashboards built on the first release: lanes with no sequence in use.
+        const samples = [{ labels: { state: "idle" }, value: sum((s) => s.lanes - s.busyLanes) }];
+        for (const [state, value] of byState) if (state !== "disposed") samples.push({ labels: { state }, value });
+        return samples;
+      }),
     );
     r.register(new Gauge("lori_sequences_busy", "Sequences generating.", () => [{ value: sum((s) => s.busySequences) }]));
     r.register(new Gauge("lori_kv_cache_usage_ratio", "Used KV cells over all cells of all lanes (0..1).", () => [{ value: kvUsage() }]));
@@ -80,7 +94,21 @@ export class Metrics {
     }
   }
 
-  render(): string {
-    return this.registry.render();
+  /**
+   * The text exposition. With `mayUse` (a key with an adapter allow-list), series of adapter sets naming an
+   * adapter outside the list are left out, and so are such sets in the running/waiting lists: a tenant learns
+   * nothing about adapters it cannot use.
+   */
+  render(mayUse?: (adapter: string) => boolean): string {
+    if (!mayUse) return this.registry.render();
+    const sets = this.adapterSets;
+    const view: LabelView = (labels) => {
+      if (labels.adapter_set !== undefined && !sets.visible(labels.adapter_set, mayUse)) return null;
+      if (labels.running_lora_adapters === undefined && labels.waiting_lora_adapters === undefined) return labels;
+      const keep = (list: string | undefined) =>
+        (list ?? "").split(",").filter((label) => label !== "" && sets.visible(label, mayUse) && label.split("+").every((part) => mayUse(part.split("*")[0]!))).join(",");
+      return { ...labels, running_lora_adapters: keep(labels.running_lora_adapters), waiting_lora_adapters: keep(labels.waiting_lora_adapters) };
+    };
+    return this.registry.render(view);
   }
 }

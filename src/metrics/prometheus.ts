@@ -2,7 +2,15 @@
  * A small Prometheus text-format registry: counters, gauges and histograms with labels. Enough for our own
  * metrics; values are kept per label set in insertion order so the output is stable.
  */
-type Labels = Readonly<Record<string, string>>;
+export type Labels = Readonly<Record<string, string>>;
+
+/**
+ * What one scrape may see: returns the labels to show for a series (possibly rewritten), or null to leave
+ * the series out. Used to hide adapter names from keys that may not use them.
+ */
+export type LabelView = (labels: Labels) => Labels | null;
+
+const SHOW_ALL: LabelView = (labels) => labels;
 
 function labelKey(labels: Labels): string {
   return Object.keys(labels)
@@ -23,25 +31,32 @@ function formatValue(value: number): string {
 }
 
 interface Metric {
-  render(): string;
+  render(view: LabelView): string;
 }
 
 export class Counter implements Metric {
-  private readonly values = new Map<string, number>();
+  private readonly values = new Map<string, { labels: Labels; value: number }>();
   constructor(
     readonly name: string,
     private readonly help: string,
   ) {}
   inc(labels: Labels = {}, by = 1): void {
     const key = labelKey(labels);
-    this.values.set(key, (this.values.get(key) ?? 0) + by);
+    const series = this.values.get(key);
+    if (series) series.value += by;
+    else this.values.set(key, { labels, value: by });
   }
   get(labels: Labels = {}): number {
-    return this.values.get(labelKey(labels)) ?? 0;
+    return this.values.get(labelKey(labels))?.value ?? 0;
   }
-  render(): string {
+  render(view: LabelView): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    for (const [key, value] of this.values) lines.push(`${this.name}${key ? `{${key}}` : ""} ${formatValue(value)}`);
+    for (const [key, { labels, value }] of this.values) {
+      const shown = view(labels);
+      if (!shown) continue;
+      const shownKey = shown === labels ? key : labelKey(shown);
+      lines.push(`${this.name}${shownKey ? `{${shownKey}}` : ""} ${formatValue(value)}`);
+    }
     return lines.join("\n");
   }
 }
@@ -53,9 +68,11 @@ export class Gauge implements Metric {
     private readonly help: string,
     private readonly collect: () => Array<{ labels?: Labels; value: number }>,
   ) {}
-  render(): string {
+  render(view: LabelView): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
-    for (const { labels = {}, value } of this.collect()) {
+    for (const { labels: collected = {}, value } of this.collect()) {
+      const labels = view(collected);
+      if (!labels) continue;
       const key = labelKey(labels);
       lines.push(`${this.name}${key ? `{${key}}` : ""} ${formatValue(value)}`);
     }
@@ -83,9 +100,12 @@ export class Histogram implements Metric {
     s.sum += value;
     s.count++;
   }
-  render(): string {
+  render(view: LabelView): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    for (const s of this.series.values()) {
+    for (const series of this.series.values()) {
+      const labels = view(series.labels);
+      if (!labels) continue;
+      const s = { ...series, labels };
       this.buckets.forEach((bound, i) => {
         lines.push(`${this.name}_bucket{${labelKey({ ...s.labels, le: formatValue(bound) })}} ${s.counts[i]}`);
       });
@@ -104,7 +124,7 @@ export class MetricsRegistry {
     this.metrics.push(metric);
     return metric;
   }
-  render(): string {
-    return `${this.metrics.map((m) => m.render()).join("\n")}\n`;
+  render(view: LabelView = SHOW_ALL): string {
+    return `${this.metrics.map((m) => m.render(view)).join("\n")}\n`;
   }
 }

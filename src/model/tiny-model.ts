@@ -30,7 +30,7 @@ export interface TinyModelOptions {
 
 export type TinyModelShape = Required<Pick<TinyModelOptions, "layers" | "embd" | "heads" | "kvHeads" | "ff" | "dtype">>;
 
-/** The benchmark model of DESIGN.md ("bench shape"): llama, F16, ~23.6M parameters. */
+/** The "bench shape" of docs/background.md section 5 and docs/benchmarks.md: llama, F16, ~23.6M parameters. */
 export const BENCH_SHAPE: TinyModelShape = { layers: 8, embd: 512, heads: 8, kvHeads: 4, ff: 1408, dtype: "f16" };
 
 /** The model shipped on first start: small enough to generate and load in milliseconds. */

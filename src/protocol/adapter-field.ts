@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { apiErrors } from "../http/api-error.js";
+import { apiErrors } from "../errors/api-error.js";
 import { MAX_ABS_WEIGHT, MAX_MERGE_INPUTS, weightProblem } from "../lora/merge.js";
 
 const adapterItemSchema = z.union([
@@ -26,7 +26,8 @@ export const adapterFieldSchema = z
     z
       .array(adapterItemSchema)
       .superRefine((items, ctx) => {
-        if (items.length > MAX_MERGE_INPUTS) ctx.addIssue({ code: "custom", message: `at most ${MAX_MERGE_INPUTS} adapters per request, got ${items.length}` });
+        if (items.length > MAX_MERGE_INPUTS)
+          ctx.addIssue({ code: "custom", message: `at most ${MAX_MERGE_INPUTS} adapters per request, got ${items.length}` });
       })
       .meta({ maxItems: MAX_MERGE_INPUTS }),
   ])
@@ -36,13 +37,15 @@ export const adapterFieldSchema = z
       "Several adapters apply together as their exact weighted sum; order does not matter.",
   );
 
+export type AdapterField = z.infer<typeof adapterFieldSchema>;
+
 export interface AdapterSelection {
   readonly name: string;
   readonly weight: number;
 }
 
 /** Normalises the field to a list; a name given twice is a 400. */
-export function normalizeAdapterField(field: z.infer<typeof adapterFieldSchema>): AdapterSelection[] {
+export function normalizeAdapterField(field: AdapterField): AdapterSelection[] {
   if (field === undefined) return [];
   const items = typeof field === "string" ? [field] : field;
   const selections = items.map((item) => (typeof item === "string" ? { name: item, weight: 1 } : item));

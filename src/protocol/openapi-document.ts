@@ -3,7 +3,7 @@ import { stringify } from "yaml";
 import { z } from "zod";
 import { chatCompletionRequestSchema } from "./chat-schema.js";
 import { completionRequestSchema } from "./completion-schema.js";
-import { mergeAdaptersSchema, registerAdapterSchema } from "../routes/adapters.js";
+import { mergeAdaptersSchema, registerAdapterSchema } from "./adapter-schemas.js";
 import {
   adapterListSchema,
   adapterObjectSchema,

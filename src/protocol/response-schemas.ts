@@ -9,9 +9,9 @@ export const usageSchema = z.object({
 });
 
 const tokenLogprobSchema = z.object({
-  token: z.string(),
+  token: z.string().describe("The token's text; a token that is part of a UTF-8 character is spelled `bytes:\\xNN...`."),
   logprob: z.number(),
-  bytes: z.array(z.number().int()).nullable(),
+  bytes: z.array(z.number().int()).nullable().describe("The token's own bytes."),
 });
 
 export const chatLogprobsSchema = z
@@ -54,10 +54,12 @@ export const chatCompletionChunkSchema = z.object({
 
 export const completionLogprobsSchema = z
   .object({
-    tokens: z.array(z.string()),
-    token_logprobs: z.array(z.number()),
-    top_logprobs: z.array(z.record(z.string(), z.number())),
-    text_offset: z.array(z.number().int()),
+    tokens: z.array(z.string()).describe("Each token's exact text; a token that is part of a UTF-8 character is spelled `bytes:\\xNN...`."),
+    token_logprobs: z.array(z.number().nullable()).describe("Null for the first prompt token (echo)."),
+    top_logprobs: z
+      .array(z.record(z.string(), z.number()).nullable())
+      .describe("The N most likely tokens and the chosen one; null for the first prompt token (echo)."),
+    text_offset: z.array(z.number().int()).describe("Where each token's text starts in the choice's text."),
   })
   .nullable();
 

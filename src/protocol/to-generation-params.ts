@@ -1,4 +1,4 @@
-import { apiErrors } from "../http/api-error.js";
+import { apiErrors } from "../errors/api-error.js";
 import type { GenerationParams, OutputConstraint } from "../engine/generation-types.js";
 import type { ChatCompletionRequest } from "./chat-schema.js";
 import type { CompletionRequest } from "./completion-schema.js";
@@ -8,7 +8,13 @@ type CommonRequest = ChatCompletionRequest | CompletionRequest;
 /** The one translation from an OpenAI request to engine parameters. */
 export function toGenerationParams(
   request: CommonRequest,
-  extra: { topLogprobs: number | null; output: OutputConstraint; maxTokens: number | null | undefined },
+  extra: {
+    topLogprobs: number | null;
+    /** Score the prompt tokens too (completions with echo and logprobs). */
+    promptLogprobs?: boolean;
+    output: OutputConstraint;
+    maxTokens: number | null | undefined;
+  },
 ): GenerationParams {
   if (request.n != null && request.n !== 1) {
     throw apiErrors.invalidField("n", "Only n=1 is supported; send separate requests for several choices.");
@@ -29,6 +35,7 @@ export function toGenerationParams(
     repeatPenalty: request.repeat_penalty ?? 1,
     ignoreEos: request.ignore_eos ?? false,
     topLogprobs: extra.topLogprobs,
+    promptLogprobs: extra.promptLogprobs ?? false,
     output: extra.output,
   };
 }

@@ -2,45 +2,17 @@ import { randomBytes } from "node:crypto";
 import { mkdir, realpath, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Hono, type Context } from "hono";
-import { z } from "zod";
 import type { Adapter } from "../lora/adapter.js";
 import { CONFIG_FILE, validateAdapterName, WEIGHTS_FILE, writeAdapterDir } from "../lora/adapter-io.js";
 import { LoraError } from "../lora/errors.js";
-import { MAX_ABS_WEIGHT, MAX_MERGE_INPUTS, mergeCat, mergeLinear, weightProblem } from "../lora/merge.js";
-import { ApiError, apiErrors } from "../http/api-error.js";
+import { mergeCat, mergeLinear } from "../lora/merge.js";
+import { normalizeAdapterDir } from "../lora/peft-import.js";
+import { ApiError, apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "../http/app-deps.js";
-import { mayUseAdapter } from "../http/principal.js";
+import { mayUseAdapter } from "../serving/principal.js";
 import { readJsonBody } from "../http/read-json-body.js";
+import { mergeAdaptersSchema, registerAdapterSchema } from "../protocol/adapter-schemas.js";
 import { adapterObject } from "./adapter-views.js";
-
-export const registerAdapterSchema = z.object({
-  name: z.string().min(1),
-  path: z.string().min(1).describe("A directory under --adapters-dir or an --adapter-root"),
-});
-
-const mergeWeightSchema = z
-  .number()
-  .superRefine((weight, ctx) => {
-    const problem = weightProblem(weight);
-    if (problem) ctx.addIssue({ code: "custom", message: problem });
-  })
-  .meta({ minimum: -MAX_ABS_WEIGHT, maximum: MAX_ABS_WEIGHT, description: "finite, non-zero, |weight| <= 1000" });
-
-export const mergeAdaptersSchema = z.object({
-  method: z.enum(["cat", "linear"]),
-  adapters: z
-    .array(z.object({ name: z.string().min(1), weight: mergeWeightSchema.default(1) }))
-    .min(1)
-    .max(MAX_MERGE_INPUTS, `at most ${MAX_MERGE_INPUTS} adapters per merge`)
-    .superRefine((items, ctx) => {
-      const seen = new Set<string>();
-      items.forEach(({ name }, i) => {
-        if (seen.has(name)) ctx.addIssue({ code: "custom", message: `the adapter '${name}' is listed twice`, path: [i, "name"] });
-        seen.add(name);
-      });
-    }),
-  name: z.string().min(1),
-});
 
 /**
  * The adapter store over HTTP. Reads honour the caller's allow-list; register, delete and merge need an
@@ -68,7 +40,10 @@ export function adaptersRoutes(deps: AppDeps): Hono {
 
   app.get("/adapters", (c) => {
     const principal = c.get("principal");
-    const data = deps.adapters.list().filter((e) => mayUseAdapter(principal, e.name)).map((e) => adapterObject(deps.models, e));
+    const data = deps.adapters
+      .list()
+      .filter((e) => mayUseAdapter(principal, e.name))
+      .map((e) => adapterObject(deps.models, e));
     return c.json({ object: "list", data });
   });
 
@@ -123,7 +98,10 @@ export function adaptersRoutes(deps: AppDeps): Hono {
   });
 
   async function upload(c: Context) {
-    const body = await c.req.parseBody();
+    // undici throws a bare TypeError on a malformed multipart body: that is the client's error, not ours.
+    const body = await c.req.parseBody().catch(() => {
+      throw apiErrors.invalidBody("The multipart body is malformed (check its boundary and parts).");
+    });
     const name = typeof body.name === "string" ? body.name : "";
     assertFree(name);
     const config = body[CONFIG_FILE];
@@ -136,24 +114,32 @@ export function adaptersRoutes(deps: AppDeps): Hono {
       await mkdir(staging);
       await writeFile(path.join(staging, CONFIG_FILE), Buffer.from(await config.arrayBuffer()), { flush: true });
       await writeFile(path.join(staging, WEIGHTS_FILE), Buffer.from(await weights.arrayBuffer()), { flush: true });
+      // Recover LoRI structure (seeded A, a mask from B's zeros) as `import` does; install validates after.
+      await normalizeAdapterDir(staging, name);
     } catch (error) {
       await rm(staging, { recursive: true, force: true });
-      throw error;
+      return invalidAs(uploadField(error))(error);
     }
     return adapterObject(deps.models, await install(name, staging, null));
   }
 
-  /** Validates the staging dir and renames it into place (the registry removes it on any failure). */
-  /** `param` null: an upload, whose offending field is the file the message names. */
+  /**
+   * Validates the staging dir and renames it into place (the registry removes it on any failure). `param`
+   * null: an upload, whose offending field is the file the message names.
+   */
   async function install(name: string, staging: string, param: string | null) {
     return deps.adapters.install(name, staging).catch((error: unknown) => {
       if (error instanceof LoraError && error.code === "ADAPTER_EXISTS") throw apiErrors.adapterExists(name);
-      const field = param ?? (error instanceof Error && error.message.includes(CONFIG_FILE) ? CONFIG_FILE : WEIGHTS_FILE);
-      return invalidAs(field)(error);
+      return invalidAs(param ?? uploadField(error))(error);
     });
   }
 
   return app;
+}
+
+/** The multipart field a refused upload's message is about. */
+function uploadField(error: unknown): string {
+  return error instanceof Error && error.message.includes(CONFIG_FILE) ? CONFIG_FILE : WEIGHTS_FILE;
 }
 
 /** A refused adapter: 400 naming what is wrong (messages carry adapter names and file names, never server paths). */

@@ -2,20 +2,16 @@ import { Hono } from "hono";
 import { buildChatPrompt, type ChatTurn } from "../engine/chat-prompt.js";
 import type { GeneratedPiece } from "../engine/generation-types.js";
 import type { AppDeps } from "../http/app-deps.js";
+import { apiErrors } from "../errors/api-error.js";
 import { readJsonBody } from "../http/read-json-body.js";
 import { sseResponse } from "../http/sse.js";
 import { chatCompletionRequestSchema, type ChatMessage } from "../protocol/chat-schema.js";
 import { chatOutputConstraint, toGenerationParams } from "../protocol/to-generation-params.js";
-import {
-  admitJob,
-  collectJob,
-  completionId,
-  recordRequest,
-  resolveTarget,
-  streamJob,
-  usageOf,
-  type Timings,
-} from "./generation-runner.js";
+import { admitJob } from "../serving/admission.js";
+import { collectJob, streamJob, type Timings, usageOf } from "../serving/job-output.js";
+import { recordRequest } from "../serving/request-record.js";
+import { resolveTarget } from "../serving/target.js";
+import { completionId } from "./completion-id.js";
 
 export function chatCompletionsRoutes(deps: AppDeps): Hono {
   const app = new Hono();
@@ -60,6 +56,8 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
           (piece) => chunk({ content: piece.text }, null, wantLogprobs ? chatLogprobs([piece]) : undefined),
           (result) => {
             last = result;
+            // Cancelled: the client is gone, there is no one to tell.
+            if (result.finishReason === "cancelled") return [];
             const end: object[] = [chunk({}, result.finishReason)];
             if (includeUsage) end.push({ id, object: "chat.completion.chunk", created, model, choices: [], usage: usageOf(result) });
             return end;
@@ -74,6 +72,8 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
 
     const { text, pieces, result } = await collectJob(job, timings);
     recordRequest(deps, { id, route: "chat", model, adapters, job, timings, result, stream: false });
+    // Cancelled: the client is gone and reads nothing; the error table's 499 is for proxies' logs.
+    if (result.finishReason === "cancelled") throw apiErrors.cancelled();
     return c.json({
       id,
       object: "chat.completion",
@@ -100,6 +100,7 @@ function toTurn(message: ChatMessage): ChatTurn {
   return { role, content: text };
 }
 
+/** OpenAI chat logprobs; `bytes` are the token's own bytes, so partial characters can be joined by clients. */
 function chatLogprobs(pieces: readonly GeneratedPiece[]) {
   return {
     content: pieces.flatMap((piece) =>

@@ -1,9 +1,9 @@
 import { Hono } from "hono";
 import type { AdapterEntry } from "../engine/adapters/adapter-registry.js";
 import type { ServedModel } from "../engine/served-model.js";
-import { apiErrors } from "../http/api-error.js";
+import { apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "../http/app-deps.js";
-import { mayUseAdapter } from "../http/principal.js";
+import { mayUseAdapter } from "../serving/principal.js";
 import { loriSummary, parentModelId } from "./adapter-views.js";
 
 /** Base models, then every adapter the caller may use, listed as a model whose `parent` is its base. */

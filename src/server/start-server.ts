@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import type { Hono } from "hono";
 import { mkdir } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -14,33 +15,44 @@ import type { LaneEvents } from "../engine/lanes/lane-scheduler.js";
 import { defaultThreadCount, loadLlama } from "../engine/llama-runtime.js";
 import { ModelRegistry } from "../engine/model-registry.js";
 import { parseModelSpec, ServedModel } from "../engine/served-model.js";
-import { ServerLifecycle } from "../http/app-deps.js";
+import { ServerLifecycle } from "../serving/serving-deps.js";
 import { createApp } from "../http/app.js";
 import { Metrics } from "../metrics/metrics.js";
 import { resolveDefaultModel } from "../model/embedded-model.js";
 import { createJsonLogger, silentLogger, type Logger } from "../util/logger.js";
 
-export interface RunningServer {
-  readonly url: string;
-  readonly port: number;
+/** Everything a server is, without a socket: the in-process tests call `app.request()` on it. */
+export interface ServerCore {
+  readonly app: Hono;
   readonly models: ModelRegistry;
   readonly adapters: AdapterRegistry;
   readonly lifecycle: ServerLifecycle;
   readonly metrics: Metrics;
   /** `.compiled/` under its disk budget: bytes, files and evictions for the metrics. */
   readonly compiledCache: CompiledCache;
+  readonly logger: Logger;
+  /** Sequences generating right now, over all models. */
+  inFlight(): number;
+  /** Frees models, lanes and the registry's poller; idempotent. */
+  dispose(): Promise<void>;
+}
+
+export interface RunningServer extends ServerCore {
+  readonly url: string;
+  readonly port: number;
   /** Stop accepting, let in-flight generations finish up to the drain deadline, free everything. */
   close(): Promise<void>;
 }
 
-/** Loads the models, then listens. Used by `lori-server serve` and by the tests (port 0). */
-export async function startServer(config: ServeConfig, options: { logger?: Logger; llama?: Llama } = {}): Promise<RunningServer> {
+/** Loads llama.cpp, the adapter registry and the models, and builds the HTTP app; listens on nothing. */
+export async function createServerCore(config: ServeConfig, options: { logger?: Logger; llama?: Llama } = {}): Promise<ServerCore> {
   const logger = options.logger ?? (config.logRequests ? createJsonLogger() : silentLogger);
   const keys = resolveKeys(config);
   const llama = options.llama ?? (await loadLlama(config.gpu));
   const threads = config.threads === "auto" ? defaultThreadCount() : config.threads;
   const chatTemplate = readChatTemplateOption(config.chatTemplate);
   const specs = config.models.length > 0 ? config.models.map(parseModelSpec) : [await resolveDefaultModel(config.modelsDir)];
+  for (const spec of specs) if ("fallbackWarning" in spec && spec.fallbackWarning) logger.warn("fallback_model", { message: spec.fallbackWarning });
 
   await mkdir(config.adaptersDir, { recursive: true });
   // The registry validates adapters against the served bases, so it scans only once the models are loaded.
@@ -56,6 +68,7 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
   const metrics = new Metrics(
     () => models,
     () => models.list().reduce((n, m) => n + m.lanes.residency.residentBytes, 0),
+    { maxAdapterSetLabels: config.metricsMaxAdapterSets },
   );
   const events: LaneEvents = {
     onSwap: (_from, to, ms, lane) => {
@@ -66,6 +79,12 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
     onLaneCreated: () => metrics.lanesCreated.inc(),
     onAdapterLoaded: () => metrics.adapterLoads.inc(),
     onAdapterEvicted: () => metrics.adapterEvictions.inc(),
+    onAdapterEvictionFailed: (_filePath, error) => logger.warn("adapter_eviction_failed", { error: error.message }),
+    onDecode: (tokens) => metrics.tokensPerDecode.observe(tokens),
+    onLaneFailed: (lane, error) => {
+      metrics.laneFailures.inc();
+      logger.warn("lane_failed", { lane: lane.id, state: lane.state, error: error.message });
+    },
   };
   const lifecycle = new ServerLifecycle();
   try {
@@ -83,6 +102,7 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
           maxQueue: config.maxQueue,
           maxAdapters: config.maxAdapters,
           agingMs: config.agingMs,
+          batchWaitMs: config.batchWaitMs,
           chatTemplate,
           compiledAdaptersDir: compiledCache.root,
           compiledCache,
@@ -109,6 +129,7 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
     throw error;
   }
   lifecycle.ready = true;
+  warnAboutUnusableAdapters(adapters, logger);
 
   const app = createApp({
     models,
@@ -118,7 +139,28 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
     logger,
     lifecycle,
   });
-  const server = await listen(app.fetch, config.host, config.port);
+  let disposing: Promise<void> | undefined;
+  const dispose = () =>
+    (disposing ??= (async () => {
+      adapters.close();
+      await models.dispose();
+    })());
+  const inFlight = () => models.list().reduce((n, m) => n + m.lanes.stats.busySequences, 0);
+  return { app, models, adapters, lifecycle, metrics, compiledCache, logger, inFlight, dispose };
+}
+
+/** Loads the models, then listens. Used by `lori-server serve` and by the tests (port 0). */
+export async function startServer(config: ServeConfig, options: { logger?: Logger; llama?: Llama } = {}): Promise<RunningServer> {
+  const core = await createServerCore(config, options);
+  const { app, models, adapters, lifecycle, logger } = core;
+  let server: ServerType;
+  try {
+    server = await listen(app.fetch, config);
+  } catch (error) {
+    // Nothing may outlive a failed start: the poller timer and the models would keep the process alive.
+    await core.dispose();
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   logger.info("listening", { url, adapters: adapters.list().map((a) => a.name) });
@@ -134,11 +176,23 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
       for (const served of models.list()) served.lanes.rejectWaiting(new ShuttingDownError());
       (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
       await stopped;
-      adapters.close();
-      await models.dispose();
+      await core.dispose();
       logger.info("stopped", {});
     })());
-  return { url, port, models, adapters, lifecycle, metrics, compiledCache, close };
+  return { ...core, url, port, close };
+}
+
+/**
+ * Adapters that fit none of the loaded models (by fingerprint or shapes) are never listed; say so once at
+ * start, naming them all, besides the registry's one warning per adapter with its reason.
+ */
+function warnAboutUnusableAdapters(adapters: AdapterRegistry, logger: Logger): void {
+  const unusable = adapters.unfit();
+  if (unusable.length === 0) return;
+  logger.warn("adapters_fit_no_model", {
+    adapters: unusable,
+    message: `${unusable.length} adapter(s) fit none of the loaded models (made for another base model), so they are not served: ${unusable.join(", ")}`,
+  });
 }
 
 /** `--api-key` values are admin keys; `--keys-file` adds keys with roles and adapter allow-lists. */
@@ -148,9 +202,27 @@ function resolveKeys(config: ServeConfig): KeyGrant[] {
   return keys;
 }
 
-function listen(fetch: Parameters<typeof serve>[0]["fetch"], hostname: string, port: number): Promise<ServerType> {
+/**
+ * Listens with bounded request reception: a client that trickles its headers or body is answered 408 and
+ * disconnected after `--header-timeout-ms` / `--body-timeout-ms` instead of holding a connection for minutes.
+ * Responses (long streams) are not limited by either.
+ */
+function listen(fetch: Parameters<typeof serve>[0]["fetch"], config: ServeConfig): Promise<ServerType> {
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch, hostname, port }, () => resolve(server));
+    const server = serve(
+      {
+        fetch,
+        hostname: config.host,
+        port: config.port,
+        serverOptions: {
+          headersTimeout: config.headerTimeoutMs,
+          requestTimeout: Math.max(config.bodyTimeoutMs, config.headerTimeoutMs),
+          // Node checks the two timeouts on this interval (default 30 s, far coarser than the limits).
+          connectionsCheckingInterval: Math.min(1000, config.headerTimeoutMs),
+        },
+      },
+      () => resolve(server),
+    );
     server.once("error", reject);
   });
 }

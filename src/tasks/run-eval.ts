@@ -134,7 +134,7 @@ async function generate(task: Task, example: Example, target: EvalTarget, option
 }
 
 export interface InProcessServerOptions {
-  /** GGUF path; the embedded tiny model (written to modelsDir) when absent. */
+  /** GGUF path; when absent, the demo model (or the fallback lori-tiny written to modelsDir). */
   readonly model?: string;
   readonly modelsDir?: string;
   readonly adaptersDir?: string;

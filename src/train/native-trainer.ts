@@ -27,7 +27,7 @@ export type GpuMode = "auto" | "cuda" | "off";
 interface BackendOptions {
   /** Compute backend. Default "auto" (CUDA when @node-llama-cpp/linux-x64-cuda loads, else CPU). */
   gpu?: GpuMode;
-  /** CPU threads. Default: all hardware threads (pass 1 on small machines, see DESIGN.md speed facts). */
+  /** CPU threads. Default: all hardware threads (pass 1 on small machines, see docs/background.md §5). */
   threads?: number;
   /** Folder with libggml-cpu-*.so. Default: where the binary's libggml-base.so was loaded from. */
   cpuDir?: string;

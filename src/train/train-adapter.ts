@@ -85,11 +85,11 @@ export async function trainAdapter(options: TrainAdapterOptions): Promise<TrainR
   const dir = storedAdapterDir(options.adaptersDir, options.name);
   const workDir = workDirFor(options.adaptersDir, options.name);
   if (!options.overwrite && (await pathExists(dir))) {
-    throw new TrainError(`adapter '${options.name}' already exists in ${options.adaptersDir} (use --overwrite to replace it)`);
+    throw new TrainError(`adapter '${options.name}' already exists in ${options.adaptersDir} (use --force to replace it)`);
   }
   if (await pathExists(join(workDir, WORK_FILES.state))) {
     if (!options.overwrite) {
-      throw new TrainError(`an interrupted run of '${options.name}' exists in ${workDir}: continue it with --resume, or start over with --overwrite`);
+      throw new TrainError(`an interrupted run of '${options.name}' exists in ${workDir}: continue it with --resume, or start over with --force`);
     }
   }
   await rm(workDir, { recursive: true, force: true });

@@ -51,7 +51,7 @@ export async function trainFull(options: TrainFullOptions): Promise<TrainFullRes
   const workDir = fullWorkDirFor(out);
   await refuseExisting(out, options.overwrite ?? false);
   if (await pathExists(join(workDir, WORK_FILES.state))) {
-    if (!options.overwrite) throw new TrainError(`an interrupted run for ${options.out} exists in ${workDir}: continue it with --resume, or start over with --overwrite`);
+    if (!options.overwrite) throw new TrainError(`an interrupted run for ${options.out} exists in ${workDir}: continue it with --resume, or start over with --force`);
   }
   await rm(workDir, { recursive: true, force: true });
   try {
@@ -80,7 +80,7 @@ function checkOutPath(out: string): string {
 }
 
 async function refuseExisting(out: string, overwrite: boolean): Promise<void> {
-  if (!overwrite && (await pathExists(out))) throw new TrainError(`${out} already exists (use --overwrite to replace it)`);
+  if (!overwrite && (await pathExists(out))) throw new TrainError(`${out} already exists (use --force to replace it)`);
 }
 
 async function prepareFullPlan(options: TrainFullOptions, out: string, workDir: string): Promise<FullTrainPlan> {

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { LlamaText, type ChatWrapper, type LlamaModel, type Token } from "node-llama-cpp";
+import { completionPromptTokens } from "../engine/prompt-tokens.js";
 import { buildChatPrompt, type ChatTurn } from "../engine/chat-prompt.js";
 import type { TokenSequence } from "./token-shards.js";
 import { mulberry32 } from "../util/mulberry32.js";
@@ -131,14 +132,6 @@ export async function readTrainingFile(path: string): Promise<DataFile> {
     sha256: createHash("sha256").update(bytes).digest("hex"),
     bytes: bytes.length,
   };
-}
-
-/** The prompt tokens /v1/completions feeds the model: BOS (when the model wants one) + tokenize(prompt, false). */
-export function completionPromptTokens(model: LlamaModel, prompt: string): Token[] {
-  const tokens = model.tokenize(prompt, false);
-  const bos = model.tokens.bos;
-  if (bos !== null && model.tokens.shouldPrependBosToken && tokens[0] !== bos) tokens.unshift(bos);
-  return tokens;
 }
 
 /**

@@ -49,7 +49,7 @@ describe("the lori-server command", () => {
     expect(unknown.stderr).toContain("unknown command");
   });
 
-  it("serves the embedded model with no download, then drains on SIGTERM and exits 0", async () => {
+  it("serves the embedded model with no download, then drains on SIGTERM (even a repeated one) and exits 0", async () => {
     const child = spawn(process.execPath, [cli, "serve", "--port", "0", "--models-dir", dir.path, "--threads", "1", "--gpu", "off"], {
       stdio: ["ignore", "ignore", "pipe"],
     });
@@ -65,6 +65,8 @@ describe("the lori-server command", () => {
     const reader = response.body!.getReader();
     await reader.read();
     child.kill("SIGTERM");
+    // Orchestrators repeat SIGTERM; a second one must not cut the in-flight stream short.
+    setTimeout(() => child.kill("SIGTERM"), 100);
     let body = "";
     for (;;) {
       const { done, value } = await reader.read();
@@ -76,5 +78,29 @@ describe("the lori-server command", () => {
     expect(body.trimEnd().endsWith("data: [DONE]")).toBe(true);
     const [code] = await exited;
     expect(code).toBe(0);
+    expect(log).toMatch(/SIGTERM again, still draining/);
+  });
+
+  it("exits at once with 130 on a second SIGINT, without waiting for the drain", async () => {
+    const child = spawn(process.execPath, [cli, "serve", "--port", "0", "--models-dir", dir.path, "--threads", "1", "--gpu", "off", "--drain-timeout-ms", "60000"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    const exited = once(child, "exit");
+    const url = await waitForUrl(child);
+    const response = await fetch(`${url}/v1/completions`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ prompt: "Hello", max_tokens: 100_000, ignore_eos: true, stream: true }),
+    });
+    const reader = response.body!.getReader();
+    await reader.read();
+    child.kill("SIGINT");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = performance.now();
+    child.kill("SIGINT");
+    const [code] = await exited;
+    expect(code).toBe(130);
+    expect(performance.now() - started).toBeLessThan(5000);
+    await reader.cancel().catch(() => undefined);
   });
 });

@@ -5,7 +5,7 @@ import { AdapterForbiddenError } from "../../src/engine/adapters/adapter-errors.
 import { QueueFullError, RequestAbortedError } from "../../src/engine/engine-errors.js";
 import { ERROR_KINDS, errorKindOf, KindedError } from "../../src/errors/error-kinds.js";
 import { scrubPaths } from "../../src/errors/scrub-paths.js";
-import { apiErrors } from "../../src/http/api-error.js";
+import { apiErrors } from "../../src/errors/api-error.js";
 import { toApiError } from "../../src/http/error-handler.js";
 import { LoraError } from "../../src/lora/errors.js";
 

@@ -86,7 +86,11 @@ describe("compiled cache (.compiled/)", () => {
 
       // Handed out to a request still queued for a lane: kept. Once a lane held it and let go: evictable.
       const lane = new Set<string>();
-      const graceful = new CompiledCache(path.join(root, "..", "graceful"), { budgetBytes: 1000, graceMs: 60_000, inUse: (p) => lane.has(path.basename(p)) });
+      const graceful = new CompiledCache(path.join(root, "..", "graceful"), {
+        budgetBytes: 1000,
+        graceMs: 60_000,
+        inUse: (p) => lane.has(path.basename(p)),
+      });
       await graceful.ensure(path.join(graceful.root, "base", "x.gguf"), ["x"], build);
       await graceful.ensure(path.join(graceful.root, "base", "y.gguf"), ["y"], build);
       expect(await filesIn(graceful.root)).toEqual(["x.gguf", "y.gguf"]);

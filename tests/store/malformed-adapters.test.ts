@@ -31,7 +31,11 @@ const SECRET = "TOP-SECRET-BYTES-7f3a";
 
 function recordingLogger() {
   const warnings: Array<{ adapter: unknown; message: string }> = [];
-  const logger: Logger = { info() {}, error() {}, warn: (_event, fields = {}) => warnings.push({ adapter: fields.adapter, message: String(fields.message) }) };
+  const logger: Logger = {
+    info() {},
+    error() {},
+    warn: (_event, fields = {}) => warnings.push({ adapter: fields.adapter, message: String(fields.message) }),
+  };
   return { logger, warnings };
 }
 
@@ -45,22 +49,35 @@ describe("the registry lists only valid adapters (generated tiny base)", () => {
   let goodDir: string;
   let secretFile: string;
 
-  const config = (edit: (c: Record<string, any>) => void): Variant => (dir) => editConfig(dir, edit);
-  const weights = (bytes: () => Buffer): Variant => (dir) => writeFile(path.join(dir, WEIGHTS_FILE), bytes());
-  const configText = (text: string): Variant => (dir) => writeFile(path.join(dir, CONFIG_FILE), text);
-  const modules = (make: () => ReturnType<typeof allModules>, fingerprint: "base" | "none" = "none"): Variant => async (dir) => {
-    await writeModules(dir, make(), fingerprint === "base" ? base.fingerprint : null, true);
-  };
+  const config =
+    (edit: (c: Record<string, any>) => void): Variant =>
+    (dir) =>
+      editConfig(dir, edit);
+  const weights =
+    (bytes: () => Buffer): Variant =>
+    (dir) =>
+      writeFile(path.join(dir, WEIGHTS_FILE), bytes());
+  const configText =
+    (text: string): Variant =>
+    (dir) =>
+      writeFile(path.join(dir, CONFIG_FILE), text);
+  const modules =
+    (make: () => ReturnType<typeof allModules>, fingerprint: "base" | "none" = "none"): Variant =>
+    async (dir) => {
+      await writeModules(dir, make(), fingerprint === "base" ? base.fingerprint : null, true);
+    };
   /** The good adapter with one tensor's raw bytes overwritten (F32 values at the start of that tensor's data). */
-  const patchTensor = (tensorSuffix: string, value: number): Variant => async (dir) => {
-    const file = path.join(dir, WEIGHTS_FILE);
-    const bytes = await readFile(file);
-    const headerLength = Number(bytes.readBigUInt64LE(0));
-    const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString("utf8")) as Record<string, { data_offsets: [number, number] }>;
-    const name = Object.keys(header).find((k) => k.endsWith(tensorSuffix))!;
-    bytes.writeFloatLE(value, 8 + headerLength + header[name]!.data_offsets[0] + 4);
-    await writeFile(file, bytes);
-  };
+  const patchTensor =
+    (tensorSuffix: string, value: number): Variant =>
+    async (dir) => {
+      const file = path.join(dir, WEIGHTS_FILE);
+      const bytes = await readFile(file);
+      const headerLength = Number(bytes.readBigUInt64LE(0));
+      const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString("utf8")) as Record<string, { data_offsets: [number, number] }>;
+      const name = Object.keys(header).find((k) => k.endsWith(tensorSuffix))!;
+      bytes.writeFloatLE(value, 8 + headerLength + header[name]!.data_offsets[0] + 4);
+      await writeFile(file, bytes);
+    };
 
   const variants: Record<string, Variant> = {};
   beforeAll(async () => {
@@ -120,9 +137,21 @@ describe("the registry lists only valid adapters (generated tiny base)", () => {
       "w-header-not-json": weights(() => rawSafetensors(`{${SECRET}`)),
       "w-header-array": weights(() => rawSafetensors([])),
       "w-no-tensors": weights(() => rawSafetensors({})),
-      "w-unknown-dtype": weights(() => rawSafetensors({ "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": { dtype: "F8", shape: [1], data_offsets: [0, 1] } }, new Uint8Array(1))),
-      "w-offsets-out-of-range": weights(() => rawSafetensors({ "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": { dtype: "F32", shape: [64, 4], data_offsets: [0, 1024] } }, new Uint8Array(16))),
-      "w-unsupported-tensor": weights(() => rawSafetensors({ "model.embed_tokens.weight": { dtype: "F32", shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4))),
+      "w-unknown-dtype": weights(() =>
+        rawSafetensors(
+          { "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": { dtype: "F8", shape: [1], data_offsets: [0, 1] } },
+          new Uint8Array(1),
+        ),
+      ),
+      "w-offsets-out-of-range": weights(() =>
+        rawSafetensors(
+          { "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": { dtype: "F32", shape: [64, 4], data_offsets: [0, 1024] } },
+          new Uint8Array(16),
+        ),
+      ),
+      "w-unsupported-tensor": weights(() =>
+        rawSafetensors({ "model.embed_tokens.weight": { dtype: "F32", shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4)),
+      ),
       "w-truncated": async (dir) => {
         const file = path.join(dir, WEIGHTS_FILE);
         const bytes = await readFile(file);

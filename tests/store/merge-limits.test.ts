@@ -3,7 +3,7 @@ import { makeAdapter } from "../../src/lora/adapter.js";
 import { LoraError } from "../../src/lora/errors.js";
 import { MAX_ABS_WEIGHT, MAX_MERGE_INPUTS, mergeCat, mergeLinear } from "../../src/lora/merge.js";
 import { adapterFieldSchema } from "../../src/protocol/adapter-field.js";
-import { mergeAdaptersSchema } from "../../src/routes/adapters.js";
+import { mergeAdaptersSchema } from "../../src/protocol/adapter-schemas.js";
 import { randomModule, rng } from "../lora/helpers.js";
 
 /** Issue 10, defect 6: weight 1e308 stored 71,680 Inf values; weight 0, duplicates and 2,000 inputs were accepted. */
@@ -41,7 +41,10 @@ describe("merge limits (lora/merge.ts)", () => {
     expect(MAX_MERGE_INPUTS).toBe(16);
     expect(() => mergeCat(inputs(Array(16).fill(0.1)))).not.toThrow();
     expect(mergeError(() => mergeCat(inputs(Array(17).fill(0.1)))).message).toMatch(/at most 16/);
-    const twice = [{ adapter: adapter(1), weight: 1, name: "math" }, { adapter: adapter(2), weight: 1, name: "math" }];
+    const twice = [
+      { adapter: adapter(1), weight: 1, name: "math" },
+      { adapter: adapter(2), weight: 1, name: "math" },
+    ];
     expect(mergeError(() => mergeCat(twice)).message).toMatch(/'math' is listed twice/);
   });
 
@@ -53,22 +56,47 @@ describe("merge limits (lora/merge.ts)", () => {
 });
 
 describe("the same limits on the request field and the merge API schema", () => {
-  const issues = (schema: { safeParse(v: unknown): { success: boolean; error?: { issues: Array<{ path: PropertyKey[]; message: string }> } } }, value: unknown) =>
-    schema.safeParse(value).error?.issues.map((i) => ({ path: i.path.join("."), message: i.message })) ?? [];
+  const issues = (
+    schema: { safeParse(v: unknown): { success: boolean; error?: { issues: Array<{ path: PropertyKey[]; message: string }> } } },
+    value: unknown,
+  ) => schema.safeParse(value).error?.issues.map((i) => ({ path: i.path.join("."), message: i.message })) ?? [];
 
   it("request `adapter`: |w| <= 1e3, non-zero, finite, at most 16 entries", () => {
-    expect(issues(adapterFieldSchema, [{ name: "a", weight: 1e308 }])).toEqual([{ path: "0.weight", message: expect.stringMatching(/between -1000 and 1000/) }]);
+    expect(issues(adapterFieldSchema, [{ name: "a", weight: 1e308 }])).toEqual([
+      { path: "0.weight", message: expect.stringMatching(/between -1000 and 1000/) },
+    ]);
     expect(issues(adapterFieldSchema, [{ name: "a", weight: 0 }])[0]?.message).toMatch(/non-zero/);
     expect(issues(adapterFieldSchema, [{ name: "a", weight: -1000 }])).toEqual([]);
-    expect(issues(adapterFieldSchema, Array.from({ length: 17 }, (_, i) => `a${i}`))[0]?.message).toMatch(/at most 16/);
+    expect(
+      issues(
+        adapterFieldSchema,
+        Array.from({ length: 17 }, (_, i) => `a${i}`),
+      )[0]?.message,
+    ).toMatch(/at most 16/);
   });
 
   it("POST /adapters/merge: weight bounds, 16 inputs, duplicates, each naming its field", () => {
     const body = (adapters: unknown[]) => ({ method: "cat", name: "out", adapters });
-    expect(issues(mergeAdaptersSchema, body([{ name: "a", weight: 1e308 }]))).toEqual([{ path: "adapters.0.weight", message: expect.stringMatching(/between/) }]);
+    expect(issues(mergeAdaptersSchema, body([{ name: "a", weight: 1e308 }]))).toEqual([
+      { path: "adapters.0.weight", message: expect.stringMatching(/between/) },
+    ]);
     expect(issues(mergeAdaptersSchema, body([{ name: "a", weight: 0 }]))[0]?.path).toBe("adapters.0.weight");
-    expect(issues(mergeAdaptersSchema, body(Array.from({ length: 2000 }, (_, i) => ({ name: `a${i}` }))))[0]).toEqual({ path: "adapters", message: expect.stringMatching(/at most 16/) });
-    expect(issues(mergeAdaptersSchema, body([{ name: "a" }, { name: "b" }, { name: "a" }]))[0]).toEqual({ path: "adapters.2.name", message: expect.stringMatching(/listed twice/) });
-    expect(issues(mergeAdaptersSchema, body([{ name: "a", weight: 0.5 }, { name: "b", weight: -2 }]))).toEqual([]);
+    expect(issues(mergeAdaptersSchema, body(Array.from({ length: 2000 }, (_, i) => ({ name: `a${i}` }))))[0]).toEqual({
+      path: "adapters",
+      message: expect.stringMatching(/at most 16/),
+    });
+    expect(issues(mergeAdaptersSchema, body([{ name: "a" }, { name: "b" }, { name: "a" }]))[0]).toEqual({
+      path: "adapters.2.name",
+      message: expect.stringMatching(/listed twice/),
+    });
+    expect(
+      issues(
+        mergeAdaptersSchema,
+        body([
+          { name: "a", weight: 0.5 },
+          { name: "b", weight: -2 },
+        ]),
+      ),
+    ).toEqual([]);
   });
 });

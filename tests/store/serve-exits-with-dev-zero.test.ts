@@ -25,9 +25,28 @@ describe("lori-server serve with /dev/zero in the adapters dir", () => {
     await rm(path.join(adaptersDir, "zero", WEIGHTS_FILE));
     await symlink("/dev/zero", path.join(adaptersDir, "zero", WEIGHTS_FILE));
 
-    const child = spawn(process.execPath, [cli, "serve", "--port", "0", "--model", `tiny=${base.path}`, "--adapters-dir", adaptersDir, "--adapters-poll-ms", "20", "--threads", "1", "--gpu", "off"], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        cli,
+        "serve",
+        "--port",
+        "0",
+        "--model",
+        `tiny=${base.path}`,
+        "--adapters-dir",
+        adaptersDir,
+        "--adapters-poll-ms",
+        "20",
+        "--threads",
+        "1",
+        "--gpu",
+        "off",
+      ],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
     const exited = once(child, "exit");
     try {
       await listsAndExits();
@@ -50,7 +69,9 @@ describe("lori-server serve with /dev/zero in the adapters dir", () => {
       expect(list.data.map((a) => a.id)).toEqual(["math"]);
       await new Promise((r) => setTimeout(r, 200)); // the poller runs several times
       child.kill("SIGTERM");
-      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still running 10 s after SIGTERM:\n${log.slice(-2000)}`)), 10_000).unref());
+      const timeout = new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`still running 10 s after SIGTERM:\n${log.slice(-2000)}`)), 10_000).unref(),
+      );
       const [code] = await Promise.race([exited, timeout]);
       expect(code).toBe(0);
     }

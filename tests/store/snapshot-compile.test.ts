@@ -43,7 +43,8 @@ describe("the compiler compiles exactly the bytes the registry hashed", () => {
     const compiled = new Map<string, Buffer>();
     for (const sub of await readdir(cacheRoot, { withFileTypes: true })) {
       if (!sub.isDirectory()) continue;
-      for (const f of await readdir(path.join(cacheRoot, sub.name))) if (f.endsWith(".gguf")) compiled.set(f, await readFile(path.join(cacheRoot, sub.name, f)));
+      for (const f of await readdir(path.join(cacheRoot, sub.name)))
+        if (f.endsWith(".gguf")) compiled.set(f, await readFile(path.join(cacheRoot, sub.name, f)));
     }
     const underV1 = compiled.get(`${v1Hash}.gguf`);
     if (underV1) expect(underV1.equals(await expected("v1")), "the file named by v1's hash holds v1").toBe(true);

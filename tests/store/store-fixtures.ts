@@ -5,14 +5,18 @@ import type { AdapterBase } from "../../src/engine/adapters/adapter-validation.j
 import { readGgufFile } from "../../src/gguf/gguf-reader.js";
 import type { GgufFile } from "../../src/gguf/gguf-types.js";
 import { makeAdapter, type LoraModule } from "../../src/lora/adapter.js";
-import { CONFIG_FILE, WEIGHTS_FILE, writeAdapterDir } from "../../src/lora/adapter-io.js";
+import { CONFIG_FILE, type WEIGHTS_FILE, writeAdapterDir } from "../../src/lora/adapter-io.js";
 import { baseFingerprintOfGguf, type BaseFingerprint } from "../../src/lora/base-fingerprint.js";
 import { GGUF_TENSOR_STEM, TARGET_MODULES, type TargetModule } from "../../src/lora/target-modules.js";
 import { createTinyModel, type TinyModelOptions } from "../../src/model/tiny-model.js";
 import { rng } from "../lora/helpers.js";
 
 /** A generated tiny llama GGUF (2 layers, embd 64, 4 heads, 2 KV heads, ff 128 unless overridden). */
-export async function tinyBase(dir: string, name = "base.gguf", shape: Omit<TinyModelOptions, "out"> = {}): Promise<AdapterBase & { path: string }> {
+export async function tinyBase(
+  dir: string,
+  name = "base.gguf",
+  shape: Omit<TinyModelOptions, "out"> = {},
+): Promise<AdapterBase & { path: string }> {
   const file = path.join(dir, name);
   await createTinyModel({ out: file, ...shape });
   const header = await readGgufFile(file);
@@ -35,7 +39,13 @@ export function moduleFor(header: GgufFile, layer: number, module: TargetModule,
   return sizedModule(layer, module, inFeatures, outFeatures, options);
 }
 
-export function sizedModule(layer: number, module: TargetModule, inFeatures: number, outFeatures: number, options: ModuleOptions = {}): LoraModule {
+export function sizedModule(
+  layer: number,
+  module: TargetModule,
+  inFeatures: number,
+  outFeatures: number,
+  options: ModuleOptions = {},
+): LoraModule {
   const rank = options.rank ?? 4;
   const random = rng((options.seed ?? 1) * 131 + layer * 7 + TARGET_MODULES.indexOf(module));
   const b = new Float32Array(outFeatures * rank).map(() => (random() * 2 - 1) * (options.bScale ?? 0.5));
@@ -53,13 +63,22 @@ export function allModules(base: { header: GgufFile }, options: ModuleOptions = 
   return modules;
 }
 
-export async function writeModules(dir: string, modules: LoraModule[], fingerprint: BaseFingerprint | null, overwrite = false): Promise<string> {
+export async function writeModules(
+  dir: string,
+  modules: LoraModule[],
+  fingerprint: BaseFingerprint | null,
+  overwrite = false,
+): Promise<string> {
   await writeAdapterDir(dir, makeAdapter(modules, { baseFingerprint: fingerprint, lineage: [{ op: "test-fixture" }] }), { overwrite });
   return dir;
 }
 
 /** A valid adapter for `base` in `dir`. */
-export function writeGoodAdapter(dir: string, base: { header: GgufFile; fingerprint: BaseFingerprint }, options: ModuleOptions = {}): Promise<string> {
+export function writeGoodAdapter(
+  dir: string,
+  base: { header: GgufFile; fingerprint: BaseFingerprint },
+  options: ModuleOptions = {},
+): Promise<string> {
   return writeModules(dir, allModules(base, options), base.fingerprint);
 }
 
@@ -78,7 +97,11 @@ export async function editConfig(dir: string, edit: (config: Record<string, any>
   await writeFile(file, JSON.stringify(config));
 }
 
-export async function replaceWith(dir: string, file: typeof CONFIG_FILE | typeof WEIGHTS_FILE, make: (target: string) => Promise<void>): Promise<void> {
+export async function replaceWith(
+  dir: string,
+  file: typeof CONFIG_FILE | typeof WEIGHTS_FILE,
+  make: (target: string) => Promise<void>,
+): Promise<void> {
   const target = path.join(dir, file);
   await rm(target, { recursive: true, force: true });
   await make(target);

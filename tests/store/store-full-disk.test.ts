@@ -22,7 +22,11 @@ vi.mock("node:fs/promises", async (importOriginal) => {
     if (disk.full && isWeights(file)) throw enospc();
     return actual.writeFile(file, data, options);
   };
-  const open = (async (file: Parameters<typeof actual.open>[0], flags?: Parameters<typeof actual.open>[1], mode?: Parameters<typeof actual.open>[2]) => {
+  const open = (async (
+    file: Parameters<typeof actual.open>[0],
+    flags?: Parameters<typeof actual.open>[1],
+    mode?: Parameters<typeof actual.open>[2],
+  ) => {
     const handle = await actual.open(file, flags, mode);
     if (!disk.full || !isWeights(file)) return handle;
     // The first write of the weights fails after the file was created: a partial file exists until cleanup.
@@ -61,7 +65,7 @@ describe("a full disk during merge or upload: 507, nothing left behind, registry
     return { status: response.status, json: (await response.json()) as { error?: { code: string; message: string } } };
   };
   const leftovers = async () => (await readdir(adaptersDir)).filter((f) => f !== "math" && f !== ".compiled").sort();
-  const listed = async () => (t.server.adapters.list().map((e) => e.name));
+  const listed = async () => t.server.adapters.list().map((e) => e.name);
 
   it("merge", async () => {
     disk.full = true;

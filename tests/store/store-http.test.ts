@@ -36,7 +36,10 @@ function client(t: () => TestServer) {
     return { status: response.status, json: text.startsWith("{") ? (JSON.parse(text) as Record<string, any>) : null, text };
   };
   const complete = (body: Record<string, unknown>) =>
-    call("/v1/completions", { method: "POST", body: JSON.stringify({ model: "tiny", prompt: "hello", max_tokens: 2, temperature: 0, ...body }) });
+    call("/v1/completions", {
+      method: "POST",
+      body: JSON.stringify({ model: "tiny", prompt: "hello", max_tokens: 2, temperature: 0, ...body }),
+    });
   const upload = async (name: string, dir: string) => {
     const form = new FormData();
     form.set("name", name);
@@ -44,7 +47,8 @@ function client(t: () => TestServer) {
     form.set(WEIGHTS_FILE, new Blob([await readFile(path.join(dir, WEIGHTS_FILE))]), WEIGHTS_FILE);
     return call("/adapters", { method: "POST", body: form });
   };
-  const merge = (body: Record<string, unknown>) => call("/adapters/merge", { method: "POST", body: JSON.stringify({ method: "cat", ...body }) });
+  const merge = (body: Record<string, unknown>) =>
+    call("/adapters/merge", { method: "POST", body: JSON.stringify({ method: "cat", ...body }) });
   const names = async () => ((await call("/adapters")).json!.data as Array<{ id: string }>).map((a) => a.id);
   return { call, complete, upload, merge, names };
 }
@@ -63,15 +67,30 @@ describe("the adapter store over HTTP (generated tiny model)", () => {
     rootDir = path.join(tmp.path, "root");
     await writeGoodAdapter(path.join(adaptersDir, "math"), base, { seed: 1 });
     await writeGoodAdapter(path.join(adaptersDir, "code"), base, { seed: 2 });
-    t = await startTestServer({ models: [`tiny=${base.path}`], adaptersDir, adapterRoots: [rootDir], adaptersPollMs: 50, maxLanes: 1, compiledCacheMb: 1 });
+    t = await startTestServer({
+      models: [`tiny=${base.path}`],
+      adaptersDir,
+      adapterRoots: [rootDir],
+      adaptersPollMs: 50,
+      maxLanes: 1,
+      compiledCacheMb: 1,
+    });
   }, 60_000);
   afterAll(async () => t?.server.close());
 
   it("refuses uploads with NaN or Inf values, or that fit no served model: 400, never listed, nothing left behind", async () => {
     const nan = path.join(tmp.path, "nan");
-    await writeModules(nan, allModules(base).map((m, i) => (i === 3 ? { ...m, b: m.b.map((x, j) => (j === 7 ? Number.NaN : x)) } : m)), base.fingerprint);
+    await writeModules(
+      nan,
+      allModules(base).map((m, i) => (i === 3 ? { ...m, b: m.b.map((x, j) => (j === 7 ? Number.NaN : x)) } : m)),
+      base.fingerprint,
+    );
     const inf = path.join(tmp.path, "inf");
-    await writeModules(inf, allModules(base).map((m, i) => (i === 0 ? { ...m, b: m.b.map((x, j) => (j === 0 ? Number.POSITIVE_INFINITY : x)) } : m)), null);
+    await writeModules(
+      inf,
+      allModules(base).map((m, i) => (i === 0 ? { ...m, b: m.b.map((x, j) => (j === 0 ? Number.POSITIVE_INFINITY : x)) } : m)),
+      null,
+    );
     const other = await tinyBase(tmp.path, "other.gguf", { embd: 32, heads: 4, kvHeads: 2, ff: 96 });
     const foreign = path.join(tmp.path, "foreign");
     await writeGoodAdapter(foreign, other);
@@ -112,7 +131,13 @@ describe("the adapter store over HTTP (generated tiny model)", () => {
     expect(request.json!.error.param).toMatch(/^adapter/);
     expect(await api.names()).toEqual(["code", "math"]);
     // A valid merge still works and is listed at once.
-    const ok = await api.merge({ name: "blend", adapters: [{ name: "math", weight: 0.5 }, { name: "code", weight: -0.5 }] });
+    const ok = await api.merge({
+      name: "blend",
+      adapters: [
+        { name: "math", weight: 0.5 },
+        { name: "code", weight: -0.5 },
+      ],
+    });
     expect(ok.status).toBe(201);
     expect((await api.complete({ adapter: "blend" })).status).toBe(200);
     expect((await api.call("/adapters/blend", { method: "DELETE" })).status).toBe(200);
@@ -139,7 +164,10 @@ describe("the adapter store over HTTP (generated tiny model)", () => {
     await symlink(outside, path.join(adaptersDir, "linked"));
     await t.server.adapters.refresh();
     expect(await api.names()).toEqual(["code", "math"]);
-    const linked = await api.call("/adapters", { method: "POST", body: JSON.stringify({ name: "linked2", path: path.join(adaptersDir, "linked") }) });
+    const linked = await api.call("/adapters", {
+      method: "POST",
+      body: JSON.stringify({ name: "linked2", path: path.join(adaptersDir, "linked") }),
+    });
     expect(linked.status).toBe(400);
     expect(linked.json!.error.param).toBe("path");
   });
@@ -164,7 +192,12 @@ describe("the adapter store over HTTP (generated tiny model)", () => {
   it("keeps .compiled/ within --compiled-cache-mb over many weight variants, and prunes deleted adapters' files", async () => {
     const budget = 1024 * 1024;
     for (let i = 1; i <= 60; i++) {
-      const response = await api.complete({ adapter: [{ name: "math", weight: 0.01 * i }, { name: "code", weight: 1 }] });
+      const response = await api.complete({
+        adapter: [
+          { name: "math", weight: 0.01 * i },
+          { name: "code", weight: 1 },
+        ],
+      });
       expect(response.status).toBe(200);
     }
     const files = await compiledFiles(adaptersDir);

@@ -9,14 +9,15 @@ import { parseCommandArgs } from "../parse-args.js";
 const help = `Usage: lori-server eval --task math|code|nlu|safety|all [options]
 
 Scores a model (plus adapters) on the synthetic tasks' test splits (docs/tasks.md) through the real server:
-an in-process server on --model (default: the embedded tiny model), or a running one at --url. Decoding is
+an in-process server on --model (default: the demo model models/lori-demo.gguf, or the random fallback
+lori-tiny when it is missing), or a running one at --url. Decoding is
 greedy (temperature 0); completion tasks use /v1/completions, chat tasks /v1/chat/completions.
 
 Options:
   --task T                 math, code, nlu, safety or all; repeatable or comma-separated
   --adapter NAME[:W]       apply adapter NAME with weight W (default 1); repeatable: stacked as a weighted sum
   --model PATH             GGUF model of the in-process server; with --url, the model id to send
-  --models-dir DIR         where the embedded model is written (default ./models)
+  --models-dir DIR         where the fallback lori-tiny model is written if the demo model is missing (default ./models)
   --adapters-dir DIR       adapter store of the in-process server (default ./adapters)
   --chat-template T        Jinja chat template (text or a file) for models without one (in-process)
   --gpu auto|cuda|vulkan|metal|off   backend of the in-process server (default auto)

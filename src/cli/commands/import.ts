@@ -25,6 +25,7 @@ Options:
   --dtype f32|f16          dtype of stored A / B / B values (default f32: lossless)
   --variant lora|lori-d|lori-s
                            record this variant instead of detecting it (lori-s masks B != 0)
+  --force                  replace an existing adapter NAME
   -h, --help               this help
 `;
 
@@ -41,6 +42,7 @@ export const importCommand: CliCommand = {
         "adapters-dir": { type: "string" },
         dtype: { type: "string" },
         variant: { type: "string" },
+        force: { type: "boolean" },
       },
       true,
     );
@@ -59,10 +61,14 @@ export const importCommand: CliCommand = {
     const adaptersDir = v["adapters-dir"] ?? DEFAULT_ADAPTERS_DIR;
     try {
       const target = storedAdapterDir(adaptersDir, v.name);
-      if (await pathExists(target)) throw new CliError(`adapter '${v.name}' already exists in ${adaptersDir}`, 1);
+      const force = v.force ?? false;
+      if (!force && (await pathExists(target))) {
+        throw new CliError(`adapter '${v.name}' already exists in ${adaptersDir} (use --force to replace it)`, 1);
+      }
+      await refuseNonDirectory(source);
       const baseHeader = await readGgufFile(v.base);
       const { adapter, summary } = await importAdapterDir(source, baseHeader, variant ? { variant } : {});
-      await writeAdapterDir(target, adapter, { dtype });
+      await writeAdapterDir(target, adapter, { dtype, overwrite: force });
       const { size } = await stat(join(target, WEIGHTS_FILE));
       const ranks = new Set(adapter.modules.map((m) => m.rank));
       process.stdout.write(
@@ -77,6 +83,24 @@ export const importCommand: CliCommand = {
     }
   },
 };
+
+/**
+ * import reads a directory; a file given instead (most often a GGUF LoRA) gets a message that says what to pass,
+ * instead of the ENOTDIR of reading PATH/adapter_config.json.
+ */
+async function refuseNonDirectory(source: string): Promise<void> {
+  const info = await stat(source).catch(() => undefined);
+  if (info === undefined) throw new CliError(`${source} not found: PATH must be an adapter directory (adapter_config.json + adapter_model.safetensors)`, 1);
+  if (info.isDirectory()) return;
+  if (source.toLowerCase().endsWith(".gguf")) {
+    throw new CliError(
+      `${source} is a GGUF file: importing GGUF LoRA adapters is not supported yet; import the PEFT directory ` +
+        `(adapter_config.json + adapter_model.safetensors) instead`,
+      1,
+    );
+  }
+  throw new CliError(`${source} is a file: PATH must be an adapter directory (adapter_config.json + adapter_model.safetensors)`, 1);
+}
 
 /** --dtype f32|f16 as the writer's dtype. */
 export function floatDtype(text: string | undefined): "F32" | "F16" {

@@ -1,17 +1,20 @@
 import { resolveServeConfig, serveEnvVars } from "../../config/serve-config.js";
+import { ERROR_KINDS, KindedError } from "../../errors/error-kinds.js";
 import { startServer } from "../../server/start-server.js";
+import { createLogger, resolveLogFormat } from "../../util/logger.js";
 import type { CliCommand } from "../command.js";
 import { CliError } from "../command.js";
 import { parseCommandArgs } from "../parse-args.js";
 
 const help = `Usage: lori-server serve [options]
 
-Serves GGUF models over an OpenAI-compatible HTTP API. With no --model, serves the embedded
-tiny model (written to --models-dir on first start; nothing is downloaded).
+Serves GGUF models over an OpenAI-compatible HTTP API. With no --model, serves the demo model
+models/lori-demo.gguf (id lori-demo) with the demo adapters; if that file is missing, it falls back, with a
+warning, to the random lori-tiny model written to --models-dir. Nothing is downloaded.
 
 Options (each also read from the environment variable shown):
   --model PATH|NAME=PATH   GGUF model to serve; repeatable. NAME is the id clients send  [${serveEnvVars.models}, comma-separated]
-  --models-dir DIR         where the embedded model is written (default ./models)       [${serveEnvVars.modelsDir}]
+  --models-dir DIR         where the fallback lori-tiny model is written (default ./models) [${serveEnvVars.modelsDir}]
   --adapters-dir DIR       adapter store (default ./adapters)                           [${serveEnvVars.adaptersDir}]
   --host HOST              bind address (default 127.0.0.1)                             [${serveEnvVars.host}]
   --port N                 port (default 8080; 0 = any free port)                       [${serveEnvVars.port}]
@@ -25,6 +28,7 @@ Options (each also read from the environment variable shown):
   --max-adapters N         compiled adapter files kept loaded when unused (LRU beyond; default 16) [${serveEnvVars.maxAdapters}]
   --compiled-cache-mb N    disk budget of <adapters-dir>/.compiled/ in MiB (LRU beyond, never what a lane holds; default 1024) [${serveEnvVars.compiledCacheMb}]
   --aging-ms N             a request waiting longer than this is not overtaken by younger ones (default 250) [${serveEnvVars.agingMs}]
+  --batch-wait-ms N        a decode waits up to this for every generating sequence of its lane, so batches are full (default 1; 0 = off) [${serveEnvVars.batchWaitMs}]
   --adapters-poll-ms N     how often --adapters-dir is rescanned for added/changed/removed adapters (default 1000; 0 = never) [${serveEnvVars.adaptersPollMs}]
   --adapter-root DIR       another directory POST /adapters {path} may register from; repeatable [${serveEnvVars.adapterRoots}, comma-separated]
   --keys-file FILE         JSON {"keys": [{"key", "role": "admin"|"user", "adapters"?: [...]}]} [${serveEnvVars.keysFile}]
@@ -32,9 +36,43 @@ Options (each also read from the environment variable shown):
   --chat-template T        Jinja chat template text or a file holding one, for models without one [${serveEnvVars.chatTemplate}]
   --max-body-bytes N       request body limit (default 8388608)                         [${serveEnvVars.maxBodyBytes}]
   --drain-timeout-ms N     on SIGTERM/SIGINT, how long in-flight requests may finish (default 30000) [${serveEnvVars.drainTimeoutMs}]
-  --quiet                  no JSON request log on stderr
+  --header-timeout-ms N    a client must send its request headers within this (default 10000; then 408) [${serveEnvVars.headerTimeoutMs}]
+  --body-timeout-ms N      a client must send its whole request within this (default 60000; then 408) [${serveEnvVars.bodyTimeoutMs}]
+  --metrics-max-adapter-sets N  distinct adapter_set labels in /metrics; later sets count as "(other)" (default 64) [${serveEnvVars.metricsMaxAdapterSets}]
+  --log-format auto|json|text  log lines on stderr: text for people, JSON lines for collectors
+                           (default auto: text on a terminal, JSON otherwise)          [${serveEnvVars.logFormat}]
+  --quiet                  no request or info log on stderr (warnings and errors still print)
   -h, --help               this help
 `;
+
+/**
+ * The first SIGTERM or SIGINT drains: in-flight requests finish (up to the drain timeout), then the process
+ * exits 0. Another SIGTERM while draining changes nothing (orchestrators repeat it) and says so; a second
+ * SIGINT is a person at the keyboard who wants out now: exit 130 at once.
+ */
+function waitForShutdown(server: { close(): Promise<void>; inFlight(): number }, drainTimeoutMs: number): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let draining = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (!draining) {
+        draining = true;
+        process.stderr.write(`lori-server: ${signal}, draining ${server.inFlight()} in-flight request(s) (up to ${drainTimeoutMs} ms; SIGINT again forces exit)\n`);
+        server.close().then(
+          () => resolve(0),
+          () => resolve(1),
+        );
+        return;
+      }
+      if (signal === "SIGINT") {
+        process.stderr.write("lori-server: second SIGINT, exiting now without draining\n");
+        process.exit(130);
+      }
+      process.stderr.write(`lori-server: ${signal} again, still draining ${server.inFlight()} in-flight request(s)\n`);
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+}
 
 export const serveCommand: CliCommand = {
   name: "serve",
@@ -57,6 +95,7 @@ export const serveCommand: CliCommand = {
       "max-adapters": { type: "string" },
       "compiled-cache-mb": { type: "string" },
       "aging-ms": { type: "string" },
+      "batch-wait-ms": { type: "string" },
       "adapters-poll-ms": { type: "string" },
       "adapter-root": { type: "string", multiple: true },
       "keys-file": { type: "string" },
@@ -64,6 +103,10 @@ export const serveCommand: CliCommand = {
       "chat-template": { type: "string" },
       "max-body-bytes": { type: "string" },
       "drain-timeout-ms": { type: "string" },
+      "header-timeout-ms": { type: "string" },
+      "body-timeout-ms": { type: "string" },
+      "metrics-max-adapter-sets": { type: "string" },
+      "log-format": { type: "string" },
       quiet: { type: "boolean" },
     });
     if (!parsed) {
@@ -89,6 +132,7 @@ export const serveCommand: CliCommand = {
         maxAdapters: v["max-adapters"],
         compiledCacheMb: v["compiled-cache-mb"],
         agingMs: v["aging-ms"],
+        batchWaitMs: v["batch-wait-ms"],
         adaptersPollMs: v["adapters-poll-ms"],
         adapterRoots: v["adapter-root"],
         keysFile: v["keys-file"],
@@ -96,23 +140,43 @@ export const serveCommand: CliCommand = {
         chatTemplate: v["chat-template"],
         maxBodyBytes: v["max-body-bytes"],
         drainTimeoutMs: v["drain-timeout-ms"],
+        headerTimeoutMs: v["header-timeout-ms"],
+        bodyTimeoutMs: v["body-timeout-ms"],
+        metricsMaxAdapterSets: v["metrics-max-adapter-sets"],
         logRequests: v.quiet ? false : undefined,
+        logFormat: v["log-format"],
       });
     } catch (error) {
       throw new CliError((error as Error).message);
     }
-    const server = await startServer(config).catch((error: unknown) => {
-      throw new CliError((error as Error).message);
+    const logger = createLogger({
+      format: resolveLogFormat(config.logFormat, process.stderr.isTTY === true),
+      minLevel: config.logRequests ? "info" : "warn",
+    });
+    const server = await startServer(config, { logger }).catch((error: unknown) => {
+      throw startFailure(error, config.host, config.port);
     });
     process.stderr.write(`lori-server listening on ${server.url} (models: ${server.models.list().map((m) => m.spec.id).join(", ")})\n`);
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string) => {
-        process.stderr.write(`lori-server: ${signal}, draining (up to ${config.drainTimeoutMs} ms)\n`);
-        server.close().then(resolve, resolve);
-      };
-      process.once("SIGTERM", () => stop("SIGTERM"));
-      process.once("SIGINT", () => stop("SIGINT"));
-    });
-    return 0;
+    return waitForShutdown(server, config.drainTimeoutMs);
   },
 };
+
+/**
+ * A start failure as the one line the user sees: an error that states its kind keeps it (so `--gpu metal` on
+ * Linux exits with device_unavailable's code); a taken port says which and how to pick another.
+ */
+function startFailure(error: unknown, host: string, port: number): Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === "EADDRINUSE") {
+    return new CliError(
+      `port ${port} on ${host} is already in use (another lori-server?): stop it, or pick another port with ` +
+        `--port N (or ${serveEnvVars.port}; --port 0 takes any free port)`,
+      ERROR_KINDS.conflict.exitCode,
+    );
+  }
+  if (code === "EACCES") {
+    return new CliError(`not allowed to listen on ${host}:${port}: ports below 1024 need privileges; pick another with --port N`, ERROR_KINDS.forbidden.exitCode);
+  }
+  if (error instanceof KindedError || (error instanceof Error && "kind" in error)) return error;
+  return new CliError((error as Error).message);
+}

@@ -48,7 +48,8 @@ Options:
   --chat-template T        Jinja chat template (text or a file) for chat data; default the model's own
   --gpu auto|cuda|off      trainer backend (default auto; CUDA is unverified on a GPU)
   --threads N              CPU threads (default all)
-  --overwrite              replace an existing adapter NAME or FILE.gguf (and a stale interrupted run)
+  --force                  replace an existing adapter NAME or FILE.gguf (and a stale interrupted run);
+                           --overwrite is an alias
   --resume                 continue an interrupted run of NAME or FILE.gguf (its recorded settings are used)
   --json                   print the trainer's events as JSON lines on stdout
   -h, --help               this help
@@ -87,6 +88,7 @@ export const trainCommand: CliCommand = {
       "chat-template": { type: "string" },
       gpu: { type: "string" },
       threads: { type: "string" },
+      force: { type: "boolean" },
       overwrite: { type: "boolean" },
       resume: { type: "boolean" },
       json: { type: "boolean" },
@@ -96,6 +98,8 @@ export const trainCommand: CliCommand = {
       return 0;
     }
     const v = parsed.values;
+    // --force is the one name every writing command takes; --overwrite stays as train's older alias.
+    const force = v.force === true || v.overwrite === true ? true : undefined;
     if (!v.out) throw new CliError("--out NAME (or FILE.gguf with --method full) is required");
     const method = v.method === undefined ? undefined : oneOf<TrainMethod | "full">("--method", v.method, ["lori-d", "lori-s", "lora", "full"]);
     const outIsModel = v.out.toLowerCase().endsWith(".gguf");
@@ -129,7 +133,7 @@ export const trainCommand: CliCommand = {
         seed: int("--seed", v.seed, 0),
         valFraction: num("--val-fraction", v["val-fraction"]),
         evalEvery: int("--eval-every", v["eval-every"], 0),
-        overwrite: v.overwrite,
+        overwrite: force,
       });
     const data = () => {
       if (!v.base) throw new CliError("--base MODEL.gguf is required");
@@ -139,9 +143,9 @@ export const trainCommand: CliCommand = {
     let result: TrainResult | TrainFullResult;
     try {
       if (full) {
-        result = v.resume ? await resumeFullTraining(v.out, run, v.overwrite ?? false) : await trainFull({ ...data(), out: v.out, ...schedule(), run });
+        result = v.resume ? await resumeFullTraining(v.out, run, force ?? false) : await trainFull({ ...data(), out: v.out, ...schedule(), run });
       } else if (v.resume) {
-        result = await resumeTraining(v.out, adaptersDir, run, v.overwrite ?? false);
+        result = await resumeTraining(v.out, adaptersDir, run, force ?? false);
       } else {
         result = await trainAdapter({
           ...data(),

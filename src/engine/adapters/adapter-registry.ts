@@ -3,7 +3,14 @@ import { lstat, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Adapter } from "../../lora/adapter.js";
 import type { AdapterConfig } from "../../lora/adapter-config.js";
-import { CONFIG_FILE, parseAdapterBytes, readAdapterSnapshot, validateAdapterName, WEIGHTS_FILE } from "../../lora/adapter-io.js";
+import {
+  type AdapterSnapshot,
+  CONFIG_FILE,
+  parseAdapterBytes,
+  readAdapterSnapshot,
+  validateAdapterName,
+  WEIGHTS_FILE,
+} from "../../lora/adapter-io.js";
 import { LoraError } from "../../lora/errors.js";
 import type { Logger } from "../../util/logger.js";
 import { validateAdapterDir, type AdapterBase, type ValidatedAdapter } from "./adapter-validation.js";
@@ -60,6 +67,8 @@ export class AdapterRegistry {
   private readonly entries = new Map<string, AdapterEntry>();
   private readonly extra = new Map<string, string>();
   private readonly warned = new Map<string, string>();
+  /** Directories refused only because they fit none of the served models (for the start-up summary). */
+  private readonly unfitNames = new Set<string>();
   private readonly listeners: Array<(change: RegistryChange) => void> = [];
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<unknown> = Promise.resolve();
@@ -104,6 +113,11 @@ export class AdapterRegistry {
     return [...this.entries.values()].sort((a, b) => a.name.localeCompare(b.name));
   }
 
+  /** Names of adapter directories refused because they fit none of the served models, sorted. */
+  unfit(): string[] {
+    return [...this.unfitNames].sort();
+  }
+
   /** True when some listed adapter has this content hash (aliases share one). */
   hasHash(hash: string): boolean {
     for (const entry of this.entries.values()) if (entry.hash === hash) return true;
@@ -136,8 +150,16 @@ export class AdapterRegistry {
       try {
         const validated = await this.validate(stagingDir, name);
         const target = path.join(this.dir, name);
-        if (await lstat(target).then(() => true, () => false)) {
-          throw new LoraError("ADAPTER_EXISTS", `a directory named '${name}' already exists in the adapters dir (it may have failed validation)`);
+        if (
+          await lstat(target).then(
+            () => true,
+            () => false,
+          )
+        ) {
+          throw new LoraError(
+            "ADAPTER_EXISTS",
+            `a directory named '${name}' already exists in the adapters dir (it may have failed validation)`,
+          );
         }
         await rename(stagingDir, target);
         const stamp = (await fileStamp(target)) ?? "";
@@ -178,7 +200,7 @@ export class AdapterRegistry {
    * from that buffer. Throws AdapterChangedError when the bytes on disk no longer hash to `entry.hash`.
    */
   async snapshot(entry: AdapterEntry): Promise<Adapter> {
-    let snapshot;
+    let snapshot: AdapterSnapshot;
     try {
       snapshot = await readAdapterSnapshot(entry.dir, this.readOptions());
     } catch {
@@ -211,11 +233,17 @@ export class AdapterRegistry {
   }
 
   private validationOptions() {
-    return { ...(this.bases ? { bases: this.bases } : {}), ...(this.options.maxWeightsBytes !== undefined ? { maxWeightsBytes: this.options.maxWeightsBytes } : {}) };
+    return {
+      ...(this.bases ? { bases: this.bases } : {}),
+      ...(this.options.maxWeightsBytes !== undefined ? { maxWeightsBytes: this.options.maxWeightsBytes } : {}),
+    };
   }
 
   private readOptions() {
-    return { followSymlinks: false, ...(this.options.maxWeightsBytes !== undefined ? { maxWeightsBytes: this.options.maxWeightsBytes } : {}) };
+    return {
+      followSymlinks: false,
+      ...(this.options.maxWeightsBytes !== undefined ? { maxWeightsBytes: this.options.maxWeightsBytes } : {}),
+    };
   }
 
   private async scan(): Promise<void> {
@@ -233,11 +261,13 @@ export class AdapterRegistry {
       found.set(dirent.name, path.join(this.dir, dirent.name));
     }
     for (const name of [...this.entries.keys()]) if (!found.has(name)) this.apply(name, undefined);
+    for (const name of [...this.unfitNames]) if (!found.has(name)) this.unfitNames.delete(name);
     for (const [name, dir] of found) {
       if (this.closed) return;
       const current = this.entries.get(name);
       const stamp = await fileStamp(dir);
       if (stamp === null) {
+        this.unfitNames.delete(name);
         this.warnOnce(name, "missing", `adapter '${name}' is incomplete (needs ${CONFIG_FILE} and ${WEIGHTS_FILE}); skipped`);
         this.apply(name, undefined);
         continue;
@@ -246,7 +276,10 @@ export class AdapterRegistry {
       try {
         this.apply(name, await this.load(name, dir, stamp));
         this.warned.delete(name);
+        this.unfitNames.delete(name);
       } catch (error) {
+        if (error instanceof LoraError && error.code === "ADAPTER_NO_BASE") this.unfitNames.add(name);
+        else this.unfitNames.delete(name);
         this.warnOnce(name, stamp, `adapter '${name}' skipped: ${(error as Error).message}`);
         this.apply(name, undefined);
       }
@@ -270,7 +303,9 @@ export class AdapterRegistry {
     }
     this.entries.set(name, entry);
     if (previous?.hash === entry.hash) return;
-    this.emit(previous ? { kind: "updated", name, hash: entry.hash, previousHash: previous.hash } : { kind: "added", name, hash: entry.hash });
+    this.emit(
+      previous ? { kind: "updated", name, hash: entry.hash, previousHash: previous.hash } : { kind: "added", name, hash: entry.hash },
+    );
   }
 
   private emit(change: RegistryChange): void {

@@ -114,14 +114,22 @@ export class AdapterSetCompiler {
     const fingerprint = entry.config.lori?.base_fingerprint;
     if (!fingerprint) return;
     if (fingerprint.architecture !== this.baseFingerprint.architecture) {
-      throw new AdapterIncompatibleError(entry.name, `built for architecture '${fingerprint.architecture}', the model is '${this.baseFingerprint.architecture}'`);
+      throw new AdapterIncompatibleError(
+        entry.name,
+        `built for architecture '${fingerprint.architecture}', the model is '${this.baseFingerprint.architecture}'`,
+      );
     }
     if (fingerprint.sha256 !== this.baseFingerprint.sha256) {
       throw new AdapterIncompatibleError(entry.name, "built for a different base model (tensor names or shapes differ)");
     }
   }
 
-  private async ensureCompiled(filePath: string, hashes: readonly string[], set: ResolvedAdapterSet, build: () => Promise<Adapter>): Promise<void> {
+  private async ensureCompiled(
+    filePath: string,
+    hashes: readonly string[],
+    set: ResolvedAdapterSet,
+    build: () => Promise<Adapter>,
+  ): Promise<void> {
     await this.cache.ensure(filePath, hashes, async (outPath) => {
       const adapter = await build().catch((error: unknown) => {
         if (error instanceof AdapterChangedError) throw error;

@@ -64,11 +64,15 @@ function maxAbsFinite(values: Float32Array, where: string, what: string): number
 export function checkAdapterValues(adapter: Adapter, where: string): void {
   for (const m of adapter.modules) {
     const at = `${where}: layer ${m.layer} ${m.module}`;
-    if (m.rank > Math.min(m.inFeatures, m.outFeatures)) bad(at, `rank ${m.rank} exceeds min(in, out) = ${Math.min(m.inFeatures, m.outFeatures)}`);
-    if (!Number.isFinite(m.alpha) || Math.abs(m.alpha) > MAX_ABS_ALPHA) bad(at, `lora_alpha ${m.alpha} is outside [-${MAX_ABS_ALPHA}, ${MAX_ABS_ALPHA}]`);
-    if (m.a.kind === "dense" && maxAbsFinite(m.a.data, at, "lora_A") > MAX_ABS_SCALED_VALUE) bad(at, `lora_A holds values above ${MAX_ABS_SCALED_VALUE}`);
+    if (m.rank > Math.min(m.inFeatures, m.outFeatures))
+      bad(at, `rank ${m.rank} exceeds min(in, out) = ${Math.min(m.inFeatures, m.outFeatures)}`);
+    if (!Number.isFinite(m.alpha) || Math.abs(m.alpha) > MAX_ABS_ALPHA)
+      bad(at, `lora_alpha ${m.alpha} is outside [-${MAX_ABS_ALPHA}, ${MAX_ABS_ALPHA}]`);
+    if (m.a.kind === "dense" && maxAbsFinite(m.a.data, at, "lora_A") > MAX_ABS_SCALED_VALUE)
+      bad(at, `lora_A holds values above ${MAX_ABS_SCALED_VALUE}`);
     const scaled = maxAbsFinite(m.b, at, "lora_B") * Math.abs(moduleScale(m, adapter.config.use_rslora));
-    if (!(scaled <= MAX_ABS_SCALED_VALUE)) bad(at, `lora_B times its scale (alpha / r) reaches ${scaled.toPrecision(3)}, above ${MAX_ABS_SCALED_VALUE}`);
+    if (!(scaled <= MAX_ABS_SCALED_VALUE))
+      bad(at, `lora_B times its scale (alpha / r) reaches ${scaled.toPrecision(3)}, above ${MAX_ABS_SCALED_VALUE}`);
   }
 }
 
@@ -111,7 +115,11 @@ export function fittingBases(adapter: Adapter, bases: readonly AdapterBase[] | u
 }
 
 /** Validates bytes already read (a snapshot); `where` names the adapter in messages (never a server path). */
-export async function validateAdapterSnapshot(snapshot: AdapterSnapshot, where: string, options: AdapterValidationOptions): Promise<ValidatedAdapter> {
+export async function validateAdapterSnapshot(
+  snapshot: AdapterSnapshot,
+  where: string,
+  options: AdapterValidationOptions,
+): Promise<ValidatedAdapter> {
   const adapter = await parseAdapterBytes(snapshot.configBytes, snapshot.weightsBytes, where);
   checkAdapterValues(adapter, where);
   const bases = fittingBases(adapter, options.bases, where);

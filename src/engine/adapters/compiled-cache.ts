@@ -103,7 +103,9 @@ export class CompiledCache {
     registry.onChange((change: RegistryChange) => {
       const old = change.previousHash;
       if (old === undefined || registry.hasHash(old)) return;
-      this.pruneAdapter(old).catch((error: unknown) => this.logger.warn("compiled_cache_prune_failed", { message: (error as Error).message }));
+      this.pruneAdapter(old).catch((error: unknown) =>
+        this.logger.warn("compiled_cache_prune_failed", { message: (error as Error).message }),
+      );
     });
   }
 
@@ -159,7 +161,12 @@ export class CompiledCache {
     return path.join(this.root, ...key.split("/"));
   }
 
-  private async prepare(key: string, filePath: string, adapters: readonly string[], build: (filePath: string) => Promise<void>): Promise<void> {
+  private async prepare(
+    key: string,
+    filePath: string,
+    adapters: readonly string[],
+    build: (filePath: string) => Promise<void>,
+  ): Promise<void> {
     const known = this.manifest.get(key);
     if (known) {
       const actual = await fileDigest(filePath).catch(() => null);
@@ -168,7 +175,10 @@ export class CompiledCache {
         known.lastUsed = Date.now();
         return;
       }
-      this.logger.warn("compiled_cache_corrupt", { file: key, reason: actual ? "size or sha256 differ from the manifest" : "missing or unreadable" });
+      this.logger.warn("compiled_cache_corrupt", {
+        file: key,
+        reason: actual ? "size or sha256 differ from the manifest" : "missing or unreadable",
+      });
       await this.deleteFile(key);
     }
     await mkdir(path.dirname(filePath), { recursive: true });
@@ -264,8 +274,13 @@ export class CompiledCache {
 function isManifestEntry(value: unknown): value is ManifestEntry {
   const v = value as ManifestEntry;
   return (
-    typeof v === "object" && v !== null && Number.isSafeInteger(v.bytes) && typeof v.sha256 === "string" &&
-    typeof v.lastUsed === "number" && Array.isArray(v.adapters) && v.adapters.every((a) => typeof a === "string")
+    typeof v === "object" &&
+    v !== null &&
+    Number.isSafeInteger(v.bytes) &&
+    typeof v.sha256 === "string" &&
+    typeof v.lastUsed === "number" &&
+    Array.isArray(v.adapters) &&
+    v.adapters.every((a) => typeof a === "string")
   );
 }
 

@@ -1,72 +1,110 @@
-import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import { serializeSampling, setContextLoras } from "../node-llama-internals.js";
+import type { Token } from "node-llama-cpp";
+import type { LoraApplication } from "../node-llama-internals.js";
 import { sharedPrefixLength } from "../token-prefix.js";
 import type { LaneBinding } from "./lane-binding.js";
+import type { LaneContext, LaneSequence } from "./lane-context.js";
+import { nextLaneState, type LaneState } from "./lane-state.js";
+import type { Waiter } from "./waiter.js";
 
-export interface LaneContextOptions {
-  readonly sequences: number;
-  readonly contextSize: number;
-  readonly threads: number;
-}
-
-/** One context bound to one adapter set; its sequences batch together because they share that set. */
-export class Lane {
-  private readonly context: LlamaContext;
-  private readonly sequences: readonly LlamaContextSequence[];
-  private readonly free: LlamaContextSequence[];
-  /** Sequences promised to requests that are being admitted while the lane is (re)bound. */
-  reserved = 0;
+/**
+ * One context bound to one adapter set; its sequences batch together because they share that set. The lane
+ * keeps its state, its free sequences and the waiters promised a sequence; the scheduler decides the moves.
+ */
+export class Lane<S extends LaneSequence> {
+  private current: LaneState = "opening";
+  private context: LaneContext<S> | undefined;
+  private free: S[] = [];
+  /**
+   * Waiters promised a sequence once the lane is ready: for `binding` while opening or binding, for
+   * `nextBinding` while draining.
+   */
+  readonly reservations: Array<Waiter<S>> = [];
+  /** While draining: the set the lane is rebound to once its last sequence is back. */
+  nextBinding: LaneBinding | undefined;
+  /** The open, swap or dispose in progress; it never rejects (its handlers catch). */
+  pending: Promise<void> = Promise.resolve();
   lastUsed = performance.now();
-  preparing = false;
 
-  private constructor(
+  constructor(
     readonly id: number,
-    context: LlamaContext,
-    sequences: number,
+    /** Sequences of the context, known before it exists (it is the `--parallel` setting). */
+    readonly size: number,
+    /** The set the lane serves, or is opening or binding to. */
     public binding: LaneBinding,
-  ) {
+  ) {}
+
+  get state(): LaneState {
+    return this.current;
+  }
+
+  /** Moves to `to`, or throws IllegalLaneTransitionError when the state table does not allow it. */
+  moveTo(to: LaneState): void {
+    this.current = nextLaneState(this.id, this.current, to);
+  }
+
+  /** Called once, when the context is open. */
+  attach(context: LaneContext<S>): void {
+    if (this.context) throw new Error(`lane ${this.id}: context attached twice`);
     this.context = context;
-    this.sequences = Array.from({ length: sequences }, () => context.getSequence());
-    this.free = [...this.sequences];
+    this.free = [...context.sequences];
   }
 
-  static async create(id: number, model: LlamaModel, binding: LaneBinding, options: LaneContextOptions): Promise<Lane> {
-    return new Lane(id, await createBoundContext(model, binding, options), options.sequences, binding);
+  /** Forgets the context (it is being disposed); returns it, if there was one. */
+  detach(): LaneContext<S> | undefined {
+    const context = this.context;
+    this.context = undefined;
+    this.free = [];
+    return context;
   }
 
-  get llamaContext(): LlamaContext {
-    return this.context;
+  get contextSize(): number | undefined {
+    return this.context?.contextSize;
   }
 
-  get contextSize(): number {
-    return this.context.contextSize;
+  get sequences(): readonly S[] {
+    return this.context?.sequences ?? [];
   }
 
-  get size(): number {
-    return this.sequences.length;
+  /** Replaces the context's adapter set; rejects when the lane has no context. */
+  async setLoras(loras: readonly LoraApplication[]): Promise<void> {
+    if (!this.context) throw new Error(`lane ${this.id} has no context`);
+    await this.context.setLoras(loras);
   }
 
+  /** Sequences leased to requests. */
   get busy(): number {
-    return this.sequences.length - this.free.length;
+    return this.context ? this.context.sequences.length - this.free.length : 0;
   }
 
-  /** Free sequences not yet promised to anyone. */
+  /** Free sequences a request of the lane's set may take now. */
   get available(): number {
-    return this.preparing ? 0 : this.free.length - this.reserved;
+    return this.current === "ready" || this.current === "busy" ? this.free.length : 0;
   }
 
-  /** Idle = nothing running and nothing promised: the only state in which a lane may be rebound or freed. */
+  /** The set waiters may reserve this lane for, and how many more it can take. */
+  get pendingFor(): { key: string; room: number } | undefined {
+    if (this.current === "opening" || this.current === "binding") {
+      return { key: this.binding.key, room: this.size - this.reservations.length };
+    }
+    if (this.current === "draining" && this.nextBinding) {
+      return { key: this.nextBinding.key, room: this.size - this.reservations.length };
+    }
+    return undefined;
+  }
+
+  /** Nothing running and nothing promised: the only state in which a lane may be rebound. */
   get idle(): boolean {
-    return this.busy === 0 && this.reserved === 0 && !this.preparing;
+    return this.current === "ready" && this.busy === 0 && this.reservations.length === 0;
   }
 
   kvUsage(): { used: number; total: number } {
-    const used = this.sequences.reduce((n, s) => n + s.contextTokens.length, 0);
-    return { used, total: this.sequences.length * this.context.contextSize };
+    if (!this.context) return { used: 0, total: 0 };
+    const used = this.context.sequences.reduce((n, s) => n + s.contextTokens.length, 0);
+    return { used, total: this.context.sequences.length * this.context.contextSize };
   }
 
   /** Takes the free sequence whose KV cache shares the longest prefix with the prompt. */
-  take(promptTokens: readonly Token[]): LlamaContextSequence {
+  take(promptTokens: readonly Token[]): S {
     let bestIndex = 0;
     let bestShared = -1;
     this.free.forEach((sequence, index) => {
@@ -76,40 +114,17 @@ export class Lane {
         bestIndex = index;
       }
     });
+    const sequence = this.free.splice(bestIndex, 1)[0];
+    if (!sequence) throw new Error(`lane ${this.id}: no free sequence`);
     this.lastUsed = performance.now();
-    return this.free.splice(bestIndex, 1)[0]!;
+    this.context?.setActiveSequences?.(this.busy);
+    return sequence;
   }
 
-  giveBack(sequence: LlamaContextSequence): void {
+  giveBack(sequence: S): void {
+    if (!this.context || this.free.includes(sequence) || !this.context.sequences.includes(sequence)) return;
     this.free.push(sequence);
     this.lastUsed = performance.now();
+    this.context.setActiveSequences?.(this.busy);
   }
-
-  /** Swaps the adapter set of an idle lane in place (~1 ms); all KV is dropped (it belongs to the old set). */
-  async rebind(binding: LaneBinding): Promise<void> {
-    for (const sequence of this.sequences) await sequence.clearHistory();
-    await setContextLoras(this.context, binding.loras);
-    this.binding = binding;
-  }
-
-  async dispose(): Promise<void> {
-    await this.context.dispose();
-  }
-}
-
-async function createBoundContext(model: LlamaModel, binding: LaneBinding, options: LaneContextOptions): Promise<LlamaContext> {
-  const context = await model.createContext({
-    sequences: options.sequences,
-    contextSize: options.contextSize,
-    threads: options.threads,
-    batchSize: Math.min(512, options.contextSize),
-  });
-  try {
-    serializeSampling(context);
-    if (binding.loras.length > 0) await setContextLoras(context, binding.loras);
-  } catch (error) {
-    await context.dispose();
-    throw error;
-  }
-  return context;
 }

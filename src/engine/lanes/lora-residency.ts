@@ -1,7 +1,11 @@
-import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 import { statSync } from "node:fs";
-import { unloadLora } from "../node-llama-internals.js";
 import type { LaneBinding } from "./lane-binding.js";
+
+export interface ResidencyEvents {
+  onAdapterLoaded?(filePath: string): void;
+  onAdapterEvicted?(filePath: string): void;
+  onAdapterEvictionFailed?(filePath: string, error: Error): void;
+}
 
 /**
  * Reference counts of adapter files by the lanes bound to them. node-llama-cpp keeps every adapter it ever
@@ -15,11 +19,14 @@ export class LoraResidency {
   /** Loaded files and their sizes. */
   private readonly loaded = new Map<string, number>();
 
+  /** Evictions run one after another; this chain never rejects (failures are reported, not thrown). */
+  private evicting: Promise<void> = Promise.resolve();
+
   constructor(
-    private readonly model: LlamaModel,
-    private readonly contexts: () => readonly LlamaContext[],
+    /** Frees a loaded file that no context has set any more. */
+    private readonly unload: (filePath: string) => Promise<void>,
     private readonly maxResident: number,
-    private readonly events: { onAdapterLoaded?(filePath: string): void; onAdapterEvicted?(filePath: string): void } = {},
+    private readonly events: ResidencyEvents = {},
   ) {}
 
   get residentCount(): number {
@@ -60,15 +67,25 @@ export class LoraResidency {
       this.references.delete(filePath);
       this.unreferenced.push(filePath);
     }
-    void this.evict();
+    // evict() catches unload failures; only a throwing event handler could reject here.
+    this.evicting = this.evicting.then(() => this.evict()).catch(() => undefined);
+  }
+
+  /** Resolves once the evictions asked for so far are done (tests, shutdown). */
+  settled(): Promise<void> {
+    return this.evicting;
   }
 
   private async evict(): Promise<void> {
     while (this.loaded.size > this.maxResident && this.unreferenced.length > 0) {
       const filePath = this.unreferenced.shift()!;
       this.loaded.delete(filePath);
-      await unloadLora(this.model, this.contexts(), filePath);
-      this.events.onAdapterEvicted?.(filePath);
+      try {
+        await this.unload(filePath);
+        this.events.onAdapterEvicted?.(filePath);
+      } catch (error) {
+        this.events.onAdapterEvictionFailed?.(filePath, error as Error);
+      }
     }
   }
 }

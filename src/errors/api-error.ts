@@ -1,5 +1,5 @@
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { ERROR_KINDS, type ErrorKind } from "../errors/error-kinds.js";
+import { ERROR_KINDS, type ErrorKind } from "./error-kinds.js";
 
 /**
  * Every failure an HTTP handler can raise; `onError` turns it into the OpenAI error envelope. Its status
