@@ -54,7 +54,13 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     const request = await readJsonBody(c, mergeAdaptersSchema);
     assertFree(request.name);
     const inputs: Array<{ adapter: Adapter; weight: number; name: string }> = [];
-    for (const { name, weight } of request.adapters) inputs.push({ adapter: await deps.adapters.snapshot(visible(c, name)), weight, name });
+    for (const { name, weight } of request.adapters) {
+      visible(c, name);
+      // Replaced meanwhile (a plain `cp` over it, say): the registry rescans and the merge uses the new version.
+      const current = await deps.adapters.readCurrent(name);
+      if (!current) throw apiErrors.adapterNotFound(name);
+      inputs.push({ adapter: current.adapter, weight, name });
+    }
     let merged: Adapter;
     try {
       merged = request.method === "cat" ? mergeCat(inputs) : mergeLinear(inputs);

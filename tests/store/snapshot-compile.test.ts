@@ -55,4 +55,22 @@ describe("the compiler compiles exactly the bytes the registry hashed", () => {
     expect((await readFile(binding.loras[0]!.filePath)).equals(await expected("v2"))).toBe(true);
     registry.close();
   });
+
+  it("a merge input replaced since the last scan is read as it is now, never as a mix", async () => {
+    const base = await tinyBase(tmp.path, "base2.gguf");
+    const adaptersDir = path.join(tmp.path, "adapters2");
+    await writeGoodAdapter(path.join(adaptersDir, "input"), base, { seed: 1 });
+    const registry = new AdapterRegistry(adaptersDir, silentLogger, { bases: [base] });
+    await registry.start(0);
+    const before = registry.get("input")!;
+    await writeModules(path.join(adaptersDir, "input"), allModules(base, { seed: 7 }), base.fingerprint, true);
+    await expect(registry.snapshot(before)).rejects.toMatchObject({ name: "AdapterChangedError", kind: "unavailable" });
+    const current = await registry.readCurrent("input");
+    expect(current!.entry.hash).not.toBe(before.hash);
+    const expected = await readAdapterDir(path.join(adaptersDir, "input"));
+    expect(current!.adapter.modules.map((m) => Array.from(m.b.slice(0, 4)))).toEqual(
+      expected.modules.map((m) => Array.from(m.b.slice(0, 4))),
+    );
+    registry.close();
+  });
 });

@@ -210,6 +210,23 @@ export class AdapterRegistry {
     return parseAdapterBytes(snapshot.configBytes, snapshot.weightsBytes, entry.name);
   }
 
+  /**
+   * The adapter as it is now: like `snapshot`, but when the files changed since the last scan it rescans
+   * and reads the new version (a few times at most). Undefined when the adapter is gone or no longer valid.
+   */
+  async readCurrent(name: string): Promise<{ entry: AdapterEntry; adapter: Adapter } | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      const entry = this.entries.get(name);
+      if (!entry) return undefined;
+      try {
+        return { entry, adapter: await this.snapshot(entry) };
+      } catch (error) {
+        if (!(error instanceof AdapterChangedError) || attempt >= 3) throw error;
+        await this.refresh();
+      }
+    }
+  }
+
   /** Rescans after whatever is running now; callers arriving before that scan starts share it. */
   refresh(): Promise<void> {
     if (this.queuedScan) return this.queuedScan;

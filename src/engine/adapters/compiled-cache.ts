@@ -28,7 +28,7 @@ export interface CompiledCacheOptions {
   readonly budgetBytes: number;
   /** Whether a lane holds this file (never evicted then). */
   readonly inUse?: (filePath: string) => boolean;
-  /** A file handed out is protected until a lane holds it, or this many ms at most (default 5 min). */
+  /** A file handed out is protected until a lane holds it, or this many ms at most (default 60 s). */
   readonly graceMs?: number;
   readonly logger?: Logger;
 }
@@ -59,6 +59,11 @@ export class CompiledCache {
   private loading: Promise<void> | undefined;
   private saving: Promise<void> = Promise.resolve();
   private evictionCount = 0;
+  /** The largest compiled file so far: the room made before compiling the next one. */
+  private largestFile = 0;
+  /** Compiles under way (their temp files are on disk but not in the manifest yet). */
+  private building = 0;
+  private overBudget = false;
   private inUse: (filePath: string) => boolean;
 
   constructor(
@@ -118,6 +123,9 @@ export class CompiledCache {
     await this.load();
     const key = this.keyOf(filePath);
     const known = this.manifest.get(key);
+    // A lane stays bound to its last set until another request makes it swap, and that request calls ensure
+    // first: sweeping here sees nearly every handed-out file held by its lane, ending its hand-off protection.
+    this.sweepHandedOut();
     this.handedOut.set(key, Date.now());
     if (known && this.verified.has(key)) {
       known.lastUsed = Date.now();
@@ -182,38 +190,67 @@ export class CompiledCache {
       await this.deleteFile(key);
     }
     await mkdir(path.dirname(filePath), { recursive: true });
-    await build(filePath);
+    // Make room first, for this file and every other compile under way (each as large as the largest so far),
+    // so that the directory, temp files included, stays within the budget.
+    this.building++;
+    try {
+      await this.enforceBudget(key, this.largestFile * this.building);
+      await build(filePath);
+    } finally {
+      this.building--;
+    }
     const digest = await fileDigest(filePath);
     this.manifest.set(key, { ...digest, lastUsed: Date.now(), adapters: [...adapters] });
+    this.largestFile = Math.max(this.largestFile, digest.bytes);
     this.verified.add(key);
     await this.enforceBudget(key);
     await this.saveManifest();
   }
 
-  /** Deletes doomed files that are free, then LRU files until the total fits the budget. */
-  private async enforceBudget(keep: string): Promise<void> {
+  /** Ends the hand-off protection of files a lane now holds, or that were handed out `graceMs` ago. */
+  private sweepHandedOut(keep?: string): void {
+    const graceMs = this.options.graceMs ?? 60_000;
+    const now = Date.now();
+    for (const [key, at] of [...this.handedOut]) {
+      if (key !== keep && (now - at >= graceMs || this.inUse(this.pathOf(key)))) this.handedOut.delete(key);
+    }
+  }
+
+  /** Deletes doomed files that are free, then LRU files until the total plus `reserve` fits the budget. */
+  private async enforceBudget(keep: string, reserve = 0): Promise<void> {
     for (const key of [...this.doomed]) {
       if (!this.manifest.has(key)) this.doomed.delete(key);
       else if (!this.inUse(this.pathOf(key)) && !this.inFlight.has(key)) await this.deleteFile(key);
     }
-    const graceMs = this.options.graceMs ?? 5 * 60_000;
-    const now = Date.now();
-    for (const [key, at] of [...this.handedOut]) {
-      // Once a lane holds it, `inUse` protects it; the hand-off protection ends there.
-      if (key !== keep && (this.inUse(this.pathOf(key)) || now - at >= graceMs)) this.handedOut.delete(key);
-    }
+    this.sweepHandedOut(keep);
+    const target = Math.max(0, this.options.budgetBytes - reserve);
     let total = this.bytes;
-    if (total <= this.options.budgetBytes) return;
+    if (total <= target) {
+      this.overBudget = false;
+      return;
+    }
     const candidates = [...this.manifest]
       .filter(([key]) => key !== keep && !this.handedOut.has(key) && !this.inFlight.has(key))
       .sort(([, a], [, b]) => a.lastUsed - b.lastUsed);
     for (const [key, entry] of candidates) {
-      if (total <= this.options.budgetBytes) break;
-      if (this.inUse(this.pathOf(key))) continue;
+      if (total <= target) break;
+      // Another pass (a concurrent compile) may have deleted it meanwhile.
+      if (!this.manifest.has(key) || this.inUse(this.pathOf(key))) continue;
       await this.deleteFile(key);
       this.evictionCount++;
       total -= entry.bytes;
     }
+    if (total > this.options.budgetBytes && !this.overBudget) {
+      // Once per episode: everything left is held by a lane or waiting for one.
+      this.logger.warn("compiled_cache_over_budget", {
+        bytes: total,
+        budget_bytes: this.options.budgetBytes,
+        files: this.manifest.size,
+        held_by_lanes: [...this.manifest.keys()].filter((k) => this.inUse(this.pathOf(k))).length,
+        waiting_for_a_lane: this.handedOut.size,
+      });
+    }
+    this.overBudget = total > this.options.budgetBytes;
   }
 
   private async deleteFile(key: string): Promise<void> {
@@ -233,7 +270,9 @@ export class CompiledCache {
         const parsed = JSON.parse(bytes.toString("utf8")) as { version?: unknown; files?: Record<string, ManifestEntry> };
         if (parsed.version === MANIFEST_VERSION && parsed.files && typeof parsed.files === "object") {
           for (const [key, entry] of Object.entries(parsed.files)) {
-            if (isManifestEntry(entry) && !key.split("/").includes("..")) this.manifest.set(key, entry);
+            if (!isManifestEntry(entry) || key.split("/").includes("..")) continue;
+            this.manifest.set(key, entry);
+            this.largestFile = Math.max(this.largestFile, entry.bytes);
           }
         }
       } catch {
