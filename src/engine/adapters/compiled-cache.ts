@@ -145,7 +145,8 @@ export class CompiledCache {
     let changed = false;
     for (const [key, entry] of [...this.manifest]) {
       if (!entry.adapters.includes(hash)) continue;
-      if (this.inUse(this.pathOf(key)) || this.inFlight.has(key)) {
+      // Still needed by a lane, a compile, or a request waiting for a lane: deleted once free.
+      if (this.isBusy(key)) {
         this.doomed.add(key);
         continue;
       }
@@ -207,6 +208,10 @@ export class CompiledCache {
     await this.saveManifest();
   }
 
+  private isBusy(key: string): boolean {
+    return this.inFlight.has(key) || this.handedOut.has(key) || this.inUse(this.pathOf(key));
+  }
+
   /** Ends the hand-off protection of files a lane now holds, or that were handed out `graceMs` ago. */
   private sweepHandedOut(keep?: string): void {
     const graceMs = this.options.graceMs ?? 60_000;
@@ -218,11 +223,11 @@ export class CompiledCache {
 
   /** Deletes doomed files that are free, then LRU files until the total plus `reserve` fits the budget. */
   private async enforceBudget(keep: string, reserve = 0): Promise<void> {
+    this.sweepHandedOut(keep);
     for (const key of [...this.doomed]) {
       if (!this.manifest.has(key)) this.doomed.delete(key);
-      else if (!this.inUse(this.pathOf(key)) && !this.inFlight.has(key)) await this.deleteFile(key);
+      else if (!this.isBusy(key)) await this.deleteFile(key);
     }
-    this.sweepHandedOut(keep);
     const target = Math.max(0, this.options.budgetBytes - reserve);
     let total = this.bytes;
     if (total <= target) {
