@@ -61,6 +61,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   const compiledCache = new CompiledCache(path.join(config.adaptersDir, ".compiled"), {
     budgetBytes: config.compiledCacheMb * 1024 * 1024,
     inUse: (filePath) => models.list().some((m) => m.lanes.residency.isRetained(filePath)),
+    waiting: () => models.list().some((m) => m.lanes.stats.queued > 0),
     logger,
   });
   compiledCache.followRegistry(adapters);
@@ -143,6 +144,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   const dispose = () =>
     (disposing ??= (async () => {
       adapters.close();
+      compiledCache.close();
       await models.dispose();
     })());
   const inFlight = () => models.list().reduce((n, m) => n + m.lanes.stats.busySequences, 0);

@@ -84,24 +84,29 @@ describe("compiled cache (.compiled/)", () => {
       await cache.ensure(file("d.gguf"), ["d"], build);
       expect(await filesIn(root)).toEqual(["a.gguf", "c.gguf", "d.gguf"]);
 
-      // Handed out to a request still queued for a lane: kept. Once a lane held it and let go: evictable.
+      // Handed out to a request that may still be queued for a lane: kept, even after a lane held it and let
+      // go (another request given the same file may still wait). Once nobody waits: evictable.
       const lane = new Set<string>();
+      let queued = true;
       const graceful = new CompiledCache(path.join(root, "..", "graceful"), {
         budgetBytes: 1000,
-        graceMs: 60_000,
         inUse: (p) => lane.has(path.basename(p)),
+        waiting: () => queued,
       });
-      await graceful.ensure(path.join(graceful.root, "base", "x.gguf"), ["x"], build);
-      await graceful.ensure(path.join(graceful.root, "base", "y.gguf"), ["y"], build);
+      const at = (name: string) => path.join(graceful.root, "base", name);
+      await graceful.ensure(at("x.gguf"), ["x"], build);
+      await graceful.ensure(at("y.gguf"), ["y"], build);
       expect(await filesIn(graceful.root)).toEqual(["x.gguf", "y.gguf"]);
       lane.add("x.gguf");
-      await graceful.ensure(path.join(graceful.root, "base", "z.gguf"), ["z"], build);
-      expect(await filesIn(graceful.root)).toEqual(["x.gguf", "y.gguf", "z.gguf"]);
       lane.delete("x.gguf");
-      lane.add("y.gguf");
+      await graceful.ensure(at("z.gguf"), ["z"], build);
+      expect(await filesIn(graceful.root)).toEqual(["x.gguf", "y.gguf", "z.gguf"]);
+      queued = false;
       lane.add("z.gguf");
-      await graceful.ensure(path.join(graceful.root, "base", "w.gguf"), ["w"], build);
-      expect(await filesIn(graceful.root)).toEqual(["w.gguf", "y.gguf", "z.gguf"]);
+      await pause(300);
+      await graceful.ensure(at("w.gguf"), ["w"], build);
+      expect(await filesIn(graceful.root)).toEqual(["w.gguf", "z.gguf"]);
+      graceful.close();
     }));
 
   it("recompiles a truncated or altered file after a restart instead of serving it", () =>
@@ -151,7 +156,8 @@ describe("compiled cache (.compiled/)", () => {
       const registry = new AdapterRegistry(adaptersDir, silentLogger, { bases: [base] });
       await registry.start(0);
       await registry.registerPath("alias", path.join(adaptersDir, "code"));
-      const cache = new CompiledCache(path.join(adaptersDir, ".compiled"), { budgetBytes: 1e9 });
+      // No lanes here: graceMs 0 ends the hand-off protection at once (the HTTP test covers it with lanes).
+      const cache = new CompiledCache(path.join(adaptersDir, ".compiled"), { budgetBytes: 1e9, graceMs: 0 });
       cache.followRegistry(registry);
       const { build } = builder(100);
       const math = registry.get("math")!.hash;
@@ -179,4 +185,19 @@ describe("compiled cache (.compiled/)", () => {
       await removeTempDir(dir);
     }
   });
+
+  it("keeps a pruned file while a request handed it may wait for a lane, and deletes it once none can", () =>
+    withCache(async (root) => {
+      let waiting = true;
+      const cache = new CompiledCache(root, { budgetBytes: 1e9, waiting: () => waiting });
+      const { build } = builder();
+      await cache.ensure(path.join(root, "base", "old.gguf"), ["old-hash"], build);
+      await cache.pruneAdapter("old-hash");
+      await pause(1300);
+      expect(await filesIn(root)).toEqual(["old.gguf"]); // a request could still be queued with it
+      waiting = false;
+      await pause(300);
+      expect(await filesIn(root)).toEqual([]);
+      cache.close();
+    }));
 });

@@ -11,10 +11,13 @@ import type { AdapterRegistry, RegistryChange } from "./adapter-registry.js";
  * `<adapters-dir>/.compiled/`: GGUF LoRA files compiled from adapters and adapter sets, content-addressed (a
  * file's name is a hash of what it was compiled from), under a disk budget.
  *
- * - Budget: after each compile, least-recently-used files are deleted until the total fits `budgetBytes`.
- *   A file a lane holds (`inUse`) is never deleted, nor one handed out to a request that no lane holds yet
- *   (the request may be queued for a lane; protected until a lane holds it, or `graceMs` at most). The
- *   cache may then stay over budget until they are free.
+ * - Budget: least-recently-used files are deleted until the total fits `budgetBytes`, and room is made
+ *   before each compile (for it and every compile under way). Nothing is deleted while a lane holds it
+ *   (`inUse`), while a request handed it may still wait for a lane (250 ms after its last hand-out once no
+ *   request waits, `graceMs` at most), or at all while any request waits for a lane (`waiting`): a queued
+ *   request's file must still be there when its lane loads it (bench/soak.ts showed "Failed to initialize
+ *   LoRA adapter" 500s otherwise). Under sustained queueing the cache can therefore exceed the budget until
+ *   the next quiet moment (logged once per episode).
  * - Pruning: when the registry replaces or deletes an adapter, every file compiled from its old content is
  *   deleted at once (deferred while in use), unless another listed adapter still has that content.
  * - Integrity: `manifest.json` (written atomically) records each file's size and sha256. The first use of a
@@ -30,6 +33,8 @@ export interface CompiledCacheOptions {
   readonly inUse?: (filePath: string) => boolean;
   /** A file handed out is protected until a lane holds it, or this many ms at most (default 60 s). */
   readonly graceMs?: number;
+  /** Whether any request waits for a lane (queued or promised one): handed-out files may still be needed. */
+  readonly waiting?: () => boolean;
   readonly logger?: Logger;
 }
 
@@ -47,6 +52,9 @@ const MANIFEST_VERSION = 1;
 const MAX_COMPILED_BYTES = 64 * 1024 * 1024 * 1024;
 
 export const DEFAULT_COMPILED_CACHE_MB = 1024;
+/** A handed-out file is free this long after its last hand-out once no request waits for a lane. */
+const HANDOFF_MS = 250;
+const WATCH_MS = 100;
 
 export class CompiledCache {
   private readonly manifest = new Map<string, ManifestEntry>();
@@ -63,6 +71,8 @@ export class CompiledCache {
   private largestFile = 0;
   /** Compiles under way (their temp files are on disk but not in the manifest yet). */
   private building = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private tidying: Promise<void> | undefined;
   private overBudget = false;
   private inUse: (filePath: string) => boolean;
 
@@ -127,6 +137,7 @@ export class CompiledCache {
     // first: sweeping here sees nearly every handed-out file held by its lane, ending its hand-off protection.
     this.sweepHandedOut();
     this.handedOut.set(key, Date.now());
+    this.watch();
     if (known && this.verified.has(key)) {
       known.lastUsed = Date.now();
       return;
@@ -146,8 +157,9 @@ export class CompiledCache {
     for (const [key, entry] of [...this.manifest]) {
       if (!entry.adapters.includes(hash)) continue;
       // Still needed by a lane, a compile, or a request waiting for a lane: deleted once free.
-      if (this.isBusy(key)) {
+      if (this.isBusy(key) || this.someoneWaits()) {
         this.doomed.add(key);
+        this.watch();
         continue;
       }
       await this.deleteFile(key);
@@ -212,13 +224,60 @@ export class CompiledCache {
     return this.inFlight.has(key) || this.handedOut.has(key) || this.inUse(this.pathOf(key));
   }
 
-  /** Ends the hand-off protection of files a lane now holds, or that were handed out `graceMs` ago. */
+  /** Some request waits for a lane: it may need any file handed out before (deletions wait for a quiet moment). */
+  private someoneWaits(): boolean {
+    return this.options.waiting?.() ?? false;
+  }
+
+  /** Ends the hand-off protection once no request can be waiting with the file, or after `graceMs`. */
   private sweepHandedOut(keep?: string): void {
     const graceMs = this.options.graceMs ?? 60_000;
     const now = Date.now();
+    const nobodyWaits = this.options.waiting ? !this.options.waiting() : false;
     for (const [key, at] of [...this.handedOut]) {
-      if (key !== keep && (now - at >= graceMs || this.inUse(this.pathOf(key)))) this.handedOut.delete(key);
+      if (key === keep) continue;
+      const age = now - at;
+      // Not ended by a lane holding the file: another request handed the same file may still be queued, and
+      // the lane may swap away first. A request takes microseconds from being handed its file to the queue.
+      if (age >= graceMs || (nobodyWaits && age >= HANDOFF_MS)) this.handedOut.delete(key);
     }
+  }
+
+  /** While files are protected or doomed, checks a few times a second whether they are free now. */
+  private watch(): void {
+    if (this.timer || (this.handedOut.size === 0 && this.doomed.size === 0)) return;
+    this.timer = setInterval(() => {
+      if (this.tidying) return;
+      this.tidying = this.tidy()
+        .catch((error: unknown) => this.logger.warn("compiled_cache_tidy_failed", { message: (error as Error).message }))
+        .finally(() => {
+          this.tidying = undefined;
+        });
+    }, WATCH_MS);
+    this.timer.unref();
+  }
+
+  private async tidy(): Promise<void> {
+    this.sweepHandedOut();
+    let changed = false;
+    for (const key of [...this.doomed]) {
+      if (!this.manifest.has(key)) this.doomed.delete(key);
+      else if (!this.isBusy(key) && !this.someoneWaits()) {
+        await this.deleteFile(key);
+        changed = true;
+      }
+    }
+    if (changed) await this.saveManifest();
+    if (this.handedOut.size === 0 && this.doomed.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  /** Stops the watch timer (it never keeps the process alive; this is for tidiness). */
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   /** Deletes doomed files that are free, then LRU files until the total plus `reserve` fits the budget. */
@@ -226,7 +285,7 @@ export class CompiledCache {
     this.sweepHandedOut(keep);
     for (const key of [...this.doomed]) {
       if (!this.manifest.has(key)) this.doomed.delete(key);
-      else if (!this.isBusy(key)) await this.deleteFile(key);
+      else if (!this.isBusy(key) && !this.someoneWaits()) await this.deleteFile(key);
     }
     const target = Math.max(0, this.options.budgetBytes - reserve);
     let total = this.bytes;
@@ -234,6 +293,7 @@ export class CompiledCache {
       this.overBudget = false;
       return;
     }
+    if (this.someoneWaits()) return; // until a quiet moment: a waiting request may need any file
     const candidates = [...this.manifest]
       .filter(([key]) => key !== keep && !this.handedOut.has(key) && !this.inFlight.has(key))
       .sort(([, a], [, b]) => a.lastUsed - b.lastUsed);
