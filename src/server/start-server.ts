@@ -64,7 +64,6 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   const compiledCache = new CompiledCache(path.join(config.adaptersDir, ".compiled"), {
     budgetBytes: config.compiledCacheMb * 1024 * 1024,
     inUse: (filePath) => models.list().some((m) => m.lanes.residency.isRetained(filePath)),
-    waiting: () => models.list().some((m) => m.lanes.stats.queued > 0),
     logger,
   });
   compiledCache.followRegistry(adapters);
