@@ -15,6 +15,7 @@ import type { LaneEvents } from "../engine/lanes/lane-scheduler.js";
 import { defaultThreadCount, loadLlama } from "../engine/llama-runtime.js";
 import { ModelRegistry } from "../engine/model-registry.js";
 import { registerFineTuningMetrics } from "../fine-tuning/fine-tuning-metrics.js";
+import { registerCompiledCacheMetrics } from "../metrics/compiled-cache-metrics.js";
 import { defaultTrainingThreads, FineTuningService } from "../fine-tuning/fine-tuning-service.js";
 import { parseModelSpec, ServedModel } from "../engine/served-model.js";
 import { ServerLifecycle } from "../serving/serving-deps.js";
@@ -152,6 +153,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
     throw error;
   }
   registerFineTuningMetrics(metrics.registry, fineTuning);
+  registerCompiledCacheMetrics(metrics.registry, compiledCache);
   lifecycle.ready = true;
   warnAboutUnusableAdapters(adapters, logger);
 
