@@ -8,5 +8,7 @@ export interface AppDeps extends ServingDeps {
     readonly maxBodyBytes: number;
     /** Directories (besides the adapters dir) that `POST /adapters {path}` may register from. */
     readonly adapterRoots: readonly string[];
+    /** Serve the browser playground at / and /ui/ (false with --no-ui). Absent = served. */
+    readonly ui?: boolean;
   };
 }

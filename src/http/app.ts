@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { adapterInspectRoutes } from "../routes/adapter-inspect.js";
 import { adaptersRoutes } from "../routes/adapters.js";
 import { metricsRoutes } from "../routes/metrics.js";
 import { chatCompletionsRoutes } from "../routes/chat-completions.js";
@@ -7,6 +8,7 @@ import { completionsRoutes } from "../routes/completions.js";
 import { healthRoutes } from "../routes/health.js";
 import { modelsRoutes } from "../routes/models.js";
 import { openapiRoutes } from "../routes/openapi.js";
+import { uiSessionRoutes, uiStaticRoutes } from "../routes/ui.js";
 import { apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "./app-deps.js";
 import { bearerAuth } from "./auth.js";
@@ -29,13 +31,17 @@ export function createApp(deps: AppDeps): Hono {
       },
     }),
   );
+  // The playground's static files come before auth: the page must load so the user can enter a key.
+  if (deps.config.ui !== false) app.route("/", uiStaticRoutes());
   app.use("*", bearerAuth(deps.config.keys, new Set(["/health"])));
+  if (deps.config.ui !== false) app.route("/", uiSessionRoutes());
   app.route("/", healthRoutes(deps));
   app.route("/", openapiRoutes());
   app.route("/", modelsRoutes(deps));
   app.route("/", chatCompletionsRoutes(deps));
   app.route("/", completionsRoutes(deps));
   app.route("/", adaptersRoutes(deps));
+  app.route("/", adapterInspectRoutes(deps));
   app.route("/", metricsRoutes(deps));
   return app;
 }

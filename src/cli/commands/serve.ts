@@ -35,6 +35,7 @@ Options (each also read from the environment variable shown):
   --header-timeout-ms N    a client must send its request headers within this (default 10000; then 408) [${serveEnvVars.headerTimeoutMs}]
   --body-timeout-ms N      a client must send its whole request within this (default 60000; then 408) [${serveEnvVars.bodyTimeoutMs}]
   --metrics-max-adapter-sets N  distinct adapter_set labels in /metrics; later sets count as "(other)" (default 64) [${serveEnvVars.metricsMaxAdapterSets}]
+  --no-ui                  do not serve the browser playground at / and /ui/ (1|true)  [${serveEnvVars.noUi}]
   --quiet                  no JSON request log on stderr
   -h, --help               this help
 `;
@@ -99,6 +100,7 @@ export const serveCommand: CliCommand = {
       "header-timeout-ms": { type: "string" },
       "body-timeout-ms": { type: "string" },
       "metrics-max-adapter-sets": { type: "string" },
+      "no-ui": { type: "boolean" },
       quiet: { type: "boolean" },
     });
     if (!parsed) {
@@ -134,6 +136,7 @@ export const serveCommand: CliCommand = {
         headerTimeoutMs: v["header-timeout-ms"],
         bodyTimeoutMs: v["body-timeout-ms"],
         metricsMaxAdapterSets: v["metrics-max-adapter-sets"],
+        noUi: v["no-ui"] ? true : undefined,
         logRequests: v.quiet ? false : undefined,
       });
     } catch (error) {
