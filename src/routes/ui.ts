@@ -104,6 +104,11 @@ export function uiStaticRoutes(buildDir: string = UI_BUILD_DIR): Hono {
   };
   app.get("/", index);
   app.get("/ui", (c) => c.redirect("/ui/", 301));
+  // Browsers ask for /favicon.ico on pages that name no icon (a JSON reply opened in a tab, say).
+  app.get("/favicon.ico", async (c, next) => {
+    const file = files()?.get("favicon.svg");
+    return file ? send(c, file) : next();
+  });
   app.get("/ui/", index);
   app.get("/ui/*", async (c, next) => {
     const relative = c.req.path.slice("/ui/".length);

@@ -8,6 +8,8 @@ import { UI_BUILD_DIR, uiStaticRoutes } from "../../src/routes/ui.js";
 import type { ServerCore } from "../../src/server/start-server.js";
 import { createInProcessServer, demoAdaptersDir } from "../support/in-process.js";
 
+type ErrorBody = { error: { message: string; param: string | null } };
+
 /** The server side of the playground: static files, headers, auth, --no-ui, and the inspect routes. */
 
 function ensureUiBuilt(): void {
@@ -42,7 +44,8 @@ describe("playground static files", () => {
       const html = await response.text();
       expect(html).toContain('<div id="app">');
       // No inline script: every <script> names a file of our own.
-      for (const tag of html.match(/<script[^>]*>[\s\S]*?<\/script>/g) ?? []) expect(tag).toMatch(/^<script[^>]* src="\/ui\/[^"]+"[^>]*><\/script>$/);
+      for (const tag of html.match(/<script[^>]*>[\s\S]*?<\/script>/g) ?? [])
+        expect(tag).toMatch(/^<script[^>]* src="\/ui\/[^"]+"[^>]*><\/script>$/);
     }
   });
 
@@ -144,13 +147,22 @@ describe("inspect routes", () => {
   it("GET /adapters/{name}/modules gives one entry per layer x target module", async () => {
     const config = JSON.parse(readFileSync(join(demoAdaptersDir, "math", "adapter_config.json"), "utf8"));
     // Layers counted from the base fingerprint's tensor names, independently of the adapter's tensors.
-    const layers = new Set(Object.keys(config.lori.base_fingerprint.tensors).map((name) => /^blk\.(\d+)\./.exec(name)?.[1]).filter(Boolean));
+    const layers = new Set(
+      Object.keys(config.lori.base_fingerprint.tensors)
+        .map((name) => /^blk\.(\d+)\./.exec(name)?.[1])
+        .filter(Boolean),
+    );
     const response = await core.app.request("/adapters/math/modules");
     expect(response.status).toBe(200);
-    const report = (await response.json()) as Record<string, any>;
+    const report = (await response.json()) as {
+      perModule: Array<{ module: string; sparsity: number }>;
+      bytesOnDisk: number;
+      denseFp16PeftBytes: number;
+      ratioToDenseFp16: number;
+    };
     expect(report.perModule).toHaveLength(layers.size * config.target_modules.length);
-    expect(new Set(report.perModule.map((m: { module: string }) => m.module))).toEqual(new Set(config.target_modules));
-    const mean = report.perModule.reduce((n: number, m: { sparsity: number }) => n + m.sparsity, 0) / report.perModule.length;
+    expect(new Set(report.perModule.map((m) => m.module))).toEqual(new Set(config.target_modules));
+    const mean = report.perModule.reduce((n, m) => n + m.sparsity, 0) / report.perModule.length;
     expect(mean).toBeCloseTo(config.lori.sparsity, 2);
     expect(report.bytesOnDisk).toBe(statSync(join(demoAdaptersDir, "math", "adapter_model.safetensors")).size);
     expect(report.ratioToDenseFp16).toBeCloseTo(report.bytesOnDisk / report.denseFp16PeftBytes, 12);
@@ -161,16 +173,20 @@ describe("inspect routes", () => {
   it("GET /adapters/{a}/interference?with=b reports the pair; a missing or unknown partner is a clear error", async () => {
     const response = await core.app.request("/adapters/math/interference?with=code");
     expect(response.status).toBe(200);
-    const report = (await response.json()) as Record<string, any>;
+    const report = (await response.json()) as {
+      adapters: string[];
+      sharedModules: number;
+      principalAnglesDeg: { mean: number; max: number };
+    };
     expect(report.adapters).toEqual(["math", "code"]);
     expect(report.sharedModules).toBeGreaterThan(0);
     expect(report.principalAnglesDeg.mean).toBeGreaterThan(0);
     expect(report.principalAnglesDeg.max).toBeLessThanOrEqual(90 + 1e-9);
     const missing = await core.app.request("/adapters/math/interference");
     expect(missing.status).toBe(400);
-    expect(((await missing.json()) as any).error.param).toBe("with");
+    expect(((await missing.json()) as ErrorBody).error.param).toBe("with");
     const unknown = await core.app.request("/adapters/math/interference?with=nope");
     expect(unknown.status).toBe(404);
-    expect(((await unknown.json()) as any).error.message).toContain("nope");
+    expect(((await unknown.json()) as ErrorBody).error.message).toContain("nope");
   });
 });

@@ -17,14 +17,18 @@ function viewOfHash(): View {
 }
 
 /**
- * The shell: navigation (the URL hash names the view), the API key field, and the views. Views stay mounted
- * when hidden, so a conversation or a running comparison survives switching; changing the key remounts them.
+ * The shell: navigation (the URL hash names the view), the API key field, and the views. The views mount once
+ * the key is accepted (GET /ui/session), so a missing or wrong key costs one rejected call, not one per view.
+ * Views stay mounted when hidden, so a conversation or a running comparison survives switching; changing the
+ * key remounts them.
  */
 export function App() {
   const [view, setView] = useState<View>(viewOfHash);
   const [key, setKey] = useState(storedApiKey);
   const [draft, setDraft] = useState(key);
-  const [session, setSession] = useState<Session | null>(null);
+  // The session is kept with the key it was read for: a new key never renders views with the old key's role.
+  const [checked, setChecked] = useState<{ key: string; session: Session } | null>(null);
+  const session = checked?.key === key ? checked.session : null;
   const [sessionError, setSessionError] = useState<string | null>(null);
   const [preset, setPreset] = useState<AdapterPick[] | null>(null);
 
@@ -36,12 +40,11 @@ export function App() {
 
   useEffect(() => {
     let live = true;
-    setSession(null);
+    setSessionError(null);
     getJson<Session>("/ui/session").then(
       (s) => {
         if (!live) return;
-        setSession(s);
-        setSessionError(null);
+        setChecked({ key, session: s });
       },
       (e) => live && setSessionError(errorText(e)),
     );
@@ -94,18 +97,23 @@ export function App() {
         <div data-testid="session-error">
           <ErrorBox message={sessionError} />
         </div>
-        <div hidden={view !== "chat"} data-view="chat">
-          <ChatView preset={preset} />
-        </div>
-        <div hidden={view !== "compare"} data-view="compare">
-          <CompareView />
-        </div>
-        <div hidden={view !== "adapters"} data-view="adapters">
-          <AdaptersView admin={session?.role === "admin"} onTry={tryInChat} />
-        </div>
-        <div hidden={view !== "server"} data-view="server">
-          <ServerView active={view === "server"} />
-        </div>
+        {sessionError ? <p class="muted">Enter the server's API key above; it is kept in this browser's localStorage.</p> : null}
+        {session ? (
+          <>
+            <div hidden={view !== "chat"} data-view="chat">
+              <ChatView preset={preset} />
+            </div>
+            <div hidden={view !== "compare"} data-view="compare">
+              <CompareView />
+            </div>
+            <div hidden={view !== "adapters"} data-view="adapters">
+              <AdaptersView admin={session.role === "admin"} onTry={tryInChat} />
+            </div>
+            <div hidden={view !== "server"} data-view="server">
+              <ServerView active={view === "server"} />
+            </div>
+          </>
+        ) : null}
       </main>
     </div>
   );

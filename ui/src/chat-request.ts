@@ -13,9 +13,11 @@ export interface Sampling {
   max_tokens: number;
   /** null: the server picks one. */
   seed: number | null;
+  /** Extension: keep generating past end-of-sequence (long answers to watch lanes and Stop at work). */
+  ignore_eos: boolean;
 }
 
-export const DEFAULT_SAMPLING: Sampling = { temperature: 0.8, top_p: 0.95, top_k: 40, max_tokens: 128, seed: null };
+export const DEFAULT_SAMPLING: Sampling = { temperature: 0.8, top_p: 0.95, top_k: 40, max_tokens: 128, seed: null, ignore_eos: false };
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -33,6 +35,7 @@ export function chatRequestBody(model: string, messages: ChatMessage[], set: Ada
     top_k: sampling.top_k,
     max_tokens: sampling.max_tokens,
     ...(sampling.seed !== null ? { seed: sampling.seed } : {}),
+    ...(sampling.ignore_eos ? { ignore_eos: true } : {}),
     stream: true,
     stream_options: { include_usage: true },
   };

@@ -31,11 +31,13 @@ export function AdapterSetBuilder({
   value,
   onChange,
   label = "Adapters",
+  empty = "None: the base model alone.",
 }: {
-  adapters: ModelObject[];
+  adapters: Pick<ModelObject, "id">[];
   value: AdapterPick[];
   onChange: (set: AdapterPick[]) => void;
   label?: string;
+  empty?: string;
 }) {
   const unused = adapters.filter((a) => !value.some((p) => p.name === a.id));
   const [choice, setChoice] = useState("");
@@ -46,7 +48,7 @@ export function AdapterSetBuilder({
   return (
     <fieldset class="adapter-set" data-testid="adapter-set">
       <legend>{label}</legend>
-      {value.length === 0 ? <p class="muted">None: the base model alone.</p> : null}
+      {value.length === 0 ? <p class="muted">{empty}</p> : null}
       {value.map((p) => (
         <div class="adapter-row" key={p.name}>
           <span class="adapter-name">{p.name}</span>
@@ -125,7 +127,7 @@ function NumberField({
 }
 
 export function SamplingForm({ value, onChange }: { value: Sampling; onChange: (s: Sampling) => void }) {
-  const set = (key: keyof Sampling) => (v: number) => onChange({ ...value, [key]: v });
+  const set = (key: Exclude<keyof Sampling, "ignore_eos" | "seed">) => (v: number) => onChange({ ...value, [key]: v });
   return (
     <fieldset class="sampling" data-testid="sampling">
       <legend>Sampling</legend>
@@ -145,6 +147,15 @@ export function SamplingForm({ value, onChange }: { value: Sampling; onChange: (
             onChange({ ...value, seed: text === "" ? null : Math.trunc(Number(text)) });
           }}
         />
+      </label>
+      <label class="check" title="keep generating past end-of-sequence (extension)">
+        <input
+          type="checkbox"
+          name="ignore_eos"
+          checked={value.ignore_eos}
+          onChange={(e) => onChange({ ...value, ignore_eos: e.currentTarget.checked })}
+        />
+        <span>ignore EOS</span>
       </label>
     </fieldset>
   );

@@ -39,5 +39,12 @@ export function diffWords(reference: string, answer: string): DiffPart[] {
       j++;
     }
   }
+  // A lone unchanged space between two changes reads as part of one changed run.
+  for (let k = parts.length - 2; k > 0; k--) {
+    if (!parts[k]!.changed && /^\s+$/.test(parts[k]!.text) && parts[k - 1]!.changed && parts[k + 1]!.changed) {
+      parts.splice(k - 1, 3, { text: parts[k - 1]!.text + parts[k]!.text + parts[k + 1]!.text, changed: true });
+      k--;
+    }
+  }
   return parts;
 }

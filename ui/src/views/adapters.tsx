@@ -112,7 +112,9 @@ export function AdaptersView({ admin, onTry }: { admin: boolean; onTry: (set: Ad
                       : a.lori.rank}
                   </td>
                   <td class="num">{(a.lori.sparsity * 100).toFixed(0)}%</td>
-                  <td class="num">{formatBytes(a.bytes)}</td>
+                  <td class="num" title="adapter_model.safetensors">
+                    {formatBytes(report?.bytesOnDisk ?? a.bytes)}
+                  </td>
                   <td class="num">{report ? `${(report.ratioToDenseFp16 * 100).toFixed(1)}%` : "…"}</td>
                   <td>{a.parent ?? <span class="muted">unknown</span>}</td>
                   <td>{describeLineage(a.lori.lineage)}</td>
@@ -296,7 +298,13 @@ function MergeForm({ adapters }: { adapters: AdapterObject[] }) {
           <option value="cat">cat: stacked ranks, the exact weighted sum</option>
         </select>
       </label>
-      <AdapterSetBuilder adapters={options} value={set} onChange={setSet} label="Inputs and weights" />
+      <AdapterSetBuilder
+        adapters={options}
+        value={set}
+        onChange={setSet}
+        label="Inputs and weights"
+        empty="Add two or more adapters to merge."
+      />
       <label class="field">
         <span>New adapter name</span>
         <input value={name} onInput={(e) => setName(e.currentTarget.value)} name="merge-name" required />

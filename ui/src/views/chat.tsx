@@ -171,7 +171,7 @@ export function Stats({ stats }: { stats: AnswerStats }) {
       <span title="time to first token">TTFT {stats.ttftMs === null ? "–" : `${Math.round(stats.ttftMs)} ms`}</span>
       <span>{stats.tokensPerSecond === null ? "– tok/s" : `${stats.tokensPerSecond.toFixed(1)} tok/s`}</span>
       <span>{stats.completionTokens ?? "–"} tokens</span>
-      {stats.finishReason ? <span class="muted">{stats.finishReason}</span> : null}
+      {stats.finishReason ? <span>finish: {stats.finishReason}</span> : null}
     </>
   );
 }

@@ -31,7 +31,9 @@ export function ServerView({ active }: { active: boolean }) {
         if (!live) return;
         const samples = parseMetrics(text);
         const at = Date.now();
-        const tokens = total(samples, "lori_generation_tokens_total");
+        // Every token llama.cpp decodes, counted as it happens (lori_generation_tokens_total only grows when
+        // a request ends, so its rate comes in bursts).
+        const tokens = total(samples, "lori_tokens_per_decode_sum");
         const rate = previous && at > previous.at ? Math.max(0, (tokens - previous.tokens) / ((at - previous.at) / 1000)) : 0;
         previous = { at, tokens };
         const point: Point = {
@@ -63,10 +65,10 @@ export function ServerView({ active }: { active: boolean }) {
     <div class="server">
       <ErrorBox message={error} />
       <p class="muted">
-        From /metrics every {POLL_MS / 1000} s; the last {KEEP} samples.
+        From /metrics every {POLL_MS / 1000} s; up to the last {KEEP} samples ({points.length} so far).
       </p>
-      <div class="charts" data-testid="charts">
-        <Chart title="Tokens/s generated" values={series((p) => p.tokensPerSecond)} format={(v) => v.toFixed(1)} />
+      <div class="charts" data-testid="charts" data-samples={points.length}>
+        <Chart title="Tokens/s decoded" values={series((p) => p.tokensPerSecond)} format={(v) => v.toFixed(1)} />
         <Chart title="Queue depth" values={series((p) => p.queueDepth)} />
         <Chart title="Lanes busy" values={series((p) => p.lanesBusy)} />
         <Chart title="Lanes idle" values={series((p) => p.lanesIdle)} />
@@ -93,8 +95,9 @@ function Chart({
   const width = 240;
   const height = 64;
   const top = Math.max(1, ...values);
-  const step = width / Math.max(1, KEEP - 1);
-  const offset = (KEEP - values.length) * step;
+  // The samples so far fill the width: a fresh page shows a line, not a dot at the right edge.
+  const step = width / Math.max(1, values.length - 1);
+  const offset = 0;
   const path = values
     .map((v, i) => `${i === 0 ? "M" : "L"}${(offset + i * step).toFixed(1)},${(height - (v / top) * (height - 4) - 2).toFixed(1)}`)
     .join(" ");
