@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { serveCommand } from "../../src/cli/commands/serve.js";
 import { resolveServeConfig } from "../../src/config/serve-config.js";
 import { UI_BUILD_DIR, uiStaticRoutes } from "../../src/routes/ui.js";
 import type { ServerCore } from "../../src/server/start-server.js";
@@ -101,6 +102,7 @@ describe("--no-ui", () => {
     expect(resolveServeConfig({}, { LORI_NO_UI: "1" }).noUi).toBe(true);
     expect(resolveServeConfig({}, { LORI_NO_UI: "false" }).noUi).toBe(false);
     expect(() => resolveServeConfig({}, { LORI_NO_UI: "maybe" })).toThrow(/--no-ui \/ LORI_NO_UI/);
+    expect(serveCommand.help).toMatch(/--no-ui .*\[LORI_NO_UI\]/);
   });
 
   it("turns the playground off: / and /ui/ are 404 and /ui/session is gone", async () => {
