@@ -1,6 +1,8 @@
+import { execFile } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { demoAdaptersDir, demoModelPath } from "../support/in-process.js";
@@ -12,6 +14,7 @@ import { type Browser, copyDemoAdapters, hasChromium, launchBrowser, PageProblem
  * admin key and a user key): each view's main flow end to end, checked against the HTTP API itself.
  */
 
+const execFileAsync = promisify(execFile);
 const ADMIN_KEY = "admin-key-0123";
 const USER_KEY = "user-key-4567";
 const MATH_PROMPT = "What is 7 - 3?";
@@ -112,6 +115,25 @@ describe.skipIf(!hasChromium)("playground in Chromium", () => {
     });
     expect(expected.length).toBeGreaterThan(0);
     expect(streamed).toBe(expected);
+    // "copy as curl" copies the exact request: run it and get the same answer.
+    await browser.context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: test.baseUrl });
+    await page.getByRole("button", { name: "copy as curl" }).click();
+    await page.getByRole("button", { name: "Copied" }).waitFor();
+    const curl = await page.evaluate(() =>
+      (globalThis as unknown as { navigator: { clipboard: { readText(): Promise<string> } } }).navigator.clipboard.readText(),
+    );
+    expect(curl).toContain("Authorization: Bearer $LORI_API_KEY");
+    // Asynchronously: the server under test runs in this very process.
+    const { stdout: events } = await execFileAsync("bash", ["-c", curl], {
+      env: { ...process.env, LORI_API_KEY: ADMIN_KEY },
+      timeout: 30_000,
+    });
+    const curlAnswer = events
+      .split("\n")
+      .filter((line) => line.startsWith("data: {"))
+      .map((line) => (JSON.parse(line.slice(6)) as { choices: Array<{ delta?: { content?: string } }> }).choices[0]?.delta?.content ?? "")
+      .join("");
+    expect(curlAnswer).toBe(expected);
     const meta = await page.getByTestId("answer-meta").textContent();
     expect(meta).toMatch(/base model/);
     expect(meta).toMatch(/TTFT \d+ ms/);
