@@ -29,6 +29,8 @@ interface PairReport {
   principalAnglesDeg: { min: number; mean: number; max: number } | null;
 }
 
+const AUTO_INTERFERENCE_MAX = 8;
+
 const VARIANT_NAMES: Record<string, string> = { lora: "LoRA", "lori-d": "LoRI-D", "lori-s": "LoRI-S" };
 
 /** The adapter store: table, per-module sparsity, pairwise interference; merge, upload and delete for admins. */
@@ -206,8 +208,12 @@ function ModuleHeatmap({ name, report }: { name: string; report: ModulesReport }
 function Interference({ names, version }: { names: string[]; version: number }) {
   const [pairs, setPairs] = useState<Record<string, PairReport>>({});
   const [error, setError] = useState<string | null>(null);
+  // Each pair reads both adapters on the server: a large store computes its n(n-1)/2 pairs only when asked.
+  const [requested, setRequested] = useState(false);
+  const automatic = names.length <= AUTO_INTERFERENCE_MAX;
   const key = names.join(",");
   useEffect(() => {
+    if (!automatic && !requested) return;
     let live = true;
     const jobs: Array<Promise<readonly [string, PairReport]>> = [];
     names.forEach((a, i) => {
@@ -230,8 +236,18 @@ function Interference({ names, version }: { names: string[]; version: number }) 
     return () => {
       live = false;
     };
-  }, [key, version]);
+  }, [key, version, requested]);
   if (names.length < 2) return null;
+  if (!automatic && !requested) {
+    return (
+      <section class="panel">
+        <h2>Interference of each pair</h2>
+        <button type="button" onClick={() => setRequested(true)}>
+          Compute all {(names.length * (names.length - 1)) / 2} pairs
+        </button>
+      </section>
+    );
+  }
   const pair = (i: number, j: number) => (i === j ? undefined : (pairs[`${names[Math.min(i, j)]}|${names[Math.max(i, j)]}`] ?? undefined));
   return (
     <section class="panel">
