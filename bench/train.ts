@@ -1,4 +1,4 @@
-// Training cost on the bench shape (DESIGN.md): tokens/s and peak RSS of lori-s, lori-d and lora with the same
+// Training cost on the bench shape (docs/background.md section 5): tokens/s and peak RSS of lori-s, lori-d and lora with the same
 // data, steps and threads. Run: npx tsx bench/train.ts [--steps N] [--threads N]
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -2,7 +2,7 @@
 // the training loss, and host-side batch assembly.
 //
 // Loss = sum over sequences of the summed NLL of their supervised tokens, divided by the number of sequences
-// (DESIGN.md section 2). Only supervised positions reach the LM head: ggml_get_rows picks K rows (a fixed
+// (docs/background.md section 1). Only supervised positions reach the LM head: ggml_get_rows picks K rows (a fixed
 // capacity); unused rows are multiplied by 0 and have all-zero labels, so they add exactly 0 to the loss and send
 // exactly 0 gradient back (ggml_cross_entropy_loss_back is wrong for all-zero label rows, but that wrong gradient
 // is multiplied by the 0 row mask). ggml's cross entropy is a mean over the K rows, hence the factor K / n_seqs.

@@ -171,7 +171,7 @@ int run_train(const Config & config) {
             const int64_t step = opt.step_count();
             zero_grads();
             double loss = 0.0;
-            int64_t tokens = 0;
+            int64_t tokens = 0, step_targets = 0;
             for (int64_t micro = 0; micro < s.grad_accum; micro++) {
                 stop_if_interrupted();
                 std::vector<const Sequence *> batch;
@@ -186,6 +186,7 @@ int run_train(const Config & config) {
                 ggml_backend_tensor_get(g.loss, &l, 0, sizeof l);
                 loss += double(l);
                 tokens += hb.n_tokens;
+                step_targets += hb.n_targets;
             }
             if (!std::isfinite(loss)) fail(EXIT_DIVERGED, "loss is " + json::number(loss) + " at step " + std::to_string(step + 1));
             opt.step(runner);
@@ -194,7 +195,7 @@ int run_train(const Config & config) {
             total_tokens += tokens;
             last_loss = loss;
             emit(json::Obj().add("event", "step").add("step", opt.step_count()).add("loss", loss).add("tokens", tokens)
-                     .add("tokens_per_s", double(tokens) / dt).add("elapsed_s", now_s() - t_start));
+                     .add("targets", step_targets).add("tokens_per_s", double(tokens) / dt).add("elapsed_s", now_s() - t_start));
             if (!eval.empty() && s.eval_interval > 0 && opt.step_count() % s.eval_interval == 0) {
                 emit_eval(opt.step_count(), evaluate(runner, g, eval, n_vocab));
                 last_eval_step = opt.step_count();

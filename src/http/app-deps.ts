@@ -1,4 +1,5 @@
 import type { KeyGrant } from "../config/keys-file.js";
+import type { FineTuningService } from "../fine-tuning/fine-tuning-service.js";
 import type { ServingDeps } from "../serving/serving-deps.js";
 
 /** What the HTTP layer needs: the serving deps plus its own settings. */
@@ -11,4 +12,6 @@ export interface AppDeps extends ServingDeps {
     /** Serve the browser playground at / and /ui/ (false with --no-ui). Absent = served. */
     readonly ui?: boolean;
   };
+  /** Files and fine-tuning jobs (/v1/files, /v1/fine_tuning); absent = those routes do not exist. */
+  readonly fineTuning?: FineTuningService;
 }

@@ -9,7 +9,13 @@ import type { GgufMetadataValue } from "../gguf/gguf-types.js";
 export const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
 
 export const BOS_TOKEN = "<|bos|>";
-export const EOS_TOKEN = "<|eos|>";
+/**
+ * llama.cpp rebuilds its end-of-generation set at load time from token TEXT only (a fixed list of names such as
+ * <|endoftext|>, <|im_end|>, <|eot_id|>), then adds the EOS id with the warning "special_eos_id is not in
+ * special_eog_ids - the tokenizer config may be incorrect". No metadata key can declare the set, so the EOS token
+ * carries a name from that list. (Our files before this used "<|eos|>", same id 257.)
+ */
+export const EOS_TOKEN = "<|endoftext|>";
 export const IM_START_TOKEN = "<|im_start|>";
 export const IM_END_TOKEN = "<|im_end|>";
 /** 256 byte tokens + the four special tokens above. */
@@ -50,7 +56,7 @@ export function gpt2ByteAlphabet(): string[] {
 }
 
 /**
- * The byte tokenizer: ids 0-255 are the bytes (id = byte value), then <|bos|>, <|eos|>, <|im_start|>,
+ * The byte tokenizer: ids 0-255 are the bytes (id = byte value), then <|bos|>, <|endoftext|> (EOS), <|im_start|>,
  * <|im_end|>, then `<|reserved_N|>` control tokens up to `vocabSize` (for models that want a bigger vocab).
  */
 export function createByteTokenizer(vocabSize = BYTE_TOKENIZER_BASE_VOCAB): GgufTokenizerSpec {

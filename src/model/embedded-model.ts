@@ -15,15 +15,24 @@ export const DEMO_MODEL_PATH = fileURLToPath(new URL("../../models/lori-demo.ggu
 export interface DefaultModel {
   readonly id: string;
   readonly path: string;
+  /** Set when the demo model was missing and the random fallback is served: what to tell the operator. */
+  readonly fallbackWarning?: string;
 }
 
 /**
  * The model `serve` loads when no --model is given: the shipped demo model, or when it is missing (a package
  * built without it) a random one generated into `modelsDir` (see {@link ensureEmbeddedModel}).
  */
-export async function resolveDefaultModel(modelsDir: string): Promise<DefaultModel> {
-  if (await isUsableLlamaGguf(DEMO_MODEL_PATH)) return { id: "lori-demo", path: DEMO_MODEL_PATH };
-  return { id: "lori-tiny", path: await ensureEmbeddedModel(modelsDir) };
+export async function resolveDefaultModel(modelsDir: string, demoModelPath = DEMO_MODEL_PATH): Promise<DefaultModel> {
+  if (await isUsableLlamaGguf(demoModelPath)) return { id: "lori-demo", path: demoModelPath };
+  return {
+    id: "lori-tiny",
+    path: await ensureEmbeddedModel(modelsDir),
+    fallbackWarning:
+      "the demo model models/lori-demo.gguf is missing or unreadable, so the RANDOM fallback model lori-tiny is " +
+      "served: it answers with noise and the demo adapters do not fit it (pass --model FILE.gguf, or restore " +
+      "models/lori-demo.gguf, e.g. with npm run demo:build)",
+  };
 }
 
 /**

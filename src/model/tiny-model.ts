@@ -1,6 +1,7 @@
 import { CHATML_TEMPLATE, BYTE_TOKENIZER_BASE_VOCAB, createByteTokenizer } from "./byte-tokenizer.js";
 import { createRandomHfLlamaWeights } from "./hf-llama-weights.js";
 import { validateLlamaConfig, type LlamaConfig } from "./llama-config.js";
+import type { WeightDtype } from "./weight-dtype.js";
 import { writeLlamaGguf } from "./write-llama-gguf.js";
 
 export interface TinyModelOptions {
@@ -21,7 +22,8 @@ export interface TinyModelOptions {
   /** uint32; default 0. */
   seed?: number;
   /** Default "f32". */
-  dtype?: "f32" | "f16";
+  /** Weight type; norms stay F32. */
+  dtype?: WeightDtype;
   /** Default 4096. */
   contextLength?: number;
   /** `general.name`; default "lori-tiny". */
@@ -30,7 +32,7 @@ export interface TinyModelOptions {
 
 export type TinyModelShape = Required<Pick<TinyModelOptions, "layers" | "embd" | "heads" | "kvHeads" | "ff" | "dtype">>;
 
-/** The benchmark model of DESIGN.md ("bench shape"): llama, F16, ~23.6M parameters. */
+/** The "bench shape" of docs/background.md section 5 and docs/benchmarks.md: llama, F16, ~23.6M parameters. */
 export const BENCH_SHAPE: TinyModelShape = { layers: 8, embd: 512, heads: 8, kvHeads: 4, ff: 1408, dtype: "f16" };
 
 /** The model shipped on first start: small enough to generate and load in milliseconds. */

@@ -2,6 +2,7 @@ import { mkdtemp, rename, rm, writeFile, realpath } from "node:fs/promises";
 import path from "node:path";
 import { Hono, type Context } from "hono";
 import { CONFIG_FILE, readAdapterDir, validateAdapterName, WEIGHTS_FILE, writeAdapterDir } from "../lora/adapter-io.js";
+import { normalizeAdapterDir } from "../lora/peft-import.js";
 import { LoraError } from "../lora/errors.js";
 import { mergeCat, mergeLinear } from "../lora/merge.js";
 import { apiErrors } from "../errors/api-error.js";
@@ -97,7 +98,8 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     try {
       await writeFile(path.join(staging, CONFIG_FILE), Buffer.from(await config.arrayBuffer()));
       await writeFile(path.join(staging, WEIGHTS_FILE), Buffer.from(await weights.arrayBuffer()));
-      await readAdapterDir(staging); // refuse anything we could not serve before it becomes visible
+      // Refuse anything we could not serve before it becomes visible; recover LoRI structure as `import` does.
+      await normalizeAdapterDir(staging, name);
       await rename(staging, path.join(deps.adapters.dir, name));
     } catch (error) {
       await rm(staging, { recursive: true, force: true });

@@ -13,6 +13,8 @@ import { ShuttingDownError } from "../engine/engine-errors.js";
 import type { LaneEvents } from "../engine/lanes/lane-scheduler.js";
 import { defaultThreadCount, loadLlama } from "../engine/llama-runtime.js";
 import { ModelRegistry } from "../engine/model-registry.js";
+import { registerFineTuningMetrics } from "../fine-tuning/fine-tuning-metrics.js";
+import { defaultTrainingThreads, FineTuningService } from "../fine-tuning/fine-tuning-service.js";
 import { parseModelSpec, ServedModel } from "../engine/served-model.js";
 import { ServerLifecycle } from "../serving/serving-deps.js";
 import { createApp } from "../http/app.js";
@@ -28,6 +30,7 @@ export interface ServerCore {
   readonly lifecycle: ServerLifecycle;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  readonly fineTuning: FineTuningService;
   /** Sequences generating right now, over all models. */
   inFlight(): number;
   /** Frees models, lanes and the registry's poller; idempotent. */
@@ -49,6 +52,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   const threads = config.threads === "auto" ? defaultThreadCount() : config.threads;
   const chatTemplate = readChatTemplateOption(config.chatTemplate);
   const specs = config.models.length > 0 ? config.models.map(parseModelSpec) : [await resolveDefaultModel(config.modelsDir)];
+  for (const spec of specs) if ("fallbackWarning" in spec && spec.fallbackWarning) logger.warn("fallback_model", { message: spec.fallbackWarning });
 
   await mkdir(config.adaptersDir, { recursive: true });
   const adapters = new AdapterRegistry(config.adaptersDir, logger);
@@ -115,7 +119,29 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
     await models.dispose();
     throw error;
   }
+  let fineTuning: FineTuningService;
+  try {
+    fineTuning = await FineTuningService.open(
+      {
+        dataDir: config.dataDir,
+        adaptersDir: config.adaptersDir,
+        maxFileBytes: Math.floor(config.maxFileMb * 1024 * 1024),
+        maxTrainingJobs: config.maxTrainingJobs,
+        threads: config.trainingThreads === "auto" ? defaultTrainingThreads() : config.trainingThreads,
+        gpu: config.gpu === "off" ? "off" : "auto",
+        llama,
+        ...(config.chatTemplate ? { chatTemplate: config.chatTemplate } : {}),
+      },
+      { models, adapters, logger },
+    );
+  } catch (error) {
+    adapters.close();
+    await models.dispose();
+    throw error;
+  }
+  registerFineTuningMetrics(metrics.registry, fineTuning);
   lifecycle.ready = true;
+  warnAboutUnusableAdapters(adapters, models, logger);
 
   const app = createApp({
     models,
@@ -124,15 +150,19 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
     metrics,
     logger,
     lifecycle,
+    fineTuning,
+    fineTunedModels: fineTuning,
   });
   let disposing: Promise<void> | undefined;
   const dispose = () =>
     (disposing ??= (async () => {
+      // Trainers stop with a checkpoint first; their jobs resume at the next start.
+      await fineTuning.dispose();
       adapters.close();
       await models.dispose();
     })());
   const inFlight = () => models.list().reduce((n, m) => n + m.lanes.stats.busySequences, 0);
-  return { app, models, adapters, lifecycle, metrics, logger, inFlight, dispose };
+  return { app, models, adapters, lifecycle, metrics, logger, fineTuning, inFlight, dispose };
 }
 
 /** Loads the models, then listens. Used by `lori-server serve` and by the tests (port 0). */
@@ -166,6 +196,20 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
       logger.info("stopped", {});
     })());
   return { ...core, url, port, close };
+}
+
+/** Adapters made for a base none of the loaded models is (by fingerprint) would answer adapter_incompatible. */
+function warnAboutUnusableAdapters(adapters: AdapterRegistry, models: ModelRegistry, logger: Logger): void {
+  const loaded = new Set(models.list().map((m) => m.fingerprint.sha256));
+  const unusable = adapters.list().filter((a) => {
+    const wanted = a.config.lori?.base_fingerprint?.sha256;
+    return wanted !== undefined && !loaded.has(wanted);
+  });
+  if (unusable.length === 0) return;
+  logger.warn("adapters_fit_no_model", {
+    adapters: unusable.map((a) => a.name),
+    message: `${unusable.length} adapter(s) were made for a base model that is not loaded, so requests naming them answer adapter_incompatible: ${unusable.map((a) => a.name).join(", ")}`,
+  });
 }
 
 /** `--api-key` values are admin keys; `--keys-file` adds keys with roles and adapter allow-lists. */

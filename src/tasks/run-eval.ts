@@ -1,6 +1,6 @@
 import { resolveServeConfig } from "../config/serve-config.js";
 import { startServer } from "../server/start-server.js";
-import { isChatExample, promptMessages, referenceAnswer, type Example, type Task } from "./task.js";
+import { isChatExample, promptMessages, referenceAnswer, type ChatMessage, type Example, type Task } from "./task.js";
 
 /** Runs a task's test split through a real server (HTTP, greedy decoding) and scores the answers. */
 
@@ -61,18 +61,11 @@ export interface EvaluateOptions {
 }
 
 export async function evaluateTask(task: Task, examples: readonly Example[], target: EvalTarget, options: EvaluateOptions): Promise<TaskReport> {
-  const outcomes: ExampleOutcome[] = new Array(examples.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < examples.length) {
-      const index = next++;
-      const example = examples[index]!;
-      const output = await generate(task, example, target, options);
-      const correct = await task.score(example, output);
-      outcomes[index] = { id: example.id, ...(example.group ? { group: example.group } : {}), expected: referenceAnswer(example), output, correct };
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency ?? 4, examples.length)) }, worker));
+  const outcomes = await mapConcurrently(examples, options.concurrency ?? 4, async (example): Promise<ExampleOutcome> => {
+    const output = await generate(task, example, target, options);
+    const correct = await task.score(example, output);
+    return { id: example.id, ...(example.group ? { group: example.group } : {}), expected: referenceAnswer(example), output, correct };
+  });
   return summarise(task, outcomes);
 }
 
@@ -90,19 +83,43 @@ export function summarise(task: Task, outcomes: readonly ExampleOutcome[]): Task
   return { task: task.id, format: task.format, examples: outcomes.length, correct, accuracy: rate(correct, outcomes.length), groups, outcomes };
 }
 
-async function generate(task: Task, example: Example, target: EvalTarget, options: EvaluateOptions): Promise<string> {
+function generate(task: Task, example: Example, target: EvalTarget, options: EvaluateOptions): Promise<string> {
+  return generateText(
+    {
+      id: example.id,
+      ...(isChatExample(example) ? { messages: promptMessages(example) } : { prompt: example.prompt }),
+      maxTokens: task.maxTokens,
+      ...(task.stop ? { stop: task.stop } : {}),
+    },
+    target,
+    options,
+  );
+}
+
+/** One greedy generation: a prompt goes to /v1/completions, messages to /v1/chat/completions. */
+export interface GenerationRequest {
+  /** Names the example in error messages. */
+  readonly id: string;
+  readonly prompt?: string;
+  readonly messages?: readonly ChatMessage[];
+  readonly maxTokens: number;
+  readonly stop?: readonly string[];
+}
+
+/** The generated text of `request` (temperature 0, seed 0) with the chosen adapters; EvalError on any failure. */
+export async function generateText(request: GenerationRequest, target: EvalTarget, options: EvaluateOptions): Promise<string> {
   const adapter = options.adapter.map((a) => (a.weight === 1 ? a.name : { name: a.name, weight: a.weight }));
   const common = {
     ...(target.model ? { model: target.model } : {}),
-    max_tokens: task.maxTokens,
+    max_tokens: request.maxTokens,
     temperature: 0,
     seed: 0,
-    ...(task.stop ? { stop: [...task.stop] } : {}),
+    ...(request.stop && request.stop.length > 0 ? { stop: [...request.stop] } : {}),
     ...(adapter.length > 0 ? { adapter } : {}),
   };
-  const chat = isChatExample(example);
+  const chat = request.messages !== undefined;
   const path = chat ? "/v1/chat/completions" : "/v1/completions";
-  const body = chat ? { ...common, messages: promptMessages(example) } : { ...common, prompt: example.prompt };
+  const body = chat ? { ...common, messages: request.messages } : { ...common, prompt: request.prompt ?? "" };
   let response: Response;
   try {
     response = await fetch(`${target.baseUrl.replace(/\/+$/, "")}${path}`, {
@@ -125,16 +142,30 @@ async function generate(task: Task, example: Example, target: EvalTarget, option
   }
   if (!response.ok) {
     const message = (json as { error?: { message?: string } }).error?.message ?? text.slice(0, 200);
-    throw new EvalError(`${path} answered ${response.status} on ${example.id}: ${message.split("\n")[0]}`);
+    throw new EvalError(`${path} answered ${response.status} on ${request.id}: ${message.split("\n")[0]}`);
   }
   const choice = (json as { choices?: Array<{ text?: string; message?: { content?: string | null } }> }).choices?.[0];
   const output = chat ? choice?.message?.content : choice?.text;
-  if (typeof output !== "string") throw new EvalError(`${path} answered without ${chat ? "choices[0].message.content" : "choices[0].text"} on ${example.id}`);
+  if (typeof output !== "string") throw new EvalError(`${path} answered without ${chat ? "choices[0].message.content" : "choices[0].text"} on ${request.id}`);
   return output;
 }
 
+/** Runs `work` over `items` with at most `concurrency` in flight; results keep the items' order. */
+export async function mapConcurrently<T, R>(items: readonly T[], concurrency: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await work(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
+  return results;
+}
+
 export interface InProcessServerOptions {
-  /** GGUF path; the embedded tiny model (written to modelsDir) when absent. */
+  /** GGUF path; when absent, the demo model (or the fallback lori-tiny written to modelsDir). */
   readonly model?: string;
   readonly modelsDir?: string;
   readonly adaptersDir?: string;
@@ -145,7 +176,10 @@ export interface InProcessServerOptions {
 }
 
 /** A real server on a free loopback port, quiet; `close()` frees it. Settings not given come from LORI_* env vars. */
-export async function startInProcessServer(options: InProcessServerOptions, env: NodeJS.ProcessEnv = process.env): Promise<EvalTarget & { close(): Promise<void>; modelId: string }> {
+export async function startInProcessServer(
+  options: InProcessServerOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<EvalTarget & { close(): Promise<void>; modelId: string; modelPath: string; adaptersDir: string }> {
   const config = resolveServeConfig(
     {
       models: options.model ? [options.model] : undefined,
@@ -162,7 +196,7 @@ export async function startInProcessServer(options: InProcessServerOptions, env:
     env,
   );
   const server = await startServer(config);
-  const modelId = server.models.list()[0]!.spec.id;
+  const { id: modelId, path: modelPath } = server.models.list()[0]!.spec;
   const apiKey = config.apiKeys[0];
-  return { baseUrl: server.url, modelId, model: modelId, ...(apiKey ? { apiKey } : {}), close: () => server.close() };
+  return { baseUrl: server.url, modelId, modelPath, adaptersDir: config.adaptersDir, model: modelId, ...(apiKey ? { apiKey } : {}), close: () => server.close() };
 }

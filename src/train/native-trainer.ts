@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { setPriority, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -27,7 +27,7 @@ export type GpuMode = "auto" | "cuda" | "off";
 interface BackendOptions {
   /** Compute backend. Default "auto" (CUDA when @node-llama-cpp/linux-x64-cuda loads, else CPU). */
   gpu?: GpuMode;
-  /** CPU threads. Default: all hardware threads (pass 1 on small machines, see DESIGN.md speed facts). */
+  /** CPU threads. Default: all hardware threads (pass 1 on small machines, see docs/background.md §5). */
   threads?: number;
   /** Folder with libggml-cpu-*.so. Default: where the binary's libggml-base.so was loaded from. */
   cpuDir?: string;
@@ -196,7 +196,12 @@ export interface StartEvent {
   file_weight_types?: string;
   philox_kat_ok?: boolean;
 }
-export interface StepEvent { event: "step"; step: number; loss: number; tokens: number; tokens_per_s: number; elapsed_s: number }
+/**
+ * `loss`: summed NLL of the step's supervised tokens divided by its sequences (nats per sequence). `targets`: the
+ * supervised tokens of the step (absent from trainers built before it was added), for the loss per token.
+ */
+export interface StepEvent { event: "step"; step: number; loss: number; tokens: number; targets?: number; tokens_per_s: number; elapsed_s: number }
+/** `loss` in nats per sequence; `nll_per_token` in nats per supervised token. */
 export interface EvalEvent { event: "eval"; step: number; loss: number; nll_per_token: number; n_seqs: number; n_targets: number }
 export interface CheckpointEvent { event: "checkpoint"; step: number; path: string }
 export interface InterruptedEvent { event: "interrupted"; step: number; checkpoint: string | null }
@@ -284,6 +289,8 @@ export interface NativeTrainerOptions {
   signal?: AbortSignal;
   /** Receives the trainer's stderr (ggml warnings). Default: kept for error messages only. */
   onStderr?: (text: string) => void;
+  /** OS scheduling priority of the trainer process (os.setPriority: 19 lowest); a server lowers it to stay responsive. */
+  priority?: number;
 }
 
 export interface NativeTrainerExit {
@@ -333,6 +340,8 @@ export class NativeTrainerRun implements AsyncIterable<TrainerEvent> {
     const forward = () => this.interrupt();
     if (options.forwardSigint ?? true) process.on("SIGINT", forward);
     options.signal?.addEventListener("abort", forward, { once: true });
+    // Aborted while the process was being spawned: the event has fired already.
+    if (options.signal?.aborted) forward();
     const linesClosed = new Promise<void>((resolve) => lines.once("close", resolve));
     this.exit = new Promise<NativeTrainerExit>((resolve) => {
       child.once("error", (error) => {
@@ -356,6 +365,13 @@ export class NativeTrainerRun implements AsyncIterable<TrainerEvent> {
     const configPath = join(dir, "config.json");
     await writeFile(configPath, JSON.stringify(toNativeConfig(config)));
     const child = spawn(binary, [configPath], { stdio: ["ignore", "pipe", "pipe"] });
+    if (options.priority !== undefined && child.pid !== undefined) {
+      try {
+        setPriority(child.pid, options.priority);
+      } catch {
+        // Not permitted here (raising priority needs privileges): the run goes on at the inherited priority.
+      }
+    }
     return new NativeTrainerRun(child, () => rm(dir, { recursive: true, force: true }), options);
   }
 

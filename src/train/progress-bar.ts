@@ -1,11 +1,15 @@
-import type { TrainProgress } from "./train-adapter.js";
+import { formatLoss, formatSeconds, phaseLabel } from "./progress-lines.js";
+import type { TrainProgress } from "./train-common.js";
 
-/** One-line TTY progress: `[phase] ######---- step/total loss tokens/s ETA`, redrawn in place on stderr. */
+/**
+ * One-line TTY progress: `phase [######----] step/total loss L nats/token val V nats/token tokens/s ETA`, redrawn in
+ * place on stderr.
+ */
 export class ProgressBar {
   private lastDraw = 0;
   private phaseStart: { step: number; elapsed: number } | undefined;
   private phase = "";
-  private lastEval: number | null = null;
+  private lastEval: string | null = null;
 
   constructor(
     private readonly stream: NodeJS.WriteStream = process.stderr,
@@ -19,7 +23,7 @@ export class ProgressBar {
       this.phaseStart = undefined;
       this.lastEval = null;
     }
-    if (event.event === "eval") this.lastEval = event.loss;
+    if (event.event === "eval") this.lastEval = formatLoss(event.loss, progress.lossPerToken).replace(/^loss /, "");
     if (event.event === "warning") this.line(`warning: ${event.message}`);
     if (event.event !== "step") return;
     this.phaseStart ??= { step: event.step - 1, elapsed: 0 };
@@ -31,11 +35,11 @@ export class ProgressBar {
     const done = event.step - this.phaseStart.step;
     const perStep = done > 0 ? (event.elapsed_s - this.phaseStart.elapsed) / done : 0;
     const eta = formatSeconds(perStep * (progress.totalSteps - event.step));
-    const label = progress.phaseCount > 1 ? `${progress.phase} ${progress.phaseIndex + 1}/${progress.phaseCount} ` : "";
-    const val = this.lastEval === null ? "" : ` val ${this.lastEval.toFixed(4)}`;
+    const label = progress.phaseCount > 1 ? `${phaseLabel(progress)} ` : "";
+    const val = this.lastEval === null ? "" : ` val ${this.lastEval}`;
     const text =
       `${label}[${"#".repeat(filled)}${"-".repeat(this.width - filled)}] ${event.step}/${progress.totalSteps} ` +
-      `loss ${event.loss.toFixed(4)}${val} ${Math.round(event.tokens_per_s)} tok/s ETA ${eta}`;
+      `${formatLoss(event.loss, progress.lossPerToken)}${val} ${Math.round(event.tokens_per_s)} tok/s ETA ${eta}`;
     this.stream.write(`\r${text.slice(0, (this.stream.columns || 120) - 1)}\x1b[K`);
     if (event.step >= progress.totalSteps) this.stream.write("\n");
   }
@@ -48,13 +52,4 @@ export class ProgressBar {
   end(): void {
     this.stream.write("\r\x1b[K");
   }
-}
-
-function formatSeconds(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return "?";
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const rest = s % 60;
-  return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : m > 0 ? `${m}m${String(rest).padStart(2, "0")}s` : `${rest}s`;
 }

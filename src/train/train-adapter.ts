@@ -8,6 +8,7 @@ import { orMasks, packMask } from "../lora/mask.js";
 import { planSafetensors } from "../lora/safetensors.js";
 import { newRandomSeed } from "../lora/seeded-a.js";
 import { TARGET_MODULES, type TargetModule } from "../lora/target-modules.js";
+import { METHOD_DEFAULTS } from "./method-defaults.js";
 import type { TrainMethod } from "./native-trainer.js";
 import {
   loadSequences,
@@ -15,6 +16,7 @@ import {
   positive,
   readBase,
   runTrainerPhase,
+  scheduleDefaultsApplied,
   TrainError,
   TrainInterrupted,
   writeShards,
@@ -26,13 +28,13 @@ import {
   maskMatrix,
   modulesAsMatrices,
   readTrainerOutput,
-  SHORT_TARGET,
+  shortTarget,
   topKMask,
   writeTrainerMatrices,
   type BaseInfo,
   type ModuleMatrix,
 } from "./trainer-tensors.js";
-import { loadPlan, planPhases, savePlan, WORK_FILES, workDirFor, type PhaseSummary, type TrainPlan } from "./train-plan.js";
+import { LOSS_UNITS, loadPlan, planPhases, savePlan, WORK_FILES, workDirFor, type PhaseSummary, type TrainPlan } from "./train-plan.js";
 
 export { TrainError, TrainInterrupted, type RunSettings, type TrainData, type TrainProgress } from "./train-common.js";
 
@@ -56,11 +58,11 @@ export interface TrainAdapterOptions extends ScheduleOptions {
    * entries outside the new mask keep its values. lora: a LoRA adapter, from its stored A and its B.
    */
   readonly continueFrom?: string;
-  /** Default 32. */
+  /** Default: the method's (method-defaults.ts). */
   readonly rank?: number;
   /** Default 2 * rank. */
   readonly alpha?: number;
-  /** Learning rate of the LoRI-D calibration phase (LoRI-S often wants a higher `lr` than LoRI-D). Default `lr`. */
+  /** Learning rate of the LoRI-D calibration phase (LoRI-S wants a higher `lr` than LoRI-D). Default: LoRI-S's `calibrateLr` (method-defaults.ts), whatever `lr`. */
   readonly calibrateLr?: number;
   /** Default all seven projections. */
   readonly targets?: readonly TargetModule[];
@@ -85,11 +87,11 @@ export async function trainAdapter(options: TrainAdapterOptions): Promise<TrainR
   const dir = storedAdapterDir(options.adaptersDir, options.name);
   const workDir = workDirFor(options.adaptersDir, options.name);
   if (!options.overwrite && (await pathExists(dir))) {
-    throw new TrainError(`adapter '${options.name}' already exists in ${options.adaptersDir} (use --overwrite to replace it)`);
+    throw new TrainError(`adapter '${options.name}' already exists in ${options.adaptersDir} (use --force to replace it)`);
   }
   if (await pathExists(join(workDir, WORK_FILES.state))) {
     if (!options.overwrite) {
-      throw new TrainError(`an interrupted run of '${options.name}' exists in ${workDir}: continue it with --resume, or start over with --overwrite`);
+      throw new TrainError(`an interrupted run of '${options.name}' exists in ${workDir}: continue it with --resume, or start over with --force`);
     }
   }
   await rm(workDir, { recursive: true, force: true });
@@ -123,7 +125,8 @@ async function preparePlan(options: TrainAdapterOptions, workDir: string): Promi
   const sparsity = options.sparsity ?? 0.9;
   if (!(sparsity >= 0 && sparsity < 1)) throw new TrainError(`--sparsity must be in [0, 1), got ${sparsity}`);
 
-  let rank = positive("--rank", options.rank, 32);
+  const defaults = METHOD_DEFAULTS[method];
+  let rank = positive("--rank", options.rank, defaults.rank);
   let alpha = options.alpha ?? 2 * rank;
   let seed = options.seed ?? newRandomSeed();
   let targets = options.targets ?? TARGET_MODULES;
@@ -145,7 +148,8 @@ async function preparePlan(options: TrainAdapterOptions, workDir: string): Promi
   if (!Number.isFinite(alpha)) throw new TrainError(`--alpha must be a number, got ${alpha}`);
 
   const sequences = await loadSequences({ data: options.data, base, seed, ...defined({ valFraction: options.valFraction, llama: options.run?.llama }) });
-  const schedule = planSchedule(options, sequences.train.length);
+  const schedule = planSchedule(options, sequences.train.length, defaults);
+  const calibrateLr = positive("--calibrate-lr", options.calibrateLr ?? defaults.calibrateLr, defaults.calibrateLr, false);
   const data = await writeShards(workDir, sequences);
 
   if (options.maskFrom) {
@@ -171,7 +175,7 @@ async function preparePlan(options: TrainAdapterOptions, workDir: string): Promi
     seed,
     targets,
     ...schedule,
-    calibrateLr: positive("--calibrate-lr", options.calibrateLr ?? options.lr, 1e-4, false),
+    calibrateLr,
     calibrate,
     maskFrom: options.maskFrom ?? null,
     continueFrom: options.continueFrom ?? null,
@@ -179,6 +183,15 @@ async function preparePlan(options: TrainAdapterOptions, workDir: string): Promi
     completed: {},
   };
   await savePlan(workDir, plan);
+  options.run?.onDefaults?.(method, {
+    ...(options.method === undefined ? { method } : {}),
+    ...(options.rank === undefined && !old ? { rank } : {}),
+    ...(options.alpha === undefined && !old ? { alpha } : {}),
+    ...scheduleDefaultsApplied(options, schedule),
+    ...(calibrate && options.calibrateLr === undefined ? { "calibrate-lr": calibrateLr } : {}),
+    ...(method === "lori-s" && options.sparsity === undefined ? { sparsity } : {}),
+    ...(options.seed === undefined && !old?.modules.some((m) => m.a.kind === "seeded") ? { seed } : {}),
+  });
   return plan;
 }
 
@@ -267,7 +280,7 @@ async function runPhase(
     rank: plan.rank,
     alpha: plan.alpha,
     seed: plan.seed,
-    targets: plan.targets.map((m) => SHORT_TARGET[m]),
+    targets: plan.targets.map(shortTarget),
     lr: phase === "calibrate" ? plan.calibrateLr : plan.lr,
     batch: plan.batch,
     gradAccum: plan.gradAccum,
@@ -346,10 +359,15 @@ async function buildAdapter(
     max_len: plan.maxLen,
     train_sequences: plan.data.trainSequences,
     validation_sequences: plan.data.validationSequences,
+    loss_units: LOSS_UNITS,
     first_train_loss: last.first_train_loss,
     final_train_loss: last.final_train_loss,
     final_val_loss: last.final_val_loss,
+    first_train_loss_per_token: last.first_train_loss_per_token,
+    final_train_loss_per_token: last.final_train_loss_per_token,
+    final_val_loss_per_token: last.final_val_loss_per_token,
     trainable_params: last.trainable_params,
+    // The last (train) phase's rate; each phase's own rate and time are in `phases`.
     tokens_per_s: last.tokens_per_s,
     peak_rss_mb: Math.max(...phases.map((p) => p.peak_rss_mb)),
     adapter_bytes: adapterBytes,

@@ -6,6 +6,7 @@ import { readGgufFile } from "../gguf/gguf-reader.js";
 import { NativeTrainerRun, type FullTrainConfig, type GpuMode, type TrainConfig, type TrainerEvent, type TrainMethod } from "./native-trainer.js";
 import { writeTokenShards, type TokenSequence } from "./token-shards.js";
 import { readTrainingFile, splitValidation, tokenizeRecords } from "./training-data.js";
+import type { MethodDefaults } from "./method-defaults.js";
 import { baseInfo, type BaseInfo } from "./trainer-tensors.js";
 import { WORK_FILES, type PhaseSummary, type PlanData, type PlanSchedule } from "./train-plan.js";
 
@@ -51,6 +52,15 @@ export interface RunSettings {
   readonly forwardSigint?: boolean;
   /** Aborting stops the trainer cleanly (as SIGINT does). */
   readonly signal?: AbortSignal;
+  /** OS priority of the trainer process (see NativeTrainerOptions.priority). Default: inherited. */
+  readonly priority?: number;
+  /** Also write the checkpoint every N optimizer steps (default: only on SIGINT and at the end), for runs that may be killed. */
+  readonly checkpointEvery?: number;
+  /**
+   * Called once before a new run trains, with the settings it took from the defaults, keyed by flag name
+   * (`{ lr: 0.01, batch: 8 }`), so the CLI can say which were applied. Not called on `--resume`.
+   */
+  readonly onDefaults?: (method: TrainMethod | "full", applied: Readonly<Record<string, number | string>>) => void;
 }
 
 export interface TrainProgress {
@@ -59,16 +69,22 @@ export interface TrainProgress {
   readonly phaseCount: number;
   readonly totalSteps: number;
   readonly event: TrainerEvent;
+  /**
+   * Mean loss per supervised token (nats/token) of a `step` (that step's batch) or an `eval` event (the validation
+   * set); null for other events and for a trainer that does not report the step's supervised tokens. The events'
+   * own `loss` is summed per sequence (nats/sequence), which grows with the answer length.
+   */
+  readonly lossPerToken: number | null;
 }
 
 /** The options of a training loop, as the API takes them (validated into a {@link PlanSchedule}). */
 export interface ScheduleOptions {
-  /** Default 1e-4. */
+  /** Default: the method's (method-defaults.ts). */
   readonly lr?: number;
   /** Passes over the training sequences (default 1 when `steps` is not given). */
   readonly epochs?: number;
   readonly steps?: number;
-  /** Default 1. */
+  /** Default: the method's (method-defaults.ts). */
   readonly batch?: number;
   /** Default 1. */
   readonly gradAccum?: number;
@@ -84,9 +100,12 @@ export function positive(name: string, value: number | undefined, fallback: numb
   return v;
 }
 
-/** Validates the loop settings; epochs become steps over `trainSequences`. */
-export function planSchedule(options: ScheduleOptions, trainSequences: number): PlanSchedule {
-  const batch = positive("--batch", options.batch, 1);
+/**
+ * Validates the loop settings; epochs become steps over `trainSequences`. Settings left out take `defaults` (the
+ * method's, src/train/method-defaults.ts).
+ */
+export function planSchedule(options: ScheduleOptions, trainSequences: number, defaults: Pick<MethodDefaults, "lr" | "batch">): PlanSchedule {
+  const batch = positive("--batch", options.batch, defaults.batch);
   const gradAccum = positive("--grad-accum", options.gradAccum, 1);
   if (options.steps !== undefined && options.epochs !== undefined) throw new TrainError("use either --steps or --epochs, not both");
   const epochs = options.steps === undefined ? positive("--epochs", options.epochs, 1, false) : null;
@@ -94,7 +113,7 @@ export function planSchedule(options: ScheduleOptions, trainSequences: number): 
   const evalEvery = options.evalEvery ?? 0;
   if (!Number.isSafeInteger(evalEvery) || evalEvery < 0) throw new TrainError(`--eval-every must be an integer >= 0, got ${evalEvery}`);
   return {
-    lr: positive("--lr", options.lr, 1e-4, false),
+    lr: positive("--lr", options.lr, defaults.lr, false),
     steps,
     epochs,
     batch,
@@ -194,27 +213,42 @@ export interface PhaseRun {
 /** One trainer process to its end: progress goes to `run.onProgress`; returns the phase's summary. */
 export async function runTrainerPhase(config: TrainConfig | FullTrainConfig, phase: PhaseRun, run: RunSettings): Promise<PhaseSummary> {
   const trainer = await NativeTrainerRun.start(
-    { ...config, ...(run.gpu ? { gpu: run.gpu } : {}), ...(run.threads ? { threads: run.threads } : {}) },
-    { forwardSigint: run.forwardSigint ?? true, ...(run.signal ? { signal: run.signal } : {}) },
+    { ...config, ...(run.gpu ? { gpu: run.gpu } : {}), ...(run.threads ? { threads: run.threads } : {}), ...(run.checkpointEvery ? { checkpointInterval: run.checkpointEvery } : {}) },
+    { forwardSigint: run.forwardSigint ?? true, ...(run.signal ? { signal: run.signal } : {}), ...(run.priority !== undefined ? { priority: run.priority } : {}) },
   );
   const where = { phase: phase.phase, phaseIndex: phase.phaseIndex, phaseCount: phase.phaseCount, totalSteps: phase.totalSteps };
+  // The step loss is the summed NLL divided by the sequences of the step (batch x grad-accum).
+  const sequencesPerStep = (config.batch ?? 1) * (config.gradAccum ?? 1);
   let start: Extract<TrainerEvent, { event: "start" }> | undefined;
   let firstLoss: number | null = null;
+  let firstLossPerToken: number | null = null;
+  let lastLossPerToken: number | null = null;
   let lastStep = 0;
   let lastEval: number | null = null;
+  let lastEvalPerToken: number | null = null;
   let done: Extract<TrainerEvent, { event: "done" }> | undefined;
   let interrupted: Extract<TrainerEvent, { event: "interrupted" }> | undefined;
   try {
     for await (const event of trainer) {
+      let lossPerToken: number | null = null;
       if (event.event === "start") start = event;
       if (event.event === "step") {
-        firstLoss ??= event.loss;
+        lossPerToken = stepLossPerToken(event, sequencesPerStep);
+        if (firstLoss === null) {
+          firstLoss = event.loss;
+          firstLossPerToken = lossPerToken;
+        }
+        lastLossPerToken = lossPerToken;
         lastStep = event.step;
       }
-      if (event.event === "eval") lastEval = event.loss;
+      if (event.event === "eval") {
+        lossPerToken = event.nll_per_token;
+        lastEval = event.loss;
+        lastEvalPerToken = event.nll_per_token;
+      }
       if (event.event === "done") done = event;
       if (event.event === "interrupted") interrupted = event;
-      run.onProgress?.({ ...where, event });
+      run.onProgress?.({ ...where, event, lossPerToken });
     }
   } catch (error) {
     throw new TrainError(`${phase.phase}: ${(error as Error).message.split("\n")[0]}`);
@@ -229,6 +263,9 @@ export async function runTrainerPhase(config: TrainConfig | FullTrainConfig, pha
     first_train_loss: phase.resume ? null : firstLoss,
     final_train_loss: done.final_loss ?? null,
     final_val_loss: done.eval_loss ?? lastEval,
+    first_train_loss_per_token: phase.resume ? null : firstLossPerToken,
+    final_train_loss_per_token: lastLossPerToken,
+    final_val_loss_per_token: lastEvalPerToken,
     trainable_params: done.trainable_params ?? start?.trainable_params ?? 0,
     tokens: done.tokens ?? 0,
     tokens_per_s: done.tokens_per_s ?? 0,
@@ -238,4 +275,19 @@ export async function runTrainerPhase(config: TrainConfig | FullTrainConfig, pha
     threads: start?.threads ?? null,
     resumed_from_step: phase.resume ? (start?.start_step ?? null) : null,
   };
+}
+
+/** Nats per supervised token of one step: the step loss is the summed NLL over `sequencesPerStep` sequences. */
+export function stepLossPerToken(event: { readonly loss: number; readonly targets?: number }, sequencesPerStep: number): number | null {
+  if (event.targets === undefined || event.targets <= 0) return null;
+  return (event.loss * sequencesPerStep) / event.targets;
+}
+
+/** The loop settings of `options` that `planSchedule` takes from the defaults, keyed by flag name. */
+export function scheduleDefaultsApplied(options: ScheduleOptions, schedule: PlanSchedule): Record<string, number> {
+  const applied: Record<string, number> = {};
+  if (options.lr === undefined) applied.lr = schedule.lr;
+  if (options.batch === undefined) applied.batch = schedule.batch;
+  if (options.steps === undefined && options.epochs === undefined && schedule.epochs !== null) applied.epochs = schedule.epochs;
+  return applied;
 }

@@ -3,12 +3,14 @@ import { rename, rm, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pathExists } from "../lora/adapter-store.js";
 import { newRandomSeed } from "../lora/seeded-a.js";
+import { METHOD_DEFAULTS } from "./method-defaults.js";
 import type { FullTrainConfig } from "./native-trainer.js";
 import {
   loadSequences,
   planSchedule,
   readBase,
   runTrainerPhase,
+  scheduleDefaultsApplied,
   TrainError,
   TrainInterrupted,
   writeShards,
@@ -51,7 +53,7 @@ export async function trainFull(options: TrainFullOptions): Promise<TrainFullRes
   const workDir = fullWorkDirFor(out);
   await refuseExisting(out, options.overwrite ?? false);
   if (await pathExists(join(workDir, WORK_FILES.state))) {
-    if (!options.overwrite) throw new TrainError(`an interrupted run for ${options.out} exists in ${workDir}: continue it with --resume, or start over with --overwrite`);
+    if (!options.overwrite) throw new TrainError(`an interrupted run for ${options.out} exists in ${workDir}: continue it with --resume, or start over with --force`);
   }
   await rm(workDir, { recursive: true, force: true });
   try {
@@ -80,7 +82,7 @@ function checkOutPath(out: string): string {
 }
 
 async function refuseExisting(out: string, overwrite: boolean): Promise<void> {
-  if (!overwrite && (await pathExists(out))) throw new TrainError(`${out} already exists (use --overwrite to replace it)`);
+  if (!overwrite && (await pathExists(out))) throw new TrainError(`${out} already exists (use --force to replace it)`);
 }
 
 async function prepareFullPlan(options: TrainFullOptions, out: string, workDir: string): Promise<FullTrainPlan> {
@@ -96,10 +98,11 @@ async function prepareFullPlan(options: TrainFullOptions, out: string, workDir: 
     ...(options.valFraction !== undefined ? { valFraction: options.valFraction } : {}),
     ...(options.run?.llama ? { llama: options.run.llama } : {}),
   });
-  const schedule = planSchedule(options, sequences.train.length);
+  const schedule = planSchedule(options, sequences.train.length, METHOD_DEFAULTS.full);
   const data = await writeShards(workDir, sequences);
   const plan: FullTrainPlan = { version: 1, method: "full", base, output: out, seed, ...schedule, data, completed: {} };
   await savePlan(workDir, plan);
+  options.run?.onDefaults?.("full", { ...scheduleDefaultsApplied(options, schedule), ...(options.seed === undefined ? { seed } : {}) });
   return plan;
 }
 

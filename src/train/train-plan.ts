@@ -66,6 +66,11 @@ export interface FullTrainPlan extends PlanSchedule {
 
 export type AnyTrainPlan = TrainPlan | FullTrainPlan;
 
+/**
+ * One trainer run's result. Losses: `*_loss` are summed per sequence (nats/sequence: the trainer's objective, kept
+ * for compatibility), `*_loss_per_token` are means per supervised token (nats/token: comparable across data sets).
+ * The train losses are the first and last step's batch; the validation loss is over the whole validation set.
+ */
 export interface PhaseSummary {
   readonly phase: "calibrate" | "train";
   readonly method: TrainMethod | "full";
@@ -73,6 +78,9 @@ export interface PhaseSummary {
   readonly first_train_loss: number | null;
   readonly final_train_loss: number | null;
   readonly final_val_loss: number | null;
+  readonly first_train_loss_per_token: number | null;
+  readonly final_train_loss_per_token: number | null;
+  readonly final_val_loss_per_token: number | null;
   readonly trainable_params: number;
   readonly tokens: number;
   readonly tokens_per_s: number;
@@ -82,6 +90,12 @@ export interface PhaseSummary {
   readonly threads: number | null;
   readonly resumed_from_step: number | null;
 }
+
+/** How the training summary labels its losses (stored in the adapter, printed by `train --json`). */
+export const LOSS_UNITS = {
+  loss: "nats per sequence: the summed NLL of a sequence's supervised tokens, averaged over sequences",
+  loss_per_token: "nats per supervised token",
+} as const;
 
 export const WORK_FILES = {
   state: "state.json",

@@ -111,8 +111,13 @@ describe("adapter commands", () => {
       for (const [tensor, bytes] of before) expect(after.get(tensor)!.equals(bytes), tensor).toBe(true);
       const config = JSON.parse(await readFile(join(exported, "adapter_config.json"), "utf8"));
       expect(config).toMatchObject({ peft_type: "LORA", r: name === "plain" ? 4 : 8, lora_alpha: name === "plain" ? 8 : 16, use_dora: false, bias: "none" });
-      expect(config.lori).toBeUndefined();
+      // The lori block travels with the export (PEFT 0.13+ ignores it); --peft-fields-only leaves it out.
+      expect(config.lori).toMatchObject({ variant: name === "plain" ? "lora" : "lori-s" });
       expect([...config.target_modules].sort()).toEqual([...TARGET_MODULES].sort());
+      const strict = join(tmp.path, `export-${name}-strict`);
+      await ok(exportCommand, [name!, "--format", "peft", "--out", strict, "--peft-fields-only", ...store()]);
+      expect(JSON.parse(await readFile(join(strict, "adapter_config.json"), "utf8")).lori).toBeUndefined();
+      expect((await tensorBytes(join(strict, WEIGHTS_FILE))).size).toBe(after.size);
     }
   });
 
@@ -199,6 +204,30 @@ describe("adapter commands", () => {
       expect(result.error!.message).not.toContain("\n");
     }
     expect(await snapshot(adaptersDir())).toEqual(before);
+  });
+
+  it("import, merge and export take --force to replace an existing output, and say so when refusing", async () => {
+    const peft = join(tmp.path, "peft-force");
+    await writePeftDir(peft, { rank: 4, alpha: 8, tensors: randomPeftTensors(shapes, { rank: 4, seed: 21 }) });
+    await ok(importCommand, [peft, "--name", "forced", "--base", basePath, ...store()]);
+    const first = await readFile(join(adaptersDir(), "forced", WEIGHTS_FILE));
+    const refused = await runCli(importCommand, [peft, "--name", "forced", "--base", basePath, "--dtype", "f16", ...store()]);
+    expect(refused.error?.message).toMatch(/already exists in .* \(use --force to replace it\)$/);
+    await ok(importCommand, [peft, "--name", "forced", "--base", basePath, "--dtype", "f16", "--force", ...store()]);
+    const replaced = await readFile(join(adaptersDir(), "forced", WEIGHTS_FILE));
+    expect(replaced.length).toBeLessThan(first.length); // f16 now, f32 before
+
+    await ok(mergeCommand, ["--method", "cat", "--out", "forced-merge", "plain", ...store()]);
+    const refusedMerge = await runCli(mergeCommand, ["--method", "cat", "--out", "forced-merge", "plain:2", ...store()]);
+    expect(refusedMerge.error?.message).toMatch(/\(use --force to replace it\)$/);
+    await ok(mergeCommand, ["--method", "cat", "--out", "forced-merge", "plain:2", "--force", ...store()]);
+    const merged = await readAdapterDir(join(adaptersDir(), "forced-merge"));
+    expect(merged.config.lori?.lineage[0]).toMatchObject({ op: "merge", inputs: [{ name: "plain", weight: 2 }] });
+
+    const out = join(tmp.path, "forced.gguf");
+    await ok(exportCommand, ["plain", "--format", "gguf", "--base", basePath, "--out", out, ...store()]);
+    expect((await runCli(exportCommand, ["plain", "--format", "gguf", "--base", basePath, "--out", out, ...store()])).error?.message).toMatch(/use --force/);
+    await ok(exportCommand, ["plain", "--format", "gguf", "--base", basePath, "--out", out, "--force", ...store()]);
   });
 
   it("export gguf validates against the base and refuses another base or an existing file", async () => {

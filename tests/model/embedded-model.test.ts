@@ -2,7 +2,7 @@ import { readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { readGgufFile } from "../../src/gguf/gguf-reader.js";
-import { EMBEDDED_MODEL_FILE, ensureEmbeddedModel } from "../../src/model/embedded-model.js";
+import { DEMO_MODEL_PATH, EMBEDDED_MODEL_FILE, ensureEmbeddedModel, resolveDefaultModel } from "../../src/model/embedded-model.js";
 import { useTempDir } from "../support/temp-dir.js";
 
 describe("ensureEmbeddedModel", () => {
@@ -37,5 +37,18 @@ describe("ensureEmbeddedModel", () => {
     await writeFile(path, "not a model");
     await ensureEmbeddedModel(modelsDir);
     expect((await readFile(path)).equals(good)).toBe(true);
+  });
+});
+
+describe("resolveDefaultModel", () => {
+  const dir = useTempDir();
+
+  it("serves the demo model without a warning, and warns loudly when it falls back to the random model", async () => {
+    const demo = await resolveDefaultModel(join(dir.path, "models"));
+    expect(demo).toEqual({ id: "lori-demo", path: DEMO_MODEL_PATH });
+    const fallback = await resolveDefaultModel(join(dir.path, "models"), join(dir.path, "missing", "lori-demo.gguf"));
+    expect(fallback.id).toBe("lori-tiny");
+    expect(fallback.path).toBe(join(dir.path, "models", EMBEDDED_MODEL_FILE));
+    expect(fallback.fallbackWarning).toMatch(/lori-demo\.gguf is missing.*RANDOM fallback model lori-tiny.*--model/);
   });
 });

@@ -37,7 +37,7 @@ describe("createTinyModel", () => {
     const tokens = value("tokenizer.ggml.tokens") as unknown as string[];
     expect(tokens.length).toBe(300);
     expect(tokens.slice(0, 256)).toEqual(gpt2ByteAlphabet());
-    expect(tokens.slice(256, 261)).toEqual(["<|bos|>", "<|eos|>", "<|im_start|>", "<|im_end|>", "<|reserved_0|>"]);
+    expect(tokens.slice(256, 261)).toEqual(["<|bos|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|reserved_0|>"]);
     expect(value("tokenizer.chat_template")).toBe(CHATML_TEMPLATE);
     expect(tensors.length).toBe(2 + 1 + 3 * 9);
     expect(tensors.find((t) => t.name === "token_embd.weight")?.shape).toEqual([32, 300]);

@@ -119,16 +119,19 @@ describe("full fine-tuning (stand-in trainer)", () => {
     await expect(resumeFullTraining(out, CPU_RUN)).rejects.toThrow(/nothing to resume/);
   });
 
-  it("refuses an existing output without --overwrite, and replaces it with", async () => {
+  it("refuses an existing output without --force, and replaces it with --force or its alias --overwrite", async () => {
     const out = join(tmp.path, "exists.gguf");
     await writeFile(out, "old");
     const argv = ["--method", "full", "--base", p.model, "--data", p.data, "--out", out, "--steps", "1", "--threads", "1", "--gpu", "off"];
-    await expect(cli(argv)).rejects.toThrow(/exists\.gguf already exists \(use --overwrite/);
+    await expect(cli(argv)).rejects.toThrow(/exists\.gguf already exists \(use --force/);
     expect(await readFile(out, "utf8")).toBe("old");
-    const { code, stdout } = await cli([...argv, "--overwrite"]);
-    expect(code).toBe(0);
-    expect(stdout).toMatch(/^trained .*exists\.gguf \(full, seed \d+\): 1 steps/);
-    expect(await readFile(out, "utf8")).toBe("GGUF trained 1");
+    for (const flag of ["--force", "--overwrite"]) {
+      await writeFile(out, "old");
+      const { code, stdout } = await cli([...argv, flag]);
+      expect(code).toBe(0);
+      expect(stdout).toMatch(/^trained .*exists\.gguf \(full, seed \d+\): 1 steps/);
+      expect(await readFile(out, "utf8")).toBe("GGUF trained 1");
+    }
   });
 
   it("refuses adapter options and non-model outputs with one-line errors", async () => {

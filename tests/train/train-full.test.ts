@@ -56,7 +56,7 @@ describe("lori-server train --method full on a random tiny model", () => {
         out.push(token);
         if (out.length >= SENTENCE.length - "the cat".length + 1) break;
       }
-      expect(model.detokenize(out as never, true)).toBe(`${SENTENCE.slice("the cat".length)}<|eos|>`);
+      expect(model.detokenize(out as never, true)).toBe(`${SENTENCE.slice("the cat".length)}<|endoftext|>`);
     } finally {
       await context.dispose();
       await model.dispose();

@@ -55,7 +55,7 @@ describe("training data", () => {
     const completion = [...model.tokenize(" world", false, "trimLeadingSpace"), model.tokens.eos!];
     expect(seq!.tokens).toEqual([...prompt, ...completion]);
     expect(seq!.supervised).toEqual([...prompt.map(() => false), ...completion.map(() => true)]);
-    expect(model.detokenize(seq!.tokens.filter((_, i) => seq!.supervised[i]) as never, true)).toBe(" world<|eos|>");
+    expect(model.detokenize(seq!.tokens.filter((_, i) => seq!.supervised[i]) as never, true)).toBe(" world<|endoftext|>");
   });
 
   it("supervises each assistant turn and its end-of-turn token, nothing of the prompt (ChatML template)", () => {
@@ -92,7 +92,7 @@ describe("training data", () => {
     const records = parseTrainingJsonl(toJsonl([{ text }, { text: "plain" }]), "d");
     expect(records.map((r) => r.kind)).toEqual(["text", "text"]);
     const [chatml, plain] = tokenizeRecords(records, { model });
-    const [imStart, imEnd, bos, eos] = ["<|im_start|>", "<|im_end|>", "<|bos|>", "<|eos|>"].map((t) => {
+    const [imStart, imEnd, bos, eos] = ["<|im_start|>", "<|im_end|>", "<|bos|>", "<|endoftext|>"].map((t) => {
       const ids = model.tokenize(t, true);
       expect(ids).toHaveLength(1);
       return ids[0]!;
@@ -104,7 +104,7 @@ describe("training data", () => {
     const expected = [bos!, imStart!, ...bytes("user\nhi"), imEnd!, ...bytes("\n"), imStart!, ...bytes("assistant\nyo"), imEnd!, ...bytes("\nThe end."), eos!];
     expect(chatml!.tokens).toEqual(expected);
     expect(chatml!.supervised).toEqual(expected.map((_, i) => i > 0));
-    expect(model.detokenize(chatml!.tokens as never, true)).toBe(`<|bos|>${text}<|eos|>`);
+    expect(model.detokenize(chatml!.tokens as never, true)).toBe(`<|bos|>${text}<|endoftext|>`);
     expect(plain!.tokens).toEqual([bos!, ...bytes("plain"), eos!]);
     expect(plain!.supervised).toEqual([false, true, true, true, true, true, true]);
     // A text that already starts with BOS does not get a second one.

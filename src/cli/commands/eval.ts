@@ -1,22 +1,35 @@
-import { writeFile } from "node:fs/promises";
-import { oneLineMessage } from "../../lora/adapter-store.js";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { oneLineMessage, readAdapterRef } from "../../lora/adapter-store.js";
+import { evaluateFile, fileExamples, type FileExample, type FileReport } from "../../tasks/file-eval.js";
 import { EvalError, evaluateTask, startInProcessServer, type AdapterChoice, type EvalTarget, type TaskReport } from "../../tasks/run-eval.js";
+import { dataLossPerToken } from "../../train/data-loss.js";
+import { readTrainingFile } from "../../train/training-data.js";
 import { TASK_IDS, type Task } from "../../tasks/task.js";
 import { TASKS, writeTaskFiles } from "../../tasks/tasks.js";
 import { CliError, type CliCommand } from "../command.js";
 import { parseCommandArgs } from "../parse-args.js";
 
 const help = `Usage: lori-server eval --task math|code|nlu|safety|all [options]
+       lori-server eval --data FILE.jsonl [options]
 
-Scores a model (plus adapters) on the synthetic tasks' test splits (docs/tasks.md) through the real server:
-an in-process server on --model (default: the embedded tiny model), or a running one at --url. Decoding is
-greedy (temperature 0); completion tasks use /v1/completions, chat tasks /v1/chat/completions.
+Scores a model (plus adapters) on the synthetic tasks' test splits (docs/tasks.md), or on your own test file,
+through the real server: an in-process server on --model (default: the demo model models/lori-demo.gguf, or the
+random fallback lori-tiny when it is missing), or a running one at --url. Decoding is greedy (temperature 0);
+completion records use /v1/completions, chat records /v1/chat/completions.
 
 Options:
   --task T                 math, code, nlu, safety or all; repeatable or comma-separated
+  --data FILE.jsonl        score your own test file instead, JSONL in the training formats (docs/training.md):
+                           exact match (trimmed) of the greedy answer against the completion / output / last
+                           assistant message, and (in-process, at most one adapter) the mean loss per supervised
+                           token in nats, as 'train' reports its validation loss
+  --max-tokens N           --data: generation budget per record (default 64)
+  --stop S                 --data: stop sequence, repeatable (default none: the model stops at EOS)
   --adapter NAME[:W]       apply adapter NAME with weight W (default 1); repeatable: stacked as a weighted sum
   --model PATH             GGUF model of the in-process server; with --url, the model id to send
-  --models-dir DIR         where the embedded model is written (default ./models)
+  --models-dir DIR         where the fallback lori-tiny model is written if the demo model is missing (default ./models)
   --adapters-dir DIR       adapter store of the in-process server (default ./adapters)
   --chat-template T        Jinja chat template (text or a file) for models without one (in-process)
   --gpu auto|cuda|vulkan|metal|off   backend of the in-process server (default auto)
@@ -24,7 +37,7 @@ Options:
   --url URL                evaluate against this running server instead (e.g. http://127.0.0.1:8080)
   --api-key KEY            bearer key for --url
   --seed N                 seed of the generated test split (default 0)
-  --limit N                evaluate the first N test examples (default: per task, 40-100)
+  --limit N                evaluate the first N test examples (default: per task, 40-100; --data: all)
   --concurrency N          requests in flight (default 4)
   --outputs FILE           write every example's output and verdict as JSONL
   --write-data DIR         instead of evaluating: write DIR/<task>.train.jsonl and .test.jsonl (for
@@ -41,30 +54,14 @@ export const evalCommand: CliCommand = {
   summary: "Score a model and adapters on the synthetic math/code/nlu/safety tasks",
   help,
   async run(argv) {
-    const parsed = parseCommandArgs(argv, {
-      task: { type: "string", multiple: true },
-      adapter: { type: "string", multiple: true },
-      model: { type: "string" },
-      "models-dir": { type: "string" },
-      "adapters-dir": { type: "string" },
-      "chat-template": { type: "string" },
-      gpu: { type: "string" },
-      threads: { type: "string" },
-      url: { type: "string" },
-      "api-key": { type: "string" },
-      seed: { type: "string" },
-      limit: { type: "string" },
-      concurrency: { type: "string" },
-      outputs: { type: "string" },
-      "write-data": { type: "string" },
-      "train-size": { type: "string" },
-      json: { type: "boolean" },
-    });
+    const parsed = parseEvalArgs(argv);
     if (!parsed) {
       process.stdout.write(help);
       return 0;
     }
     const v = parsed.values;
+    if (v.data !== undefined) return runFileEval(v, v.data);
+    for (const flag of ["max-tokens", "stop"] as const) if (v[flag] !== undefined) throw new CliError(`--${flag} applies to --data only`);
     const tasks = parseTasks(v.task);
     const seed = int("--seed", v.seed, 0) ?? 0;
     if (seed > 0xffffffff) throw new CliError(`--seed must be below 2^32, got '${v.seed}'`);
@@ -83,36 +80,7 @@ export const evalCommand: CliCommand = {
       }
       return 0;
     }
-    if (v.url !== undefined) {
-      if (!/^https?:\/\/[^/]/.test(v.url)) throw new CliError(`--url must be an http(s) URL, got '${v.url}'`);
-      for (const flag of ["models-dir", "adapters-dir", "chat-template", "gpu", "threads"] as const) {
-        if (v[flag] !== undefined) throw new CliError(`--${flag} applies to the in-process server, not to --url`);
-      }
-    }
-
-    let target: EvalTarget;
-    let close = async () => {};
-    let serverLabel: string;
-    if (v.url !== undefined) {
-      target = { baseUrl: v.url, ...(v["api-key"] ? { apiKey: v["api-key"] } : {}), ...(v.model ? { model: v.model } : {}) };
-      serverLabel = v.url;
-    } else {
-      try {
-        const server = await startInProcessServer({
-          ...(v.model ? { model: v.model } : {}),
-          ...(v["models-dir"] ? { modelsDir: v["models-dir"] } : {}),
-          ...(v["adapters-dir"] ? { adaptersDir: v["adapters-dir"] } : {}),
-          ...(v["chat-template"] !== undefined ? { chatTemplate: v["chat-template"] } : {}),
-          ...(v.gpu ? { gpu: v.gpu } : {}),
-          ...(v.threads ? { threads: v.threads } : {}),
-        });
-        target = server;
-        close = () => server.close();
-        serverLabel = "in-process";
-      } catch (error) {
-        throw new CliError(oneLineMessage(error), 1);
-      }
-    }
+    const { target, close, serverLabel } = await openTarget(v);
 
     const reports: TaskReport[] = [];
     try {
@@ -142,6 +110,152 @@ export const evalCommand: CliCommand = {
     return 0;
   },
 };
+
+function parseEvalArgs(argv: string[]) {
+  return parseCommandArgs(argv, {
+    task: { type: "string", multiple: true },
+    data: { type: "string" },
+    "max-tokens": { type: "string" },
+    stop: { type: "string", multiple: true },
+    adapter: { type: "string", multiple: true },
+    model: { type: "string" },
+    "models-dir": { type: "string" },
+    "adapters-dir": { type: "string" },
+    "chat-template": { type: "string" },
+    gpu: { type: "string" },
+    threads: { type: "string" },
+    url: { type: "string" },
+    "api-key": { type: "string" },
+    seed: { type: "string" },
+    limit: { type: "string" },
+    concurrency: { type: "string" },
+    outputs: { type: "string" },
+    "write-data": { type: "string" },
+    "train-size": { type: "string" },
+    json: { type: "boolean" },
+  });
+}
+
+type EvalValues = NonNullable<ReturnType<typeof parseEvalArgs>>["values"];
+
+interface OpenTarget {
+  readonly target: EvalTarget;
+  readonly close: () => Promise<void>;
+  readonly serverLabel: string;
+  /** In-process only: what the server loaded, for the loss of --data. */
+  readonly local?: { readonly modelPath: string; readonly adaptersDir: string };
+}
+
+/** The server to evaluate against: the running one at --url, or an in-process one started here. */
+async function openTarget(v: EvalValues): Promise<OpenTarget> {
+  if (v.url !== undefined) {
+    if (!/^https?:\/\/[^/]/.test(v.url)) throw new CliError(`--url must be an http(s) URL, got '${v.url}'`);
+    for (const flag of ["models-dir", "adapters-dir", "chat-template", "gpu", "threads"] as const) {
+      if (v[flag] !== undefined) throw new CliError(`--${flag} applies to the in-process server, not to --url`);
+    }
+    const target = { baseUrl: v.url, ...(v["api-key"] ? { apiKey: v["api-key"] } : {}), ...(v.model ? { model: v.model } : {}) };
+    return { target, close: async () => {}, serverLabel: v.url };
+  }
+  try {
+    const server = await startInProcessServer({
+      ...(v.model ? { model: v.model } : {}),
+      ...(v["models-dir"] ? { modelsDir: v["models-dir"] } : {}),
+      ...(v["adapters-dir"] ? { adaptersDir: v["adapters-dir"] } : {}),
+      ...(v["chat-template"] !== undefined ? { chatTemplate: v["chat-template"] } : {}),
+      ...(v.gpu ? { gpu: v.gpu } : {}),
+      ...(v.threads ? { threads: v.threads } : {}),
+    });
+    return { target: server, close: () => server.close(), serverLabel: "in-process", local: { modelPath: server.modelPath, adaptersDir: server.adaptersDir } };
+  } catch (error) {
+    throw new CliError(oneLineMessage(error), 1);
+  }
+}
+
+/** `eval --data FILE`: exact match of greedy answers to the file's references, and the loss per token. */
+async function runFileEval(v: EvalValues, file: string): Promise<number> {
+  for (const flag of ["task", "write-data", "train-size", "seed"] as const) {
+    if (v[flag] !== undefined) throw new CliError(`--${flag} does not apply to --data (it scores the records of FILE)`);
+  }
+  const limit = int("--limit", v.limit, 1);
+  const maxTokens = int("--max-tokens", v["max-tokens"], 1) ?? 64;
+  const concurrency = int("--concurrency", v.concurrency, 1) ?? 4;
+  const adapter = (v.adapter ?? []).map(parseAdapter);
+  if (new Set(adapter.map((a) => a.name)).size !== adapter.length) throw new CliError("--adapter: an adapter is listed twice");
+  const data = await readTrainingFile(file).catch((error: unknown) => {
+    throw new CliError(oneLineMessage(error), 1);
+  });
+  let examples: FileExample[];
+  try {
+    examples = fileExamples(data.records, data.name).slice(0, limit);
+  } catch (error) {
+    throw new CliError(oneLineMessage(error), 1);
+  }
+  const { target, close, serverLabel, local } = await openTarget(v);
+  let report: FileReport;
+  try {
+    report = await evaluateFile(data.name, examples, target, { adapter, concurrency, maxTokens, ...(v.stop ? { stop: v.stop } : {}) });
+  } catch (error) {
+    throw error instanceof EvalError ? new CliError(error.message, 1) : new CliError(oneLineMessage(error), 1);
+  } finally {
+    await close();
+  }
+  const loss = await fileLoss(v, file, examples.length < data.records.length ? examples.length : undefined, adapter, local);
+  if (v.outputs !== undefined) {
+    const lines = report.outcomes.map((o) => JSON.stringify({ file: report.file, ...o }));
+    await writeFile(v.outputs, lines.join("\n") + (lines.length > 0 ? "\n" : ""));
+  }
+  const { outcomes: _outcomes, ...scores } = report;
+  const summary = { server: serverLabel, model: target.model ?? null, adapter, data: { ...scores, ...loss } };
+  if (v.json) {
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+  } else {
+    const adapters = adapter.length === 0 ? "(base)" : adapter.map((a) => (a.weight === 1 ? a.name : `${a.name}:${a.weight}`)).join(" + ");
+    const lossText = loss.loss_per_token === null ? `loss n/a (${loss.loss_note})` : `loss ${loss.loss_per_token.toFixed(4)} nats/token over ${loss.loss_tokens} tokens`;
+    process.stdout.write(
+      `model ${summary.model ?? "(server default)"}, adapter ${adapters}\n` +
+        `${report.file}: exact match ${report.exact_match.toFixed(3)} (${report.correct}/${report.examples}), ${lossText}\n`,
+    );
+  }
+  return 0;
+}
+
+/** The loss per supervised token of the scored records, or why there is none (it never fails the evaluation). */
+async function fileLoss(
+  v: EvalValues,
+  file: string,
+  firstRecords: number | undefined,
+  adapter: readonly AdapterChoice[],
+  local: OpenTarget["local"],
+): Promise<{ loss_per_token: number | null; loss_tokens: number | null; loss_note?: string }> {
+  const none = (note: string) => ({ loss_per_token: null, loss_tokens: null, loss_note: note });
+  if (!local) return none("needs the in-process server (the adapter files and the model), not --url");
+  if (adapter.length > 1) return none("computed for at most one adapter");
+  let scored = file;
+  let tempDir: string | undefined;
+  try {
+    if (firstRecords !== undefined) {
+      // The loss covers the same records as the exact match: the first --limit ones.
+      tempDir = await mkdtemp(join(tmpdir(), "lori-eval-"));
+      scored = join(tempDir, basename(file));
+      const lines = (await readFile(file, "utf8")).split(/\r?\n/).filter((l) => l.trim() !== "");
+      await writeFile(scored, `${lines.slice(0, firstRecords).join("\n")}\n`);
+    }
+    const chosen = adapter[0] ? { adapter: (await readAdapterRef(adapter[0].name, local.adaptersDir)).adapter, weight: adapter[0].weight } : undefined;
+    const threads = v.threads !== undefined && /^\d+$/.test(v.threads) ? Number(v.threads) : undefined;
+    const loss = await dataLossPerToken({
+      base: local.modelPath,
+      file: scored,
+      ...(v["chat-template"] !== undefined ? { chatTemplate: v["chat-template"] } : {}),
+      ...(chosen ? { adapter: chosen } : {}),
+      run: { ...(v.gpu === "off" ? { gpu: "off" as const } : {}), ...(threads ? { threads } : {}) },
+    });
+    return { loss_per_token: loss.lossPerToken, loss_tokens: loss.tokens };
+  } catch (error) {
+    return none(oneLineMessage(error));
+  } finally {
+    if (tempDir) await rm(tempDir, { recursive: true, force: true });
+  }
+}
 
 function formatTable(model: string | null, adapter: readonly AdapterChoice[], reports: readonly TaskReport[]): string {
   const adapters = adapter.length === 0 ? "(base)" : adapter.map((a) => (a.weight === 1 ? a.name : `${a.name}:${a.weight}`)).join(" + ");

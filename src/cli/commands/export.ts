@@ -15,8 +15,10 @@ const help = `Usage: lori-server export NAME --format gguf|peft --out PATH [opti
 Exports a stored adapter (NAME in the adapters dir, or a PATH to an adapter directory):
   gguf  a llama.cpp GGUF LoRA for --base (q/k rows permuted for rope, per-module scales folded into B,
         float32 adapter.lora.alpha), validated against the base before it is moved into place
-  peft  a plain dense PEFT directory: A materialised, B dense, F32, PEFT tensor names and PEFT-only
-        adapter_config.json fields, loadable by PEFT's PeftModel.from_pretrained
+  peft  a dense PEFT directory: A materialised, B dense, F32, PEFT tensor names, loadable by PEFT's
+        PeftModel.from_pretrained; adapter_config.json keeps the adapter's 'lori' block (seed, variant,
+        sparsity, lineage), so 'lori-server import' restores the seeded A and sparse B (PEFT 0.13+ ignores
+        the block; --peft-fields-only leaves it out for older PEFT)
 Outputs are written atomically; an existing --out is refused unless --force.
 
 Options:
@@ -26,6 +28,7 @@ Options:
   --dtype f32|f16      gguf tensor type (default f32); peft is always f32
   --adapters-dir DIR   adapter store (default ./${DEFAULT_ADAPTERS_DIR})
   --force              replace an existing --out
+  --peft-fields-only   peft: write PEFT's LoraConfig fields only (a re-import then stores A densely)
   -h, --help           this help
 `;
 
@@ -43,6 +46,7 @@ export const exportCommand: CliCommand = {
         dtype: { type: "string" },
         "adapters-dir": { type: "string" },
         force: { type: "boolean" },
+        "peft-fields-only": { type: "boolean" },
       },
       true,
     );
@@ -60,6 +64,7 @@ export const exportCommand: CliCommand = {
     if (!v.out) throw new CliError("--out PATH is required");
     if (v.format === "gguf" && !v.base) throw new CliError("--base MODEL.gguf is required for --format gguf");
     if (v.format === "peft" && v.dtype !== undefined) throw new CliError("--dtype applies to --format gguf only (peft is f32)");
+    if (v.format === "gguf" && v["peft-fields-only"]) throw new CliError("--peft-fields-only applies to --format peft only");
     const dtype = floatDtype(v.dtype);
     const out = v.out;
     const force = v.force ?? false;
@@ -67,7 +72,7 @@ export const exportCommand: CliCommand = {
       if (!force && (await pathExists(out))) throw new CliError(`${out} already exists (use --force to replace it)`, 1);
       const { adapter } = await readAdapterRef(ref, v["adapters-dir"] ?? DEFAULT_ADAPTERS_DIR);
       if (v.format === "peft") {
-        await exportPeftDir(out, adapter, { overwrite: force });
+        await exportPeftDir(out, adapter, { overwrite: force, lori: v["peft-fields-only"] !== true });
         process.stdout.write(`exported ${ref} as dense PEFT (f32, ${adapter.modules.length} modules) -> ${out}\n`);
         return 0;
       }

@@ -15,13 +15,14 @@ Merges stored adapters into a new one (PEFT add_weighted_adapter semantics, c_i 
   linear  A = sum sqrt(c_i) A_i, B = sum sqrt(c_i) B_i (PEFT's and the LoRI paper's 'linear'): equal ranks,
           positive weights; it adds cross terms B_i A_j. Kept for comparison; cat is exact.
 Weights default to 1. The result (scale 1 per module, lineage recorded) is written atomically to
-<adapters-dir>/NAME; an existing NAME is refused.
+<adapters-dir>/NAME; an existing NAME is refused unless --force.
 
 Options:
   --method cat|linear   merge method (required)
   --out NAME            name of the merged adapter (required)
   --adapters-dir DIR    adapter store (default ./${DEFAULT_ADAPTERS_DIR})
   --dtype f32|f16       dtype of the stored result (default f32)
+  --force               replace an existing adapter NAME (it may be one of the inputs)
   -h, --help            this help
 `;
 
@@ -43,7 +44,13 @@ export const mergeCommand: CliCommand = {
   async run(argv) {
     const parsed = parseCommandArgs(
       argv,
-      { method: { type: "string" }, out: { type: "string" }, "adapters-dir": { type: "string" }, dtype: { type: "string" } },
+      {
+        method: { type: "string" },
+        out: { type: "string" },
+        "adapters-dir": { type: "string" },
+        dtype: { type: "string" },
+        force: { type: "boolean" },
+      },
       true,
     );
     if (!parsed) {
@@ -61,7 +68,10 @@ export const mergeCommand: CliCommand = {
     const refs = parsed.positionals.map(parseWeighted);
     try {
       const target = storedAdapterDir(adaptersDir, v.out);
-      if (await pathExists(target)) throw new CliError(`adapter '${v.out}' already exists in ${adaptersDir}`, 1);
+      const force = v.force ?? false;
+      if (!force && (await pathExists(target))) {
+        throw new CliError(`adapter '${v.out}' already exists in ${adaptersDir} (use --force to replace it)`, 1);
+      }
       const inputs: MergeInput[] = [];
       for (const { name, weight } of refs) inputs.push({ adapter: (await readAdapterRef(name, adaptersDir)).adapter, weight, name });
       if (v.method === "linear") {
@@ -71,7 +81,7 @@ export const mergeCommand: CliCommand = {
         );
       }
       const merged = v.method === "cat" ? mergeCat(inputs) : mergeLinear(inputs);
-      await writeAdapterDir(target, merged, { dtype });
+      await writeAdapterDir(target, merged, { dtype, overwrite: force });
       const { size } = await stat(join(target, WEIGHTS_FILE));
       const ranks = merged.modules.map((m) => m.rank);
       const lo = Math.min(...ranks);

@@ -1,17 +1,20 @@
 import { resolveServeConfig, serveEnvVars } from "../../config/serve-config.js";
+import { ERROR_KINDS, KindedError } from "../../errors/error-kinds.js";
 import { startServer } from "../../server/start-server.js";
+import { createLogger, resolveLogFormat } from "../../util/logger.js";
 import type { CliCommand } from "../command.js";
 import { CliError } from "../command.js";
 import { parseCommandArgs } from "../parse-args.js";
 
 const help = `Usage: lori-server serve [options]
 
-Serves GGUF models over an OpenAI-compatible HTTP API. With no --model, serves the embedded
-tiny model (written to --models-dir on first start; nothing is downloaded).
+Serves GGUF models over an OpenAI-compatible HTTP API. With no --model, serves the demo model
+models/lori-demo.gguf (id lori-demo) with the demo adapters; if that file is missing, it falls back, with a
+warning, to the random lori-tiny model written to --models-dir. Nothing is downloaded.
 
 Options (each also read from the environment variable shown):
   --model PATH|NAME=PATH   GGUF model to serve; repeatable. NAME is the id clients send  [${serveEnvVars.models}, comma-separated]
-  --models-dir DIR         where the embedded model is written (default ./models)       [${serveEnvVars.modelsDir}]
+  --models-dir DIR         where the fallback lori-tiny model is written (default ./models) [${serveEnvVars.modelsDir}]
   --adapters-dir DIR       adapter store (default ./adapters)                           [${serveEnvVars.adaptersDir}]
   --host HOST              bind address (default 127.0.0.1)                             [${serveEnvVars.host}]
   --port N                 port (default 8080; 0 = any free port)                       [${serveEnvVars.port}]
@@ -36,7 +39,13 @@ Options (each also read from the environment variable shown):
   --body-timeout-ms N      a client must send its whole request within this (default 60000; then 408) [${serveEnvVars.bodyTimeoutMs}]
   --metrics-max-adapter-sets N  distinct adapter_set labels in /metrics; later sets count as "(other)" (default 64) [${serveEnvVars.metricsMaxAdapterSets}]
   --no-ui                  do not serve the browser playground at / and /ui/ (1|true)  [${serveEnvVars.noUi}]
-  --quiet                  no JSON request log on stderr
+  --data-dir DIR           uploaded files and fine-tuning jobs (default ./data)         [${serveEnvVars.dataDir}]
+  --max-file-mb N          size limit of a file uploaded to /v1/files (default 100)     [${serveEnvVars.maxFileMb}]
+  --max-training-jobs N    fine-tuning jobs that train at once; others queue (default 1) [${serveEnvVars.maxTrainingJobs}]
+  --training-threads auto|N  CPU threads per training job (default auto: half the cores) [${serveEnvVars.trainingThreads}]
+  --log-format auto|json|text  log lines on stderr: text for people, JSON lines for collectors
+                           (default auto: text on a terminal, JSON otherwise)          [${serveEnvVars.logFormat}]
+  --quiet                  no request or info log on stderr (warnings and errors still print)
   -h, --help               this help
 `;
 
@@ -101,6 +110,11 @@ export const serveCommand: CliCommand = {
       "body-timeout-ms": { type: "string" },
       "metrics-max-adapter-sets": { type: "string" },
       "no-ui": { type: "boolean" },
+      "data-dir": { type: "string" },
+      "max-file-mb": { type: "string" },
+      "max-training-jobs": { type: "string" },
+      "training-threads": { type: "string" },
+      "log-format": { type: "string" },
       quiet: { type: "boolean" },
     });
     if (!parsed) {
@@ -137,15 +151,44 @@ export const serveCommand: CliCommand = {
         bodyTimeoutMs: v["body-timeout-ms"],
         metricsMaxAdapterSets: v["metrics-max-adapter-sets"],
         noUi: v["no-ui"] ? true : undefined,
+        dataDir: v["data-dir"],
+        maxFileMb: v["max-file-mb"],
+        maxTrainingJobs: v["max-training-jobs"],
+        trainingThreads: v["training-threads"],
         logRequests: v.quiet ? false : undefined,
+        logFormat: v["log-format"],
       });
     } catch (error) {
       throw new CliError((error as Error).message);
     }
-    const server = await startServer(config).catch((error: unknown) => {
-      throw new CliError((error as Error).message);
+    const logger = createLogger({
+      format: resolveLogFormat(config.logFormat, process.stderr.isTTY === true),
+      minLevel: config.logRequests ? "info" : "warn",
+    });
+    const server = await startServer(config, { logger }).catch((error: unknown) => {
+      throw startFailure(error, config.host, config.port);
     });
     process.stderr.write(`lori-server listening on ${server.url} (models: ${server.models.list().map((m) => m.spec.id).join(", ")})\n`);
     return waitForShutdown(server, config.drainTimeoutMs);
   },
 };
+
+/**
+ * A start failure as the one line the user sees: an error that states its kind keeps it (so `--gpu metal` on
+ * Linux exits with device_unavailable's code); a taken port says which and how to pick another.
+ */
+function startFailure(error: unknown, host: string, port: number): Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === "EADDRINUSE") {
+    return new CliError(
+      `port ${port} on ${host} is already in use (another lori-server?): stop it, or pick another port with ` +
+        `--port N (or ${serveEnvVars.port}; --port 0 takes any free port)`,
+      ERROR_KINDS.conflict.exitCode,
+    );
+  }
+  if (code === "EACCES") {
+    return new CliError(`not allowed to listen on ${host}:${port}: ports below 1024 need privileges; pick another with --port N`, ERROR_KINDS.forbidden.exitCode);
+  }
+  if (error instanceof KindedError || (error instanceof Error && "kind" in error)) return error;
+  return new CliError((error as Error).message);
+}
