@@ -4,6 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Hono, type Context } from "hono";
 import { ApiError } from "../errors/api-error.js";
+import { mayTrain } from "../serving/principal.js";
 
 /**
  * The browser playground: the files vite built into dist/ui, served by the server itself (no CDN, nothing
@@ -124,7 +125,7 @@ export function uiSessionRoutes(): Hono {
   const app = new Hono();
   app.get("/ui/session", (c) => {
     const principal = c.get("principal");
-    return c.json({ role: principal.role, adapters: principal.adapters ? [...principal.adapters].sort() : null });
+    return c.json({ role: principal.role, train: mayTrain(principal), adapters: principal.adapters ? [...principal.adapters].sort() : null });
   });
   return app;
 }

@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { secretWordTask } from "../finetune/helpers.js";
+import { ensureTrainerBuilt } from "../native/helpers.js";
 import { demoAdaptersDir, demoModelPath } from "../support/in-process.js";
 import { startTestServer, type TestServer } from "../support/server-harness.js";
 import { type Browser, copyDemoAdapters, hasChromium, launchBrowser, PageProblems, screenshot } from "./browser.js";
@@ -34,9 +36,12 @@ describe.skipIf(!hasChromium)("playground in Chromium", () => {
         ],
       }),
     );
+    ensureTrainerBuilt();
     test = await startTestServer({
       models: [`lori-demo=${demoModelPath}`],
       adaptersDir: copyDemoAdapters(demoAdaptersDir),
+      dataDir: mkdtempSync(join(tmpdir(), "lori-ui-data-")),
+      trainingThreads: 1,
       keysFile,
       contextSize: 2048,
     });
@@ -284,6 +289,73 @@ describe.skipIf(!hasChromium)("playground in Chromium", () => {
     await page.close();
   });
 
+  it("Fine-tune: per-line file errors, a tiny job to succeeded with its loss curve, try it in Chat, cancel", async () => {
+    const { page, problems } = await open("finetune", ADMIN_KEY);
+    // The rejected upload is what the first step provokes.
+    problems.allow(/HTTP 400: POST .*\/v1\/files$|status of 400/);
+    const fileInput = page.locator('[data-testid="training-file-form"] input[name="file"]');
+    const upload = async (name: string, lines: string[]) => {
+      await fileInput.setInputFiles({ name, mimeType: "application/jsonl", buffer: Buffer.from(`${lines.join("\n")}\n`) });
+      await page.locator('[data-testid="training-file-form"] button[type="submit"]').click();
+    };
+    const task = secretWordTask();
+    await upload("bad.jsonl", [task.lines[0]!, "{not json", '{"messages": []}']);
+    const listed = page.getByTestId("file-problems").locator("li");
+    await listed.first().waitFor();
+    const items = await listed.allTextContents();
+    expect(items.some((item) => item.startsWith("line 2:"))).toBe(true);
+    expect(items.some((item) => item.startsWith("line 3:"))).toBe(true);
+
+    await upload("train.jsonl", task.lines);
+    const uploaded = page.getByText(/^Uploaded train\.jsonl as /);
+    await uploaded.waitFor();
+    const fileId = /as (\S+)\.$/.exec((await uploaded.textContent()) ?? "")![1]!;
+
+    const form = page.getByTestId("new-job-form");
+    await form.locator('select[name="training_file"]').selectOption(fileId);
+    await form.locator('input[name="n_epochs"]').fill("1");
+    await form.locator('input[name="batch_size"]').fill("4");
+    await form.locator('input[name="suffix"]').fill("secret");
+    await form.getByRole("button", { name: "Start" }).click();
+    const row = page.locator('[data-testid="jobs-table"] tr[data-job]').first();
+    await row.waitFor();
+    const jobId = (await row.getAttribute("data-job"))!;
+    await page.locator(`[data-testid="jobs-table"] tr[data-job="${jobId}"][data-status="succeeded"]`).waitFor({ timeout: 150_000 });
+
+    // The curve has one point per metrics event with a training loss, as the API lists them.
+    const events: Array<{ id: string; type: string; data: { train_loss?: number } | null }> = [];
+    for (let after = ""; ; ) {
+      const page = (await (await api(`/v1/fine_tuning/jobs/${jobId}/events?limit=100${after}`)).json()) as {
+        data: typeof events;
+        has_more: boolean;
+      };
+      events.push(...page.data);
+      if (!page.has_more) break;
+      after = `&after=${page.data.at(-1)!.id}`;
+    }
+    const points = events.filter((e) => e.type === "metrics" && typeof e.data?.train_loss === "number").length;
+    expect(points).toBe(10); // 40 examples, batch 4, 1 epoch
+    await expect.poll(() => page.getByTestId("loss-chart").getAttribute("data-points")).toBe(String(points));
+
+    const job = (await (await api(`/v1/fine_tuning/jobs/${jobId}`)).json()) as { fine_tuned_model: string };
+    await page.getByRole("button", { name: "Try it in Chat" }).click();
+    await page.locator('[data-view="chat"]:not([hidden])').waitFor();
+    await page.locator('[data-view="chat"] .adapter-name', { hasText: job.fine_tuned_model }).waitFor();
+
+    // A long job, cancelled from the page.
+    await page.goto(`${test.baseUrl}/#/finetune`);
+    await form.locator('select[name="training_file"]').selectOption(fileId);
+    await form.locator('input[name="n_epochs"]').fill("25");
+    await form.getByRole("button", { name: "Start" }).click();
+    await page.getByRole("button", { name: "Cancel job" }).click();
+    const cancelledId = (await page.locator('[data-testid="jobs-table"] tr.selected').getAttribute("data-job"))!;
+    expect(cancelledId).not.toBe(jobId);
+    await page.locator(`[data-testid="jobs-table"] tr[data-job="${cancelledId}"][data-status="cancelled"]`).waitFor({ timeout: 30_000 });
+    expect(((await (await api(`/v1/fine_tuning/jobs/${cancelledId}`)).json()) as { status: string }).status).toBe("cancelled");
+    expect(problems.list).toEqual([]);
+    await page.close();
+  });
+
   it("screenshots of every view, light and dark", async () => {
     const { page, problems } = await open("chat", ADMIN_KEY);
     const chat = '[data-view="chat"]';
@@ -311,9 +383,13 @@ describe.skipIf(!hasChromium)("playground in Chromium", () => {
     await page.getByTestId("module-heatmap").waitFor();
     await expect.poll(() => page.getByTestId("adapters-table").textContent()).not.toContain("…");
 
+    await page.goto(`${test.baseUrl}/#/finetune`);
+    await page.locator('[data-testid="jobs-table"] tr[data-status="succeeded"] button').first().click();
+    await expect.poll(async () => Number(await page.getByTestId("loss-chart").getAttribute("data-points"))).toBeGreaterThan(1);
+
     for (const scheme of ["light", "dark"] as const) {
       await page.emulateMedia({ colorScheme: scheme });
-      for (const view of ["chat", "compare", "adapters"]) {
+      for (const view of ["chat", "compare", "adapters", "finetune"]) {
         await page.goto(`${test.baseUrl}/#/${view}`);
         await screenshot(page, `${view}-${scheme}`);
       }

@@ -84,7 +84,7 @@ describe("playground static files", () => {
     expect(((await anonymous.json()) as { error: { message: string } }).error.message).toMatch(/API key/);
     const session = await core.app.request("/ui/session", { headers: { Authorization: "Bearer sekrit" } });
     expect(session.status).toBe(200);
-    expect(await session.json()).toEqual({ role: "admin", adapters: null });
+    expect(await session.json()).toEqual({ role: "admin", train: true, adapters: null });
   });
 
   it("serves nothing outside the build, and unknown /ui paths fall through to auth", async () => {

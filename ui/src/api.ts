@@ -135,5 +135,7 @@ export interface AdapterObject {
 
 export interface Session {
   role: "admin" | "user";
+  /** May upload training files and start fine-tuning jobs. */
+  train: boolean;
   adapters: string[] | null;
 }

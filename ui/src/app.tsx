@@ -5,11 +5,12 @@ import { ErrorBox } from "./components";
 import { AdaptersView } from "./views/adapters";
 import { ChatView } from "./views/chat";
 import { CompareView } from "./views/compare";
+import { FinetuneView } from "./views/finetune";
 import { ServerView } from "./views/server";
 
-const VIEWS = ["chat", "compare", "adapters", "server"] as const;
+const VIEWS = ["chat", "compare", "adapters", "finetune", "server"] as const;
 type View = (typeof VIEWS)[number];
-const TITLES: Record<View, string> = { chat: "Chat", compare: "Compare", adapters: "Adapters", server: "Server" };
+const TITLES: Record<View, string> = { chat: "Chat", compare: "Compare", adapters: "Adapters", finetune: "Fine-tune", server: "Server" };
 
 function viewOfHash(): View {
   const name = location.hash.replace(/^#\/?/, "");
@@ -108,6 +109,9 @@ export function App() {
             </div>
             <div hidden={view !== "adapters"} data-view="adapters">
               <AdaptersView admin={session.role === "admin"} onTry={tryInChat} />
+            </div>
+            <div hidden={view !== "finetune"} data-view="finetune">
+              <FinetuneView allowed={session.train} active={view === "finetune"} onTry={tryInChat} />
             </div>
             <div hidden={view !== "server"} data-view="server">
               <ServerView active={view === "server"} />

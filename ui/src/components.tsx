@@ -51,7 +51,9 @@ export function AdapterSetBuilder({
       {value.length === 0 ? <p class="muted">{empty}</p> : null}
       {value.map((p) => (
         <div class="adapter-row" key={p.name}>
-          <span class="adapter-name">{p.name}</span>
+          <span class="adapter-name" title={p.name}>
+            {p.name}
+          </span>
           <input
             type="range"
             min={-2}
