@@ -125,7 +125,11 @@ export function uiSessionRoutes(): Hono {
   const app = new Hono();
   app.get("/ui/session", (c) => {
     const principal = c.get("principal");
-    return c.json({ role: principal.role, train: mayTrain(principal), adapters: principal.adapters ? [...principal.adapters].sort() : null });
+    return c.json({
+      role: principal.role,
+      train: mayTrain(principal),
+      adapters: principal.adapters ? [...principal.adapters].sort() : null,
+    });
   });
   return app;
 }
