@@ -5,7 +5,8 @@
  *   Chromium (/usr/bin/chromium; skipped with a note when it is absent), median of BENCH_LOADS page loads
  *   (default 7), each in a fresh page with the browser cache disabled.
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { gzipSync } from "node:zlib";
 import { resolveServeConfig } from "../src/config/serve-config.js";
@@ -56,6 +57,8 @@ async function paintTimes() {
     {
       models: [`lori-demo=${demoModelPath}`],
       adaptersDir: copyDemoAdapters(demoAdaptersDir),
+      // Its own data dir: files and jobs must not land in the checkout.
+      dataDir: mkdtempSync(join(tmpdir(), "lori-bench-ui-data-")),
       host: "127.0.0.1",
       port: 0,
       gpu: "off",
