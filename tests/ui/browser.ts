@@ -85,7 +85,11 @@ export function copyDemoAdapters(from: string): string {
   return dir;
 }
 
-export const SCREENSHOT_DIR = "docs/ui";
+/**
+ * The committed screenshots (docs/ui/) are rewritten only when asked (LORI_UPDATE_SCREENSHOTS=1), so a test
+ * run never leaves the checkout modified; otherwise they still are taken, into a temporary folder.
+ */
+export const SCREENSHOT_DIR = process.env.LORI_UPDATE_SCREENSHOTS === "1" ? "docs/ui" : join(tmpdir(), "lori-ui-screenshots");
 
 export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOT_DIR, { recursive: true });
