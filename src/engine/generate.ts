@@ -6,6 +6,7 @@ import {
   type LlamaModel,
   type SequenceEvaluateOptions,
   type Token,
+  TokenBias,
 } from "node-llama-cpp";
 import type {
   FinishReason,
@@ -47,6 +48,9 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
   const stops = new StopStringMatcher(params.stop);
   let pendingLogprobs: PositionLogprobs[] = [];
   let finishReason: FinishReason = "stop";
+  let stoppedBy: { stopString?: string; stopToken?: number } = {};
+  // All text so far, to tell which stop string ended generation.
+  let rawText = "";
 
   const room = sequence.contextSize - promptTokens.length;
   const limit = Math.min(params.maxTokens ?? room, room);
@@ -74,15 +78,23 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
         break;
       }
       const token = output.token;
-      if ((model.isEogToken(token) || input.stopTokens.has(token)) && !params.ignoreEos) break;
+      if ((model.isEogToken(token) || input.stopTokens.has(token)) && !params.ignoreEos) {
+        stoppedBy = { stopToken: token };
+        break;
+      }
       generated.push(token);
       if (wantLogprobs) pendingLogprobs.push(positionLogprobs(model, token, output.probabilities, params.topLogprobs ?? 0));
-      const { emit, stopped } = stops.push(text.push(token));
+      const piece = text.push(token);
+      rawText += piece;
+      const { emit, stopped } = stops.push(piece);
       if (emit.length > 0 || (stopped && pendingLogprobs.length > 0)) {
         yield { text: emit, logprobs: pendingLogprobs };
         pendingLogprobs = [];
       }
-      if (stopped) return finish("stop");
+      if (stopped) {
+        stoppedBy = { stopString: firstStop(rawText, params.stop) };
+        return finish("stop");
+      }
       if (generated.length >= limit) {
         finishReason = "length";
         break;
@@ -105,8 +117,23 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
       promptTokens: promptTokens.length,
       completionTokens: generated.length,
       cachedPromptTokens,
+      ...(reason === "stop" ? stoppedBy : {}),
     };
   }
+}
+
+/** The stop string that occurs first in `text` (generation ends at the first one written). */
+function firstStop(text: string, stops: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestAt = Number.POSITIVE_INFINITY;
+  for (const stop of stops) {
+    const at = stop.length > 0 ? text.indexOf(stop) : -1;
+    if (at !== -1 && at < bestAt) {
+      best = stop;
+      bestAt = at;
+    }
+  }
+  return best;
 }
 
 /** Prompt positions scored per native call: bounds the full-vocabulary probability maps held at once. */
@@ -181,6 +208,11 @@ function evaluateOptions(
     // stop, or (ignore_eos) keep them as ordinary tokens and generate on.
     yieldEogToken: true,
   };
+  if (params.logitBias && params.logitBias.size > 0) {
+    const bias = TokenBias.for(model);
+    for (const [token, logit] of params.logitBias) bias.set(token as Token, logit === -Infinity ? "never" : { logit });
+    options.tokenBias = bias;
+  }
   if (grammar) options.grammarEvaluationState = new LlamaGrammarEvaluationState({ model, grammar });
   if (params.repeatPenalty !== 1 || params.presencePenalty !== 0 || params.frequencyPenalty !== 0) {
     options.repeatPenalty = {

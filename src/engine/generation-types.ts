@@ -12,6 +12,11 @@ export interface GenerationParams {
   readonly frequencyPenalty: number;
   readonly repeatPenalty: number;
   readonly ignoreEos: boolean;
+  /**
+   * Token id -> amount added to its logit before sampling; -Infinity bans the token. node-llama-cpp leaves
+   * end-of-generation tokens unbiased.
+   */
+  readonly logitBias?: ReadonlyMap<number, number>;
   /** How many alternatives to report per token; null = no logprobs at all. */
   readonly topLogprobs: number | null;
   /**
@@ -25,7 +30,9 @@ export interface GenerationParams {
 export type OutputConstraint =
   | { readonly kind: "text" }
   | { readonly kind: "json" }
-  | { readonly kind: "json_schema"; readonly schema: Readonly<Record<string, unknown>> };
+  | { readonly kind: "json_schema"; readonly schema: Readonly<Record<string, unknown>> }
+  /** A grammar in llama.cpp's GBNF (a function call's arguments: see tool-arguments-grammar). */
+  | { readonly kind: "gbnf"; readonly grammar: string };
 
 export interface TokenLogprob {
   /** The token's exact text, or `bytes:\xNN...` when its bytes are not valid UTF-8 alone (see token-pieces). */
@@ -68,4 +75,8 @@ export interface GenerationResult {
   readonly completionTokens: number;
   /** Prompt tokens whose KV state was reused from the sequence's previous request. */
   readonly cachedPromptTokens: number;
+  /** The stop string that ended generation, when one did. */
+  readonly stopString?: string;
+  /** The end-of-generation or stop token that ended generation, when one did. */
+  readonly stopToken?: number;
 }

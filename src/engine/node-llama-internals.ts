@@ -1,4 +1,4 @@
-import type { LlamaContext, LlamaModel } from "node-llama-cpp";
+import { LlamaContext, type LlamaEmbeddingContext, type LlamaModel } from "node-llama-cpp";
 
 /**
  * The one place that touches node-llama-cpp's untyped internals (pinned at 3.21.1; see docs/background.md §4):
@@ -129,6 +129,18 @@ export function serializeSampling(context: LlamaContext): void {
     },
   });
   serialized.add(native);
+}
+
+/**
+ * The generation context inside an embedding context, so that adapters can be set on it like on a lane's:
+ * node-llama-cpp's embedding context has no adapter option, but computes on an ordinary context.
+ */
+export function embeddingContextInternals(embedding: LlamaEmbeddingContext): LlamaContext {
+  const inner = (embedding as unknown as { _llamaContext?: unknown })._llamaContext;
+  if (!(inner instanceof LlamaContext)) {
+    throw new Error("node-llama-cpp internals changed: LlamaEmbeddingContext._llamaContext missing (expected 3.21.1)");
+  }
+  return inner;
 }
 
 /**

@@ -92,6 +92,7 @@ export class ServedModel {
   async grammarFor(output: OutputConstraint): Promise<LlamaGrammar | undefined> {
     if (output.kind === "text") return undefined;
     if (output.kind === "json") return (this.jsonGrammar ??= this.llama.getGrammarFor("json"));
+    if (output.kind === "gbnf") return this.llama.createGrammar({ grammar: output.grammar });
     return this.llama.createGrammarForJsonSchema(output.schema as never);
   }
 

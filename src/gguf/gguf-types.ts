@@ -25,13 +25,13 @@ export type GgufMetadataValue =
   | { type: GgufScalarType; value: GgufScalarValue }
   | { type: "array"; itemType: GgufScalarType; value: GgufScalarValue[] };
 
-/** A tensor to write. Only F32 and F16 are produced by us; quantized files come from llama.cpp's tools. */
+/** A tensor to write: F32, F16 or Q8_0 (q8-0.ts); other quantized types come from llama.cpp's tools. */
 export interface GgufTensorInput {
   name: string;
-  type: "F32" | "F16";
+  type: "F32" | "F16" | "Q8_0";
   /** ggml `ne` order: ne[0] varies fastest, so a PyTorch [out, in] matrix has shape [in, out]. */
   shape: number[];
-  /** Row-major values; converted to binary16 when `type` is F16. */
+  /** Row-major values; converted to binary16 when `type` is F16, quantized when Q8_0 (shape[0] % 32 == 0). */
   data: Float32Array;
 }
 

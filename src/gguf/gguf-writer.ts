@@ -4,6 +4,7 @@ import { writeFileAtomically } from "../util/atomic-file.js";
 import { float32ArrayToFloat16Bits } from "./float16.js";
 import { ggmlTensorByteLength, ggmlTypeByName } from "./ggml-tensor-types.js";
 import { GgufHeaderEncoder } from "./gguf-header-encoder.js";
+import { Q8_0_BLOCK, quantizeQ8_0 } from "./q8-0.js";
 import {
   GGUF_ALIGNMENT_KEY,
   GGUF_DEFAULT_ALIGNMENT,
@@ -98,9 +99,12 @@ function validateTensor(tensor: GgufTensorInput, names: Set<string>): void {
   }
   if (names.has(name)) throw new GgufError(`duplicate tensor name '${name}'`);
   names.add(name);
-  if (type !== "F32" && type !== "F16") throw new GgufError(`tensor '${name}': cannot write type ${String(type)}`);
+  if (type !== "F32" && type !== "F16" && type !== "Q8_0") throw new GgufError(`tensor '${name}': cannot write type ${String(type)}`);
   if (shape.length < 1 || shape.length > MAX_DIMS || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
     throw new GgufError(`tensor '${name}': shape [${shape.join(", ")}] must have 1-${MAX_DIMS} positive dimensions`);
+  }
+  if (type === "Q8_0" && shape[0]! % Q8_0_BLOCK !== 0) {
+    throw new GgufError(`tensor '${name}': Q8_0 needs ne[0] to be a multiple of ${Q8_0_BLOCK}, shape is [${shape.join(", ")}]`);
   }
   const elements = shape.reduce((product, dim) => product * dim, 1);
   if (!(data instanceof Float32Array) || data.length !== elements) {
@@ -108,11 +112,7 @@ function validateTensor(tensor: GgufTensorInput, names: Set<string>): void {
   }
 }
 
-function encodeHeader(
-  metadata: Array<[string, GgufMetadataValue]>,
-  tensors: PlannedTensor[],
-  alignment: number,
-): Buffer {
+function encodeHeader(metadata: Array<[string, GgufMetadataValue]>, tensors: PlannedTensor[], alignment: number): Buffer {
   const encoder = new GgufHeaderEncoder();
   encoder.u32(GGUF_MAGIC);
   encoder.u32(GGUF_VERSION);
@@ -137,6 +137,14 @@ async function writeTensorData(file: FileHandle, tensor: GgufTensorInput, positi
   const { data } = tensor;
   if (tensor.type === "F32") {
     return writeAll(file, Buffer.from(data.buffer, data.byteOffset, data.byteLength), position);
+  }
+  if (tensor.type === "Q8_0") {
+    let written = 0;
+    for (let start = 0; start < data.length; start += CHUNK_ELEMENTS) {
+      const blocks = quantizeQ8_0(data.subarray(start, Math.min(start + CHUNK_ELEMENTS, data.length)));
+      written += await writeAll(file, Buffer.from(blocks.buffer, 0, blocks.byteLength), position + written);
+    }
+    return written;
   }
   const halves = new Uint16Array(Math.min(CHUNK_ELEMENTS, data.length));
   let written = 0;

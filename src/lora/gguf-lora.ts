@@ -2,9 +2,9 @@ import { writeGgufFile } from "../gguf/gguf-writer.js";
 import type { GgufFile, GgufMetadataValue, GgufTensorInput, GgufWriteInput } from "../gguf/gguf-types.js";
 import { permuteRowsForRope } from "../model/llama-permute.js";
 import { materializeA, moduleScale, type Adapter, type LoraModule } from "./adapter.js";
+import { architectureLayout, baseTensorName, ropePermutationHeads, type ArchitectureLayout } from "./architectures.js";
 import { LoraError } from "./errors.js";
 import { validateGgufLora, type GgufLoraSummary } from "./gguf-lora-validate.js";
-import { GGUF_TENSOR_STEM } from "./target-modules.js";
 
 /**
  * Compiles an in-memory adapter into a GGUF LoRA that llama.cpp (node-llama-cpp) loads for a given base.
@@ -18,19 +18,18 @@ import { GGUF_TENSOR_STEM } from "./target-modules.js";
  * We never write alpha = 0, so a missing or zero alpha in a file always means someone else wrote it.
  *
  * Layout. lora_a: ggml ne [in, r] (= PEFT A [r, in] row-major); lora_b: ne [r, out] (= PEFT B [out, r]).
- * Rope. HF->GGUF conversion of llama-family models permutes the output rows of q_proj (by n_head) and k_proj
- * (by n_head_kv); B of q/k produces those rows, so it gets the same permutation. A (input side) does not.
+ * Names and rope. Which base tensor a module adapts, and whether HF->GGUF conversion permuted its output rows
+ * (llama: q_proj by n_head, k_proj by n_head_kv; the others: none), come from architectures.ts. B produces
+ * those rows, so it gets the same permutation; A (input side) does not. Fused Phi-3 modules map 1:1.
  */
-
-/** Architectures whose HF->GGUF conversion permutes q/k rows (convert_hf_to_gguf.py LlamaModel). */
-const ROPE_PERMUTED_ARCHITECTURES = new Set(["llama"]);
 
 export interface CompileGgufLoraOptions {
   /** Tensor type of lora_a / lora_b. Default "F32". */
   readonly dtype?: "F32" | "F16";
   /**
-   * Row order of q_proj / k_proj B in the adapter. "hf" (PEFT and this project's adapter format): permuted for
-   * llama-family bases. "gguf": already in the base GGUF's order, written as is. Default "hf".
+   * Row order of q_proj / k_proj B in the adapter. "hf" (PEFT and this project's adapter format): permuted
+   * where the architecture's conversion permuted the base (llama). "gguf": already in the base GGUF's order,
+   * written as is. Default "hf".
    */
   readonly qkRowOrder?: "hf" | "gguf";
   /** `general.name` of the adapter file. */
@@ -45,15 +44,6 @@ function metadataString(header: GgufFile, key: string): string {
   return value.value;
 }
 
-/** A per-model count that may also be stored per layer (an array), as some architectures do. */
-function metadataCount(header: GgufFile, key: string, layer: number): number | undefined {
-  const value = header.metadata.get(key);
-  if (!value) return undefined;
-  const raw = value.type === "array" ? value.value[layer] : value.value;
-  const n = typeof raw === "bigint" ? Number(raw) : raw;
-  return typeof n === "number" && Number.isInteger(n) && n > 0 ? n : undefined;
-}
-
 function globalAlpha(modules: readonly LoraModule[]): number {
   const counts = new Map<number, number>();
   for (const m of modules) counts.set(m.alpha, (counts.get(m.alpha) ?? 0) + 1);
@@ -63,28 +53,22 @@ function globalAlpha(modules: readonly LoraModule[]): number {
   return Number.isFinite(g) && g !== 0 ? g : 1;
 }
 
-function loraB(m: LoraModule, factor: number, header: GgufFile, architecture: string, qkRowOrder: "hf" | "gguf"): Float32Array {
-  let b = factor === 1 ? m.b : Float32Array.from(m.b, (x) => x * factor);
-  const permute = qkRowOrder === "hf" && ROPE_PERMUTED_ARCHITECTURES.has(architecture);
-  if (permute && (m.module === "q_proj" || m.module === "k_proj")) {
-    const nHead = metadataCount(header, `${architecture}.attention.head_count`, m.layer);
-    const nHeadKv = metadataCount(header, `${architecture}.attention.head_count_kv`, m.layer) ?? nHead;
-    const heads = m.module === "q_proj" ? nHead : nHeadKv;
-    if (heads === undefined) throw new LoraError("GGUF_LORA_INVALID", `the base model has no ${architecture}.attention.head_count`);
-    b = permuteRowsForRope(b, m.outFeatures, m.rank, heads);
-  }
-  return b;
+function loraB(m: LoraModule, factor: number, header: GgufFile, layout: ArchitectureLayout, qkRowOrder: "hf" | "gguf"): Float32Array {
+  const b = factor === 1 ? m.b : Float32Array.from(m.b, (x) => x * factor);
+  const heads = qkRowOrder === "hf" ? ropePermutationHeads(layout, header, m.layer, m.module) : null;
+  return heads === null ? b : permuteRowsForRope(b, m.outFeatures, m.rank, heads);
 }
 
 /** The GGUF file contents (metadata + tensors) for `adapter` on `baseHeader`; nothing is written. */
 export function planGgufLora(adapter: Adapter, baseHeader: GgufFile, options: CompileGgufLoraOptions = {}): GgufWriteInput {
   const architecture = metadataString(baseHeader, "general.architecture");
+  const layout = architectureLayout(architecture);
   const dtype = options.dtype ?? "F32";
   const baseTensors = new Map(baseHeader.tensors.map((t) => [t.name, t]));
   const alpha = globalAlpha(adapter.modules);
   const tensors: GgufTensorInput[] = [];
   for (const m of adapter.modules) {
-    const name = `blk.${m.layer}.${GGUF_TENSOR_STEM[m.module]}.weight`;
+    const name = baseTensorName(layout, m.layer, m.module);
     const base = baseTensors.get(name);
     if (!base) throw new LoraError("GGUF_LORA_INVALID", `${name} (layer ${m.layer} ${m.module}) does not exist in the base model`);
     if (base.shape.length !== 2 || base.shape[0] !== m.inFeatures || base.shape[1] !== m.outFeatures) {
@@ -99,7 +83,7 @@ export function planGgufLora(adapter: Adapter, baseHeader: GgufFile, options: Co
       name: `${name}.lora_b`,
       type: dtype,
       shape: [m.rank, m.outFeatures],
-      data: loraB(m, factor, baseHeader, architecture, options.qkRowOrder ?? "hf"),
+      data: loraB(m, factor, baseHeader, layout, options.qkRowOrder ?? "hf"),
     });
   }
   const metadata: Array<[string, GgufMetadataValue]> = [

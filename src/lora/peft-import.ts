@@ -5,19 +5,20 @@ import { deriveConfig, validateModule, type Adapter, type LoraModule } from "./a
 import { LORI_FORMAT_VERSION, parseAdapterConfig, type AdapterConfig, type LoriSection, type LoriVariant } from "./adapter-config.js";
 import { CONFIG_FILE, readAdapterDir, WEIGHTS_FILE, writeAdapterDir } from "./adapter-io.js";
 import { parseTensorName } from "./adapter-layout.js";
+import { ARCHITECTURES, baseTensorName, moduleProblem, SUPPORTED_ARCHITECTURES, type ArchitectureLayout } from "./architectures.js";
 import { baseFingerprintOfGguf, ggufArchitecture, type BaseFingerprint } from "./base-fingerprint.js";
 import { LoraError } from "./errors.js";
 import { maskByteLength } from "./mask.js";
 import { SafetensorsFile } from "./safetensors.js";
 import { generateSeededA } from "./seeded-a.js";
-import { GGUF_TENSOR_STEM, isTargetModule } from "./target-modules.js";
 
 /**
- * Imports a PEFT LoRA / LoRI-D / LoRI-S directory (or one of ours) for a llama-family GGUF base. Everything
- * that can be checked is checked before anything is returned, and each check lists every problem it finds in
- * one message: the config (DoRA & co. via parseAdapterConfig), unknown target modules and tensors, the base's
- * architecture, each module's shape against the base tensor it adapts (ggml ne [in, out]), and non-finite
- * values. q/k B rows stay in HF order (the format's convention; the GGUF compile permutes them).
+ * Imports a PEFT LoRA / LoRI-D / LoRI-S directory (or one of ours) for a GGUF base of any architecture in
+ * architectures.ts. Everything that can be checked is checked before anything is returned, and each check lists
+ * every problem it finds in one message: the config (DoRA & co. via parseAdapterConfig), target modules the
+ * base's architecture cannot adapt (Phi-3's unfused q/k/v, ...), unknown tensors, the base's architecture, each
+ * module's shape against the base tensor it adapts (ggml ne [in, out]), and non-finite values. B rows stay in
+ * HF order (the format's convention; the GGUF compile applies the architecture's rope permutation).
  *
  * Recovered structure: a dense A that equals the seeded A of the config's `lori.a_init` seed becomes seeded
  * (bit-exact, so exporting materialises the same bytes); a B that is mostly zeros (a published LoRI-S adapter
@@ -25,7 +26,7 @@ import { GGUF_TENSOR_STEM, isTargetModule } from "./target-modules.js";
  */
 
 /** Base architectures whose GGUF layout (names, q/k rope permutation) the import and compile understand. */
-export const IMPORTABLE_ARCHITECTURES: ReadonlySet<string> = new Set(["llama"]);
+export const IMPORTABLE_ARCHITECTURES: ReadonlySet<string> = new Set(SUPPORTED_ARCHITECTURES);
 
 /** Zero fraction of B (over all modules) from which an adapter without masks is treated as LoRI-S. */
 export const DEFAULT_SPARSE_THRESHOLD = 0.5;
@@ -79,12 +80,20 @@ async function readConfig(dir: string): Promise<AdapterConfig> {
 }
 
 /** Names-only checks (config, tensor names, dtypes, architecture), before any tensor data is read. */
-async function precheck(dir: string, config: AdapterConfig, baseHeader: GgufFile): Promise<void> {
+async function precheck(dir: string, config: AdapterConfig, baseHeader: GgufFile): Promise<ArchitectureLayout> {
   const problems: string[] = [];
-  if (typeof config.target_modules !== "string") {
+  const architecture = ggufArchitecture(baseHeader);
+  const layout = ARCHITECTURES.get(architecture);
+  if (!layout) {
+    problems.push(`the base model's architecture is '${architecture}'; import supports ${SUPPORTED_ARCHITECTURES.join(", ")}`);
+  }
+  // Each refused module once, first from the config's target_modules, then from the tensors themselves.
+  const moduleProblems = new Set<string>();
+  if (layout && typeof config.target_modules !== "string") {
     for (const target of config.target_modules) {
-      const leaf = target.split(".").at(-1) ?? target;
-      if (!isTargetModule(leaf)) problems.push(`target module '${target}' is not supported (q/k/v/o/gate/up/down_proj only)`);
+      const problem = moduleProblem(layout, target.split(".").at(-1) ?? target);
+      if (problem && !moduleProblems.has(problem)) problems.push(problem);
+      if (problem) moduleProblems.add(problem);
     }
   }
   const weights = join(dir, WEIGHTS_FILE);
@@ -95,9 +104,13 @@ async function precheck(dir: string, config: AdapterConfig, baseHeader: GgufFile
   try {
     for (const [name, info] of file.tensors) {
       const parsed = parseTensorName(name);
+      const problem = parsed && layout ? moduleProblem(layout, parsed.module) : undefined;
       if (!parsed) {
         const why = name.includes("lora_magnitude_vector") ? " (DoRA is not supported)" : "";
         problems.push(`unsupported tensor '${name}'${why}`);
+      } else if (problem) {
+        if (!moduleProblems.has(problem)) problems.push(problem);
+        moduleProblems.add(problem);
       } else if (parsed.role !== "lora_B.mask" && !["F32", "F16", "BF16"].includes(info.dtype)) {
         problems.push(`tensor '${name}' has dtype ${info.dtype}; expected F32, F16 or BF16`);
       }
@@ -105,15 +118,12 @@ async function precheck(dir: string, config: AdapterConfig, baseHeader: GgufFile
   } finally {
     await file.close();
   }
-  const architecture = ggufArchitecture(baseHeader);
-  if (!IMPORTABLE_ARCHITECTURES.has(architecture)) {
-    problems.push(`the base model's architecture is '${architecture}'; import supports ${[...IMPORTABLE_ARCHITECTURES].join(", ")}`);
-  }
   const recorded = config.lori?.base_fingerprint?.architecture;
   if (recorded !== undefined && recorded !== architecture) {
     problems.push(`the adapter was made for architecture '${recorded}', the base is '${architecture}'`);
   }
-  if (problems.length > 0) fail(dir, problems, "ADAPTER_UNSUPPORTED");
+  if (problems.length > 0 || !layout) fail(dir, problems, "ADAPTER_UNSUPPORTED");
+  return layout;
 }
 
 function countNonFinite(values: Float32Array): number {
@@ -123,12 +133,12 @@ function countNonFinite(values: Float32Array): number {
 }
 
 /** Every module against its base tensor, and every value finite. */
-function checkAgainstBase(dir: string, modules: readonly LoraModule[], baseHeader: GgufFile): void {
+function checkAgainstBase(dir: string, modules: readonly LoraModule[], baseHeader: GgufFile, layout: ArchitectureLayout): void {
   const problems: string[] = [];
   const baseShapes = new Map(baseHeader.tensors.map((t) => [t.name, t.shape]));
   for (const m of modules) {
     const where = `layer ${m.layer} ${m.module}`;
-    const name = `blk.${m.layer}.${GGUF_TENSOR_STEM[m.module]}.weight`;
+    const name = baseTensorName(layout, m.layer, m.module);
     const shape = baseShapes.get(name);
     if (!shape) {
       problems.push(`${where}: the base has no tensor ${name}`);
@@ -180,8 +190,17 @@ function zeroFraction(modules: readonly LoraModule[]): number {
   return total === 0 ? 0 : zeros / total;
 }
 
+/** The base's fingerprint as recorded in an adapter's config. */
+export function baseFingerprintRecord(baseHeader: GgufFile): NonNullable<LoriSection["base_fingerprint"]> {
+  return fingerprintJson(baseFingerprintOfGguf(baseHeader));
+}
+
 function fingerprintJson(fp: BaseFingerprint): NonNullable<LoriSection["base_fingerprint"]> {
-  return { architecture: fp.architecture, tensors: Object.fromEntries(Object.entries(fp.tensors).map(([n, s]) => [n, [...s]])), sha256: fp.sha256 };
+  return {
+    architecture: fp.architecture,
+    tensors: Object.fromEntries(Object.entries(fp.tensors).map(([n, s]) => [n, [...s]])),
+    sha256: fp.sha256,
+  };
 }
 
 /**
@@ -206,20 +225,23 @@ export function recoverLoriStructure(
 
   const allSeeded = modules.every((m) => m.a.kind === "seeded");
   const allMasked = modules.every((m) => m.mask);
-  const variant: LoriVariant =
-    options.variant ?? (allMasked ? "lori-s" : allSeeded ? "lori-d" : (config.lori?.variant ?? "lora"));
+  const variant: LoriVariant = options.variant ?? (allMasked ? "lori-s" : allSeeded ? "lori-d" : (config.lori?.variant ?? "lora"));
   return { modules, summary: { variant, maskInferred, seededModules } };
 }
 
-/** The config of a converted adapter: the source's own fields and lori block, the variant found, a lineage entry. */
-function convertedAdapter(
+/**
+ * The config of a converted adapter: the source's own fields and lori block, the variant found, a lineage entry
+ * (`from`: "lori" or "peft" for directories, "gguf" for GGUF LoRA files).
+ */
+export function convertedAdapter(
   config: AdapterConfig,
   modules: LoraModule[],
   summary: ImportSummary,
   source: string,
   baseFingerprint: NonNullable<LoriSection["base_fingerprint"]> | null,
+  from: string = config.lori ? "lori" : "peft",
 ): Adapter {
-  const entry = { op: "import", source, from: config.lori ? "lori" : "peft", variant: summary.variant, mask_inferred: summary.maskInferred };
+  const entry = { op: "import", source, from, variant: summary.variant, mask_inferred: summary.maskInferred };
   const lori: LoriSection = {
     ...config.lori,
     format_version: LORI_FORMAT_VERSION,
@@ -243,11 +265,11 @@ export async function importAdapterDir(
   options: ImportOptions = {},
 ): Promise<{ adapter: Adapter; summary: ImportSummary }> {
   const config = await readConfig(dir);
-  await precheck(dir, config, baseHeader);
+  const layout = await precheck(dir, config, baseHeader);
   const read = await readAdapterDir(dir);
-  checkAgainstBase(dir, read.modules, baseHeader);
+  checkAgainstBase(dir, read.modules, baseHeader, layout);
   const { modules, summary } = recoverLoriStructure(config, read.modules, options);
-  const adapter = convertedAdapter(config, modules, summary, basename(resolve(dir)), fingerprintJson(baseFingerprintOfGguf(baseHeader)));
+  const adapter = convertedAdapter(config, modules, summary, basename(resolve(dir)), baseFingerprintRecord(baseHeader));
   return { adapter, summary };
 }
 
@@ -257,7 +279,10 @@ export async function importAdapterDir(
  * sparsity for the same files. A directory already in our format with nothing to recover is left byte for byte
  * as it is. `source` names it in the lineage. No base model is at hand here, so no fingerprint is added.
  */
-export async function normalizeAdapterDir(dir: string, source: string): Promise<{ adapter: Adapter; summary: ImportSummary; rewritten: boolean }> {
+export async function normalizeAdapterDir(
+  dir: string,
+  source: string,
+): Promise<{ adapter: Adapter; summary: ImportSummary; rewritten: boolean }> {
   const read = await readAdapterDir(dir);
   const { modules, summary } = recoverLoriStructure(read.config, read.modules);
   const unchanged = read.config.lori !== undefined && !summary.maskInferred && summary.seededModules === 0;

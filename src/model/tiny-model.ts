@@ -1,6 +1,7 @@
 import { CHATML_TEMPLATE, BYTE_TOKENIZER_BASE_VOCAB, createByteTokenizer } from "./byte-tokenizer.js";
 import { createRandomHfLlamaWeights } from "./hf-llama-weights.js";
 import { validateLlamaConfig, type LlamaConfig } from "./llama-config.js";
+import type { WeightDtype } from "./weight-dtype.js";
 import { writeLlamaGguf } from "./write-llama-gguf.js";
 
 export interface TinyModelOptions {
@@ -21,7 +22,8 @@ export interface TinyModelOptions {
   /** uint32; default 0. */
   seed?: number;
   /** Default "f32". */
-  dtype?: "f32" | "f16";
+  /** Weight type; norms stay F32. */
+  dtype?: WeightDtype;
   /** Default 4096. */
   contextLength?: number;
   /** `general.name`; default "lori-tiny". */

@@ -4,19 +4,18 @@ import { tokenizerMetadata, type GgufTokenizerSpec } from "./byte-tokenizer.js";
 import { hfLlamaTensorSpecs } from "./hf-llama-weights.js";
 import { headDim, validateLlamaConfig, type LlamaConfig } from "./llama-config.js";
 import { permuteRowsForRope } from "./llama-permute.js";
+import { FILE_TYPE, weightTensorType, type WeightDtype } from "./weight-dtype.js";
 
 export interface WriteLlamaGgufOptions {
   config: LlamaConfig;
   /** HF-layout weights (names as in `hfLlamaTensorSpecs`); `lm_head.weight` may be absent (tied). */
   weights: Map<string, Float32Array>;
-  dtype: "f32" | "f16";
+  dtype: WeightDtype;
   tokenizer: GgufTokenizerSpec;
   chatTemplate?: string;
   name?: string;
 }
 
-/** llama.cpp's `general.file_type` (enum llama_ftype) for our two dtypes. */
-const FILE_TYPE = { f32: 0, f16: 1 } as const;
 
 /** HF per-layer tensor suffix -> llama.cpp tensor name suffix (llama.cpp's LLM_TENSOR_NAMES for llama). */
 const LAYER_TENSOR_NAMES: Record<string, string> = {
@@ -62,7 +61,7 @@ export async function writeLlamaGguf(path: string, options: WriteLlamaGgufOption
     const cols = spec.dims[1] ?? 1;
     return {
       name: ggufNameForHfTensor(spec.name),
-      type: spec.kind === "norm" || options.dtype === "f32" ? "F32" : "F16",
+      type: spec.kind === "norm" ? "F32" : weightTensorType(options.dtype, cols),
       shape: spec.dims.length === 1 ? [rows] : [cols, rows], // ggml ne order: fastest dim first
       data: permuteForRopeIfNeeded(spec.name, data, rows, cols, config),
     };

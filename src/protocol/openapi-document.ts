@@ -3,6 +3,8 @@ import { stringify } from "yaml";
 import { z } from "zod";
 import { chatCompletionRequestSchema } from "./chat-schema.js";
 import { completionRequestSchema } from "./completion-schema.js";
+import { embeddingsRequestSchema } from "./embeddings-schema.js";
+import { detokenizeRequestSchema, tokenizeRequestSchema } from "./tokenize-schema.js";
 import { mergeAdaptersSchema, registerAdapterSchema } from "./adapter-schemas.js";
 import {
   adapterListSchema,
@@ -10,9 +12,12 @@ import {
   chatCompletionChunkSchema,
   chatCompletionResponseSchema,
   completionResponseSchema,
+  detokenizeResponseSchema,
+  embeddingListSchema,
   errorEnvelopeSchema,
   modelListSchema,
   modelObjectSchema,
+  tokenizeResponseSchema,
 } from "./response-schemas.js";
 
 const components = {
@@ -21,6 +26,12 @@ const components = {
   ChatCompletionChunk: chatCompletionChunkSchema,
   CompletionRequest: completionRequestSchema,
   Completion: completionResponseSchema,
+  EmbeddingsRequest: embeddingsRequestSchema,
+  EmbeddingList: embeddingListSchema,
+  TokenizeRequest: tokenizeRequestSchema,
+  TokenizeResponse: tokenizeResponseSchema,
+  DetokenizeRequest: detokenizeRequestSchema,
+  DetokenizeResponse: detokenizeResponseSchema,
   Model: modelObjectSchema,
   ModelList: modelListSchema,
   Adapter: adapterObjectSchema,
@@ -95,6 +106,39 @@ export function buildOpenApiDocument() {
             "text/event-stream": { schema: ref("Completion") },
           },
         },
+        ...standardErrors,
+      },
+    },
+  });
+  builder.addPath("/v1/embeddings", {
+    post: {
+      operationId: "createEmbedding",
+      summary: "Embeddings of text or token ids with the request's adapters applied (a list of inputs is answered in order)",
+      requestBody: { required: true, content: { "application/json": { schema: ref("EmbeddingsRequest") } } },
+      responses: {
+        "200": { description: "One embedding per input", content: { "application/json": { schema: ref("EmbeddingList") } } },
+        ...standardErrors,
+      },
+    },
+  });
+  builder.addPath("/tokenize", {
+    post: {
+      operationId: "tokenize",
+      summary: "Text to token ids (llama.cpp server's shapes)",
+      requestBody: { required: true, content: { "application/json": { schema: ref("TokenizeRequest") } } },
+      responses: {
+        "200": { description: "The tokens", content: { "application/json": { schema: ref("TokenizeResponse") } } },
+        ...standardErrors,
+      },
+    },
+  });
+  builder.addPath("/detokenize", {
+    post: {
+      operationId: "detokenize",
+      summary: "Token ids to text (llama.cpp server's shapes)",
+      requestBody: { required: true, content: { "application/json": { schema: ref("DetokenizeRequest") } } },
+      responses: {
+        "200": { description: "The text", content: { "application/json": { schema: ref("DetokenizeResponse") } } },
         ...standardErrors,
       },
     },

@@ -19,6 +19,20 @@ export const chatLogprobsSchema = z
   .nullable();
 
 const finishReasonSchema = z.enum(["stop", "length"]).nullable();
+const chatFinishReasonSchema = z.enum(["stop", "length", "tool_calls"]).nullable();
+
+const toolCallSchema = z.object({
+  id: z.string(),
+  type: z.literal("function"),
+  function: z.object({ name: z.string(), arguments: z.string().describe("JSON, following the function's parameters schema.") }),
+});
+
+const toolCallDeltaSchema = z.object({
+  index: z.number().int(),
+  id: z.string().optional().describe("On the call's first delta, with its type and name."),
+  type: z.literal("function").optional(),
+  function: z.object({ name: z.string().optional(), arguments: z.string().optional() }),
+});
 
 export const chatCompletionResponseSchema = z.object({
   id: z.string(),
@@ -28,9 +42,13 @@ export const chatCompletionResponseSchema = z.object({
   choices: z.array(
     z.object({
       index: z.number().int(),
-      message: z.object({ role: z.literal("assistant"), content: z.string() }),
+      message: z.object({
+        role: z.literal("assistant"),
+        content: z.string().nullable().describe("Null when the message is only a tool call."),
+        tool_calls: z.array(toolCallSchema).optional(),
+      }),
       logprobs: chatLogprobsSchema,
-      finish_reason: finishReasonSchema,
+      finish_reason: chatFinishReasonSchema,
     }),
   ),
   usage: usageSchema,
@@ -44,9 +62,13 @@ export const chatCompletionChunkSchema = z.object({
   choices: z.array(
     z.object({
       index: z.number().int(),
-      delta: z.object({ role: z.literal("assistant").optional(), content: z.string().optional() }),
+      delta: z.object({
+        role: z.literal("assistant").optional(),
+        content: z.string().nullable().optional(),
+        tool_calls: z.array(toolCallDeltaSchema).optional(),
+      }),
       logprobs: chatLogprobsSchema.optional(),
-      finish_reason: finishReasonSchema,
+      finish_reason: chatFinishReasonSchema,
     }),
   ),
   usage: usageSchema.nullable().optional(),
@@ -78,6 +100,30 @@ export const completionResponseSchema = z.object({
   ),
   usage: usageSchema.nullable().optional(),
 });
+
+export const embeddingListSchema = z.object({
+  object: z.literal("list"),
+  data: z.array(
+    z.object({
+      object: z.literal("embedding"),
+      index: z.number().int(),
+      embedding: z
+        .union([z.array(z.number()), z.string()])
+        .describe("node-llama-cpp's embedding (not normalised); a base64 string of little-endian float32 with encoding_format base64."),
+    }),
+  ),
+  model: z.string(),
+  usage: z.object({ prompt_tokens: z.number().int(), total_tokens: z.number().int() }),
+});
+
+export const tokenizeResponseSchema = z.object({
+  tokens: z.union([
+    z.array(z.number().int()),
+    z.array(z.object({ id: z.number().int(), piece: z.union([z.string(), z.array(z.number().int())]) })),
+  ]),
+});
+
+export const detokenizeResponseSchema = z.object({ content: z.string() });
 
 export const loriSummarySchema = z.object({
   variant: z.enum(["lora", "lori-d", "lori-s"]),

@@ -14,9 +14,25 @@ export const streamOptionsSchema = z
 
 export const samplingFields = {
   frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
+  logit_bias: z
+    .record(z.string().regex(/^\d+$/, "keys must be token ids"), z.number().min(-100).max(100))
+    .nullable()
+    .optional()
+    .describe(
+      "Token id -> bias added to its logit, -100..100; -100 bans the token. Biases on end-of-generation tokens are not applied (use `ignore_eos`).",
+    ),
   presence_penalty: z.number().min(-2).max(2).nullable().optional(),
   max_tokens: z.number().int().min(1).nullable().optional(),
-  n: z.number().int().nullable().optional().describe("Only 1 is supported."),
+  n: z
+    .number()
+    .int()
+    .min(1)
+    .max(128)
+    .nullable()
+    .optional()
+    .describe(
+      "Choices to generate, each on its own sequence; choice i samples with seed + i. At most --parallel × --max-lanes.",
+    ),
   seed: z.number().int().nullable().optional().describe("Same seed and request give the same output."),
   stop: stopSchema,
   stream: z.boolean().nullable().optional(),

@@ -14,11 +14,10 @@ export function toGenerationParams(
     promptLogprobs?: boolean;
     output: OutputConstraint;
     maxTokens: number | null | undefined;
+    /** The served model's vocabulary size, to refuse token ids it does not have. */
+    vocabularySize: number;
   },
 ): GenerationParams {
-  if (request.n != null && request.n !== 1) {
-    throw apiErrors.invalidField("n", "Only n=1 is supported; send separate requests for several choices.");
-  }
   const stop = request.stop == null ? [] : typeof request.stop === "string" ? [request.stop] : request.stop;
   const temperature = request.temperature ?? 1;
   return {
@@ -34,6 +33,7 @@ export function toGenerationParams(
     frequencyPenalty: request.frequency_penalty ?? 0,
     repeatPenalty: request.repeat_penalty ?? 1,
     ignoreEos: request.ignore_eos ?? false,
+    ...(request.logit_bias ? { logitBias: logitBiasOf(request.logit_bias, extra.vocabularySize) } : {}),
     topLogprobs: extra.topLogprobs,
     promptLogprobs: extra.promptLogprobs ?? false,
     output: extra.output,
@@ -46,4 +46,20 @@ export function chatOutputConstraint(request: ChatCompletionRequest): OutputCons
   if (format.type === "json_object") return { kind: "json" };
   const schema = format.json_schema.schema;
   return schema ? { kind: "json_schema", schema } : { kind: "json" };
+}
+
+/**
+ * OpenAI's `logit_bias` (token id -> -100..100, added to the logit) as engine biases. -100 bans the token
+ * outright, as OpenAI documents it ("should result in a ban"), rather than merely making it unlikely.
+ */
+function logitBiasOf(field: Record<string, number>, vocabularySize: number): Map<number, number> {
+  const biases = new Map<number, number>();
+  for (const [key, bias] of Object.entries(field)) {
+    const token = Number(key);
+    if (!Number.isSafeInteger(token) || token >= vocabularySize) {
+      throw apiErrors.invalidField("logit_bias", `Token id ${key} is outside the model's vocabulary (${vocabularySize} tokens).`);
+    }
+    if (bias !== 0) biases.set(token, bias <= -100 ? -Infinity : bias);
+  }
+  return biases;
 }

@@ -1,16 +1,22 @@
 import { Hono } from "hono";
-import { buildChatPrompt, type ChatTurn } from "../engine/chat-prompt.js";
-import type { GeneratedPiece } from "../engine/generation-types.js";
+import { buildChatPrompt, type ChatFunction } from "../engine/chat-prompt.js";
+import { toolCallFormat } from "../engine/tool-call-format.js";
+import type { GenerationJob } from "../engine/generation-job.js";
+import type { GeneratedPiece, GenerationResult } from "../engine/generation-types.js";
 import type { AppDeps } from "../http/app-deps.js";
 import { apiErrors } from "../errors/api-error.js";
 import { readJsonBody } from "../http/read-json-body.js";
 import { sseResponse } from "../http/sse.js";
-import { chatCompletionRequestSchema, type ChatMessage } from "../protocol/chat-schema.js";
+import { toChatTurns } from "../protocol/chat-messages.js";
+import { chatCompletionRequestSchema, type Tool } from "../protocol/chat-schema.js";
+import { requestedToolMode } from "../protocol/tool-choice.js";
 import { chatOutputConstraint, toGenerationParams } from "../protocol/to-generation-params.js";
-import { admitJob } from "../serving/admission.js";
-import { collectJob, streamJob, type Timings, usageOf } from "../serving/job-output.js";
+import { admitChoices } from "../serving/choices.js";
+import { collectJobs, combineResults, interleave, streamJob, type Timings, usageOf } from "../serving/job-output.js";
 import { recordRequest } from "../serving/request-record.js";
 import { resolveTarget } from "../serving/target.js";
+import { vocabularySize } from "../engine/vocabulary.js";
+import { toolCallResponse } from "./chat-tool-calls.js";
 import { completionId } from "./completion-id.js";
 
 export function chatCompletionsRoutes(deps: AppDeps): Hono {
@@ -20,84 +26,137 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
     const request = await readJsonBody(c, chatCompletionRequestSchema);
     const { served, adapters } = resolveTarget(deps, c.get("principal"), request.model, request.adapter);
     const params = toGenerationParams(request, {
+      vocabularySize: vocabularySize(served.model),
       topLogprobs: request.logprobs ? (request.top_logprobs ?? 0) : null,
       output: chatOutputConstraint(request),
       maxTokens: request.max_completion_tokens ?? request.max_tokens,
     });
-    const prompt = buildChatPrompt(served.model, served.chatFormat, request.messages.map(toTurn));
-    const job = await admitJob(deps, served, {
-      promptTokens: prompt.tokens,
-      params: { ...params, stop: [...params.stop, ...prompt.stopStrings] },
-      stopTokens: prompt.stopTokens,
-      adapters,
-      signal: c.req.raw.signal,
-    });
+    const toolMode = requestedToolMode(request);
+    const usesTools =
+      (request.tools?.length ?? 0) > 0 ||
+      request.messages.some((m) => m.role === "tool" || (m.role === "assistant" && m.tool_calls?.length));
+    const format = usesTools ? toolCallFormat(served.model, served.chatFormat) : null;
+    if (usesTools && format === null) {
+      throw apiErrors.invalidField(
+        "tools",
+        `The chat template of '${served.spec.id}' has no tool-call format, so 'tools' (and tool messages) cannot be used with it; serve it with a --chat-template that renders tools.`,
+      );
+    }
+    const turns = toChatTurns(request.messages);
+    const functions = toolMode === null ? undefined : offeredFunctions(request.tools ?? []);
+    const prompt = buildChatPrompt(served.model, served.chatFormat, turns, functions);
+    if (toolMode !== null && format !== null) {
+      return toolCallResponse(c, deps, {
+        served,
+        adapters,
+        format,
+        prompt,
+        tools: request.tools ?? [],
+        mode: toolMode,
+        params,
+        stream: request.stream === true,
+        includeUsage: request.stream_options?.include_usage === true,
+        timings,
+      });
+    }
+    const n = request.n ?? 1;
+    const jobs = await admitChoices(
+      deps,
+      served,
+      {
+        promptTokens: prompt.tokens,
+        params: { ...params, stop: [...params.stop, ...prompt.stopStrings] },
+        stopTokens: prompt.stopTokens,
+        adapters,
+        signal: c.req.raw.signal,
+      },
+      n,
+    );
     const id = completionId("chatcmpl");
     const created = Math.floor(Date.now() / 1000);
     const model = served.spec.id;
     const wantLogprobs = params.topLogprobs !== null;
+    const record = (results: readonly GenerationResult[] | undefined, stream: boolean) =>
+      recordRequest(deps, {
+        id,
+        route: "chat",
+        model,
+        adapters,
+        job: jobs[0]!,
+        timings,
+        stream,
+        ...(results && results.length === n ? { result: combineResults(results) } : {}),
+      });
 
     if (request.stream) {
       const includeUsage = request.stream_options?.include_usage === true;
-      const chunk = (delta: object, finish: string | null, logprobs?: unknown) => ({
+      const chunk = (index: number, delta: object, finish: string | null, logprobs?: unknown) => ({
         id,
         object: "chat.completion.chunk",
         created,
         model,
-        choices: [{ index: 0, delta, ...(logprobs !== undefined ? { logprobs } : {}), finish_reason: finish }],
+        choices: [{ index, delta, ...(logprobs !== undefined ? { logprobs } : {}), finish_reason: finish }],
         ...(includeUsage ? { usage: null } : {}),
       });
-      let last: Parameters<typeof usageOf>[0] | undefined;
-      async function* events() {
-        yield chunk({ role: "assistant", content: "" }, null);
+      const results: GenerationResult[] = [];
+      async function* choice(job: GenerationJob, index: number) {
+        yield chunk(index, { role: "assistant", content: "" }, null);
         yield* streamJob(
           job,
           timings,
-          (piece) => chunk({ content: piece.text }, null, wantLogprobs ? chatLogprobs([piece]) : undefined),
+          (piece) => chunk(index, { content: piece.text }, null, wantLogprobs ? chatLogprobs([piece]) : undefined),
           (result) => {
-            last = result;
+            results.push(result);
             // Cancelled: the client is gone, there is no one to tell.
-            if (result.finishReason === "cancelled") return [];
-            const end: object[] = [chunk({}, result.finishReason)];
-            if (includeUsage) end.push({ id, object: "chat.completion.chunk", created, model, choices: [], usage: usageOf(result) });
-            return end;
+            return result.finishReason === "cancelled" ? [] : [chunk(index, {}, result.finishReason)];
           },
         );
       }
+      async function* events() {
+        yield* interleave(jobs.map(choice));
+        if (includeUsage && results.length === n && !results.some((r) => r.finishReason === "cancelled")) {
+          yield { id, object: "chat.completion.chunk", created, model, choices: [], usage: usageOf(combineResults(results)) };
+        }
+      }
       return sseResponse(events(), () => {
-        job.dispose();
-        recordRequest(deps, { id, route: "chat", model, adapters, job, timings, stream: true, ...(last ? { result: last } : {}) });
+        for (const job of jobs) job.dispose();
+        record(results, true);
       });
     }
 
-    const { text, pieces, result } = await collectJob(job, timings);
-    recordRequest(deps, { id, route: "chat", model, adapters, job, timings, result, stream: false });
+    const outputs = await collectJobs(jobs, timings);
+    const results = outputs.map((o) => o.result);
+    record(results, false);
     // Cancelled: the client is gone and reads nothing; the error table's 499 is for proxies' logs.
-    if (result.finishReason === "cancelled") throw apiErrors.cancelled();
+    if (results.some((r) => r.finishReason === "cancelled")) throw apiErrors.cancelled();
     return c.json({
       id,
       object: "chat.completion",
       created,
       model,
-      choices: [
-        {
-          index: 0,
-          message: { role: "assistant", content: text },
-          logprobs: wantLogprobs ? chatLogprobs(pieces) : null,
-          finish_reason: result.finishReason,
-        },
-      ],
-      usage: usageOf(result),
+      choices: outputs.map(({ text, pieces, result }, index) => ({
+        index,
+        message: { role: "assistant", content: text },
+        logprobs: wantLogprobs ? chatLogprobs(pieces) : null,
+        finish_reason: result.finishReason,
+      })),
+      usage: usageOf(combineResults(results)),
     });
   });
   return app;
 }
 
-function toTurn(message: ChatMessage): ChatTurn {
-  const content = message.content ?? "";
-  const text = typeof content === "string" ? content : content.map((part) => part.text).join("");
-  const role = message.role === "developer" ? "system" : message.role;
-  return { role, content: text };
+/** The offered functions as the chat wrapper documents them to the model. */
+function offeredFunctions(tools: readonly Tool[]): Record<string, ChatFunction> {
+  return Object.fromEntries(
+    tools.map((tool) => [
+      tool.function.name,
+      {
+        ...(tool.function.description !== undefined ? { description: tool.function.description } : {}),
+        ...(tool.function.parameters !== undefined ? { parameters: tool.function.parameters } : {}),
+      },
+    ]),
+  );
 }
 
 /** OpenAI chat logprobs; `bytes` are the token's own bytes, so partial characters can be joined by clients. */

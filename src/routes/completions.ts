@@ -1,5 +1,6 @@
 import { Hono } from "hono";
-import type { GeneratedPiece } from "../engine/generation-types.js";
+import type { GenerationJob } from "../engine/generation-job.js";
+import type { GeneratedPiece, GenerationResult } from "../engine/generation-types.js";
 import type { AppDeps } from "../http/app-deps.js";
 import { apiErrors } from "../errors/api-error.js";
 import { readJsonBody } from "../http/read-json-body.js";
@@ -8,10 +9,11 @@ import { completionRequestSchema } from "../protocol/completion-schema.js";
 import { toGenerationParams } from "../protocol/to-generation-params.js";
 import { CompletionLogprobsBuilder, type CompletionLogprobs } from "./completion-logprobs.js";
 import { resolveCompletionPrompt } from "./completion-prompt.js";
-import { admitJob } from "../serving/admission.js";
-import { collectJob, streamJob, type Timings, usageOf } from "../serving/job-output.js";
+import { admitChoices } from "../serving/choices.js";
+import { collectJobs, combineResults, interleave, streamJob, type Timings, usageOf } from "../serving/job-output.js";
 import { recordRequest } from "../serving/request-record.js";
 import { resolveTarget } from "../serving/target.js";
+import { vocabularySize } from "../engine/vocabulary.js";
 import { completionId } from "./completion-id.js";
 
 export function completionsRoutes(deps: AppDeps): Hono {
@@ -33,77 +35,94 @@ export function completionsRoutes(deps: AppDeps): Hono {
       );
     }
     const params = toGenerationParams(request, {
+      vocabularySize: vocabularySize(served.model),
       topLogprobs: request.logprobs ?? null,
       promptLogprobs: request.echo === true && wantLogprobs,
       output: { kind: "text" },
       // OpenAI's legacy completions default to 16 tokens.
       maxTokens: request.max_tokens ?? 16,
     });
-    const job = await admitJob(deps, served, { promptTokens: prompt.tokens, params, adapters, signal: c.req.raw.signal });
+    const n = request.n ?? 1;
+    const jobs = await admitChoices(deps, served, { promptTokens: prompt.tokens, params, adapters, signal: c.req.raw.signal }, n);
     const id = completionId("cmpl");
     const created = Math.floor(Date.now() / 1000);
     const model = served.spec.id;
-    const logprobs = new CompletionLogprobsBuilder();
+    // Offsets run through each choice's own text: one builder per choice.
+    const builders = jobs.map(() => new CompletionLogprobsBuilder());
     // Echoed prompt text first (with its tokens' logprobs when the engine scored them), then generated text.
-    const logprobsOf = (piece: GeneratedPiece) =>
-      piece.promptLogprobs ? logprobs.buildPrompt(piece.promptLogprobs, echo) : logprobs.build(piece.logprobs);
+    const logprobsOf = (index: number, piece: GeneratedPiece) =>
+      piece.promptLogprobs ? builders[index]!.buildPrompt(piece.promptLogprobs, echo) : builders[index]!.build(piece.logprobs);
+    const record = (results: readonly GenerationResult[], stream: boolean) =>
+      recordRequest(deps, {
+        id,
+        route: "completions",
+        model,
+        adapters,
+        job: jobs[0]!,
+        timings,
+        stream,
+        ...(results.length === n ? { result: combineResults(results) } : {}),
+      });
 
     if (request.stream) {
       const includeUsage = request.stream_options?.include_usage === true;
-      const chunk = (text: string, finish: string | null, piece?: GeneratedPiece) => ({
+      const chunk = (index: number, text: string, finish: string | null, piece?: GeneratedPiece) => ({
         id,
         object: "text_completion",
         created,
         model,
-        choices: [{ index: 0, text, logprobs: wantLogprobs && piece ? logprobsOf(piece) : null, finish_reason: finish }],
+        choices: [{ index, text, logprobs: wantLogprobs && piece ? logprobsOf(index, piece) : null, finish_reason: finish }],
         ...(includeUsage ? { usage: null } : {}),
       });
-      let last: Parameters<typeof usageOf>[0] | undefined;
-      async function* events() {
+      const results: GenerationResult[] = [];
+      async function* choice(job: GenerationJob, index: number) {
         if (echo && !params.promptLogprobs) {
-          yield chunk(echo, null);
-          logprobs.restartAt(echo.length);
+          yield chunk(index, echo, null);
+          builders[index]!.restartAt(echo.length);
         }
         yield* streamJob(
           job,
           timings,
-          (piece) => chunk(piece.promptLogprobs ? echo : piece.text, null, piece),
+          (piece) => chunk(index, piece.promptLogprobs ? echo : piece.text, null, piece),
           (result) => {
-            last = result;
+            results.push(result);
             // Cancelled: the client is gone, there is no one to tell.
-            if (result.finishReason === "cancelled") return [];
-            const end: object[] = [chunk("", result.finishReason)];
-            if (includeUsage) end.push({ id, object: "text_completion", created, model, choices: [], usage: usageOf(result) });
-            return end;
+            return result.finishReason === "cancelled" ? [] : [chunk(index, "", result.finishReason)];
           },
         );
       }
+      async function* events() {
+        yield* interleave(jobs.map(choice));
+        if (includeUsage && results.length === n && !results.some((r) => r.finishReason === "cancelled")) {
+          yield { id, object: "text_completion", created, model, choices: [], usage: usageOf(combineResults(results)) };
+        }
+      }
       return sseResponse(events(), () => {
-        job.dispose();
-        recordRequest(deps, { id, route: "completions", model, adapters, job, timings, stream: true, ...(last ? { result: last } : {}) });
+        for (const job of jobs) job.dispose();
+        record(results, true);
       });
     }
 
-    const { text, pieces, result } = await collectJob(job, timings);
-    recordRequest(deps, { id, route: "completions", model, adapters, job, timings, result, stream: false });
+    const outputs = await collectJobs(jobs, timings);
+    const results = outputs.map((o) => o.result);
+    record(results, false);
     // Cancelled: the client is gone and reads nothing; the error table's 499 is for proxies' logs.
-    if (result.finishReason === "cancelled") throw apiErrors.cancelled();
-    if (echo && !params.promptLogprobs) logprobs.restartAt(echo.length);
-    const entries = pieces.map(logprobsOf);
+    if (results.some((r) => r.finishReason === "cancelled")) throw apiErrors.cancelled();
     return c.json({
       id,
       object: "text_completion",
       created,
       model,
-      choices: [
-        {
-          index: 0,
+      choices: outputs.map(({ text, pieces, result }, index) => {
+        if (echo && !params.promptLogprobs) builders[index]!.restartAt(echo.length);
+        return {
+          index,
           text: echo + text,
-          logprobs: wantLogprobs ? concatLogprobs(entries) : null,
+          logprobs: wantLogprobs ? concatLogprobs(pieces.map((piece) => logprobsOf(index, piece))) : null,
           finish_reason: result.finishReason,
-        },
-      ],
-      usage: usageOf(result),
+        };
+      }),
+      usage: usageOf(combineResults(results)),
     });
   });
   return app;

@@ -59,3 +59,56 @@ export function usageOf(result: GenerationResult) {
     prompt_tokens_details: { cached_tokens: result.cachedPromptTokens },
   };
 }
+
+/** Runs several jobs side by side to the end (the n choices of one request); always releases them all. */
+export async function collectJobs(
+  jobs: readonly GenerationJob[],
+  timings: Timings,
+): Promise<Array<{ text: string; pieces: GeneratedPiece[]; result: GenerationResult }>> {
+  try {
+    return await Promise.all(jobs.map((job) => collectJob(job, timings)));
+  } finally {
+    for (const job of jobs) job.dispose();
+  }
+}
+
+/**
+ * Yields the values of several generators as each becomes ready (the n choices of a streamed request, each
+ * chunk tagged with its choice's index). Ending early (client gone) closes the sources without waiting for
+ * them: their jobs are disposed by then, which ends any generation in flight.
+ */
+export async function* interleave<T>(sources: ReadonlyArray<AsyncGenerator<T, void, void>>): AsyncGenerator<T, void, void> {
+  if (sources.length === 1) {
+    yield* sources[0]!;
+    return;
+  }
+  const pull = (index: number) => sources[index]!.next().then((result) => ({ index, result }));
+  const pending = new Map(sources.map((_, index) => [index, pull(index)] as const));
+  try {
+    while (pending.size > 0) {
+      const { index, result } = await Promise.race(pending.values());
+      if (result.done) {
+        pending.delete(index);
+        continue;
+      }
+      pending.set(index, pull(index));
+      yield result.value;
+    }
+  } finally {
+    for (const index of pending.keys()) void sources[index]!.return(undefined).catch(() => undefined);
+  }
+}
+
+/**
+ * One result for the n choices of a request, for usage and logs: the prompt counts once (as OpenAI bills it),
+ * completions add up; cancelled if any choice was.
+ */
+export function combineResults(results: readonly GenerationResult[]): GenerationResult {
+  const first = results[0]!;
+  return {
+    finishReason: results.some((r) => r.finishReason === "cancelled") ? "cancelled" : first.finishReason,
+    promptTokens: first.promptTokens,
+    completionTokens: results.reduce((sum, r) => sum + r.completionTokens, 0),
+    cachedPromptTokens: first.cachedPromptTokens,
+  };
+}

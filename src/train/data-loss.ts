@@ -6,7 +6,7 @@ import type { TargetModule } from "../lora/target-modules.js";
 import { runNativeTrainer, type EvalEvent, type TrainConfig } from "./native-trainer.js";
 import { writeTokenShards } from "./token-shards.js";
 import { loadSequences, readBase, TrainError, type RunSettings } from "./train-common.js";
-import { modulesAsMatrices, SHORT_TARGET, writeTrainerMatrices, type ModuleMatrix } from "./trainer-tensors.js";
+import { modulesAsMatrices, shortTarget, writeTrainerMatrices, type ModuleMatrix } from "./trainer-tensors.js";
 import { WORK_FILES } from "./train-plan.js";
 
 /**
@@ -67,7 +67,7 @@ export async function dataLossPerToken(options: DataLossOptions): Promise<DataLo
       rank: spec.rank,
       alpha: spec.alpha,
       seed: spec.seed,
-      targets: spec.targets.map((m) => SHORT_TARGET[m]),
+      targets: spec.targets.map(shortTarget),
       // Long enough for every sequence: truncating would score fewer tokens than the file has.
       maxLen: Math.max(2, ...sequences.train.map((s) => s.tokens.length)),
       ...(initB ? { initB } : {}),

@@ -1,10 +1,11 @@
 import type { GgufFile } from "../gguf/gguf-types.js";
 import { permuteRowsForRope, unpermuteRowsForRope } from "../model/llama-permute.js";
 import type { LoraModule } from "../lora/adapter.js";
+import { ARCHITECTURES, TRAINABLE_ARCHITECTURES } from "../lora/architectures.js";
 import { baseFingerprintOfGguf, ggufArchitecture, type BaseFingerprint } from "../lora/base-fingerprint.js";
 import { maskBit, packMask } from "../lora/mask.js";
 import { SafetensorsFile, writeSafetensors, type SafetensorsTensorData } from "../lora/safetensors.js";
-import { GGUF_TENSOR_STEM, TARGET_MODULES, type TargetModule } from "../lora/target-modules.js";
+import { GGUF_TENSOR_STEM, isProjectionModule, TARGET_MODULES, type ProjectionModule, type TargetModule } from "../lora/target-modules.js";
 import { decodeFloats } from "../lora/tensor-codec.js";
 
 /**
@@ -34,7 +35,11 @@ function metadataInt(header: GgufFile, key: string): number | undefined {
 
 export function baseInfo(header: GgufFile): BaseInfo {
   const architecture = ggufArchitecture(header);
-  if (architecture !== "llama") throw new Error(`the base architecture is '${architecture}'; training supports llama only`);
+  if (!TRAINABLE_ARCHITECTURES.includes(architecture)) {
+    const supported = TRAINABLE_ARCHITECTURES.map((a) => `${a} (${ARCHITECTURES.get(a)!.families})`).join(", ");
+    const servable = ARCHITECTURES.has(architecture) ? `; ${architecture} adapters can be imported, merged and served, not trained` : "";
+    throw new Error(`the base architecture is '${architecture}'; training supports ${supported} only${servable}`);
+  }
   const nHead = metadataInt(header, "llama.attention.head_count");
   if (nHead === undefined) throw new Error("the base model has no llama.attention.head_count");
   const nHeadKv = metadataInt(header, "llama.attention.head_count_kv") ?? nHead;
@@ -72,7 +77,7 @@ export function toHfRows(info: BaseInfo, module: TargetModule, rows: Float32Arra
 }
 
 /** Short trainer target names ("q", "gate", ...) <-> our module names. */
-export const SHORT_TARGET: Readonly<Record<TargetModule, "q" | "k" | "v" | "o" | "gate" | "up" | "down">> = {
+export const SHORT_TARGET: Readonly<Record<ProjectionModule, "q" | "k" | "v" | "o" | "gate" | "up" | "down">> = {
   q_proj: "q",
   k_proj: "k",
   v_proj: "v",
@@ -81,6 +86,12 @@ export const SHORT_TARGET: Readonly<Record<TargetModule, "q" | "k" | "v" | "o" |
   up_proj: "up",
   down_proj: "down",
 };
+
+/** The trainer's name for a module; the fused (Phi-3) projections have none (baseInfo refuses phi3 first). */
+export function shortTarget(module: TargetModule): (typeof SHORT_TARGET)[ProjectionModule] {
+  if (!isProjectionModule(module)) throw new Error(`the native trainer cannot train the fused module ${module}`);
+  return SHORT_TARGET[module];
+}
 
 export function moduleFromShort(short: string): TargetModule | undefined {
   return TARGET_MODULES.find((m) => SHORT_TARGET[m] === short);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ERROR_KINDS } from "../../src/errors/error-kinds.js";
+import { createTinyModel } from "../../src/model/tiny-model.js";
 import { useTempDir } from "../support/temp-dir.js";
 
 const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
@@ -73,14 +74,20 @@ describe("lori-server's command surface", () => {
     expect(unknown.stderr).toBe("lori-server: unknown command 'frobnicate' (see 'lori-server --help')\n");
   });
 
-  it("import of a .gguf file says GGUF LoRA import is not supported, in one line, exit 1", async () => {
+  it("import of a .gguf file that is not a GGUF LoRA says so in one line, exit 1", async () => {
     const file = join(tmp.path, "x.gguf");
     await writeFile(file, "GGUF");
-    const result = await runCli(["import", file, "--name", "x", "--base", file, "--adapters-dir", join(tmp.path, "adapters")]);
-    expect(result.code).toBe(1);
-    expect(result.stderr.trim().split("\n")).toHaveLength(1);
-    expect(result.stderr).toMatch(/is a GGUF file: importing GGUF LoRA adapters is not supported yet/);
-    expect(result.stderr).not.toContain("ENOTDIR");
+    const base = join(tmp.path, "base.gguf");
+    await createTinyModel({ out: base, layers: 1 });
+    const adapters = join(tmp.path, "adapters");
+    const broken = await runCli(["import", file, "--name", "x", "--base", base, "--adapters-dir", adapters]);
+    expect(broken.code).toBe(1);
+    expect(broken.stderr.trim().split("\n")).toHaveLength(1);
+    expect(broken.stderr).toMatch(/x\.gguf: cannot import: /);
+    expect(broken.stderr).not.toContain("ENOTDIR");
+    const model = await runCli(["import", base, "--name", "x", "--base", base, "--adapters-dir", adapters]);
+    expect(model.code).toBe(1);
+    expect(model.stderr).toBe("lori-server: base.gguf: cannot import: it is a model (general.type 'model'), not a LoRA adapter\n");
   });
 
   it("serve --gpu metal off macOS is a one-line device_unavailable error, not a CPU server", async () => {

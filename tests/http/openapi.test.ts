@@ -19,18 +19,21 @@ describe("openapi.yaml", () => {
         "/adapters",
         "/adapters/merge",
         "/adapters/{name}",
+        "/detokenize",
         "/health",
         "/metrics",
         "/openapi.yaml",
         "/ready",
+        "/tokenize",
         "/v1/chat/completions",
         "/v1/completions",
+        "/v1/embeddings",
         "/v1/models",
         "/v1/models/{id}",
       ].sort(),
     );
     const chat = doc.components.schemas.ChatCompletionRequest!.properties!;
-    for (const field of ["messages", "stream", "stream_options", "max_completion_tokens", "response_format", "logprobs", "top_k", "ignore_eos", "adapter"]) {
+    for (const field of ["messages", "stream", "stream_options", "max_completion_tokens", "response_format", "logprobs", "top_k", "ignore_eos", "adapter", "n", "logit_bias", "tools", "tool_choice"]) {
       expect(chat).toHaveProperty(field);
     }
   });

@@ -45,7 +45,7 @@ describe("GGUF LoRA compile", () => {
     const plan = planGgufLora(adapter, base);
     const alpha = plan.metadata.find(([k]) => k === "adapter.lora.alpha")![1].value as number;
     for (const m of adapter.modules) {
-      const stem = `blk.${m.layer}.${{ q_proj: "attn_q", k_proj: "attn_k", v_proj: "attn_v", o_proj: "attn_output", gate_proj: "ffn_gate", up_proj: "ffn_up", down_proj: "ffn_down" }[m.module]}.weight`;
+      const stem = `blk.${m.layer}.${({ q_proj: "attn_q", k_proj: "attn_k", v_proj: "attn_v", o_proj: "attn_output", gate_proj: "ffn_gate", up_proj: "ffn_up", down_proj: "ffn_down" } as Record<string, string>)[m.module]}.weight`;
       const b = plan.tensors.find((t) => t.name === `${stem}.lora_b`)!;
       const a = plan.tensors.find((t) => t.name === `${stem}.lora_a`)!;
       expect(a.data).toEqual(materializeA(m));

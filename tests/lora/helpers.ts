@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LoraModule } from "../../src/lora/adapter.js";
 import { packMask } from "../../src/lora/mask.js";
-import { TARGET_MODULES, type TargetModule } from "../../src/lora/target-modules.js";
+import { TARGET_MODULES, type ProjectionModule, type TargetModule } from "../../src/lora/target-modules.js";
 import { mulberry32 } from "../../src/util/mulberry32.js";
 
 /** Deterministic pseudo-random numbers for test data, so failures reproduce. */
@@ -63,7 +63,7 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T
 }
 
 // Tiny model defaults: 2 layers, embd 64, 4 heads, 2 kv heads (kv dim 32), ff 128.
-const SHAPES: Record<TargetModule, [number, number]> = {
+const SHAPES: Record<ProjectionModule, [number, number]> = {
   q_proj: [64, 64],
   k_proj: [32, 64],
   v_proj: [32, 64],

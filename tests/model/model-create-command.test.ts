@@ -56,7 +56,7 @@ describe("lori-server model create", () => {
       [["create", "--out", out, "--vocab", "100"], /--vocab must be at least 260/],
       [["create", "--out", out, "--seed", "-1"], /--seed/],
       [["create", "--out", out, "--seed", "4294967296"], /--seed must be an integer from 0 to 4294967295/],
-      [["create", "--out", out, "--dtype", "q8_0"], /--dtype must be f32 or f16/],
+      [["create", "--out", out, "--dtype", "q4_k"], /--dtype must be f32, f16 or q8_0, got 'q4_k'/],
       [["create", "--out", out, "--bogus"], /bogus/],
     ];
     for (const [argv, message] of cases) {

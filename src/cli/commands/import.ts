@@ -4,19 +4,28 @@ import { readGgufFile } from "../../gguf/gguf-reader.js";
 import { WEIGHTS_FILE, writeAdapterDir } from "../../lora/adapter-io.js";
 import { loriVariantSchema, type LoriVariant } from "../../lora/adapter-config.js";
 import { DEFAULT_ADAPTERS_DIR, oneLineMessage, pathExists, storedAdapterDir } from "../../lora/adapter-store.js";
+import { importGgufLora } from "../../lora/gguf-lora-import.js";
 import { importAdapterDir } from "../../lora/peft-import.js";
 import { CliError, type CliCommand } from "../command.js";
 import { parseCommandArgs } from "../parse-args.js";
 
 const help = `Usage: lori-server import PATH --name NAME --base MODEL.gguf [options]
+       lori-server import FILE.gguf --name NAME --base MODEL.gguf [options]
 
 Imports an adapter directory (adapter_config.json + adapter_model.safetensors): a PEFT LoRA, a published
-LoRI-D / LoRI-S adapter (F32, F16 or BF16), or one of ours, for a llama-family GGUF base. Every module is
-checked against the base (tensor present, shape [in, out] as in the GGUF); DoRA, unknown target modules,
+LoRI-D / LoRI-S adapter (F32, F16 or BF16), or one of ours, for a GGUF base of architecture llama (Llama,
+Mistral), qwen2, qwen3, gemma2, gemma3 or phi3 (whose adapters target the fused qkv_proj / gate_up_proj, not
+q/k/v_proj or gate/up_proj). Every module is checked against the base (tensor present, shape [in, out] as in the GGUF); DoRA, unknown target modules,
 another architecture, NaN/Inf values and shapes that do not fit are refused with one message listing each
 problem, and nothing is written. A B that is mostly zeros (a LoRI-S adapter) gets its mask from B != 0 and is
 stored sparse; a stored A equal to the seeded A of the config's lori.a_init seed is stored as the seed.
 The result is written atomically to <adapters-dir>/NAME with the base's fingerprint and an import lineage.
+
+A PATH ending in .gguf is a GGUF LoRA (llama.cpp's convert_lora_to_gguf.py, or our export --format gguf):
+general.type adapter, adapter.type lora, adapter.lora.alpha, and <base tensor>.lora_a / .lora_b pairs in F32,
+F16, BF16 or Q8_0 for the projections of the base's architecture. Models, other adapter types, activated
+LoRAs (aLoRA invocation tokens), a missing alpha, another architecture and pairs that do not fit the base are
+refused. q/k rows are permuted back to HF order where the architecture permutes them (llama).
 
 Options:
   --name NAME              adapter name (required): 1-64 of [A-Za-z0-9._-], no leading '.', no '..'
@@ -65,9 +74,11 @@ export const importCommand: CliCommand = {
       if (!force && (await pathExists(target))) {
         throw new CliError(`adapter '${v.name}' already exists in ${adaptersDir} (use --force to replace it)`, 1);
       }
-      await refuseNonDirectory(source);
+      const kind = await sourceKind(source);
       const baseHeader = await readGgufFile(v.base);
-      const { adapter, summary } = await importAdapterDir(source, baseHeader, variant ? { variant } : {});
+      const options = variant ? { variant } : {};
+      const { adapter, summary } =
+        kind === "gguf" ? await importGgufLora(source, baseHeader, options) : await importAdapterDir(source, baseHeader, options);
       await writeAdapterDir(target, adapter, { dtype, overwrite: force });
       const { size } = await stat(join(target, WEIGHTS_FILE));
       const ranks = new Set(adapter.modules.map((m) => m.rank));
@@ -88,18 +99,14 @@ export const importCommand: CliCommand = {
  * import reads a directory; a file given instead (most often a GGUF LoRA) gets a message that says what to pass,
  * instead of the ENOTDIR of reading PATH/adapter_config.json.
  */
-async function refuseNonDirectory(source: string): Promise<void> {
+/** An adapter directory, or a GGUF LoRA file (a file named *.gguf); anything else is refused in one line. */
+async function sourceKind(source: string): Promise<"directory" | "gguf"> {
+  const expected = "PATH must be an adapter directory (adapter_config.json + adapter_model.safetensors) or a GGUF LoRA file (.gguf)";
   const info = await stat(source).catch(() => undefined);
-  if (info === undefined) throw new CliError(`${source} not found: PATH must be an adapter directory (adapter_config.json + adapter_model.safetensors)`, 1);
-  if (info.isDirectory()) return;
-  if (source.toLowerCase().endsWith(".gguf")) {
-    throw new CliError(
-      `${source} is a GGUF file: importing GGUF LoRA adapters is not supported yet; import the PEFT directory ` +
-        `(adapter_config.json + adapter_model.safetensors) instead`,
-      1,
-    );
-  }
-  throw new CliError(`${source} is a file: PATH must be an adapter directory (adapter_config.json + adapter_model.safetensors)`, 1);
+  if (info === undefined) throw new CliError(`${source} not found: ${expected}`, 1);
+  if (info.isDirectory()) return "directory";
+  if (source.toLowerCase().endsWith(".gguf")) return "gguf";
+  throw new CliError(`${source} is a file: ${expected}`, 1);
 }
 
 /** --dtype f32|f16 as the writer's dtype. */
