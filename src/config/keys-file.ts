@@ -9,6 +9,8 @@ export const keysFileSchema = z.object({
         role: z.enum(["admin", "user"]).default("user"),
         /** Adapters this key may see and use; omitted = all. */
         adapters: z.array(z.string().min(1)).optional(),
+        /** Extra permissions of a user key: "train" creates files and fine-tuning jobs (admins may anyway). */
+        grants: z.array(z.enum(["train"])).optional(),
         name: z.string().optional(),
       }),
     )
@@ -17,7 +19,7 @@ export const keysFileSchema = z.object({
 
 export type KeyGrant = z.infer<typeof keysFileSchema>["keys"][number];
 
-/** Reads `--keys-file`: `{"keys": [{"key", "role": "admin"|"user", "adapters"?: [...]}]}`. */
+/** Reads `--keys-file`: `{"keys": [{"key", "role": "admin"|"user", "adapters"?: [...], "grants"?: ["train"]}]}`. */
 export function readKeysFile(file: string): KeyGrant[] {
   let json: unknown;
   try {

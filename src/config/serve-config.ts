@@ -32,6 +32,13 @@ export const serveConfigSchema = z.object({
   metricsMaxAdapterSets: z.coerce.number().int().min(1).max(10_000).default(64),
   logRequests: z.boolean().default(true),
   logFormat: z.enum(LOG_FORMATS).default("auto"),
+  dataDir: z.string().min(1).default("data").describe("uploaded files and fine-tuning jobs"),
+  maxFileMb: z.coerce.number().positive().max(1_000_000).default(100).describe("size limit of an uploaded file, in MiB"),
+  maxTrainingJobs: z.coerce.number().int().min(0).max(64).default(1).describe("fine-tuning jobs that train at once (0 = none start)"),
+  trainingThreads: z
+    .union([z.literal("auto"), z.coerce.number().int().min(1).max(1024)])
+    .default("auto")
+    .describe("CPU threads of each training job (auto: half the cores, at least 1)"),
 });
 
 export type ServeConfig = z.infer<typeof serveConfigSchema>;
@@ -64,6 +71,10 @@ export const serveEnvVars = {
   bodyTimeoutMs: "LORI_BODY_TIMEOUT_MS",
   metricsMaxAdapterSets: "LORI_METRICS_MAX_ADAPTER_SETS",
   logFormat: "LORI_LOG_FORMAT",
+  dataDir: "LORI_DATA_DIR",
+  maxFileMb: "LORI_MAX_FILE_MB",
+  maxTrainingJobs: "LORI_MAX_TRAINING_JOBS",
+  trainingThreads: "LORI_TRAINING_THREADS",
 } as const satisfies Partial<Record<keyof ServeConfig, string>>;
 
 const listKeys = new Set<keyof ServeConfig>(["models", "apiKeys", "adapterRoots"]);

@@ -1,4 +1,5 @@
 import type { KeyGrant } from "../config/keys-file.js";
+import type { FineTuningService } from "../fine-tuning/fine-tuning-service.js";
 import type { ServingDeps } from "../serving/serving-deps.js";
 
 /** What the HTTP layer needs: the serving deps plus its own settings. */
@@ -9,4 +10,6 @@ export interface AppDeps extends ServingDeps {
     /** Directories (besides the adapters dir) that `POST /adapters {path}` may register from. */
     readonly adapterRoots: readonly string[];
   };
+  /** Files and fine-tuning jobs (/v1/files, /v1/fine_tuning); absent = those routes do not exist. */
+  readonly fineTuning?: FineTuningService;
 }

@@ -5,6 +5,8 @@ import { metricsRoutes } from "../routes/metrics.js";
 import { chatCompletionsRoutes } from "../routes/chat-completions.js";
 import { completionsRoutes } from "../routes/completions.js";
 import { embeddingsRoutes } from "../routes/embeddings.js";
+import { filesRoutes } from "../routes/files.js";
+import { fineTunedAdapterAccess, fineTuningRoutes } from "../routes/fine-tuning.js";
 import { healthRoutes } from "../routes/health.js";
 import { modelsRoutes } from "../routes/models.js";
 import { openapiRoutes } from "../routes/openapi.js";
@@ -22,16 +24,16 @@ export function createApp(deps: AppDeps): Hono {
     const error = apiErrors.routeNotFound(c.req.method, c.req.path);
     return c.json(error.toJSON(), error.status);
   });
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: deps.config.maxBodyBytes,
-      onError: () => {
-        throw apiErrors.payloadTooLarge(deps.config.maxBodyBytes);
-      },
-    }),
-  );
+  const bodyLimited = bodyLimit({
+    maxSize: deps.config.maxBodyBytes,
+    onError: () => {
+      throw apiErrors.payloadTooLarge(deps.config.maxBodyBytes);
+    },
+  });
+  // File uploads have their own limit (--max-file-mb), applied by the files route.
+  app.use("*", (c, next) => (deps.fineTuning && c.req.method === "POST" && c.req.path === "/v1/files" ? next() : bodyLimited(c, next)));
   app.use("*", bearerAuth(deps.config.keys, new Set(["/health"])));
+  if (deps.fineTuning) app.use("*", fineTunedAdapterAccess(deps.fineTuning));
   app.route("/", healthRoutes(deps));
   app.route("/", openapiRoutes());
   app.route("/", modelsRoutes(deps));
@@ -41,5 +43,9 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", tokenizeRoutes(deps));
   app.route("/", adaptersRoutes(deps));
   app.route("/", metricsRoutes(deps));
+  if (deps.fineTuning) {
+    app.route("/", filesRoutes(deps.fineTuning));
+    app.route("/", fineTuningRoutes(deps.fineTuning));
+  }
   return app;
 }

@@ -12,7 +12,13 @@ import "./principal.js";
 export function bearerAuth(grants: readonly KeyGrant[], openPaths: ReadonlySet<string>): MiddlewareHandler {
   const table = grants.map((grant) => ({
     digest: digest(grant.key),
-    principal: { role: grant.role, adapters: grant.adapters ? new Set(grant.adapters) : null } satisfies Principal,
+    principal: {
+      role: grant.role,
+      adapters: grant.adapters ? new Set(grant.adapters) : null,
+      // A digest prefix: stable across restarts, and it reveals nothing usable about the key.
+      id: `key-${digest(grant.key).toString("hex").slice(0, 16)}`,
+      train: grant.grants?.includes("train") ?? false,
+    } satisfies Principal,
   }));
   return async (c, next) => {
     if (table.length === 0) {

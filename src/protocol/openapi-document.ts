@@ -6,6 +6,7 @@ import { completionRequestSchema } from "./completion-schema.js";
 import { embeddingsRequestSchema } from "./embeddings-schema.js";
 import { detokenizeRequestSchema, tokenizeRequestSchema } from "./tokenize-schema.js";
 import { mergeAdaptersSchema, registerAdapterSchema } from "./adapter-schemas.js";
+import { addFineTuningPaths, fineTuningComponents } from "./fine-tuning-openapi.js";
 import {
   adapterListSchema,
   adapterObjectSchema,
@@ -39,6 +40,7 @@ const components = {
   RegisterAdapterRequest: registerAdapterSchema,
   MergeAdaptersRequest: mergeAdaptersSchema,
   Error: errorEnvelopeSchema,
+  ...fineTuningComponents,
 } as const;
 
 function toSchema(schema: z.ZodType): SchemaObject {
@@ -213,6 +215,7 @@ export function buildOpenApiDocument() {
       responses: { "201": adapterResponse("The merged adapter"), "403": errorResponse("Not an admin key"), "409": errorResponse("Name taken"), ...standardErrors },
     },
   });
+  addFineTuningPaths(builder, ref, errorResponse);
   builder.addPath("/metrics", {
     get: {
       operationId: "metrics",

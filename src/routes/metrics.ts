@@ -6,8 +6,9 @@ export function metricsRoutes(deps: AppDeps): Hono {
   const app = new Hono();
   app.get("/metrics", (c) => {
     const principal = c.get("principal");
-    // Keys with an adapter allow-list see only the series of sets they may use.
-    const text = principal.adapters === null ? deps.metrics.render() : deps.metrics.render((name) => mayUseAdapter(principal, name));
+    // Keys with an adapter allow-list (or fine-tuned adapters of other keys) see only the sets they may use.
+    const unfiltered = principal.adapters === null && !principal.adapterAccess;
+    const text = unfiltered ? deps.metrics.render() : deps.metrics.render((name) => mayUseAdapter(principal, name));
     return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
   });
   return app;

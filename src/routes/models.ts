@@ -23,7 +23,7 @@ export function modelsRoutes(deps: AppDeps): Hono {
     const id = c.req.param("id");
     const served = deps.models.get(id);
     if (served) return c.json(modelObject(served));
-    const entry = visibleAdapters(c.get("principal")).find((e) => e.name === id);
+    const entry = visibleAdapters(c.get("principal")).find((e) => e.name === (deps.fineTunedModels?.adapterForModelId(id) ?? id));
     if (!entry) throw apiErrors.modelNotFound(id);
     return c.json(adapterModelObject(deps, entry));
   });
@@ -48,7 +48,8 @@ function modelObject(served: ServedModel) {
 
 function adapterModelObject(deps: AppDeps, entry: AdapterEntry) {
   return {
-    id: entry.name,
+    // A fine-tuning job's result is listed under its `ft:` id.
+    id: deps.fineTunedModels?.modelIdForAdapter(entry.name) ?? entry.name,
     object: "model" as const,
     created: Math.floor(entry.updatedAt / 1000),
     owned_by: "lori-server",

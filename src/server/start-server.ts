@@ -13,6 +13,8 @@ import { ShuttingDownError } from "../engine/engine-errors.js";
 import type { LaneEvents } from "../engine/lanes/lane-scheduler.js";
 import { defaultThreadCount, loadLlama } from "../engine/llama-runtime.js";
 import { ModelRegistry } from "../engine/model-registry.js";
+import { registerFineTuningMetrics } from "../fine-tuning/fine-tuning-metrics.js";
+import { defaultTrainingThreads, FineTuningService } from "../fine-tuning/fine-tuning-service.js";
 import { parseModelSpec, ServedModel } from "../engine/served-model.js";
 import { ServerLifecycle } from "../serving/serving-deps.js";
 import { createApp } from "../http/app.js";
@@ -28,6 +30,7 @@ export interface ServerCore {
   readonly lifecycle: ServerLifecycle;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  readonly fineTuning: FineTuningService;
   /** Sequences generating right now, over all models. */
   inFlight(): number;
   /** Frees models, lanes and the registry's poller; idempotent. */
@@ -116,6 +119,27 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
     await models.dispose();
     throw error;
   }
+  let fineTuning: FineTuningService;
+  try {
+    fineTuning = await FineTuningService.open(
+      {
+        dataDir: config.dataDir,
+        adaptersDir: config.adaptersDir,
+        maxFileBytes: Math.floor(config.maxFileMb * 1024 * 1024),
+        maxTrainingJobs: config.maxTrainingJobs,
+        threads: config.trainingThreads === "auto" ? defaultTrainingThreads() : config.trainingThreads,
+        gpu: config.gpu === "off" ? "off" : "auto",
+        llama,
+        ...(config.chatTemplate ? { chatTemplate: config.chatTemplate } : {}),
+      },
+      { models, adapters, logger },
+    );
+  } catch (error) {
+    adapters.close();
+    await models.dispose();
+    throw error;
+  }
+  registerFineTuningMetrics(metrics.registry, fineTuning);
   lifecycle.ready = true;
   warnAboutUnusableAdapters(adapters, models, logger);
 
@@ -126,15 +150,19 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
     metrics,
     logger,
     lifecycle,
+    fineTuning,
+    fineTunedModels: fineTuning,
   });
   let disposing: Promise<void> | undefined;
   const dispose = () =>
     (disposing ??= (async () => {
+      // Trainers stop with a checkpoint first; their jobs resume at the next start.
+      await fineTuning.dispose();
       adapters.close();
       await models.dispose();
     })());
   const inFlight = () => models.list().reduce((n, m) => n + m.lanes.stats.busySequences, 0);
-  return { app, models, adapters, lifecycle, metrics, logger, inFlight, dispose };
+  return { app, models, adapters, lifecycle, metrics, logger, fineTuning, inFlight, dispose };
 }
 
 /** Loads the models, then listens. Used by `lori-server serve` and by the tests (port 0). */

@@ -16,4 +16,13 @@ export interface ServingDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly lifecycle: ServerLifecycle;
+  /** Fine-tuned models (`ft:<base>:<suffix>:<job>`) and the stored adapters they are; absent = none. */
+  readonly fineTunedModels?: FineTunedModelNames;
+}
+
+export interface FineTunedModelNames {
+  /** The stored adapter of a fine-tuned model id, or undefined when `modelId` is not one. */
+  adapterForModelId(modelId: string): string | undefined;
+  /** The fine-tuned model id a stored adapter is served as, or undefined. */
+  modelIdForAdapter(name: string): string | undefined;
 }

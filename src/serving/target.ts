@@ -19,7 +19,10 @@ export interface Target {
  */
 export function resolveTarget(deps: ServingDeps, principal: Principal, modelId: string | undefined, field: AdapterField): Target {
   if (!deps.lifecycle.ready) throw apiErrors.notReady();
-  const selections = normalizeAdapterField(field);
+  // Fine-tuned models (`ft:<base>:<suffix>:<job>`) are adapters stored under a shorter name.
+  const stored = (name: string) => deps.fineTunedModels?.adapterForModelId(name) ?? name;
+  if (modelId !== undefined) modelId = stored(modelId);
+  const selections = normalizeAdapterField(field).map((s) => ({ ...s, name: stored(s.name) }));
   let served = deps.models.get(modelId);
   if (!served && modelId !== undefined) {
     const entry = deps.adapters.get(modelId);

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { setPriority, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -289,6 +289,8 @@ export interface NativeTrainerOptions {
   signal?: AbortSignal;
   /** Receives the trainer's stderr (ggml warnings). Default: kept for error messages only. */
   onStderr?: (text: string) => void;
+  /** OS scheduling priority of the trainer process (os.setPriority: 19 lowest); a server lowers it to stay responsive. */
+  priority?: number;
 }
 
 export interface NativeTrainerExit {
@@ -338,6 +340,8 @@ export class NativeTrainerRun implements AsyncIterable<TrainerEvent> {
     const forward = () => this.interrupt();
     if (options.forwardSigint ?? true) process.on("SIGINT", forward);
     options.signal?.addEventListener("abort", forward, { once: true });
+    // Aborted while the process was being spawned: the event has fired already.
+    if (options.signal?.aborted) forward();
     const linesClosed = new Promise<void>((resolve) => lines.once("close", resolve));
     this.exit = new Promise<NativeTrainerExit>((resolve) => {
       child.once("error", (error) => {
@@ -361,6 +365,13 @@ export class NativeTrainerRun implements AsyncIterable<TrainerEvent> {
     const configPath = join(dir, "config.json");
     await writeFile(configPath, JSON.stringify(toNativeConfig(config)));
     const child = spawn(binary, [configPath], { stdio: ["ignore", "pipe", "pipe"] });
+    if (options.priority !== undefined && child.pid !== undefined) {
+      try {
+        setPriority(child.pid, options.priority);
+      } catch {
+        // Not permitted here (raising priority needs privileges): the run goes on at the inherited priority.
+      }
+    }
     return new NativeTrainerRun(child, () => rm(dir, { recursive: true, force: true }), options);
   }
 

@@ -52,6 +52,10 @@ export interface RunSettings {
   readonly forwardSigint?: boolean;
   /** Aborting stops the trainer cleanly (as SIGINT does). */
   readonly signal?: AbortSignal;
+  /** OS priority of the trainer process (see NativeTrainerOptions.priority). Default: inherited. */
+  readonly priority?: number;
+  /** Also write the checkpoint every N optimizer steps (default: only on SIGINT and at the end), for runs that may be killed. */
+  readonly checkpointEvery?: number;
   /**
    * Called once before a new run trains, with the settings it took from the defaults, keyed by flag name
    * (`{ lr: 0.01, batch: 8 }`), so the CLI can say which were applied. Not called on `--resume`.
@@ -209,8 +213,8 @@ export interface PhaseRun {
 /** One trainer process to its end: progress goes to `run.onProgress`; returns the phase's summary. */
 export async function runTrainerPhase(config: TrainConfig | FullTrainConfig, phase: PhaseRun, run: RunSettings): Promise<PhaseSummary> {
   const trainer = await NativeTrainerRun.start(
-    { ...config, ...(run.gpu ? { gpu: run.gpu } : {}), ...(run.threads ? { threads: run.threads } : {}) },
-    { forwardSigint: run.forwardSigint ?? true, ...(run.signal ? { signal: run.signal } : {}) },
+    { ...config, ...(run.gpu ? { gpu: run.gpu } : {}), ...(run.threads ? { threads: run.threads } : {}), ...(run.checkpointEvery ? { checkpointInterval: run.checkpointEvery } : {}) },
+    { forwardSigint: run.forwardSigint ?? true, ...(run.signal ? { signal: run.signal } : {}), ...(run.priority !== undefined ? { priority: run.priority } : {}) },
   );
   const where = { phase: phase.phase, phaseIndex: phase.phaseIndex, phaseCount: phase.phaseCount, totalSteps: phase.totalSteps };
   // The step loss is the summed NLL divided by the sequences of the step (batch x grad-accum).

@@ -30,11 +30,23 @@ describe("openapi.yaml", () => {
         "/v1/embeddings",
         "/v1/models",
         "/v1/models/{id}",
+        "/v1/files",
+        "/v1/files/{file_id}",
+        "/v1/files/{file_id}/content",
+        "/v1/fine_tuning/jobs",
+        "/v1/fine_tuning/jobs/{fine_tuning_job_id}",
+        "/v1/fine_tuning/jobs/{fine_tuning_job_id}/cancel",
+        "/v1/fine_tuning/jobs/{fine_tuning_job_id}/events",
+        "/v1/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints",
       ].sort(),
     );
     const chat = doc.components.schemas.ChatCompletionRequest!.properties!;
     for (const field of ["messages", "stream", "stream_options", "max_completion_tokens", "response_format", "logprobs", "top_k", "ignore_eos", "adapter", "n", "logit_bias", "tools", "tool_choice"]) {
       expect(chat).toHaveProperty(field);
+    }
+    const job = doc.components.schemas.CreateFineTuningJobRequest!.properties!;
+    for (const field of ["model", "training_file", "validation_file", "suffix", "seed", "method", "hyperparameters", "lori"]) {
+      expect(job).toHaveProperty(field);
     }
   });
 });

@@ -17,8 +17,10 @@ export async function createInProcessServer(overrides: Partial<Record<keyof Serv
   if (options.withDemoAdapters !== false) {
     for (const name of ["math", "code", "nlu", "safety"]) cpSync(join(demoAdaptersDir, name), join(adaptersDir, name), { recursive: true });
   }
+  // Uploaded files and fine-tuning jobs go to a temporary data dir unless the test names one.
+  const dataDir = mkdtempSync(join(tmpdir(), "lori-inproc-data-"));
   const config = resolveServeConfig(
-    { models: [`lori-demo=${demoModelPath}`], gpu: "off", threads: 1, contextSize: 256, logRequests: false, adaptersPollMs: 0, ...overrides, adaptersDir },
+    { models: [`lori-demo=${demoModelPath}`], gpu: "off", threads: 1, contextSize: 256, logRequests: false, adaptersPollMs: 0, dataDir, ...overrides, adaptersDir },
     {},
   );
   return createServerCore(config);

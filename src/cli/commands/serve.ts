@@ -38,6 +38,10 @@ Options (each also read from the environment variable shown):
   --header-timeout-ms N    a client must send its request headers within this (default 10000; then 408) [${serveEnvVars.headerTimeoutMs}]
   --body-timeout-ms N      a client must send its whole request within this (default 60000; then 408) [${serveEnvVars.bodyTimeoutMs}]
   --metrics-max-adapter-sets N  distinct adapter_set labels in /metrics; later sets count as "(other)" (default 64) [${serveEnvVars.metricsMaxAdapterSets}]
+  --data-dir DIR           uploaded files and fine-tuning jobs (default ./data)         [${serveEnvVars.dataDir}]
+  --max-file-mb N          size limit of a file uploaded to /v1/files (default 100)     [${serveEnvVars.maxFileMb}]
+  --max-training-jobs N    fine-tuning jobs that train at once; others queue (default 1) [${serveEnvVars.maxTrainingJobs}]
+  --training-threads auto|N  CPU threads per training job (default auto: half the cores) [${serveEnvVars.trainingThreads}]
   --log-format auto|json|text  log lines on stderr: text for people, JSON lines for collectors
                            (default auto: text on a terminal, JSON otherwise)          [${serveEnvVars.logFormat}]
   --quiet                  no request or info log on stderr (warnings and errors still print)
@@ -104,6 +108,10 @@ export const serveCommand: CliCommand = {
       "header-timeout-ms": { type: "string" },
       "body-timeout-ms": { type: "string" },
       "metrics-max-adapter-sets": { type: "string" },
+      "data-dir": { type: "string" },
+      "max-file-mb": { type: "string" },
+      "max-training-jobs": { type: "string" },
+      "training-threads": { type: "string" },
       "log-format": { type: "string" },
       quiet: { type: "boolean" },
     });
@@ -140,6 +148,10 @@ export const serveCommand: CliCommand = {
         headerTimeoutMs: v["header-timeout-ms"],
         bodyTimeoutMs: v["body-timeout-ms"],
         metricsMaxAdapterSets: v["metrics-max-adapter-sets"],
+        dataDir: v["data-dir"],
+        maxFileMb: v["max-file-mb"],
+        maxTrainingJobs: v["max-training-jobs"],
+        trainingThreads: v["training-threads"],
         logRequests: v.quiet ? false : undefined,
         logFormat: v["log-format"],
       });
