@@ -191,6 +191,8 @@ describe("deploy/kubernetes: the pieces fit together", () => {
       const mounts = Object.fromEntries(container.volumeMounts.map((m: Any) => [m.name, m.mountPath]));
       const volumes = Object.fromEntries(pod.spec.volumes.map((v: Any) => [v.name, v]));
       expect(flag(container, "adapters-dir")).toBe(mounts.adapters);
+      expect(flag(container, "data-dir")).toBe(mounts.data);
+      expect(flag(container, "max-training-jobs")).toBe("0");
       for (const name of ["adapters", "data"]) {
         const claim = find(objects, "PersistentVolumeClaim", volumes[name].persistentVolumeClaim.claimName) as Any;
         expect(claim.spec.accessModes).toEqual(["ReadWriteMany"]);
