@@ -17,6 +17,8 @@ export const serveConfigSchema = z.object({
   parallel: z.coerce.number().int().min(1).max(256).default(4),
   maxLanes: z.union([z.literal("auto"), z.coerce.number().int().min(1).max(256)]).default("auto"),
   maxAdapters: z.coerce.number().int().min(1).max(100_000).default(16),
+  /** 1 GiB: files a lane holds are never evicted, so this bounds only the idle cache (a few 7B-class sets). */
+  compiledCacheMb: z.coerce.number().int().min(1).max(1_048_576).default(1024),
   agingMs: z.coerce.number().int().min(0).default(250),
   batchWaitMs: z.coerce.number().min(0).max(100).default(1),
   adaptersPollMs: z.coerce.number().int().min(0).default(1000),
@@ -57,6 +59,7 @@ export const serveEnvVars = {
   parallel: "LORI_PARALLEL",
   maxLanes: "LORI_MAX_LANES",
   maxAdapters: "LORI_MAX_ADAPTERS",
+  compiledCacheMb: "LORI_COMPILED_CACHE_MB",
   agingMs: "LORI_AGING_MS",
   batchWaitMs: "LORI_BATCH_WAIT_MS",
   adaptersPollMs: "LORI_ADAPTERS_POLL_MS",

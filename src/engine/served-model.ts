@@ -5,6 +5,8 @@ import { readGgufFile } from "../gguf/gguf-reader.js";
 import { computeBaseFingerprint, type BaseFingerprint } from "../lora/base-fingerprint.js";
 import { AdapterSetCompiler } from "./adapters/adapter-set-compiler.js";
 import type { AdapterRegistry } from "./adapters/adapter-registry.js";
+import type { CompiledCache } from "./adapters/compiled-cache.js";
+import type { GgufFile } from "../gguf/gguf-types.js";
 import { resolveChatFormat } from "./chat-prompt.js";
 import type { OutputConstraint } from "./generation-types.js";
 import { BASE_BINDING } from "./lanes/lane-binding.js";
@@ -32,6 +34,8 @@ export interface ServedModelOptions {
   readonly chatTemplate: string | undefined;
   /** Where compiled adapter sets are cached. */
   readonly compiledAdaptersDir: string;
+  /** The shared, budgeted cache of compiled files (one per adapters dir); default: a private one. */
+  readonly compiledCache?: CompiledCache;
 }
 
 /** One loaded GGUF model with its lanes and adapter compiler. `dispose()` frees everything; idempotent. */
@@ -48,6 +52,8 @@ export class ServedModel {
     readonly chatFormat: ChatWrapper,
     readonly createdAt: number,
     private readonly llama: Llama,
+    /** The GGUF header (adapters are validated against its tensor names and shapes). */
+    readonly header: GgufFile,
   ) {}
 
   static async load(
@@ -79,9 +85,9 @@ export class ServedModel {
         events,
       );
       await lanes.start(BASE_BINDING);
-      const compiler = new AdapterSetCompiler(registry, header, fingerprint, options.compiledAdaptersDir);
+      const compiler = new AdapterSetCompiler(registry, header, fingerprint, options.compiledAdaptersDir, options.compiledCache);
       const chatFormat = resolveChatFormat(model, options.chatTemplate);
-      return new ServedModel(spec, model, lanes, compiler, fingerprint, chatFormat, Math.floor(Date.now() / 1000), llama);
+      return new ServedModel(spec, model, lanes, compiler, fingerprint, chatFormat, Math.floor(Date.now() / 1000), llama, header);
     } catch (error) {
       await model.dispose();
       throw error;

@@ -1,11 +1,20 @@
-import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { deriveConfig, hfModuleName, materializeA, sortModules, validateModule, type Adapter, type LoraModule } from "./adapter.js";
 import { parseAdapterConfig, resolvePattern, type AdapterConfig } from "./adapter-config.js";
-import { FILE_METADATA, moduleLayout, parseShapeMetadata, parseTensorName, peftPrefix, shapeMetadataKey, type TensorRole } from "./adapter-layout.js";
+import {
+  FILE_METADATA,
+  moduleLayout,
+  parseShapeMetadata,
+  parseTensorName,
+  peftPrefix,
+  shapeMetadataKey,
+  type TensorRole,
+} from "./adapter-layout.js";
 import { LoraError } from "./errors.js";
 import { maskBit, maskPopcount } from "./mask.js";
+import { readRegularFile } from "./regular-file.js";
 import { SafetensorsFile, writeSafetensors, type SafetensorsTensorData } from "./safetensors.js";
 import { decodeFloats, encodeFloats, type FloatDtype } from "./tensor-codec.js";
 import type { TargetModule } from "./target-modules.js";
@@ -18,12 +27,17 @@ const NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 /** Adapter names become directory names under adapters/: refuse anything that could escape or hide. */
 export function validateAdapterName(name: string): void {
   const why =
-    name.length === 0 ? "is empty"
-    : name.length > 64 ? "is longer than 64 characters"
-    : name.startsWith(".") ? "starts with a dot"
-    : name.includes("..") ? "contains '..'"
-    : !NAME_PATTERN.test(name) ? "may only contain letters, digits, '.', '_' and '-'"
-    : null;
+    name.length === 0
+      ? "is empty"
+      : name.length > 64
+        ? "is longer than 64 characters"
+        : name.startsWith(".")
+          ? "starts with a dot"
+          : name.includes("..")
+            ? "contains '..'"
+            : !NAME_PATTERN.test(name)
+              ? "may only contain letters, digits, '.', '_' and '-'"
+              : null;
   if (why) throw new LoraError("ADAPTER_BAD_NAME", `adapter name ${JSON.stringify(name)} ${why}`);
 }
 
@@ -60,7 +74,8 @@ async function readModule(
     mask = await file.readBytes(group["lora_B.mask"]);
     const values = await readFloats(file, group["lora_B.values"]);
     const elements = outFeatures * rank;
-    if (mask.length !== Math.ceil(elements / 8)) bad(`lora_B.mask has ${mask.length} bytes, [${outFeatures}, ${rank}] needs ${Math.ceil(elements / 8)}`);
+    if (mask.length !== Math.ceil(elements / 8))
+      bad(`lora_B.mask has ${mask.length} bytes, [${outFeatures}, ${rank}] needs ${Math.ceil(elements / 8)}`);
     const kept = maskPopcount(mask, elements);
     if (values.length !== kept) bad(`lora_B.values has ${values.length} entries but the mask keeps ${kept}`);
     b = new Float32Array(elements);
@@ -92,17 +107,82 @@ async function readModule(
   return result;
 }
 
-/** Reads `adapter_config.json` + `adapter_model.safetensors` from a directory (PEFT or LoRI layout). */
-export async function readAdapterDir(dir: string): Promise<Adapter> {
-  const configPath = join(dir, CONFIG_FILE);
+/** adapter_config.json is a few hundred bytes; anything past this is not a config. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/**
+ * adapter_model.safetensors past this is not a plausible adapter: a rank-64 adapter on every projection of a
+ * 70B model is about 1.6 GB in F32. The whole file is read into memory once (hash and parse the same bytes).
+ */
+export const MAX_WEIGHTS_BYTES = 2 * 1024 * 1024 * 1024;
+
+export interface ReadAdapterOptions {
+  /** Follow symlinks named adapter_config.json / adapter_model.safetensors. Default true (the CLI on a user's own files); the server refuses them. */
+  readonly followSymlinks?: boolean;
+  /** Default MAX_WEIGHTS_BYTES. */
+  readonly maxWeightsBytes?: number;
+}
+
+/** The two files of an adapter directory, read once each (regular files only, size-bounded), and their hash. */
+export interface AdapterSnapshot {
+  readonly configBytes: Buffer;
+  readonly weightsBytes: Buffer;
+  /** sha256 over the config bytes then the weights bytes: the adapter's content identity. */
+  readonly hash: string;
+}
+
+export function snapshotHash(configBytes: Uint8Array, weightsBytes: Uint8Array): string {
+  return createHash("sha256").update(configBytes).update(weightsBytes).digest("hex");
+}
+
+export async function readAdapterSnapshot(dir: string, options: ReadAdapterOptions = {}): Promise<AdapterSnapshot> {
+  const configBytes = await readConfigBytes(dir, options);
+  const weightsBytes = await readWeightsBytes(dir, options);
+  return { configBytes, weightsBytes, hash: snapshotHash(configBytes, weightsBytes) };
+}
+
+function readConfigBytes(dir: string, options: ReadAdapterOptions): Promise<Buffer> {
+  return readRegularFile(join(dir, CONFIG_FILE), { maxBytes: MAX_CONFIG_BYTES, followSymlinks: options.followSymlinks ?? true }).catch(
+    (error: unknown) => {
+      if (error instanceof LoraError) throw new LoraError("ADAPTER_BAD_CONFIG", error.message);
+      throw error;
+    },
+  );
+}
+
+function readWeightsBytes(dir: string, options: ReadAdapterOptions): Promise<Buffer> {
+  return readRegularFile(join(dir, WEIGHTS_FILE), {
+    maxBytes: options.maxWeightsBytes ?? MAX_WEIGHTS_BYTES,
+    followSymlinks: options.followSymlinks ?? true,
+  });
+}
+
+/** Parses adapter_config.json bytes. The JSON parser's own message is never passed on: it quotes the input. */
+export function parseAdapterConfigBytes(bytes: Uint8Array, source: string): AdapterConfig {
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(configPath, "utf8"));
-  } catch (error) {
-    throw new LoraError("ADAPTER_BAD_CONFIG", `${configPath}: ${(error as Error).message}`);
+    json = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
+  } catch {
+    throw new LoraError("ADAPTER_BAD_CONFIG", `${source}: not valid JSON`);
   }
-  const config = parseAdapterConfig(json, configPath);
-  const file = await SafetensorsFile.open(join(dir, WEIGHTS_FILE));
+  return parseAdapterConfig(json, source);
+}
+
+/** Parses an adapter from its two files' bytes; `where` names it in messages (a name, not a server path). */
+export async function parseAdapterBytes(configBytes: Uint8Array, weightsBytes: Uint8Array, where: string): Promise<Adapter> {
+  const config = parseAdapterConfigBytes(configBytes, `${where}/${CONFIG_FILE}`);
+  const file = await SafetensorsFile.fromBytes(`${where}/${WEIGHTS_FILE}`, weightsBytes);
+  return parseAdapterTensors(config, file);
+}
+
+/** Reads `adapter_config.json` + `adapter_model.safetensors` from a directory (PEFT or LoRI layout). */
+export async function readAdapterDir(dir: string, options: ReadAdapterOptions = {}): Promise<Adapter> {
+  // The config first: a broken config is reported as such even when the weights are missing too.
+  const config = parseAdapterConfigBytes(await readConfigBytes(dir, options), join(dir, CONFIG_FILE));
+  const weightsBytes = await readWeightsBytes(dir, options);
+  return parseAdapterTensors(config, await SafetensorsFile.fromBytes(join(dir, WEIGHTS_FILE), weightsBytes));
+}
+
+async function parseAdapterTensors(config: AdapterConfig, file: SafetensorsFile): Promise<Adapter> {
   try {
     const groups = new Map<string, { layer: number; module: TargetModule; group: Group }>();
     for (const name of file.tensors.keys()) {
@@ -160,10 +240,13 @@ export function encodeAdapterTensors(
     for (const spec of layout.specs) {
       const role = spec.name.slice(peftPrefix(m.layer, m.module).length + 1) as TensorRole;
       const data =
-        role === "lora_A.weight" ? encodeFloats(materializeA(m), dtype)
-        : role === "lora_B.weight" ? encodeFloats(m.b, dtype)
-        : role === "lora_B.mask" ? m.mask!
-        : encodeFloats(values!, dtype);
+        role === "lora_A.weight"
+          ? encodeFloats(materializeA(m), dtype)
+          : role === "lora_B.weight"
+            ? encodeFloats(m.b, dtype)
+            : role === "lora_B.mask"
+              ? m.mask!
+              : encodeFloats(values!, dtype);
       tensors.push({ ...spec, data });
     }
   }

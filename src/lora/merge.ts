@@ -11,6 +11,28 @@ import { concatMaskColumns, orMasks } from "./mask.js";
  * float32 once per output element.
  */
 
+/**
+ * At most this many adapters in one merge or one request's adapter set. A cat merge's rank is the sum of its
+ * inputs' ranks, so time, memory and the compiled file grow linearly with the count: 16 keeps a set of
+ * rank-64 adapters at rank 1024 (still below the smallest dims of 7B-class models) and matches the
+ * --max-adapters default. 2,000 inputs once took 15 s and 500 MB per merge.
+ */
+export const MAX_MERGE_INPUTS = 16;
+/**
+ * |weight| at most this. Adapters are trained at weight 1 and useful weights are O(1) (task arithmetic uses
+ * 0.1..2, negation -1); 1e3 leaves room for scaling an adapter down or up by orders of magnitude while
+ * keeping weight * scale * B far from float32's range (1e308 once stored 71,680 Inf values).
+ */
+export const MAX_ABS_WEIGHT = 1e3;
+
+/** Why a weight is refused, or null: finite, non-zero, |w| <= MAX_ABS_WEIGHT. */
+export function weightProblem(weight: number): string | null {
+  if (!Number.isFinite(weight)) return "must be a finite number";
+  if (weight === 0) return "must be non-zero (leave the adapter out instead)";
+  if (Math.abs(weight) > MAX_ABS_WEIGHT) return `must be between -${MAX_ABS_WEIGHT} and ${MAX_ABS_WEIGHT}`;
+  return null;
+}
+
 export interface MergeInput {
   readonly adapter: Adapter;
   /** Any real number for cat; must be > 0 for linear. */
@@ -32,9 +54,14 @@ function invalid(message: string): never {
 /** Groups modules by (layer, module) across inputs, checking that shapes agree. */
 function collect(inputs: readonly MergeInput[]): Map<string, Part[]> {
   if (inputs.length === 0) invalid("merge needs at least one adapter");
+  if (inputs.length > MAX_MERGE_INPUTS) invalid(`merge takes at most ${MAX_MERGE_INPUTS} adapters, got ${inputs.length}`);
+  const names = inputs.flatMap((i) => (i.name === undefined ? [] : [i.name]));
+  const duplicate = names.find((name, i) => names.indexOf(name) !== i);
+  if (duplicate !== undefined) invalid(`the adapter '${duplicate}' is listed twice`);
   const groups = new Map<string, Part[]>();
   inputs.forEach(({ adapter, weight }, i) => {
-    if (!Number.isFinite(weight)) invalid(`weight ${i} is not a finite number`);
+    const problem = weightProblem(weight);
+    if (problem) invalid(`weight ${i} (${weight}) ${problem}`);
     for (const m of adapter.modules) {
       const parts = groups.get(moduleKey(m.layer, m.module)) ?? [];
       const first = parts[0]?.module;
@@ -83,7 +110,10 @@ function catModule(parts: readonly Part[]): LoraModule {
   const base = parts[0]!.module;
   const seed = sharedSeed(parts);
   if (seed !== undefined) {
-    const b = weightedSum(parts.map((p) => p.module.b), parts.map((p) => p.c));
+    const b = weightedSum(
+      parts.map((p) => p.module.b),
+      parts.map((p) => p.c),
+    );
     return withMask({ ...base, alpha: base.rank, a: { kind: "seeded", seed }, b }, unionMask(parts));
   }
   const rank = parts.reduce((n, p) => n + p.module.rank, 0);
@@ -100,7 +130,10 @@ function catModule(parts: readonly Part[]): LoraModule {
     row0 += m.rank;
   }
   const mask = parts.every((p) => p.module.mask)
-    ? concatMaskColumns(outFeatures, parts.map((p) => ({ mask: p.module.mask!, cols: p.module.rank })))
+    ? concatMaskColumns(
+        outFeatures,
+        parts.map((p) => ({ mask: p.module.mask!, cols: p.module.rank })),
+      )
     : undefined;
   return withMask({ ...base, rank, alpha: rank, a: { kind: "dense", data: a }, b }, mask);
 }
@@ -110,28 +143,54 @@ function linearModule(parts: readonly Part[], inputs: number): LoraModule {
   const base = parts[0]!.module;
   const where = `layer ${base.layer} ${base.module}`;
   if (parts.length !== inputs) invalid(`linear merge: ${where} is missing from some adapters`);
-  if (parts.some((p) => p.module.rank !== base.rank)) invalid(`linear merge needs equal ranks; ${where} has ${parts.map((p) => p.module.rank)}`);
-  if (parts.some((p) => !(p.c > 0))) invalid(`linear merge needs positive weights and scales (sqrt of w*alpha/r); ${where} has ${parts.map((p) => p.c)}`);
+  if (parts.some((p) => p.module.rank !== base.rank))
+    invalid(`linear merge needs equal ranks; ${where} has ${parts.map((p) => p.module.rank)}`);
+  if (parts.some((p) => !(p.c > 0)))
+    invalid(`linear merge needs positive weights and scales (sqrt of w*alpha/r); ${where} has ${parts.map((p) => p.c)}`);
   const roots = parts.map((p) => Math.sqrt(p.c));
   const seed = sharedSeed(parts);
   if (seed !== undefined) {
     // A_i = A for all i, so (sum sqrt c_j) A folds into B and A stays seeded: same product, no stored A.
     const total = roots.reduce((x, y) => x + y, 0);
-    const b = weightedSum(parts.map((p) => p.module.b), roots.map((r) => r * total));
+    const b = weightedSum(
+      parts.map((p) => p.module.b),
+      roots.map((r) => r * total),
+    );
     return withMask({ ...base, alpha: base.rank, a: { kind: "seeded", seed }, b }, unionMask(parts));
   }
-  const a = weightedSum(parts.map((p) => materializeA(p.module)), roots);
-  const b = weightedSum(parts.map((p) => p.module.b), roots);
+  const a = weightedSum(
+    parts.map((p) => materializeA(p.module)),
+    roots,
+  );
+  const b = weightedSum(
+    parts.map((p) => p.module.b),
+    roots,
+  );
   return withMask({ ...base, alpha: base.rank, a: { kind: "dense", data: a }, b }, unionMask(parts));
 }
 
 function commonFingerprint(inputs: readonly MergeInput[]): BaseFingerprint | null {
   const prints = inputs.flatMap((i) => (i.adapter.config.lori?.base_fingerprint ? [i.adapter.config.lori.base_fingerprint] : []));
-  if (prints.some((p) => p.sha256 !== prints[0]!.sha256)) invalid("the adapters were trained for different base models (base_fingerprint differs)");
+  if (prints.some((p) => p.sha256 !== prints[0]!.sha256))
+    invalid("the adapters were trained for different base models (base_fingerprint differs)");
   return prints[0] ?? null;
 }
 
+/** A merge whose output holds Inf or NaN (weights times scales past float32) is refused, never stored. */
+function checkFinite(modules: readonly LoraModule[]): void {
+  for (const m of modules) {
+    const arrays = m.a.kind === "dense" ? [m.a.data, m.b] : [m.b];
+    for (const values of arrays) {
+      for (let i = 0; i < values.length; i++) {
+        if (!Number.isFinite(values[i]!))
+          invalid(`the merged layer ${m.layer} ${m.module} would hold non-finite values: lower the weights`);
+      }
+    }
+  }
+}
+
 function assemble(inputs: readonly MergeInput[], method: "cat" | "linear", modules: LoraModule[]): Adapter {
+  checkFinite(modules);
   const variants = new Set(inputs.map((i) => i.adapter.config.lori?.variant ?? "lora"));
   const variant: LoriVariant = variants.size === 1 ? [...variants][0]! : "lora";
   return makeAdapter(modules, {

@@ -160,11 +160,7 @@ function parseEntry(path: string, name: string, raw: unknown, dataBytes: number)
   }
   const expected = tensorByteLength(dtype, shape as number[]);
   if (end - begin !== expected) {
-    fail(
-      "SAFETENSORS_SIZE_MISMATCH",
-      path,
-      `tensor '${name}' spans ${end - begin} bytes but ${dtype}[${shape}] needs ${expected}`,
-    );
+    fail("SAFETENSORS_SIZE_MISMATCH", path, `tensor '${name}' spans ${end - begin} bytes but ${dtype}[${shape}] needs ${expected}`);
   }
   return { name, dtype, shape: shape as number[], dataOffsets: [begin, end], byteLength: end - begin };
 }
@@ -184,14 +180,38 @@ function checkCoverage(path: string, infos: readonly SafetensorsTensorInfo[], da
   if (covered !== dataBytes) fail("SAFETENSORS_GAP", path, `${dataBytes - covered} unreferenced bytes at the end of the data`);
 }
 
+/** Where a safetensors file's bytes come from: an open file (read on demand) or a buffer already in memory. */
+interface ByteSource {
+  readonly size: number;
+  /** Fills `into` from `position`; throws SAFETENSORS_TRUNCATED at end of data. */
+  read(into: Uint8Array, position: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+function fileSource(path: string, handle: FileHandle, size: number): ByteSource {
+  return { size, read: (into, position) => readFully(handle, path, into, position), close: () => handle.close() };
+}
+
+function bufferSource(path: string, bytes: Uint8Array): ByteSource {
+  return {
+    size: bytes.length,
+    read: async (into, position) => {
+      if (position + into.length > bytes.length) fail("SAFETENSORS_TRUNCATED", path, `unexpected end of data at byte ${bytes.length}`);
+      into.set(bytes.subarray(position, position + into.length));
+    },
+    close: async () => undefined,
+  };
+}
+
 /**
- * An open safetensors file. Only the header is read on open; each tensor is read on demand with a positional
- * read, so multi-gigabyte files never need to fit in memory. Call `close()` when done.
+ * An open safetensors file. Only the header is parsed on open; each tensor is read on demand with a positional
+ * read, so multi-gigabyte files never need to fit in memory. `fromBytes` parses a snapshot already in memory
+ * (what the server hashed is exactly what it parses). Call `close()` when done.
  */
 export class SafetensorsFile {
   private constructor(
     readonly path: string,
-    private readonly handle: FileHandle,
+    private readonly source: ByteSource,
     private readonly dataStart: number,
     readonly metadata: Readonly<Record<string, string>>,
     readonly tensors: ReadonlyMap<string, SafetensorsTensorInfo>,
@@ -200,11 +220,28 @@ export class SafetensorsFile {
   static async open(path: string): Promise<SafetensorsFile> {
     assertLittleEndianHost();
     const handle = await open(path, "r");
+    let size: number;
     try {
-      const fileBytes = (await handle.stat()).size;
+      size = (await handle.stat()).size;
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    return SafetensorsFile.parse(path, fileSource(path, handle, size));
+  }
+
+  /** Parses bytes already in memory; `label` names them in messages. */
+  static async fromBytes(label: string, bytes: Uint8Array): Promise<SafetensorsFile> {
+    assertLittleEndianHost();
+    return SafetensorsFile.parse(label, bufferSource(label, bytes));
+  }
+
+  private static async parse(path: string, source: ByteSource): Promise<SafetensorsFile> {
+    try {
+      const fileBytes = source.size;
       if (fileBytes < 8) fail("SAFETENSORS_TRUNCATED", path, `file is ${fileBytes} bytes, shorter than the 8-byte header length`);
       const lengthBytes = Buffer.alloc(8);
-      await readFully(handle, path, lengthBytes, 0);
+      await source.read(lengthBytes, 0);
       const headerLength = lengthBytes.readBigUInt64LE(0);
       if (headerLength > BigInt(MAX_HEADER_BYTES)) {
         fail("SAFETENSORS_HEADER_TOO_LARGE", path, `header length ${headerLength} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
@@ -214,12 +251,13 @@ export class SafetensorsFile {
         fail("SAFETENSORS_TRUNCATED", path, `header claims ${headerLength} bytes but the file has ${fileBytes - 8} after the length`);
       }
       const headerBytes = Buffer.alloc(dataStart - 8);
-      await readFully(handle, path, headerBytes, 8);
+      await source.read(headerBytes, 8);
       let header: unknown;
       try {
         header = JSON.parse(headerBytes.toString("utf8"));
-      } catch (error) {
-        fail("SAFETENSORS_HEADER_NOT_JSON", path, `header is not valid JSON (${(error as Error).message})`);
+      } catch {
+        // Never pass the parser's message on: it quotes the input, which may be any file's bytes.
+        fail("SAFETENSORS_HEADER_NOT_JSON", path, "header is not valid JSON");
       }
       if (typeof header !== "object" || header === null || Array.isArray(header)) {
         fail("SAFETENSORS_HEADER_NOT_JSON", path, "header is not a JSON object");
@@ -229,9 +267,9 @@ export class SafetensorsFile {
       const metadata = parseMetadata(path, rawMetadata);
       const infos = Object.entries(entries).map(([name, raw]) => parseEntry(path, name, raw, dataBytes));
       checkCoverage(path, infos, dataBytes);
-      return new SafetensorsFile(path, handle, dataStart, metadata, new Map(infos.map((t) => [t.name, t])));
+      return new SafetensorsFile(path, source, dataStart, metadata, new Map(infos.map((t) => [t.name, t])));
     } catch (error) {
-      await handle.close();
+      await source.close();
       throw error;
     }
   }
@@ -246,12 +284,12 @@ export class SafetensorsFile {
   async readBytes(name: string): Promise<Uint8Array> {
     const info = this.info(name);
     const bytes = new Uint8Array(new ArrayBuffer(Math.ceil(info.byteLength / 8) * 8), 0, info.byteLength);
-    await readFully(this.handle, this.path, bytes, this.dataStart + info.dataOffsets[0]);
+    await this.source.read(bytes, this.dataStart + info.dataOffsets[0]);
     return bytes;
   }
 
   async close(): Promise<void> {
-    await this.handle.close();
+    await this.source.close();
   }
 }
 

@@ -1,11 +1,13 @@
-import { mkdtemp, rename, rm, writeFile, realpath } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, realpath, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Hono, type Context } from "hono";
-import { CONFIG_FILE, readAdapterDir, validateAdapterName, WEIGHTS_FILE, writeAdapterDir } from "../lora/adapter-io.js";
-import { normalizeAdapterDir } from "../lora/peft-import.js";
+import type { Adapter } from "../lora/adapter.js";
+import { CONFIG_FILE, validateAdapterName, WEIGHTS_FILE, writeAdapterDir } from "../lora/adapter-io.js";
 import { LoraError } from "../lora/errors.js";
 import { mergeCat, mergeLinear } from "../lora/merge.js";
-import { apiErrors } from "../errors/api-error.js";
+import { normalizeAdapterDir } from "../lora/peft-import.js";
+import { ApiError, apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "../http/app-deps.js";
 import { mayUseAdapter } from "../serving/principal.js";
 import { readJsonBody } from "../http/read-json-body.js";
@@ -14,8 +16,11 @@ import { adapterObject } from "./adapter-views.js";
 
 /**
  * The adapter store over HTTP. Reads honour the caller's allow-list; register, delete and merge need an
- * admin key. Changes take effect for new requests at once; requests already running keep the compiled
- * adapter they started with (compiled files are content-addressed and freed only when no lane uses them).
+ * admin key. Every write goes through a staging directory (a dot-name the poller ignores) that the registry
+ * validates exactly as it validates what the poller finds, and only then renames into place: an adapter that
+ * could not be served (NaN values, shapes that fit no served model, symlinks, ...) is a 400 and never
+ * visible; a full disk is a 507 and leaves nothing behind. Requests already running keep the compiled
+ * adapter they started with.
  */
 export function adaptersRoutes(deps: AppDeps): Hono {
   const app = new Hono();
@@ -31,10 +36,14 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     validateName(name);
     if (deps.adapters.get(name) || deps.models.get(name)) throw apiErrors.adapterExists(name);
   };
+  const stagingDir = (name: string, op: string) => path.join(deps.adapters.dir, `.${op}-${name}-${randomBytes(6).toString("hex")}`);
 
   app.get("/adapters", (c) => {
     const principal = c.get("principal");
-    const data = deps.adapters.list().filter((e) => mayUseAdapter(principal, e.name)).map((e) => adapterObject(deps.models, e));
+    const data = deps.adapters
+      .list()
+      .filter((e) => mayUseAdapter(principal, e.name))
+      .map((e) => adapterObject(deps.models, e));
     return c.json({ object: "list", data });
   });
 
@@ -44,13 +53,30 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     requireAdmin(c);
     const request = await readJsonBody(c, mergeAdaptersSchema);
     assertFree(request.name);
-    const inputs = await Promise.all(
-      request.adapters.map(async ({ name, weight }) => ({ adapter: await readAdapterDir(visible(c, name).dir), weight, name })),
-    );
-    const merged = request.method === "cat" ? mergeCat(inputs) : mergeLinear(inputs);
-    await writeAdapterDir(path.join(deps.adapters.dir, request.name), merged);
-    await deps.adapters.refresh();
-    return c.json(adapterObject(deps.models, visible(c, request.name)), 201);
+    const inputs: Array<{ adapter: Adapter; weight: number; name: string }> = [];
+    for (const { name, weight } of request.adapters) {
+      visible(c, name);
+      // Replaced meanwhile (a plain `cp` over it, say): the registry rescans and the merge uses the new version.
+      const current = await deps.adapters.readCurrent(name);
+      if (!current) throw apiErrors.adapterNotFound(name);
+      inputs.push({ adapter: current.adapter, weight, name });
+    }
+    let merged: Adapter;
+    try {
+      merged = request.method === "cat" ? mergeCat(inputs) : mergeLinear(inputs);
+    } catch (error) {
+      if (error instanceof LoraError) throw apiErrors.invalidField("adapters", error.message);
+      throw error;
+    }
+    const staging = stagingDir(request.name, "merge");
+    try {
+      await writeAdapterDir(staging, merged);
+    } catch (error) {
+      await rm(staging, { recursive: true, force: true });
+      throw error;
+    }
+    const entry = await install(request.name, staging, "adapters");
+    return c.json(adapterObject(deps.models, entry), 201);
   });
 
   app.post("/adapters", async (c) => {
@@ -60,25 +86,20 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     const request = await readJsonBody(c, registerAdapterSchema);
     assertFree(request.name);
     const dir = await allowedAdapterPath(deps, request.path);
-    await readAdapterDir(dir); // refuse anything we could not serve: tensors, not just the config
-    if (path.dirname(dir) === (await realpath(deps.adapters.dir)) && path.basename(dir) === request.name) await deps.adapters.refresh();
-    else await deps.adapters.registerPath(request.name, dir);
+    if (path.dirname(dir) === (await realpath(deps.adapters.dir)) && path.basename(dir) === request.name) {
+      // Already in the store under its own name: validate it as the poller would, and say why if it fails.
+      await deps.adapters.validate(dir, request.name).catch(invalidAs("path"));
+      await deps.adapters.refresh();
+    } else {
+      await deps.adapters.registerPath(request.name, dir).catch(invalidAs("path"));
+    }
     return c.json(adapterObject(deps.models, visible(c, request.name)), 201);
   });
 
   app.delete("/adapters/:name", async (c) => {
     requireAdmin(c);
     const entry = visible(c, c.req.param("name"));
-    const insideStore = path.dirname(path.resolve(entry.dir)) === path.resolve(deps.adapters.dir);
-    if (insideStore) {
-      // Move aside first so the registry never sees a half-deleted directory.
-      const trash = path.join(deps.adapters.dir, `.deleted-${entry.name}-${Date.now()}`);
-      await rename(entry.dir, trash);
-      await rm(trash, { recursive: true, force: true });
-    } else {
-      deps.adapters.unregisterPath(entry.name);
-    }
-    await deps.adapters.refresh();
+    await deps.adapters.remove(entry.name);
     return c.json({ id: entry.name, object: "adapter", deleted: true });
   });
 
@@ -94,22 +115,47 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     if (!(config instanceof File) || !(weights instanceof File)) {
       throw apiErrors.invalidField(null, `A multipart upload needs the fields 'name', '${CONFIG_FILE}' and '${WEIGHTS_FILE}' (files).`);
     }
-    const staging = await mkdtemp(path.join(deps.adapters.dir, `.upload-${name}-`));
+    const staging = stagingDir(name, "upload");
     try {
-      await writeFile(path.join(staging, CONFIG_FILE), Buffer.from(await config.arrayBuffer()));
-      await writeFile(path.join(staging, WEIGHTS_FILE), Buffer.from(await weights.arrayBuffer()));
-      // Refuse anything we could not serve before it becomes visible; recover LoRI structure as `import` does.
+      await mkdir(staging);
+      await writeFile(path.join(staging, CONFIG_FILE), Buffer.from(await config.arrayBuffer()), { flush: true });
+      await writeFile(path.join(staging, WEIGHTS_FILE), Buffer.from(await weights.arrayBuffer()), { flush: true });
+      // Recover LoRI structure (seeded A, a mask from B's zeros) as `import` does; install validates after.
       await normalizeAdapterDir(staging, name);
-      await rename(staging, path.join(deps.adapters.dir, name));
     } catch (error) {
       await rm(staging, { recursive: true, force: true });
-      throw error;
+      return invalidAs(uploadField(error))(error);
     }
-    await deps.adapters.refresh();
-    return adapterObject(deps.models, visible(c, name));
+    return adapterObject(deps.models, await install(name, staging, null));
+  }
+
+  /**
+   * Validates the staging dir and renames it into place (the registry removes it on any failure). `param`
+   * null: an upload, whose offending field is the file the message names.
+   */
+  async function install(name: string, staging: string, param: string | null) {
+    return deps.adapters.install(name, staging).catch((error: unknown) => {
+      if (error instanceof LoraError && error.code === "ADAPTER_EXISTS") throw apiErrors.adapterExists(name);
+      return invalidAs(param ?? uploadField(error))(error);
+    });
   }
 
   return app;
+}
+
+/** The multipart field a refused upload's message is about. */
+function uploadField(error: unknown): string {
+  return error instanceof Error && error.message.includes(CONFIG_FILE) ? CONFIG_FILE : WEIGHTS_FILE;
+}
+
+/** A refused adapter: 400 naming what is wrong (messages carry adapter names and file names, never server paths). */
+function invalidAs(param: string | null) {
+  return (error: unknown): never => {
+    if (error instanceof LoraError && (error.kind === "invalid_input" || error.kind === "invalid_request")) {
+      throw new ApiError("invalid_input", `The adapter was refused: ${error.message}`, "adapter_invalid", param);
+    }
+    throw error;
+  };
 }
 
 function validateName(name: string): void {
@@ -124,7 +170,7 @@ function validateName(name: string): void {
 async function allowedAdapterPath(deps: AppDeps, requested: string): Promise<string> {
   const roots = await Promise.all([deps.adapters.dir, ...deps.config.adapterRoots].map((r) => realpath(r).catch(() => path.resolve(r))));
   const resolved = await realpath(path.resolve(deps.adapters.dir, requested)).catch(() => {
-    throw apiErrors.invalidField("path", `No such directory: ${requested}`);
+    throw apiErrors.invalidField("path", "No such directory.");
   });
   if (!roots.some((root) => resolved === root || resolved.startsWith(root + path.sep)) || roots.includes(resolved)) {
     throw apiErrors.invalidField("path", "The path must be a directory under --adapters-dir or an --adapter-root.");

@@ -8,6 +8,7 @@ import type { Llama } from "node-llama-cpp";
 import { readKeysFile, type KeyGrant } from "../config/keys-file.js";
 import type { ServeConfig } from "../config/serve-config.js";
 import { AdapterRegistry } from "../engine/adapters/adapter-registry.js";
+import { CompiledCache } from "../engine/adapters/compiled-cache.js";
 import { readChatTemplateOption } from "../engine/chat-prompt.js";
 import { ShuttingDownError } from "../engine/engine-errors.js";
 import type { LaneEvents } from "../engine/lanes/lane-scheduler.js";
@@ -29,6 +30,8 @@ export interface ServerCore {
   readonly adapters: AdapterRegistry;
   readonly lifecycle: ServerLifecycle;
   readonly metrics: Metrics;
+  /** `.compiled/` under its disk budget: bytes, files and evictions for the metrics. */
+  readonly compiledCache: CompiledCache;
   readonly logger: Logger;
   readonly fineTuning: FineTuningService;
   /** Sequences generating right now, over all models. */
@@ -55,10 +58,17 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   for (const spec of specs) if ("fallbackWarning" in spec && spec.fallbackWarning) logger.warn("fallback_model", { message: spec.fallbackWarning });
 
   await mkdir(config.adaptersDir, { recursive: true });
+  // The registry validates adapters against the served bases, so it scans only once the models are loaded.
   const adapters = new AdapterRegistry(config.adaptersDir, logger);
-  await adapters.start(config.adaptersPollMs);
-
   const models = new ModelRegistry();
+  const compiledCache = new CompiledCache(path.join(config.adaptersDir, ".compiled"), {
+    budgetBytes: config.compiledCacheMb * 1024 * 1024,
+    inUse: (filePath) => models.list().some((m) => m.lanes.residency.isRetained(filePath)),
+    waiting: () => models.list().some((m) => m.lanes.stats.queued > 0),
+    logger,
+  });
+  compiledCache.followRegistry(adapters);
+  await compiledCache.open();
   const metrics = new Metrics(
     () => models,
     () => models.list().reduce((n, m) => n + m.lanes.residency.residentBytes, 0),
@@ -98,7 +108,8 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
           agingMs: config.agingMs,
           batchWaitMs: config.batchWaitMs,
           chatTemplate,
-          compiledAdaptersDir: path.join(config.adaptersDir, ".compiled"),
+          compiledAdaptersDir: compiledCache.root,
+          compiledCache,
         },
         adapters,
         events,
@@ -114,6 +125,8 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
         gpu: llama.gpu,
       });
     }
+    adapters.setBases(models.list().map((m) => ({ id: m.spec.id, header: m.header, fingerprint: m.fingerprint })));
+    await adapters.start(config.adaptersPollMs);
   } catch (error) {
     adapters.close();
     await models.dispose();
@@ -141,7 +154,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   }
   registerFineTuningMetrics(metrics.registry, fineTuning);
   lifecycle.ready = true;
-  warnAboutUnusableAdapters(adapters, models, logger);
+  warnAboutUnusableAdapters(adapters, logger);
 
   const app = createApp({
     models,
@@ -159,10 +172,11 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
       // Trainers stop with a checkpoint first; their jobs resume at the next start.
       await fineTuning.dispose();
       adapters.close();
+      compiledCache.close();
       await models.dispose();
     })());
   const inFlight = () => models.list().reduce((n, m) => n + m.lanes.stats.busySequences, 0);
-  return { app, models, adapters, lifecycle, metrics, logger, fineTuning, inFlight, dispose };
+  return { app, models, adapters, lifecycle, metrics, compiledCache, logger, fineTuning, inFlight, dispose };
 }
 
 /** Loads the models, then listens. Used by `lori-server serve` and by the tests (port 0). */
@@ -198,17 +212,16 @@ export async function startServer(config: ServeConfig, options: { logger?: Logge
   return { ...core, url, port, close };
 }
 
-/** Adapters made for a base none of the loaded models is (by fingerprint) would answer adapter_incompatible. */
-function warnAboutUnusableAdapters(adapters: AdapterRegistry, models: ModelRegistry, logger: Logger): void {
-  const loaded = new Set(models.list().map((m) => m.fingerprint.sha256));
-  const unusable = adapters.list().filter((a) => {
-    const wanted = a.config.lori?.base_fingerprint?.sha256;
-    return wanted !== undefined && !loaded.has(wanted);
-  });
+/**
+ * Adapters that fit none of the loaded models (by fingerprint or shapes) are never listed; say so once at
+ * start, naming them all, besides the registry's one warning per adapter with its reason.
+ */
+function warnAboutUnusableAdapters(adapters: AdapterRegistry, logger: Logger): void {
+  const unusable = adapters.unfit();
   if (unusable.length === 0) return;
   logger.warn("adapters_fit_no_model", {
-    adapters: unusable.map((a) => a.name),
-    message: `${unusable.length} adapter(s) were made for a base model that is not loaded, so requests naming them answer adapter_incompatible: ${unusable.map((a) => a.name).join(", ")}`,
+    adapters: unusable,
+    message: `${unusable.length} adapter(s) fit none of the loaded models (made for another base model), so they are not served: ${unusable.join(", ")}`,
   });
 }
 

@@ -35,13 +35,18 @@ describe.skipIf(!existsSync(DEMO_MODEL_PATH))("start-up warnings", () => {
     const tiny = join(tmp.path, "tiny.gguf");
     await createTinyModel({ out: tiny, seed: 1 });
     const warnings = await startupWarnings(tiny, adapters);
-    expect(warnings).toEqual([
+    expect(warnings.filter((w) => w.event === "adapters_fit_no_model")).toEqual([
       expect.objectContaining({
         event: "adapters_fit_no_model",
         adapters: ["code", "math", "nlu", "safety"],
-        message: expect.stringMatching(/adapter_incompatible: code, math, nlu, safety$/),
+        message: expect.stringMatching(/not served: code, math, nlu, safety$/),
       }),
     ]);
+    // Besides the summary, the registry's one warning per refused adapter, with its reason.
+    const skipped = warnings.filter((w) => w.event === "adapter_skipped");
+    expect(skipped.map((w) => w.adapter).sort()).toEqual(["code", "math", "nlu", "safety"]);
+    for (const w of skipped) expect(w.message).toMatch(/fits none of the served models/);
+    expect(warnings).toHaveLength(5);
     expect(await startupWarnings(DEMO_MODEL_PATH, adapters)).toEqual([]);
   });
 });

@@ -26,6 +26,7 @@ Options (each also read from the environment variable shown):
   --max-queue N            requests that may wait for a lane; beyond it 429 (default 64) [${serveEnvVars.maxQueue}]
   --max-lanes auto|N       contexts per model, each bound to one adapter set (default auto: what fits 1/4 of free memory, 1-8) [${serveEnvVars.maxLanes}]
   --max-adapters N         compiled adapter files kept loaded when unused (LRU beyond; default 16) [${serveEnvVars.maxAdapters}]
+  --compiled-cache-mb N    disk budget of <adapters-dir>/.compiled/ in MiB (LRU beyond, never what a lane holds; default 1024) [${serveEnvVars.compiledCacheMb}]
   --aging-ms N             a request waiting longer than this is not overtaken by younger ones (default 250) [${serveEnvVars.agingMs}]
   --batch-wait-ms N        a decode waits up to this for every generating sequence of its lane, so batches are full (default 1; 0 = off) [${serveEnvVars.batchWaitMs}]
   --adapters-poll-ms N     how often --adapters-dir is rescanned for added/changed/removed adapters (default 1000; 0 = never) [${serveEnvVars.adaptersPollMs}]
@@ -96,6 +97,7 @@ export const serveCommand: CliCommand = {
       "max-queue": { type: "string" },
       "max-lanes": { type: "string" },
       "max-adapters": { type: "string" },
+      "compiled-cache-mb": { type: "string" },
       "aging-ms": { type: "string" },
       "batch-wait-ms": { type: "string" },
       "adapters-poll-ms": { type: "string" },
@@ -136,6 +138,7 @@ export const serveCommand: CliCommand = {
         maxQueue: v["max-queue"],
         maxLanes: v["max-lanes"],
         maxAdapters: v["max-adapters"],
+        compiledCacheMb: v["compiled-cache-mb"],
         agingMs: v["aging-ms"],
         batchWaitMs: v["batch-wait-ms"],
         adaptersPollMs: v["adapters-poll-ms"],

@@ -1,16 +1,15 @@
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { GgufFile } from "../../gguf/gguf-types.js";
-import { readAdapterDir } from "../../lora/adapter-io.js";
+import { KindedError } from "../../errors/error-kinds.js";
+import type { Adapter } from "../../lora/adapter.js";
 import type { BaseFingerprint } from "../../lora/base-fingerprint.js";
 import { compileGgufLora } from "../../lora/gguf-lora.js";
-import { validateGgufLora } from "../../lora/gguf-lora-validate.js";
 import { mergeCat } from "../../lora/merge.js";
 import { BASE_BINDING, type LaneBinding } from "../lanes/lane-binding.js";
 import { AdapterIncompatibleError, AdapterNotFoundError } from "./adapter-errors.js";
-import type { AdapterEntry, AdapterRegistry } from "./adapter-registry.js";
+import { AdapterChangedError, type AdapterEntry, type AdapterRegistry } from "./adapter-registry.js";
+import { CompiledCache, DEFAULT_COMPILED_CACHE_MB } from "./compiled-cache.js";
 
 export interface AdapterChoice {
   readonly name: string;
@@ -23,26 +22,36 @@ export interface ResolvedAdapterSet {
   readonly label: string;
 }
 
+/** How often bind re-resolves a set whose adapters changed on disk while it was compiling. */
+const CHANGED_RETRIES = 3;
+
 /**
  * Turns a requested adapter set into a lane binding: one GGUF LoRA file per set, compiled from our adapter
  * format into a content-addressed cache (file name = hash of the members' content and weights, so a changed
  * adapter never reuses a stale file) and validated in TypeScript before llama.cpp sees it. A single adapter
  * is compiled once and applied with its weight as scale; several are cat-merged into one adapter with the
  * weights folded in (one concatenated adapter decodes faster than stacking them on a context).
+ *
+ * The cache key is the registry's hash, so the compiler compiles exactly the bytes that hash names: it reads
+ * each adapter once into memory, checks the sha256 against the entry, and parses that buffer. When the files
+ * changed meanwhile, the registry is refreshed and the set resolved again, so a concurrent replace can never
+ * store one version's tensors under the other's name.
  */
 export class AdapterSetCompiler {
-  private readonly inFlight = new Map<string, Promise<void>>();
-  private readonly validated = new Set<string>();
+  private readonly cache: CompiledCache;
 
   constructor(
     private readonly registry: AdapterRegistry,
     private readonly baseHeader: GgufFile,
     private readonly baseFingerprint: BaseFingerprint,
-    private readonly cacheRoot: string,
-  ) {}
+    cacheRoot: string,
+    cache?: CompiledCache,
+  ) {
+    this.cache = cache ?? new CompiledCache(cacheRoot, { budgetBytes: DEFAULT_COMPILED_CACHE_MB * 1024 * 1024 });
+  }
 
   private get cacheDir(): string {
-    return path.join(this.cacheRoot, this.baseFingerprint.sha256.slice(0, 16));
+    return path.join(this.cache.root, this.baseFingerprint.sha256.slice(0, 16));
   }
 
   /** Looks the names up now (404/400 before any work starts); order does not matter. */
@@ -62,55 +71,75 @@ export class AdapterSetCompiler {
   }
 
   async bind(set: ResolvedAdapterSet): Promise<LaneBinding> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.bindOnce(set);
+      } catch (error) {
+        if (!(error instanceof AdapterChangedError)) throw error;
+        if (attempt >= CHANGED_RETRIES) {
+          throw new KindedError("unavailable", `The adapter '${error.adapter}' is being replaced; retry.`, "adapter_changing", "adapter");
+        }
+        await this.registry.refresh();
+        set = this.resolve(set.members.map(({ entry, weight }) => ({ name: entry.name, weight })));
+      }
+    }
+  }
+
+  private async bindOnce(set: ResolvedAdapterSet): Promise<LaneBinding> {
     if (set.members.length === 0) return BASE_BINDING;
+    const hashes = set.members.map((m) => m.entry.hash);
     if (set.members.length === 1) {
       const { entry, weight } = set.members[0]!;
       const filePath = path.join(this.cacheDir, `${entry.hash}.gguf`);
-      await this.ensureCompiled(filePath, set, async () => readAdapterDir(entry.dir));
+      await this.ensureCompiled(filePath, hashes, set, () => this.registry.snapshot(entry));
       return { key: set.key, label: set.label, loras: [{ filePath, scale: weight }] };
     }
     const digest = createHash("sha256").update(set.key).digest("hex");
     const filePath = path.join(this.cacheDir, `set-${digest}.gguf`);
-    await this.ensureCompiled(filePath, set, async () => {
-      const inputs = await Promise.all(
-        set.members.map(async ({ entry, weight }) => ({ adapter: await readAdapterDir(entry.dir), weight, name: entry.name })),
-      );
+    await this.ensureCompiled(filePath, hashes, set, async () => {
+      const inputs = [];
+      for (const { entry, weight } of set.members) inputs.push({ adapter: await this.registry.snapshot(entry), weight, name: entry.name });
       return mergeCat(inputs);
     });
     return { key: set.key, label: set.label, loras: [{ filePath, scale: 1 }] };
   }
 
   private checkBase(entry: AdapterEntry): void {
+    if (entry.bases.length > 0) {
+      if (!entry.bases.includes(this.baseFingerprint.sha256)) {
+        throw new AdapterIncompatibleError(entry.name, "its shapes or base fingerprint do not fit this model");
+      }
+      return;
+    }
     const fingerprint = entry.config.lori?.base_fingerprint;
     if (!fingerprint) return;
     if (fingerprint.architecture !== this.baseFingerprint.architecture) {
-      throw new AdapterIncompatibleError(entry.name, `built for architecture '${fingerprint.architecture}', the model is '${this.baseFingerprint.architecture}'`);
+      throw new AdapterIncompatibleError(
+        entry.name,
+        `built for architecture '${fingerprint.architecture}', the model is '${this.baseFingerprint.architecture}'`,
+      );
     }
     if (fingerprint.sha256 !== this.baseFingerprint.sha256) {
       throw new AdapterIncompatibleError(entry.name, "built for a different base model (tensor names or shapes differ)");
     }
   }
 
-  private async ensureCompiled(filePath: string, set: ResolvedAdapterSet, build: () => Promise<Parameters<typeof compileGgufLora>[0]>): Promise<void> {
-    if (this.validated.has(filePath)) return;
-    let pending = this.inFlight.get(filePath);
-    if (!pending) {
-      pending = (async () => {
-        if (existsSync(filePath)) {
-          await validateGgufLora(filePath, this.baseHeader);
-        } else {
-          await mkdir(this.cacheDir, { recursive: true });
-          const adapter = await build().catch((error: unknown) => {
-            throw new AdapterIncompatibleError(set.label, (error as Error).message);
-          });
-          await compileGgufLora(adapter, this.baseHeader, filePath).catch((error: unknown) => {
-            throw new AdapterIncompatibleError(set.label, (error as Error).message);
-          });
-        }
-        this.validated.add(filePath);
-      })().finally(() => this.inFlight.delete(filePath));
-      this.inFlight.set(filePath, pending);
-    }
-    await pending;
+  private async ensureCompiled(
+    filePath: string,
+    hashes: readonly string[],
+    set: ResolvedAdapterSet,
+    build: () => Promise<Adapter>,
+  ): Promise<void> {
+    await this.cache.ensure(filePath, hashes, async (outPath) => {
+      const adapter = await build().catch((error: unknown) => {
+        if (error instanceof AdapterChangedError) throw error;
+        throw new AdapterIncompatibleError(set.label, (error as Error).message);
+      });
+      // compileGgufLora re-reads and validates the header it wrote (what llama.cpp would abort on); later
+      // uses rely on the cache's size + sha256 check that the file is still exactly that one.
+      await compileGgufLora(adapter, this.baseHeader, outPath).catch((error: unknown) => {
+        throw new AdapterIncompatibleError(set.label, (error as Error).message);
+      });
+    });
   }
 }

@@ -39,6 +39,11 @@ export class LoraResidency {
     return bytes;
   }
 
+  /** Whether a lane is bound to this file now (the compiled cache never deletes such a file). */
+  isRetained(filePath: string): boolean {
+    return this.references.has(filePath);
+  }
+
   /** Marks the binding's files as in use (they are loaded by the lane that applies them). */
   retain(binding: LaneBinding): void {
     for (const { filePath } of binding.loras) {
