@@ -192,6 +192,9 @@ describe("deploy/kubernetes: the pieces fit together", () => {
       const volumes = Object.fromEntries(pod.spec.volumes.map((v: Any) => [v.name, v]));
       expect(flag(container, "adapters-dir")).toBe(mounts.adapters);
       expect(flag(container, "data-dir")).toBe(mounts.data);
+      // The compiled cache inside the store is each pod's own (an emptyDir mounted over <adapters-dir>/.compiled).
+      expect(mounts["compiled-cache"]).toBe(`${mounts.adapters}/.compiled`);
+      expect(volumes["compiled-cache"].emptyDir).toBeDefined();
       expect(flag(container, "max-training-jobs")).toBe("0");
       for (const name of ["adapters", "data"]) {
         const claim = find(objects, "PersistentVolumeClaim", volumes[name].persistentVolumeClaim.claimName) as Any;
