@@ -30,8 +30,12 @@ const MERGE_KEYS: Readonly<Record<string, string>> = {
   ports: "containerPort",
 };
 
+/**
+ * Parses as YAML 1.1, as Kubernetes does (its YAML goes through go-yaml v2): `0440` is octal there (288), while
+ * YAML 1.2 would read 440. The kubectl cross-check in manifests.test.ts caught exactly that difference.
+ */
 export function loadYamlDocuments(file: string): K8sObject[] {
-  const docs = parseAllDocuments(readFileSync(file, "utf8"));
+  const docs = parseAllDocuments(readFileSync(file, "utf8"), { version: "1.1" });
   const objects: K8sObject[] = [];
   for (const doc of docs) {
     if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors[0]!.message}`);

@@ -1,5 +1,7 @@
+import { execFileSync, spawnSync } from "node:child_process";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { parseAllDocuments } from "yaml";
 import { type K8sObject, renderKustomization, strategicMerge } from "./kustomize-render.js";
 import {
   INFERENCE_POOL,
@@ -63,6 +65,24 @@ describe("deploy/kubernetes: each rendered manifest against its schema", () => {
       );
     expect(rendered.cpu).toHaveLength(13);
   });
+});
+
+// Where kubectl is installed, its built-in kustomize must render exactly what the test renderer does (CI
+// machines without kubectl skip this; the renderer is then the only one).
+const kubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
+
+describe.skipIf(!kubectl)("deploy/kubernetes: the test renderer agrees with `kubectl kustomize`", () => {
+  const byName = (objects: Any[]) =>
+    [...objects].sort((a, b) => `${a.kind}/${a.metadata.name}`.localeCompare(`${b.kind}/${b.metadata.name}`));
+  for (const overlay of OVERLAYS) {
+    it(overlay, () => {
+      const output = execFileSync("kubectl", ["kustomize", path.join(repoRoot, "deploy/kubernetes/overlays", overlay)], {
+        encoding: "utf8",
+      });
+      const theirs = parseAllDocuments(output, { version: "1.1" }).map((d) => d.toJS() as Any);
+      expect(byName(rendered[overlay])).toEqual(byName(theirs));
+    });
+  }
 });
 
 describe("deploy/kubernetes: unknown fields and wrong types fail", () => {
@@ -200,6 +220,8 @@ describe("deploy/kubernetes: the pieces fit together", () => {
         const claim = find(objects, "PersistentVolumeClaim", volumes[name].persistentVolumeClaim.claimName) as Any;
         expect(claim.spec.accessModes).toEqual(["ReadWriteMany"]);
       }
+      // 0440 in the YAML is octal for Kubernetes: owner and group may read the keys, others nothing.
+      expect(volumes.keys.secret.defaultMode).toBe(0o440);
       const secret = find(objects, "Secret", volumes.keys.secret.secretName) as Any;
       const keyFile = Object.keys(secret.stringData)[0]!;
       expect(flag(container, "keys-file")).toBe(`${mounts.keys}/${keyFile}`);
