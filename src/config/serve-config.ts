@@ -32,6 +32,10 @@ export const serveConfigSchema = z.object({
   headerTimeoutMs: z.coerce.number().int().min(100).default(10_000).describe("time a client may take to send the request headers"),
   bodyTimeoutMs: z.coerce.number().int().min(100).default(60_000).describe("time a client may take to send the whole request"),
   metricsMaxAdapterSets: z.coerce.number().int().min(1).max(10_000).default(64),
+  noUi: z
+    .union([z.boolean(), z.enum(["1", "true", "0", "false"]).transform((v) => v === "1" || v === "true")])
+    .default(false)
+    .describe("do not serve the browser playground at / and /ui/"),
   logRequests: z.boolean().default(true),
   logFormat: z.enum(LOG_FORMATS).default("auto"),
   dataDir: z.string().min(1).default("data").describe("uploaded files and fine-tuning jobs"),
@@ -73,6 +77,7 @@ export const serveEnvVars = {
   headerTimeoutMs: "LORI_HEADER_TIMEOUT_MS",
   bodyTimeoutMs: "LORI_BODY_TIMEOUT_MS",
   metricsMaxAdapterSets: "LORI_METRICS_MAX_ADAPTER_SETS",
+  noUi: "LORI_NO_UI",
   logFormat: "LORI_LOG_FORMAT",
   dataDir: "LORI_DATA_DIR",
   maxFileMb: "LORI_MAX_FILE_MB",

@@ -31,10 +31,11 @@ export class ModelEmbeddings {
 
   /** Embeds each input under the adapter set; throws ContextLengthExceededError when one does not fit. */
   async embed(inputs: readonly EmbeddingInput[], adapters: ResolvedAdapterSet): Promise<EmbeddingResult> {
-    const binding = await this.served.adapters.bind(adapters);
+    const { binding, release } = await this.served.adapters.bind(adapters);
     const run = this.turn.then(() => this.embedInTurn(inputs, binding));
     this.turn = run.catch(() => undefined);
-    return run;
+    // Once applied, the file is retained by the residency count for as long as this context has it set.
+    return run.finally(release);
   }
 
   private async embedInTurn(inputs: readonly EmbeddingInput[], binding: LaneBinding): Promise<EmbeddingResult> {

@@ -35,6 +35,8 @@ export class GenerationJob {
     private readonly lease: SequenceLease,
     private readonly request: GenerationRequest,
     private readonly grammar: LlamaGrammar | undefined,
+    /** Unpins the compiled adapter file (after the lease is back: the lane may load it until then). */
+    private readonly unpin: () => void,
   ) {
     // An "abort" event fires once: a signal aborted before we listen would never reach us.
     if (request.signal.aborted) this.abort.abort();
@@ -53,9 +55,14 @@ export class GenerationJob {
     const grammar = await served.grammarFor(request.params.output).catch((error: unknown) => {
       throw new InvalidJsonSchemaError((error as Error).message.split("\n")[0] ?? "");
     });
-    const binding = await served.adapters.bind(request.adapters);
-    const lease = await served.lanes.acquire(binding, request.promptTokens, request.signal);
-    return new GenerationJob(served, lease, request, grammar);
+    const { binding, release: unpin } = await served.adapters.bind(request.adapters);
+    try {
+      const lease = await served.lanes.acquire(binding, request.promptTokens, request.signal);
+      return new GenerationJob(served, lease, request, grammar, unpin);
+    } catch (error) {
+      unpin();
+      throw error;
+    }
   }
 
   /** Queueing plus lane preparation time, and whether a lane swap was needed. */
@@ -89,7 +96,10 @@ export class GenerationJob {
     this.disposed = true;
     this.request.signal.removeEventListener("abort", this.forwardAbort);
     this.abort.abort();
-    const release = () => this.lease.release();
+    const release = () => {
+      this.lease.release();
+      this.unpin();
+    };
     if (this.generator) this.generator.return(undefined as never).then(release, release);
     else release();
   }

@@ -9,6 +9,8 @@ export interface AppDeps extends ServingDeps {
     readonly maxBodyBytes: number;
     /** Directories (besides the adapters dir) that `POST /adapters {path}` may register from. */
     readonly adapterRoots: readonly string[];
+    /** Serve the browser playground at / and /ui/ (false with --no-ui). Absent = served. */
+    readonly ui?: boolean;
   };
   /** Files and fine-tuning jobs (/v1/files, /v1/fine_tuning); absent = those routes do not exist. */
   readonly fineTuning?: FineTuningService;

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { adapterInspectRoutes } from "../routes/adapter-inspect.js";
 import { adaptersRoutes } from "../routes/adapters.js";
 import { metricsRoutes } from "../routes/metrics.js";
 import { chatCompletionsRoutes } from "../routes/chat-completions.js";
@@ -11,6 +12,7 @@ import { healthRoutes } from "../routes/health.js";
 import { modelsRoutes } from "../routes/models.js";
 import { openapiRoutes } from "../routes/openapi.js";
 import { tokenizeRoutes } from "../routes/tokenize.js";
+import { uiSessionRoutes, uiStaticRoutes } from "../routes/ui.js";
 import { apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "./app-deps.js";
 import { bearerAuth } from "./auth.js";
@@ -32,8 +34,11 @@ export function createApp(deps: AppDeps): Hono {
   });
   // File uploads have their own limit (--max-file-mb), applied by the files route.
   app.use("*", (c, next) => (deps.fineTuning && c.req.method === "POST" && c.req.path === "/v1/files" ? next() : bodyLimited(c, next)));
+  // The playground's static files come before auth: the page must load so the user can enter a key.
+  if (deps.config.ui !== false) app.route("/", uiStaticRoutes());
   app.use("*", bearerAuth(deps.config.keys, new Set(["/health"])));
   if (deps.fineTuning) app.use("*", fineTunedAdapterAccess(deps.fineTuning));
+  if (deps.config.ui !== false) app.route("/", uiSessionRoutes());
   app.route("/", healthRoutes(deps));
   app.route("/", openapiRoutes());
   app.route("/", modelsRoutes(deps));
@@ -42,6 +47,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", embeddingsRoutes(deps));
   app.route("/", tokenizeRoutes(deps));
   app.route("/", adaptersRoutes(deps));
+  app.route("/", adapterInspectRoutes(deps));
   app.route("/", metricsRoutes(deps));
   if (deps.fineTuning) {
     app.route("/", filesRoutes(deps.fineTuning));

@@ -1,6 +1,6 @@
 import type { GgufFile } from "../gguf/gguf-types.js";
 import { LoraError } from "./errors.js";
-import type { TargetModule } from "./target-modules.js";
+import { GGUF_TENSOR_STEM, TARGET_MODULES, type TargetModule } from "./target-modules.js";
 
 /**
  * The one table of how each supported GGUF architecture lays out the projections an adapter can target: which
@@ -48,15 +48,8 @@ export interface ArchitectureLayout {
   readonly trains: boolean;
 }
 
-const LLAMA_STYLE_STEMS = {
-  q_proj: "attn_q",
-  k_proj: "attn_k",
-  v_proj: "attn_v",
-  o_proj: "attn_output",
-  gate_proj: "ffn_gate",
-  up_proj: "ffn_up",
-  down_proj: "ffn_down",
-} as const;
+/** The seven separate projections under llama.cpp's usual stems (fused ones are per architecture). */
+const LLAMA_STYLE_STEMS = Object.fromEntries(TARGET_MODULES.map((module) => [module, GGUF_TENSOR_STEM[module]]));
 
 function unfused(permuted: boolean): ArchitectureLayout["modules"] {
   return Object.fromEntries(

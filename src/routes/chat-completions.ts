@@ -6,13 +6,13 @@ import type { GeneratedPiece, GenerationResult } from "../engine/generation-type
 import type { AppDeps } from "../http/app-deps.js";
 import { apiErrors } from "../errors/api-error.js";
 import { readJsonBody } from "../http/read-json-body.js";
-import { sseResponse } from "../http/sse.js";
 import { toChatTurns } from "../protocol/chat-messages.js";
 import { chatCompletionRequestSchema, type Tool } from "../protocol/chat-schema.js";
 import { requestedToolMode } from "../protocol/tool-choice.js";
 import { chatOutputConstraint, toGenerationParams } from "../protocol/to-generation-params.js";
 import { admitChoices } from "../serving/choices.js";
-import { collectJobs, combineResults, interleave, streamJob, type Timings, usageOf } from "../serving/job-output.js";
+import { combineResults, streamJob, type Timings, usageOf } from "../serving/job-output.js";
+import { collectChoices, streamChoices } from "./choice-responses.js";
 import { recordRequest } from "../serving/request-record.js";
 import { resolveTarget } from "../serving/target.js";
 import { vocabularySize } from "../engine/vocabulary.js";
@@ -112,23 +112,12 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
           },
         );
       }
-      async function* events() {
-        yield* interleave(jobs.map(choice));
-        if (includeUsage && results.length === n && !results.some((r) => r.finishReason === "cancelled")) {
-          yield { id, object: "chat.completion.chunk", created, model, choices: [], usage: usageOf(combineResults(results)) };
-        }
-      }
-      return sseResponse(events(), () => {
-        for (const job of jobs) job.dispose();
-        record(results, true);
-      });
+      const usageChunk = (usage: ReturnType<typeof usageOf>) => ({ id, object: "chat.completion.chunk", created, model, choices: [], usage });
+      return streamChoices(jobs, choice, results, includeUsage ? usageChunk : null, () => record(results, true));
     }
 
-    const outputs = await collectJobs(jobs, timings);
+    const outputs = await collectChoices(jobs, timings, (results) => record(results, false));
     const results = outputs.map((o) => o.result);
-    record(results, false);
-    // Cancelled: the client is gone and reads nothing; the error table's 499 is for proxies' logs.
-    if (results.some((r) => r.finishReason === "cancelled")) throw apiErrors.cancelled();
     return c.json({
       id,
       object: "chat.completion",

@@ -15,6 +15,7 @@ import type { LaneEvents } from "../engine/lanes/lane-scheduler.js";
 import { defaultThreadCount, loadLlama } from "../engine/llama-runtime.js";
 import { ModelRegistry } from "../engine/model-registry.js";
 import { registerFineTuningMetrics } from "../fine-tuning/fine-tuning-metrics.js";
+import { registerCompiledCacheMetrics } from "../metrics/compiled-cache-metrics.js";
 import { defaultTrainingThreads, FineTuningService } from "../fine-tuning/fine-tuning-service.js";
 import { parseModelSpec, ServedModel } from "../engine/served-model.js";
 import { ServerLifecycle } from "../serving/serving-deps.js";
@@ -64,7 +65,6 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   const compiledCache = new CompiledCache(path.join(config.adaptersDir, ".compiled"), {
     budgetBytes: config.compiledCacheMb * 1024 * 1024,
     inUse: (filePath) => models.list().some((m) => m.lanes.residency.isRetained(filePath)),
-    waiting: () => models.list().some((m) => m.lanes.stats.queued > 0),
     logger,
   });
   compiledCache.followRegistry(adapters);
@@ -153,13 +153,14 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
     throw error;
   }
   registerFineTuningMetrics(metrics.registry, fineTuning);
+  registerCompiledCacheMetrics(metrics.registry, compiledCache);
   lifecycle.ready = true;
   warnAboutUnusableAdapters(adapters, logger);
 
   const app = createApp({
     models,
     adapters,
-    config: { keys, maxBodyBytes: config.maxBodyBytes, adapterRoots: config.adapterRoots },
+    config: { keys, maxBodyBytes: config.maxBodyBytes, adapterRoots: config.adapterRoots, ui: !config.noUi },
     metrics,
     logger,
     lifecycle,

@@ -61,6 +61,15 @@ describe("/metrics stays bounded and per-tenant", () => {
     expect(text).toMatch(/adapter_set="math"/);
     expect(text).toContain("lori_lanes_created_total");
   });
+
+  it("reports the compiled cache against its budget", async () => {
+    const text = await scrape(core, "admin-key");
+    const bytes = Number(/^lori_compiled_cache_bytes (\S+)$/m.exec(text)?.[1]);
+    const budget = Number(/^lori_compiled_cache_budget_bytes (\S+)$/m.exec(text)?.[1]);
+    expect(bytes).toBeGreaterThan(0);
+    expect(bytes).toBeLessThanOrEqual(budget);
+    expect(Number(/^lori_compiled_cache_pinned_files (\S+)$/m.exec(text)?.[1])).toBe(0);
+  });
 });
 
 describe("lori_tokens_per_decode", () => {

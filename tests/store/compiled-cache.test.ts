@@ -45,68 +45,61 @@ async function filesIn(root: string): Promise<string[]> {
 describe("compiled cache (.compiled/)", () => {
   it("keeps the total within the budget, evicting the least recently used file", () =>
     withCache(async (root) => {
-      const cache = new CompiledCache(root, { budgetBytes: 3000, graceMs: 0 });
+      const cache = new CompiledCache(root, { budgetBytes: 3000 });
       const { build } = builder();
       const file = (name: string) => path.join(root, "base", name);
       for (const name of ["a.gguf", "b.gguf", "c.gguf"]) {
-        await cache.ensure(file(name), [name], build);
+        (await cache.ensure(file(name), [name], build))(); // a request used it and ended
         await pause(5);
       }
-      await cache.ensure(file("a.gguf"), ["a.gguf"], build); // a is now more recent than b
+      (await cache.ensure(file("a.gguf"), ["a.gguf"], build))(); // a is now more recent than b
       await pause(5);
-      await cache.ensure(file("d.gguf"), ["d.gguf"], build);
+      (await cache.ensure(file("d.gguf"), ["d.gguf"], build))();
       expect(await filesIn(root)).toEqual(["a.gguf", "c.gguf", "d.gguf"]);
       expect({ bytes: cache.bytes, files: cache.files, evictions: cache.evictions }).toEqual({ bytes: 3000, files: 3, evictions: 1 });
       // 300 distinct sets (the defect-1 reproduction) never grow the directory past the budget.
       for (let i = 0; i < 300; i++) {
-        await cache.ensure(file(`set-${i}.gguf`), [`set-${i}`], build);
+        (await cache.ensure(file(`set-${i}.gguf`), [`set-${i}`], build))();
         const onDisk = (await filesIn(root)).length;
         expect(onDisk).toBeLessThanOrEqual(3);
       }
       expect(cache.evictions).toBe(301);
     }));
 
-  it("never evicts a file a lane holds, nor one handed out that no lane holds yet", () =>
+  it("never evicts a file a lane holds, nor one a request has pinned, and evicts it once released", () =>
     withCache(async (root) => {
       const held = new Set<string>();
-      const cache = new CompiledCache(root, { budgetBytes: 2000, graceMs: 0, inUse: (p) => held.has(path.basename(p)) });
+      const cache = new CompiledCache(root, { budgetBytes: 2000, inUse: (p) => held.has(path.basename(p)) });
       const { build } = builder();
       const file = (name: string) => path.join(root, "base", name);
-      await cache.ensure(file("a.gguf"), ["a"], build);
+      (await cache.ensure(file("a.gguf"), ["a"], build))();
       await pause(5);
-      await cache.ensure(file("b.gguf"), ["b"], build);
+      (await cache.ensure(file("b.gguf"), ["b"], build))();
       held.add("a.gguf");
       await pause(5);
-      await cache.ensure(file("c.gguf"), ["c"], build);
+      (await cache.ensure(file("c.gguf"), ["c"], build))();
       expect(await filesIn(root)).toEqual(["a.gguf", "c.gguf"]);
       // Everything else held: over budget until they are released, never a deleted file under a lane.
       held.add("c.gguf");
-      await cache.ensure(file("d.gguf"), ["d"], build);
+      (await cache.ensure(file("d.gguf"), ["d"], build))();
       expect(await filesIn(root)).toEqual(["a.gguf", "c.gguf", "d.gguf"]);
 
-      // Handed out to a request that may still be queued for a lane: kept, even after a lane held it and let
-      // go (another request given the same file may still wait). Once nobody waits: evictable.
-      const lane = new Set<string>();
-      let queued = true;
-      const graceful = new CompiledCache(path.join(root, "..", "graceful"), {
-        budgetBytes: 1000,
-        inUse: (p) => lane.has(path.basename(p)),
-        waiting: () => queued,
-      });
-      const at = (name: string) => path.join(graceful.root, "base", name);
-      await graceful.ensure(at("x.gguf"), ["x"], build);
-      await graceful.ensure(at("y.gguf"), ["y"], build);
-      expect(await filesIn(graceful.root)).toEqual(["x.gguf", "y.gguf"]);
-      lane.add("x.gguf");
-      lane.delete("x.gguf");
-      await graceful.ensure(at("z.gguf"), ["z"], build);
-      expect(await filesIn(graceful.root)).toEqual(["x.gguf", "y.gguf", "z.gguf"]);
-      queued = false;
-      lane.add("z.gguf");
+      // A request pins its file from compile to the end of its generation, however long it waits for a lane.
+      const pinned = new CompiledCache(path.join(root, "..", "pinned"), { budgetBytes: 1000 });
+      const at = (name: string) => path.join(pinned.root, "base", name);
+      const releaseX = await pinned.ensure(at("x.gguf"), ["x"], build);
+      const releaseY = await pinned.ensure(at("y.gguf"), ["y"], build);
+      expect(await filesIn(pinned.root)).toEqual(["x.gguf", "y.gguf"]);
+      expect(pinned.pinnedFiles).toBe(2);
+      releaseX();
+      releaseX(); // idempotent: y's pin is untouched
       await pause(300);
-      await graceful.ensure(at("w.gguf"), ["w"], build);
-      expect(await filesIn(graceful.root)).toEqual(["w.gguf", "z.gguf"]);
-      graceful.close();
+      expect(await filesIn(pinned.root)).toEqual(["y.gguf"]);
+      releaseY();
+      (await pinned.ensure(at("z.gguf"), ["z"], build))();
+      expect(await filesIn(pinned.root)).toEqual(["z.gguf"]);
+      expect(pinned.pinnedFiles).toBe(0);
+      pinned.close();
     }));
 
   it("recompiles a truncated or altered file after a restart instead of serving it", () =>
@@ -156,16 +149,15 @@ describe("compiled cache (.compiled/)", () => {
       const registry = new AdapterRegistry(adaptersDir, silentLogger, { bases: [base] });
       await registry.start(0);
       await registry.registerPath("alias", path.join(adaptersDir, "code"));
-      // No lanes here: graceMs 0 ends the hand-off protection at once (the HTTP test covers it with lanes).
-      const cache = new CompiledCache(path.join(adaptersDir, ".compiled"), { budgetBytes: 1e9, graceMs: 0 });
+      const cache = new CompiledCache(path.join(adaptersDir, ".compiled"), { budgetBytes: 1e9 });
       cache.followRegistry(registry);
       const { build } = builder(100);
       const math = registry.get("math")!.hash;
       const code = registry.get("code")!.hash;
       const file = (name: string) => path.join(cache.root, "base", name);
-      await cache.ensure(file(`${math}.gguf`), [math], build);
-      await cache.ensure(file("set-math-code.gguf"), [math, code], build);
-      await cache.ensure(file(`${code}.gguf`), [code], build);
+      (await cache.ensure(file(`${math}.gguf`), [math], build))();
+      (await cache.ensure(file("set-math-code.gguf"), [math, code], build))();
+      (await cache.ensure(file(`${code}.gguf`), [code], build))();
 
       // Replace math: its own file and every set containing it go; code's stays.
       await writeModules(path.join(adaptersDir, "math"), allModules(base, { seed: 3 }), base.fingerprint, true);
@@ -186,16 +178,15 @@ describe("compiled cache (.compiled/)", () => {
     }
   });
 
-  it("keeps a pruned file while a request handed it may wait for a lane, and deletes it once none can", () =>
+  it("keeps a pruned file while a request has it pinned, and deletes it once released", () =>
     withCache(async (root) => {
-      let waiting = true;
-      const cache = new CompiledCache(root, { budgetBytes: 1e9, waiting: () => waiting });
+      const cache = new CompiledCache(root, { budgetBytes: 1e9 });
       const { build } = builder();
-      await cache.ensure(path.join(root, "base", "old.gguf"), ["old-hash"], build);
+      const release = await cache.ensure(path.join(root, "base", "old.gguf"), ["old-hash"], build);
       await cache.pruneAdapter("old-hash");
-      await pause(1300);
-      expect(await filesIn(root)).toEqual(["old.gguf"]); // a request could still be queued with it
-      waiting = false;
+      await pause(300);
+      expect(await filesIn(root)).toEqual(["old.gguf"]); // its request may still be queued for a lane
+      release();
       await pause(300);
       expect(await filesIn(root)).toEqual([]);
       cache.close();

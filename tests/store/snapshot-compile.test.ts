@@ -33,7 +33,7 @@ describe("the compiler compiles exactly the bytes the registry hashed", () => {
 
     // Replaced on disk (atomically, as `writeAdapterDir` does) after the request resolved its set.
     await writeModules(path.join(adaptersDir, "live"), allModules(base, { seed: 2 }), base.fingerprint, true);
-    const binding = await compiler.bind(set);
+    const { binding } = await compiler.bind(set);
 
     const expected = async (version: string) => {
       const out = path.join(tmp.path, `expected-${version}.gguf`);

@@ -39,6 +39,7 @@ Options (each also read from the environment variable shown):
   --header-timeout-ms N    a client must send its request headers within this (default 10000; then 408) [${serveEnvVars.headerTimeoutMs}]
   --body-timeout-ms N      a client must send its whole request within this (default 60000; then 408) [${serveEnvVars.bodyTimeoutMs}]
   --metrics-max-adapter-sets N  distinct adapter_set labels in /metrics; later sets count as "(other)" (default 64) [${serveEnvVars.metricsMaxAdapterSets}]
+  --no-ui                  do not serve the browser playground at / and /ui/ (1|true)  [${serveEnvVars.noUi}]
   --data-dir DIR           uploaded files and fine-tuning jobs (default ./data)         [${serveEnvVars.dataDir}]
   --max-file-mb N          size limit of a file uploaded to /v1/files (default 100)     [${serveEnvVars.maxFileMb}]
   --max-training-jobs N    fine-tuning jobs that train at once; others queue (default 1) [${serveEnvVars.maxTrainingJobs}]
@@ -110,6 +111,7 @@ export const serveCommand: CliCommand = {
       "header-timeout-ms": { type: "string" },
       "body-timeout-ms": { type: "string" },
       "metrics-max-adapter-sets": { type: "string" },
+      "no-ui": { type: "boolean" },
       "data-dir": { type: "string" },
       "max-file-mb": { type: "string" },
       "max-training-jobs": { type: "string" },
@@ -151,6 +153,7 @@ export const serveCommand: CliCommand = {
         headerTimeoutMs: v["header-timeout-ms"],
         bodyTimeoutMs: v["body-timeout-ms"],
         metricsMaxAdapterSets: v["metrics-max-adapter-sets"],
+        noUi: v["no-ui"] ? true : undefined,
         dataDir: v["data-dir"],
         maxFileMb: v["max-file-mb"],
         maxTrainingJobs: v["max-training-jobs"],

@@ -16,14 +16,24 @@ export interface AdapterChoice {
   readonly weight: number;
 }
 
+/** A lane binding whose compiled file stays on disk until `release()` is called. */
+export interface PinnedBinding {
+  readonly binding: LaneBinding;
+  release(): void;
+}
+
 export interface ResolvedAdapterSet {
   readonly members: ReadonlyArray<{ readonly entry: AdapterEntry; readonly weight: number }>;
   readonly key: string;
   readonly label: string;
 }
 
-/** How often bind re-resolves a set whose adapters changed on disk while it was compiling. */
-const CHANGED_RETRIES = 3;
+/**
+ * How often bind re-resolves a set whose adapters changed on disk while it was compiling, and the pause
+ * before each retry: a replace by plain copy (`cp`) is not atomic, and takes a moment to finish.
+ */
+const CHANGED_RETRIES = 8;
+const CHANGED_RETRY_PAUSE_MS = 50;
 
 /**
  * Turns a requested adapter set into a lane binding: one GGUF LoRA file per set, compiled from our adapter
@@ -70,7 +80,11 @@ export class AdapterSetCompiler {
     return { members, key, label };
   }
 
-  async bind(set: ResolvedAdapterSet): Promise<LaneBinding> {
+  /**
+   * The lane binding of a set, its compiled file pinned in the cache until `release()` (idempotent): the
+   * caller keeps it until its lane has loaded the file and its work is done.
+   */
+  async bind(set: ResolvedAdapterSet): Promise<PinnedBinding> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.bindOnce(set);
@@ -79,29 +93,30 @@ export class AdapterSetCompiler {
         if (attempt >= CHANGED_RETRIES) {
           throw new KindedError("unavailable", `The adapter '${error.adapter}' is being replaced; retry.`, "adapter_changing", "adapter");
         }
+        await new Promise((resolve) => setTimeout(resolve, CHANGED_RETRY_PAUSE_MS * attempt));
         await this.registry.refresh();
         set = this.resolve(set.members.map(({ entry, weight }) => ({ name: entry.name, weight })));
       }
     }
   }
 
-  private async bindOnce(set: ResolvedAdapterSet): Promise<LaneBinding> {
-    if (set.members.length === 0) return BASE_BINDING;
+  private async bindOnce(set: ResolvedAdapterSet): Promise<PinnedBinding> {
+    if (set.members.length === 0) return { binding: BASE_BINDING, release: () => undefined };
     const hashes = set.members.map((m) => m.entry.hash);
     if (set.members.length === 1) {
       const { entry, weight } = set.members[0]!;
       const filePath = path.join(this.cacheDir, `${entry.hash}.gguf`);
-      await this.ensureCompiled(filePath, hashes, set, () => this.registry.snapshot(entry));
-      return { key: set.key, label: set.label, loras: [{ filePath, scale: weight }] };
+      const release = await this.ensureCompiled(filePath, hashes, set, () => this.registry.snapshot(entry));
+      return { binding: { key: set.key, label: set.label, loras: [{ filePath, scale: weight }] }, release };
     }
     const digest = createHash("sha256").update(set.key).digest("hex");
     const filePath = path.join(this.cacheDir, `set-${digest}.gguf`);
-    await this.ensureCompiled(filePath, hashes, set, async () => {
+    const release = await this.ensureCompiled(filePath, hashes, set, async () => {
       const inputs = [];
       for (const { entry, weight } of set.members) inputs.push({ adapter: await this.registry.snapshot(entry), weight, name: entry.name });
       return mergeCat(inputs);
     });
-    return { key: set.key, label: set.label, loras: [{ filePath, scale: 1 }] };
+    return { binding: { key: set.key, label: set.label, loras: [{ filePath, scale: 1 }] }, release };
   }
 
   private checkBase(entry: AdapterEntry): void {
@@ -129,8 +144,8 @@ export class AdapterSetCompiler {
     hashes: readonly string[],
     set: ResolvedAdapterSet,
     build: () => Promise<Adapter>,
-  ): Promise<void> {
-    await this.cache.ensure(filePath, hashes, async (outPath) => {
+  ): Promise<() => void> {
+    return this.cache.ensure(filePath, hashes, async (outPath) => {
       const adapter = await build().catch((error: unknown) => {
         if (error instanceof AdapterChangedError) throw error;
         throw new AdapterIncompatibleError(set.label, (error as Error).message);

@@ -12,12 +12,12 @@ import type { AdapterRegistry, RegistryChange } from "./adapter-registry.js";
  * file's name is a hash of what it was compiled from), under a disk budget.
  *
  * - Budget: least-recently-used files are deleted until the total fits `budgetBytes`, and room is made
- *   before each compile (for it and every compile under way). Nothing is deleted while a lane holds it
- *   (`inUse`), while a request handed it may still wait for a lane (250 ms after its last hand-out once no
- *   request waits, `graceMs` at most), or at all while any request waits for a lane (`waiting`): a queued
- *   request's file must still be there when its lane loads it (bench/soak.ts showed "Failed to initialize
- *   LoRA adapter" 500s otherwise). Under sustained queueing the cache can therefore exceed the budget until
- *   the next quiet moment (logged once per episode).
+ *   before each compile (for it and every compile under way). Nothing is deleted while it is pinned or a
+ *   lane holds it (`inUse`). `ensure` pins the file it hands out until the caller releases it: a request
+ *   keeps its pin from compile to the end of its generation, so its file is still there when its lane loads
+ *   it however long it queued (bench/soak.ts showed "Failed to initialize LoRA adapter" 500s when files of
+ *   queued requests could be deleted). The cache exceeds the budget only when every file is pinned or held
+ *   (logged once per episode), and returns under it when they are released.
  * - Pruning: when the registry replaces or deletes an adapter, every file compiled from its old content is
  *   deleted at once (deferred while in use), unless another listed adapter still has that content.
  * - Integrity: `manifest.json` (written atomically) records each file's size and sha256. The first use of a
@@ -31,10 +31,6 @@ export interface CompiledCacheOptions {
   readonly budgetBytes: number;
   /** Whether a lane holds this file (never evicted then). */
   readonly inUse?: (filePath: string) => boolean;
-  /** A file handed out is protected until a lane holds it, or this many ms at most (default 60 s). */
-  readonly graceMs?: number;
-  /** Whether any request waits for a lane (queued or promised one): handed-out files may still be needed. */
-  readonly waiting?: () => boolean;
   readonly logger?: Logger;
 }
 
@@ -52,16 +48,17 @@ const MANIFEST_VERSION = 1;
 const MAX_COMPILED_BYTES = 64 * 1024 * 1024 * 1024;
 
 export const DEFAULT_COMPILED_CACHE_MB = 1024;
-/** A handed-out file is free this long after its last hand-out once no request waits for a lane. */
-const HANDOFF_MS = 250;
 const WATCH_MS = 100;
+/** How long a compile waits for pinned files to be released before it goes over the budget. */
+const ROOM_WAIT_MS = 30_000;
+const ROOM_POLL_MS = 20;
 
 export class CompiledCache {
   private readonly manifest = new Map<string, ManifestEntry>();
   private readonly verified = new Set<string>();
   private readonly inFlight = new Map<string, Promise<void>>();
-  /** Files handed out by `ensure` that no lane was seen holding yet, with the time they were handed out. */
-  private readonly handedOut = new Map<string, number>();
+  /** Pins per file: handed out by `ensure` and not released yet. */
+  private readonly pins = new Map<string, number>();
   /** Files of replaced/deleted adapters that were in use when pruned: deleted once free. */
   private readonly doomed = new Set<string>();
   private loading: Promise<void> | undefined;
@@ -129,25 +126,47 @@ export class CompiledCache {
    * one from before this start (recompiling it when its size or hash is off), or compiles it with `build`,
    * which must write `filePath` atomically. `adapters`: the content hashes it is compiled from.
    */
-  async ensure(filePath: string, adapters: readonly string[], build: (filePath: string) => Promise<void>): Promise<void> {
+  async ensure(filePath: string, adapters: readonly string[], build: (filePath: string) => Promise<void>): Promise<() => void> {
     await this.load();
     const key = this.keyOf(filePath);
-    const known = this.manifest.get(key);
-    // A lane stays bound to its last set until another request makes it swap, and that request calls ensure
-    // first: sweeping here sees nearly every handed-out file held by its lane, ending its hand-off protection.
-    this.sweepHandedOut();
-    this.handedOut.set(key, Date.now());
-    this.watch();
-    if (known && this.verified.has(key)) {
-      known.lastUsed = Date.now();
-      return;
+    // Pinned before any await: no budget pass of a concurrent compile may delete it from here on.
+    const release = this.pin(key);
+    try {
+      const known = this.manifest.get(key);
+      if (known && this.verified.has(key)) {
+        known.lastUsed = Date.now();
+        return release;
+      }
+      let pending = this.inFlight.get(key);
+      if (!pending) {
+        pending = this.prepare(key, filePath, adapters, build).finally(() => this.inFlight.delete(key));
+        this.inFlight.set(key, pending);
+      }
+      await pending;
+      return release;
+    } catch (error) {
+      release();
+      throw error;
     }
-    let pending = this.inFlight.get(key);
-    if (!pending) {
-      pending = this.prepare(key, filePath, adapters, build).finally(() => this.inFlight.delete(key));
-      this.inFlight.set(key, pending);
-    }
-    await pending;
+  }
+
+  /** Files pinned right now (handed out and not released). */
+  get pinnedFiles(): number {
+    return this.pins.size;
+  }
+
+  private pin(key: string): () => void {
+    this.pins.set(key, (this.pins.get(key) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const count = (this.pins.get(key) ?? 1) - 1;
+      if (count > 0) this.pins.set(key, count);
+      else this.pins.delete(key);
+      // Doomed or over-budget files may be free now: check soon, off this call's stack.
+      if (count <= 0 && (this.doomed.size > 0 || this.overBudget)) this.watch();
+    };
   }
 
   /** Deletes every compiled file made from the adapter content `hash` (deferred for files in use). */
@@ -156,8 +175,8 @@ export class CompiledCache {
     let changed = false;
     for (const [key, entry] of [...this.manifest]) {
       if (!entry.adapters.includes(hash)) continue;
-      // Still needed by a lane, a compile, or a request waiting for a lane: deleted once free.
-      if (this.isBusy(key) || this.someoneWaits()) {
+      // Still needed by a lane, a compile or a request: deleted once free.
+      if (this.isBusy(key)) {
         this.doomed.add(key);
         this.watch();
         continue;
@@ -203,9 +222,10 @@ export class CompiledCache {
       await this.deleteFile(key);
     }
     await mkdir(path.dirname(filePath), { recursive: true });
+    // Claims a compile slot (this.building) once there is room for it.
+    await this.waitForRoom();
     // Make room first, for this file and every other compile under way (each as large as the largest so far),
     // so that the directory, temp files included, stays within the budget.
-    this.building++;
     try {
       await this.enforceBudget(key, this.largestFile * this.building);
       await build(filePath);
@@ -220,32 +240,40 @@ export class CompiledCache {
     await this.saveManifest();
   }
 
-  private isBusy(key: string): boolean {
-    return this.inFlight.has(key) || this.handedOut.has(key) || this.inUse(this.pathOf(key));
-  }
-
-  /** Some request waits for a lane: it may need any file handed out before (deletions wait for a quiet moment). */
-  private someoneWaits(): boolean {
-    return this.options.waiting?.() ?? false;
-  }
-
-  /** Ends the hand-off protection once no request can be waiting with the file, or after `graceMs`. */
-  private sweepHandedOut(keep?: string): void {
-    const graceMs = this.options.graceMs ?? 60_000;
-    const now = Date.now();
-    const nobodyWaits = this.options.waiting ? !this.options.waiting() : false;
-    for (const [key, at] of [...this.handedOut]) {
-      if (key === keep) continue;
-      const age = now - at;
-      // Not ended by a lane holding the file: another request handed the same file may still be queued, and
-      // the lane may swap away first. A request takes microseconds from being handed its file to the queue.
-      if (age >= graceMs || (nobodyWaits && age >= HANDOFF_MS)) this.handedOut.delete(key);
+  /**
+   * Backpressure: while the files other requests have pinned (or lanes hold), plus this compile and those
+   * under way, would not fit the budget, a new compile waits for a release, up to ROOM_WAIT_MS; after that it
+   * proceeds over budget (logged) rather than fail a request. Many concurrent requests for many distinct sets
+   * thus queue for disk instead of growing `.compiled/` past its budget.
+   */
+  private async waitForRoom(): Promise<void> {
+    const deadline = Date.now() + ROOM_WAIT_MS;
+    const needed = () => this.busyBytes() + this.largestFile * (this.building + 1);
+    while (needed() > this.options.budgetBytes && (this.pins.size > 1 || this.building > 0)) {
+      if (Date.now() >= deadline) {
+        this.logger.warn("compiled_cache_wait_timeout", { budget_bytes: this.options.budgetBytes, busy_bytes: this.busyBytes() });
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, ROOM_POLL_MS));
     }
+    // Claimed in the same tick as the check, so waiters released together do not all overshoot.
+    this.building++;
   }
 
-  /** While files are protected or doomed, checks a few times a second whether they are free now. */
+  /** Bytes of files that cannot be deleted now (pinned, held by a lane, being verified). */
+  private busyBytes(): number {
+    let total = 0;
+    for (const [key, entry] of this.manifest) if (this.isBusy(key)) total += entry.bytes;
+    return total;
+  }
+
+  private isBusy(key: string): boolean {
+    return this.inFlight.has(key) || this.pins.has(key) || this.inUse(this.pathOf(key));
+  }
+
+  /** While files are doomed or the cache is over budget, checks a few times a second whether files are free. */
   private watch(): void {
-    if (this.timer || (this.handedOut.size === 0 && this.doomed.size === 0)) return;
+    if (this.timer || (this.doomed.size === 0 && !this.overBudget)) return;
     this.timer = setInterval(() => {
       if (this.tidying) return;
       this.tidying = this.tidy()
@@ -258,17 +286,11 @@ export class CompiledCache {
   }
 
   private async tidy(): Promise<void> {
-    this.sweepHandedOut();
-    let changed = false;
-    for (const key of [...this.doomed]) {
-      if (!this.manifest.has(key)) this.doomed.delete(key);
-      else if (!this.isBusy(key) && !this.someoneWaits()) {
-        await this.deleteFile(key);
-        changed = true;
-      }
-    }
-    if (changed) await this.saveManifest();
-    if (this.handedOut.size === 0 && this.doomed.size === 0 && this.timer) {
+    const before = this.manifest.size;
+    if (this.overBudget) await this.enforceBudget(null);
+    else await this.deleteFreeDoomed();
+    if (this.manifest.size !== before) await this.saveManifest();
+    if (this.doomed.size === 0 && !this.overBudget && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
     }
@@ -280,27 +302,27 @@ export class CompiledCache {
     this.timer = undefined;
   }
 
-  /** Deletes doomed files that are free, then LRU files until the total plus `reserve` fits the budget. */
-  private async enforceBudget(keep: string, reserve = 0): Promise<void> {
-    this.sweepHandedOut(keep);
+  private async deleteFreeDoomed(): Promise<void> {
     for (const key of [...this.doomed]) {
       if (!this.manifest.has(key)) this.doomed.delete(key);
-      else if (!this.isBusy(key) && !this.someoneWaits()) await this.deleteFile(key);
+      else if (!this.isBusy(key)) await this.deleteFile(key);
     }
+  }
+
+  /** Deletes doomed files that are free, then LRU files until the total plus `reserve` fits the budget. */
+  private async enforceBudget(keep: string | null, reserve = 0): Promise<void> {
+    await this.deleteFreeDoomed();
     const target = Math.max(0, this.options.budgetBytes - reserve);
     let total = this.bytes;
     if (total <= target) {
       this.overBudget = false;
       return;
     }
-    if (this.someoneWaits()) return; // until a quiet moment: a waiting request may need any file
-    const candidates = [...this.manifest]
-      .filter(([key]) => key !== keep && !this.handedOut.has(key) && !this.inFlight.has(key))
-      .sort(([, a], [, b]) => a.lastUsed - b.lastUsed);
+    const candidates = [...this.manifest].filter(([key]) => key !== keep).sort(([, a], [, b]) => a.lastUsed - b.lastUsed);
     for (const [key, entry] of candidates) {
       if (total <= target) break;
-      // Another pass (a concurrent compile) may have deleted it meanwhile.
-      if (!this.manifest.has(key) || this.inUse(this.pathOf(key))) continue;
+      // Checked now, not when listed: a concurrent pass may have deleted it, or a request pinned it, meanwhile.
+      if (!this.manifest.has(key) || this.isBusy(key)) continue;
       await this.deleteFile(key);
       this.evictionCount++;
       total -= entry.bytes;
@@ -312,15 +334,15 @@ export class CompiledCache {
         budget_bytes: this.options.budgetBytes,
         files: this.manifest.size,
         held_by_lanes: [...this.manifest.keys()].filter((k) => this.inUse(this.pathOf(k))).length,
-        waiting_for_a_lane: this.handedOut.size,
+        pinned_by_requests: this.pins.size,
       });
     }
     this.overBudget = total > this.options.budgetBytes;
+    if (this.overBudget) this.watch();
   }
 
   private async deleteFile(key: string): Promise<void> {
     this.manifest.delete(key);
-    this.handedOut.delete(key);
     this.verified.delete(key);
     this.doomed.delete(key);
     await rm(this.pathOf(key), { force: true });
