@@ -61,24 +61,37 @@ export class Metrics {
     );
     r.register(new Gauge("lori_sequences_busy", "Sequences generating.", () => [{ value: sum((s) => s.busySequences) }]));
     r.register(new Gauge("lori_kv_cache_usage_ratio", "Used KV cells over all cells of all lanes (0..1).", () => [{ value: kvUsage() }]));
-    r.register(new Gauge("vllm:gpu_cache_usage_perc", "Alias of lori_kv_cache_usage_ratio (inference gateway).", () => [{ value: kvUsage() }]));
+    r.register(new Gauge("vllm:gpu_cache_usage_perc", "Alias of lori_kv_cache_usage_ratio (vLLM's name before its V1 engine).", () => [{ value: kvUsage() }]));
+    r.register(new Gauge("vllm:kv_cache_usage_perc", "Alias of lori_kv_cache_usage_ratio (vLLM's current name; the inference gateway's default).", () => [{ value: kvUsage() }]));
     r.register(new Gauge("lori_adapters_resident", "Compiled adapter files loaded.", () => [{ value: models().list().reduce((n, m) => n + m.lanes.residency.residentCount, 0) }]));
     r.register(new Gauge("lori_adapter_bytes_resident", "Bytes of compiled adapter files loaded.", () => [{ value: residentBytes() }]));
+    // One sample per scrape, valued at the scrape time: the endpoint picker keeps the series with the highest
+    // value, as vLLM's gauge (set_to_current_time) leaves a series per label permutation behind.
+    // running = adapter sets with a sequence generating now (vLLM: requests in the running queue), waiting =
+    // sets of queued requests, max_lora = lanes, i.e. how many sets can be bound at once (vLLM: --max-loras,
+    // adapters in one batch). Our own name adds resident_lora_adapters: sets bound to a lane, idle or busy,
+    // which a request can use without a rebind (vLLM has no such label; the picker ignores labels it does not know).
+    const loraInfo = () => {
+      const all = stats();
+      const running = new Set(all.flatMap((s) => s.bindings.filter((b) => b.busy > 0 && b.label).map((b) => b.label)));
+      const waiting = new Set(all.flatMap((s) => s.waitingLabels.filter(Boolean)));
+      const resident = new Set(all.flatMap((s) => s.bindings.filter((b) => b.label).map((b) => b.label)));
+      return {
+        max_lora: String(all.reduce((n, s) => n + s.maxLanes, 0)),
+        running_lora_adapters: [...running].join(","),
+        waiting_lora_adapters: [...waiting].join(","),
+        resident_lora_adapters: [...resident].join(","),
+      };
+    };
     r.register(
-      new Gauge("vllm:lora_requests_info", "Running and waiting adapters (inference gateway); value = time of this sample.", () => {
-        const all = stats();
-        const running = new Set(all.flatMap((s) => s.bindings.filter((b) => b.busy > 0 && b.label).map((b) => b.label)));
-        const waiting = new Set(all.flatMap((s) => s.waitingLabels.filter(Boolean)));
-        return [
-          {
-            labels: {
-              max_lora: String(all.reduce((n, s) => n + s.maxLanes, 0)),
-              running_lora_adapters: [...running].join(","),
-              waiting_lora_adapters: [...waiting].join(","),
-            },
-            value: Date.now() / 1000,
-          },
-        ];
+      new Gauge("lori_lora_requests_info", "Running, waiting and lane-resident adapter sets, and the lanes (max_lora); value = time of this sample.", () => [
+        { labels: loraInfo(), value: Date.now() / 1000 },
+      ]),
+    );
+    r.register(
+      new Gauge("vllm:lora_requests_info", "Alias of lori_lora_requests_info with vLLM's labels only (inference gateway).", () => {
+        const { resident_lora_adapters: _resident, ...vllmLabels } = loraInfo();
+        return [{ labels: vllmLabels, value: Date.now() / 1000 }];
       }),
     );
 
@@ -107,7 +120,9 @@ export class Metrics {
       if (labels.running_lora_adapters === undefined && labels.waiting_lora_adapters === undefined) return labels;
       const keep = (list: string | undefined) =>
         (list ?? "").split(",").filter((label) => label !== "" && sets.visible(label, mayUse) && label.split("+").every((part) => mayUse(part.split("*")[0]!))).join(",");
-      return { ...labels, running_lora_adapters: keep(labels.running_lora_adapters), waiting_lora_adapters: keep(labels.waiting_lora_adapters) };
+      const shown: Record<string, string> = { ...labels, running_lora_adapters: keep(labels.running_lora_adapters), waiting_lora_adapters: keep(labels.waiting_lora_adapters) };
+      if (labels.resident_lora_adapters !== undefined) shown.resident_lora_adapters = keep(labels.resident_lora_adapters);
+      return shown;
     };
     return this.registry.render(view);
   }

@@ -132,15 +132,25 @@ export function adaptersRoutes(deps: AppDeps): Hono {
   /**
    * Validates the staging dir and renames it into place (the registry removes it on any failure). `param`
    * null: an upload, whose offending field is the file the message names.
+   *
+   * Another replica sharing the store may install the same name between the registry's existence check and
+   * the rename. rename(2) of a directory onto a non-empty directory fails (ENOTEMPTY, or EEXIST on some
+   * systems) and replaces nothing, on a local disk as on NFS, where the server performs the rename as one
+   * operation: so the loser gets this 409 and the winner's adapter stays intact.
    */
   async function install(name: string, staging: string, param: string | null) {
     return deps.adapters.install(name, staging).catch((error: unknown) => {
       if (error instanceof LoraError && error.code === "ADAPTER_EXISTS") throw apiErrors.adapterExists(name);
+      if (isErrnoCode(error, "ENOTEMPTY") || isErrnoCode(error, "EEXIST")) throw apiErrors.adapterExists(name);
       return invalidAs(param ?? uploadField(error))(error);
     });
   }
 
   return app;
+}
+
+function isErrnoCode(error: unknown, code: string): boolean {
+  return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
 }
 
 /** The multipart field a refused upload's message is about. */
