@@ -32,6 +32,7 @@ export const serveConfigSchema = z.object({
   headerTimeoutMs: z.coerce.number().int().min(100).default(10_000).describe("time a client may take to send the request headers"),
   bodyTimeoutMs: z.coerce.number().int().min(100).default(60_000).describe("time a client may take to send the whole request"),
   metricsMaxAdapterSets: z.coerce.number().int().min(1).max(10_000).default(64),
+  publicMetrics: z.preprocess((v) => (v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : v), z.boolean()).default(false),
   noUi: z
     .union([z.boolean(), z.enum(["1", "true", "0", "false"]).transform((v) => v === "1" || v === "true")])
     .default(false)
@@ -77,6 +78,7 @@ export const serveEnvVars = {
   headerTimeoutMs: "LORI_HEADER_TIMEOUT_MS",
   bodyTimeoutMs: "LORI_BODY_TIMEOUT_MS",
   metricsMaxAdapterSets: "LORI_METRICS_MAX_ADAPTER_SETS",
+  publicMetrics: "LORI_PUBLIC_METRICS",
   noUi: "LORI_NO_UI",
   logFormat: "LORI_LOG_FORMAT",
   dataDir: "LORI_DATA_DIR",

@@ -11,6 +11,8 @@ export interface AppDeps extends ServingDeps {
     readonly adapterRoots: readonly string[];
     /** Serve the browser playground at / and /ui/ (false with --no-ui). Absent = served. */
     readonly ui?: boolean;
+    /** `/metrics` without a key, every series (--public-metrics). Absent = behind auth like every route. */
+    readonly publicMetrics?: boolean;
   };
   /** Files and fine-tuning jobs (/v1/files, /v1/fine_tuning); absent = those routes do not exist. */
   readonly fineTuning?: FineTuningService;

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { adapterInspectRoutes } from "../routes/adapter-inspect.js";
 import { adaptersRoutes } from "../routes/adapters.js";
-import { metricsRoutes } from "../routes/metrics.js";
+import { metricsRoutes, publicMetricsRoutes } from "../routes/metrics.js";
 import { chatCompletionsRoutes } from "../routes/chat-completions.js";
 import { completionsRoutes } from "../routes/completions.js";
 import { embeddingsRoutes } from "../routes/embeddings.js";
@@ -36,6 +36,9 @@ export function createApp(deps: AppDeps): Hono {
   app.use("*", (c, next) => (deps.fineTuning && c.req.method === "POST" && c.req.path === "/v1/files" ? next() : bodyLimited(c, next)));
   // The playground's static files come before auth: the page must load so the user can enter a key.
   if (deps.config.ui !== false) app.route("/", uiStaticRoutes());
+  // The inference gateway's endpoint picker scrapes without credentials: with --public-metrics, /metrics
+  // answers before auth, in full (adapter names included), and the operator keeps the port off the internet.
+  if (deps.config.publicMetrics === true) app.route("/", publicMetricsRoutes(deps));
   app.use("*", bearerAuth(deps.config.keys, new Set(["/health"])));
   if (deps.fineTuning) app.use("*", fineTunedAdapterAccess(deps.fineTuning));
   if (deps.config.ui !== false) app.route("/", uiSessionRoutes());

@@ -160,7 +160,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   const app = createApp({
     models,
     adapters,
-    config: { keys, maxBodyBytes: config.maxBodyBytes, adapterRoots: config.adapterRoots, ui: !config.noUi },
+    config: { keys, maxBodyBytes: config.maxBodyBytes, adapterRoots: config.adapterRoots, ui: !config.noUi, publicMetrics: config.publicMetrics },
     metrics,
     logger,
     lifecycle,

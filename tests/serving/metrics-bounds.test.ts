@@ -92,3 +92,22 @@ describe("lori_tokens_per_decode", () => {
     }
   });
 });
+
+describe("--public-metrics", () => {
+  it("serves /metrics in full without a key, while every other route still needs one", async () => {
+    const keysFile = join(mkdtempSync(join(tmpdir(), "lori-keys-")), "keys.json");
+    writeFileSync(keysFile, JSON.stringify({ keys: [{ key: "admin-key", role: "admin" }] }));
+    const open = await createInProcessServer({ keysFile, publicMetrics: true });
+    const closed = await createInProcessServer({ keysFile });
+    try {
+      const scraped = await open.app.request("/metrics");
+      expect(scraped.status).toBe(200);
+      expect(await scraped.text()).toContain("lori_queue_depth");
+      expect((await open.app.request("/v1/models")).status).toBe(401);
+      expect((await closed.app.request("/metrics")).status).toBe(401);
+    } finally {
+      await open.dispose();
+      await closed.dispose();
+    }
+  });
+});

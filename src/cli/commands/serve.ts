@@ -38,6 +38,8 @@ Options (each also read from the environment variable shown):
   --drain-timeout-ms N     on SIGTERM/SIGINT, how long in-flight requests may finish (default 30000) [${serveEnvVars.drainTimeoutMs}]
   --header-timeout-ms N    a client must send its request headers within this (default 10000; then 408) [${serveEnvVars.headerTimeoutMs}]
   --body-timeout-ms N      a client must send its whole request within this (default 60000; then 408) [${serveEnvVars.bodyTimeoutMs}]
+  --public-metrics         serve /metrics without a key, every series (for scrapers that send none, such as the
+                           inference gateway's endpoint picker; keep the port private) [${serveEnvVars.publicMetrics}]
   --metrics-max-adapter-sets N  distinct adapter_set labels in /metrics; later sets count as "(other)" (default 64) [${serveEnvVars.metricsMaxAdapterSets}]
   --no-ui                  do not serve the browser playground at / and /ui/ (1|true)  [${serveEnvVars.noUi}]
   --data-dir DIR           uploaded files and fine-tuning jobs (default ./data)         [${serveEnvVars.dataDir}]
@@ -111,6 +113,7 @@ export const serveCommand: CliCommand = {
       "header-timeout-ms": { type: "string" },
       "body-timeout-ms": { type: "string" },
       "metrics-max-adapter-sets": { type: "string" },
+      "public-metrics": { type: "boolean" },
       "no-ui": { type: "boolean" },
       "data-dir": { type: "string" },
       "max-file-mb": { type: "string" },
@@ -153,6 +156,7 @@ export const serveCommand: CliCommand = {
         headerTimeoutMs: v["header-timeout-ms"],
         bodyTimeoutMs: v["body-timeout-ms"],
         metricsMaxAdapterSets: v["metrics-max-adapter-sets"],
+        publicMetrics: v["public-metrics"] ? true : undefined,
         noUi: v["no-ui"] ? true : undefined,
         dataDir: v["data-dir"],
         maxFileMb: v["max-file-mb"],
