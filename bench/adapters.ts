@@ -161,19 +161,50 @@ async function prepareAdapters(modelPath: string) {
   }
   // What our server applies for ["a","b"]: one cat-merged rank-64 adapter (for the in-process comparison).
   const mergedAb = path.join(ggufDir, "a+b-cat.gguf");
-  await compileGgufLora(mergeCat([{ adapter: adapters[0]!, weight: 1, name: "a" }, { adapter: adapters[1]!, weight: 1, name: "b" }]), header, mergedAb);
+  await compileGgufLora(
+    mergeCat([
+      { adapter: adapters[0]!, weight: 1, name: "a" },
+      { adapter: adapters[1]!, weight: 1, name: "b" },
+    ]),
+    header,
+    mergedAb,
+  );
   return { root, adaptersDir, ggufs, mergedAb };
 }
 
 const loriArgs = (modelPath: string, adaptersDir: string, extra: string[]) => [
-  "--model", `bench=${modelPath}`, "--threads", String(THREADS), "--gpu", "off", "--context-size", String(CONTEXT_PER_SEQUENCE),
-  "--adapters-dir", adaptersDir, "--adapters-poll-ms", "0", ...extra,
+  "--model",
+  `bench=${modelPath}`,
+  "--threads",
+  String(THREADS),
+  "--gpu",
+  "off",
+  "--context-size",
+  String(CONTEXT_PER_SEQUENCE),
+  "--adapters-dir",
+  adaptersDir,
+  "--adapters-poll-ms",
+  "0",
+  ...extra,
 ];
 
 const llamaArgs = (modelPath: string, ggufs: string[], slots: number) => [
-  "-m", modelPath, "-t", String(THREADS), "-tb", String(THREADS), "-c", String(CONTEXT_PER_SEQUENCE * slots), "-np", String(slots),
+  "-m",
+  modelPath,
+  "-t",
+  String(THREADS),
+  "-tb",
+  String(THREADS),
+  "-c",
+  String(CONTEXT_PER_SEQUENCE * slots),
+  "-np",
+  String(slots),
   // node-llama-cpp creates contexts without flash attention; match it.
-  "-fa", LLAMA_FA, "--metrics", ...ggufs.flatMap((f) => ["--lora", f]), "--lora-init-without-apply",
+  "-fa",
+  LLAMA_FA,
+  "--metrics",
+  ...ggufs.flatMap((f) => ["--lora", f]),
+  "--lora-init-without-apply",
 ];
 
 async function metricsText(url: string): Promise<string> {
@@ -186,7 +217,13 @@ function counter(text: string, name: string): number {
   return match ? Number(match[1]) : 0;
 }
 
-async function singleClientAndAggregate(modelPath: string, adaptersDir: string, ggufs: string[], ledger: CpuLedger, engine?: InProcessEngine) {
+async function singleClientAndAggregate(
+  modelPath: string,
+  adaptersDir: string,
+  ggufs: string[],
+  ledger: CpuLedger,
+  engine?: InProcessEngine,
+) {
   const ours = await startServerProcess(loriArgs(modelPath, adaptersDir, ["--parallel", "4"]));
   const theirs = await startLlamaServer(await ensureLlamaServer().then((b) => b.binary), llamaArgs(modelPath, ggufs, 4));
   const targets: Target[] = [
@@ -209,7 +246,9 @@ async function singleClientAndAggregate(modelPath: string, adaptersDir: string, 
         single[label] ??= { ours: [], theirs: [] };
         const order = r % 2 === 0 ? targets : [...targets].reverse();
         for (const t of order) {
-          single[label]![t.side].push(await ledger.measure(`${t.side} 1 client ${label}`, t.pid, () => streamTimed(t.url, body(t.side, set, PROMPT, TOKENS))));
+          single[label]![t.side].push(
+            await ledger.measure(`${t.side} 1 client ${label}`, t.pid, () => streamTimed(t.url, body(t.side, set, PROMPT, TOKENS))),
+          );
         }
         // The engine alone, in this process, right after the servers (same load conditions).
         await engine?.run(label, PROMPT);
@@ -422,11 +461,18 @@ class InProcessEngine {
    * compute graphs after an adapter change).
    */
   async swapProbe(files: [string, string], rounds: number) {
-    const context = await this.model.createContext({ sequences: 1, contextSize: CONTEXT_PER_SEQUENCE, threads: THREADS, lora: { adapters: [{ filePath: files[0], scale: 1 }] } });
+    const context = await this.model.createContext({
+      sequences: 1,
+      contextSize: CONTEXT_PER_SEQUENCE,
+      threads: THREADS,
+      lora: { adapters: [{ filePath: files[0], scale: 1 }] },
+    });
     const native = (context as unknown as { _ctx: Record<string, unknown> })._ctx;
     const decode = { ms: 0, calls: 0 };
     timeNative(native, "decodeBatch", decode);
-    const setLoras = (context as unknown as { _setLoras(l: Array<{ filePath: string; scale: number }>): Promise<void> })._setLoras.bind(context);
+    const setLoras = (context as unknown as { _setLoras(l: Array<{ filePath: string; scale: number }>): Promise<void> })._setLoras.bind(
+      context,
+    );
     const firstDecode = async (prompt: string) => {
       const sequence = context.getSequence();
       const before = decode.ms;
@@ -504,7 +550,9 @@ async function profileOurs(modelPath: string, adaptersDir: string, root: string)
     from = monotonicMicros();
     for (let r = 0; r < 3; r++) tokens += (await streamTimed(ours.url, body("ours", ["a"], PROMPT, TOKENS))).tokens;
     for (let r = 0; r < 2; r++) {
-      const results = await Promise.all(["a", "b", "c", "d"].map((n, i) => streamTimed(ours.url, body("ours", [n], `${PROMPT} ${i}`, TOKENS))));
+      const results = await Promise.all(
+        ["a", "b", "c", "d"].map((n, i) => streamTimed(ours.url, body("ours", [n], `${PROMPT} ${i}`, TOKENS))),
+      );
       tokens += results.reduce((s, x) => s + x.tokens, 0);
     }
     to = monotonicMicros();
@@ -512,7 +560,9 @@ async function profileOurs(modelPath: string, adaptersDir: string, root: string)
     await ours.stop();
   }
   // node-llama-cpp tests its binary in a short-lived child process, which writes a profile too: take the server's.
-  const file = (await readdir(dir)).find((f) => f.endsWith(`.${ours.pid}.0.001.cpuprofile`)) ?? (await readdir(dir)).find((f) => f.includes(`.${ours.pid}.`));
+  const file =
+    (await readdir(dir)).find((f) => f.endsWith(`.${ours.pid}.0.001.cpuprofile`)) ??
+    (await readdir(dir)).find((f) => f.includes(`.${ours.pid}.`));
   if (!file) return { error: "no .cpuprofile written" };
   const summary = await summariseCpuProfile(path.join(dir, file), 15, { from, to });
   const busy = summary.total_ms - summary.idle_ms;
@@ -535,7 +585,10 @@ async function main() {
     ? await InProcessEngine.open(modelPath, {
         none: [],
         one_adapter: [{ filePath: ggufs[0]!, scale: 1 }],
-        two_stacked: [{ filePath: ggufs[0]!, scale: 1 }, { filePath: ggufs[1]!, scale: 1 }],
+        two_stacked: [
+          { filePath: ggufs[0]!, scale: 1 },
+          { filePath: ggufs[1]!, scale: 1 },
+        ],
         two_cat_merged_rank64: [{ filePath: mergedAb, scale: 1 }],
       })
     : undefined;
@@ -574,21 +627,36 @@ async function main() {
     const result = {
       bench: "adapters",
       date: new Date().toISOString(),
-      machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? "unknown", note: "shared with other jobs: noisy; figures are medians of interleaved runs" },
+      machine: {
+        cpus: os.availableParallelism(),
+        model: os.cpus()[0]?.model ?? "unknown",
+        note: "shared with other jobs: noisy; figures are medians of interleaved runs",
+      },
       model: "bench shape (llama F16 d=512, 8 layers, 8/4 heads, ff 1408)",
       adapters: `4 x LoRI rank ${RANK}, all 7 projections, B ~ U(-${B_SCALE}, ${B_SCALE}), F32 GGUF LoRA`,
       threads: THREADS,
       tokens_per_request: TOKENS,
       repeats: { single: REPEATS, four_clients: AGG_REPEATS, swap_rounds: SWAP_ROUNDS },
-      llama_server: { commit: build.commit, build_seconds_this_run: round(build.buildSeconds, 0), args: llamaArgs("<model>", ["<a.gguf>", "..."], 4).join(" ") },
-      lori_server: { args: loriArgs("<model>", "<dir>", ["--parallel", "4"]).join(" "), lanes_created: main.oursLanes, swaps_during_throughput_runs: main.oursSwapsDuringRun },
+      llama_server: {
+        commit: build.commit,
+        build_seconds_this_run: round(build.buildSeconds, 0),
+        args: llamaArgs("<model>", ["<a.gguf>", "..."], 4).join(" "),
+      },
+      lori_server: {
+        args: loriArgs("<model>", "<dir>", ["--parallel", "4"]).join(" "),
+        lanes_created: main.oursLanes,
+        swaps_during_throughput_runs: main.oursSwapsDuringRun,
+      },
       single_client_decode_tokens_per_s: single,
       single_client_ttft_ms: Object.fromEntries(
         Object.keys(main.single).map((label) => [label, compare(ttft(label, "ours"), ttft(label, "theirs"))]),
       ),
       four_clients_aggregate_tokens_per_s: four,
       four_clients_ttft_ms_p50: Object.fromEntries(
-        Object.entries(main.aggregateTtft).map(([label, v]) => [label, { ours: round(median(v.ours), 1), theirs: round(median(v.theirs), 1) }]),
+        Object.entries(main.aggregateTtft).map(([label, v]) => [
+          label,
+          { ours: round(median(v.ours), 1), theirs: round(median(v.theirs), 1) },
+        ]),
       ),
       lane_swap: {
         ...swaps,

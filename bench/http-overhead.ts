@@ -43,7 +43,18 @@ async function openInProcess(modelPath: string) {
 async function main() {
   const modelPath = await ensureBenchModel();
   const inProcess = await openInProcess(modelPath);
-  const server = await startServerProcess(["--model", `bench=${modelPath}`, "--threads", String(THREADS), "--gpu", "off", "--parallel", "4", "--context-size", "1024"]);
+  const server = await startServerProcess([
+    "--model",
+    `bench=${modelPath}`,
+    "--threads",
+    String(THREADS),
+    "--gpu",
+    "off",
+    "--parallel",
+    "4",
+    "--context-size",
+    "1024",
+  ]);
   try {
     const body = { model: "bench", prompt: PROMPT, max_tokens: TOKENS, temperature: 0, ignore_eos: true };
     await streamTimed(server.url, { ...body, max_tokens: 8 }); // warm-up both
@@ -57,7 +68,9 @@ async function main() {
     }
     const aggregate = async (clients: number) => {
       const start = performance.now();
-      const results = await Promise.all(Array.from({ length: clients }, (_, i) => streamTimed(server.url, { ...body, prompt: `${PROMPT} ${i}` })));
+      const results = await Promise.all(
+        Array.from({ length: clients }, (_, i) => streamTimed(server.url, { ...body, prompt: `${PROMPT} ${i}` })),
+      );
       const seconds = (performance.now() - start) / 1000;
       return results.reduce((sum, r) => sum + r.tokens, 0) / seconds;
     };

@@ -23,7 +23,6 @@ const RANK = Number(process.env.BENCH_RANK ?? 32);
 const ADAPTERS = Number(process.env.BENCH_ADAPTERS ?? 4);
 const WRITE = (process.env.BENCH_WRITE ?? "1") !== "0";
 
-
 /** xorshift32 fill in [-0.01, 0.01): fast, deterministic test data. */
 function randomB(length: number, seed: number): Float32Array {
   const out = new Float32Array(length);

@@ -83,13 +83,36 @@ async function main(): Promise<void> {
   for (const name of DEMO_ADAPTERS) await cp(path.join(repoRoot, "adapters", name), path.join(spare, name), { recursive: true });
 
   const server = await startServerProcess(
-    ["--adapters-dir", store, "--metrics-max-adapter-sets", String(maxSets), "--threads", "1", "--parallel", "4", "--max-lanes", "4", "--adapters-poll-ms", "200", "--context-size", "512"],
+    [
+      "--adapters-dir",
+      store,
+      "--metrics-max-adapter-sets",
+      String(maxSets),
+      "--threads",
+      "1",
+      "--parallel",
+      "4",
+      "--max-lanes",
+      "4",
+      "--adapters-poll-ms",
+      "200",
+      "--context-size",
+      "512",
+    ],
     [],
     { LORI_COMPILED_CACHE_MB: String(cacheMb) },
   );
   const url = server.url;
   const outcomes: Outcome[] = [];
-  const samples: Array<{ at: number; done: number; rssMb: number; fds: number; compiledMb: number; metricsLines: number; setLabels: number }> = [];
+  const samples: Array<{
+    at: number;
+    done: number;
+    rssMb: number;
+    fds: number;
+    compiledMb: number;
+    metricsLines: number;
+    setLabels: number;
+  }> = [];
   const churn = { merged: 0, deleted: 0, replacedAtomic: 0, replacedCopy: 0, failed5xx: 0, statuses: {} as Record<string, number> };
   const merged: string[] = [];
   let finished = false;
@@ -100,7 +123,15 @@ async function main(): Promise<void> {
     const compiledMb = (await dirBytes(path.join(store, ".compiled"))) / 1048576;
     const metrics = await fetch(`${url}/metrics`).then((r) => r.text());
     const setLabels = new Set([...metrics.matchAll(/adapter_set="([^"]*)"/g)].map((m) => m[1])).size;
-    samples.push({ at: Math.round(performance.now() - started), done: outcomes.length, rssMb, fds, compiledMb, metricsLines: metrics.split("\n").length, setLabels });
+    samples.push({
+      at: Math.round(performance.now() - started),
+      done: outcomes.length,
+      rssMb,
+      fds,
+      compiledMb,
+      metricsLines: metrics.split("\n").length,
+      setLabels,
+    });
   }
 
   function requestBody(): { route: string; body: Record<string, unknown>; stream: boolean } {
@@ -110,15 +141,29 @@ async function main(): Promise<void> {
     let model: string | undefined;
     if (shape < 0.15) adapter = undefined;
     else if (shape < 0.45) adapter = [pick(names)];
-    else if (shape < 0.75) adapter = [{ name: "math", weight: Math.round(random() * 100) / 100 + 0.01 }, { name: pick(["safety", "code", "nlu"]), weight: 1 }];
+    else if (shape < 0.75)
+      adapter = [
+        { name: "math", weight: Math.round(random() * 100) / 100 + 0.01 },
+        { name: pick(["safety", "code", "nlu"]), weight: 1 },
+      ];
     else if (shape < 0.9) adapter = [pick(["code", "nlu"]), "safety"];
     else model = pick(names);
     const stream = random() < 0.6;
     const chat = random() < 0.3;
-    const common = { max_tokens: 4 + Math.floor(random() * 20), temperature: 0, stream, ...(adapter ? { adapter } : {}), ...(model ? { model } : {}) };
+    const common = {
+      max_tokens: 4 + Math.floor(random() * 20),
+      temperature: 0,
+      stream,
+      ...(adapter ? { adapter } : {}),
+      ...(model ? { model } : {}),
+    };
     return chat
       ? { route: "/v1/chat/completions", body: { ...common, messages: [{ role: "user", content: "What is 3 + 4?" }] }, stream }
-      : { route: "/v1/completions", body: { ...common, prompt: "Q: Tom has 3 balls and buys 4 more. How many balls does Tom have?\nA:" }, stream };
+      : {
+          route: "/v1/completions",
+          body: { ...common, prompt: "Q: Tom has 3 balls and buys 4 more. How many balls does Tom have?\nA:" },
+          stream,
+        };
   }
 
   async function oneRequest(): Promise<Outcome> {
@@ -175,7 +220,14 @@ async function main(): Promise<void> {
           const response = await fetch(`${url}/adapters/merge`, {
             method: "POST",
             headers: { "Content-Type": "application/json" },
-            body: JSON.stringify({ method: "cat", name, adapters: [{ name: pick(["math", "code"]), weight: 0.7 }, { name: pick(["nlu", "safety"]), weight: 0.5 }] }),
+            body: JSON.stringify({
+              method: "cat",
+              name,
+              adapters: [
+                { name: pick(["math", "code"]), weight: 0.7 },
+                { name: pick(["nlu", "safety"]), weight: 0.5 },
+              ],
+            }),
           });
           churn.statuses[`merge ${response.status}`] = (churn.statuses[`merge ${response.status}`] ?? 0) + 1;
           if (response.status >= 500) churn.failed5xx++;
@@ -209,7 +261,8 @@ async function main(): Promise<void> {
           churn.replacedCopy++;
         }
       } catch (error) {
-        churn.statuses[`error ${(error as Error).message.slice(0, 60)}`] = (churn.statuses[`error ${(error as Error).message.slice(0, 60)}`] ?? 0) + 1;
+        churn.statuses[`error ${(error as Error).message.slice(0, 60)}`] =
+          (churn.statuses[`error ${(error as Error).message.slice(0, 60)}`] ?? 0) + 1;
       }
     }
   }

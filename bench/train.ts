@@ -23,7 +23,17 @@ try {
     return { tokens, supervised: tokens.map((_, i) => i >= 32) };
   });
   const adaptersDir = join(dir, "adapters");
-  const common = { base: model, adaptersDir, rank: 32, seed: 1, lr: 1e-4, steps, batch: 4, data: { sequences, label: "bench" }, run: { gpu: "off" as const, threads, forwardSigint: false } };
+  const common = {
+    base: model,
+    adaptersDir,
+    rank: 32,
+    seed: 1,
+    lr: 1e-4,
+    steps,
+    batch: 4,
+    data: { sequences, label: "bench" },
+    run: { gpu: "off" as const, threads, forwardSigint: false },
+  };
   const results: Record<string, TrainResult> = {};
   results.lora = await trainAdapter({ ...common, name: "lora", method: "lora" });
   results["lori-d"] = await trainAdapter({ ...common, name: "lori-d", method: "lori-d" });
@@ -31,16 +41,34 @@ try {
   results["lori-s"] = await trainAdapter({ ...common, name: "lori-s", method: "lori-s", maskFrom: "lori-d", sparsity: 0.9 });
   const row = (r: TrainResult) => {
     const t = r.adapter.config.lori!.training as Record<string, number>;
-    return { tokens_per_s: Math.round(t.tokens_per_s!), peak_rss_mb: Math.round(t.peak_rss_mb!), trainable_params: t.trainable_params, adapter_bytes: r.adapterBytes };
+    return {
+      tokens_per_s: Math.round(t.tokens_per_s!),
+      peak_rss_mb: Math.round(t.peak_rss_mb!),
+      trainable_params: t.trainable_params,
+      adapter_bytes: r.adapterBytes,
+    };
   };
   const lora = row(results.lora!);
   const report = Object.fromEntries(
     Object.entries(results).map(([name, r]) => {
       const m = row(r);
-      return [name, { ...m, ratio_to_lora: { tokens_per_s: +(m.tokens_per_s / lora.tokens_per_s).toFixed(3), peak_rss_mb: +(m.peak_rss_mb / lora.peak_rss_mb).toFixed(3), trainable_params: +(m.trainable_params! / lora.trainable_params!).toFixed(4), adapter_bytes: +(m.adapter_bytes / lora.adapter_bytes).toFixed(4) } }];
+      return [
+        name,
+        {
+          ...m,
+          ratio_to_lora: {
+            tokens_per_s: +(m.tokens_per_s / lora.tokens_per_s).toFixed(3),
+            peak_rss_mb: +(m.peak_rss_mb / lora.peak_rss_mb).toFixed(3),
+            trainable_params: +(m.trainable_params! / lora.trainable_params!).toFixed(4),
+            adapter_bytes: +(m.adapter_bytes / lora.adapter_bytes).toFixed(4),
+          },
+        },
+      ];
     }),
   );
-  console.log(JSON.stringify({ shape: BENCH_SHAPE, rank: 32, batch: 4, seq_len: 128, steps, threads, backend: "CPU", results: report }, null, 2));
+  console.log(
+    JSON.stringify({ shape: BENCH_SHAPE, rank: 32, batch: 4, seq_len: 128, steps, threads, backend: "CPU", results: report }, null, 2),
+  );
 } finally {
   await rm(dir, { recursive: true, force: true });
 }

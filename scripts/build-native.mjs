@@ -107,9 +107,7 @@ function findCompiler() {
   const cxx = process.env.CXX || "g++";
   const probe = spawnSync(cxx, ["--version"], { encoding: "utf8" });
   if (probe.error || probe.status !== 0) {
-    throw new BuildError(
-      `no C++ compiler found ("${cxx}" is not runnable). Install g++ (>= 9, e.g. apt-get install g++) or set CXX.`,
-    );
+    throw new BuildError(`no C++ compiler found ("${cxx}" is not runnable). Install g++ (>= 9, e.g. apt-get install g++) or set CXX.`);
   }
   return { cxx, version: probe.stdout.split("\n")[0] };
 }
@@ -140,17 +138,36 @@ async function build() {
   const ggml = findGgmlLibDir();
   const headers = ensureHeaders();
 
-  const sources = readdirSync(nativeDir).filter((f) => f.endsWith(".cpp")).sort();
-  const headerFiles = readdirSync(nativeDir).filter((f) => f.endsWith(".h")).sort();
+  const sources = readdirSync(nativeDir)
+    .filter((f) => f.endsWith(".cpp"))
+    .sort();
+  const headerFiles = readdirSync(nativeDir)
+    .filter((f) => f.endsWith(".h"))
+    .sort();
   if (sources.length === 0) throw new BuildError("no sources in native/");
   // -ffp-contract=off: no FMA contraction (seeded A must be bit-exact); no -ffast-math anywhere.
-  const cflags = ["-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Wextra", "-Wno-unused-parameter",
-    "-I", headers.include];
+  const cflags = [
+    "-std=c++17",
+    "-O2",
+    "-ffp-contract=off",
+    "-fno-fast-math",
+    "-Wall",
+    "-Wextra",
+    "-Wno-unused-parameter",
+    "-I",
+    headers.include,
+  ];
   const rpathRel = relative(buildDir, ggml.dir);
   const ldflags = [...ggml.libs, `-Wl,-rpath,${ggml.dir}`, `-Wl,-rpath,$ORIGIN/${rpathRel}`, "-ldl", "-pthread"];
   const headerHash = hash(...headerFiles.map((f) => readFileSync(join(nativeDir, f))));
-  const buildKey = hash(version, cflags.join(" "), ldflags.join(" "), headers.commit, headerHash,
-    ...sources.map((f) => readFileSync(join(nativeDir, f))));
+  const buildKey = hash(
+    version,
+    cflags.join(" "),
+    ldflags.join(" "),
+    headers.commit,
+    headerHash,
+    ...sources.map((f) => readFileSync(join(nativeDir, f))),
+  );
   if (!force && existsSync(output) && existsSync(stampFile) && readFileSync(stampFile, "utf8").trim() === buildKey) {
     log(`up to date: ${relative(repoRoot, output)}`);
     return;
@@ -168,14 +185,16 @@ async function build() {
   log(`compiling ${todo.length} of ${jobs.length} files with ${version}`);
   const parallel = Math.max(1, availableParallelism());
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(parallel, todo.length) }, async () => {
-    while (next < todo.length) {
-      const job = todo[next++];
-      rmSync(job.keyFile, { force: true });
-      await spawnAsync(cxx, [...cflags, "-c", join(nativeDir, job.src), "-o", job.obj]);
-      writeFileSync(job.keyFile, job.key);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(parallel, todo.length) }, async () => {
+      while (next < todo.length) {
+        const job = todo[next++];
+        rmSync(job.keyFile, { force: true });
+        await spawnAsync(cxx, [...cflags, "-c", join(nativeDir, job.src), "-o", job.obj]);
+        writeFileSync(job.keyFile, job.key);
+      }
+    }),
+  );
   const tmp = `${output}.tmp`;
   await spawnAsync(cxx, [...jobs.map((j) => j.obj), "-o", tmp, ...ldflags]);
   renameSync(tmp, output);

@@ -15,7 +15,11 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-export async function startServerProcess(args: string[], nodeArgs: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
+export async function startServerProcess(
+  args: string[],
+  nodeArgs: string[] = [],
+  env: Record<string, string> = {},
+): Promise<ServerProcess> {
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, cli, "serve", "--port", "0", "--quiet", ...args], {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, ...env },

@@ -40,7 +40,8 @@ function parseOptions(argv: string[]): Options {
   });
   const profile = values.smoke ? DEMO_PROFILES.smoke : DEMO_PROFILES.demo;
   const threads = values.threads === undefined ? undefined : Number(values.threads);
-  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new Error(`--threads must be a positive integer, got '${values.threads}'`);
+  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0))
+    throw new Error(`--threads must be a positive integer, got '${values.threads}'`);
   return {
     work: resolve(values.work ?? join(repoRoot, ".cache", "demo", profile.name)),
     threads,
@@ -49,7 +50,11 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
-const exists = (path: string) => stat(path).then(() => true, () => false);
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
 
 function log(message: string): void {
   process.stderr.write(`[demo] ${message}\n`);
@@ -75,25 +80,72 @@ async function pretrainBase(options: Options): Promise<string> {
   const { profile, work } = options;
   const init = join(work, "init.gguf");
   const shape = profile.base;
-  await step("random init", init, [
-    "model", "create", "--out", init, "--layers", String(shape.layers), "--embd", String(shape.embd), "--heads", String(shape.heads),
-    "--kv-heads", String(shape.kvHeads), "--ff", String(shape.ff), "--seed", String(profile.seed), "--name", "lori-demo",
-  ], work);
+  await step(
+    "random init",
+    init,
+    [
+      "model",
+      "create",
+      "--out",
+      init,
+      "--layers",
+      String(shape.layers),
+      "--embd",
+      String(shape.embd),
+      "--heads",
+      String(shape.heads),
+      "--kv-heads",
+      String(shape.kvHeads),
+      "--ff",
+      String(shape.ff),
+      "--seed",
+      String(profile.seed),
+      "--name",
+      "lori-demo",
+    ],
+    work,
+  );
 
   const corpus = join(work, "base-corpus.jsonl");
   if (!(await exists(corpus))) {
     const records = generateBaseCorpus(profile.seed, profile.pretrain.records);
-    await writeFile(`${corpus}.tmp`, records.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    await writeFile(`${corpus}.tmp`, `${records.map((r) => JSON.stringify(r)).join("\n")}\n`);
     await rename(`${corpus}.tmp`, corpus);
   }
 
   const base = join(work, "lori-demo.gguf");
   const p = profile.pretrain;
   const resume = await exists(`${base}.train`);
-  const events = await step("pretraining (full fine-tuning of every weight)", base, resume
-    ? ["train", "--method", "full", "--out", base, "--resume", "--json", ...threadArgs(options)]
-    : ["train", "--method", "full", "--base", init, "--data", corpus, "--out", base, "--steps", String(p.steps), "--batch", String(p.batch),
-       "--lr", String(p.lr), "--seed", String(profile.seed), "--val-fraction", String(p.valFraction), "--json", ...threadArgs(options)], work);
+  const events = await step(
+    "pretraining (full fine-tuning of every weight)",
+    base,
+    resume
+      ? ["train", "--method", "full", "--out", base, "--resume", "--json", ...threadArgs(options)]
+      : [
+          "train",
+          "--method",
+          "full",
+          "--base",
+          init,
+          "--data",
+          corpus,
+          "--out",
+          base,
+          "--steps",
+          String(p.steps),
+          "--batch",
+          String(p.batch),
+          "--lr",
+          String(p.lr),
+          "--seed",
+          String(profile.seed),
+          "--val-fraction",
+          String(p.valFraction),
+          "--json",
+          ...threadArgs(options),
+        ],
+    work,
+  );
   reportTraining("base", events);
   return base;
 }
@@ -101,17 +153,55 @@ async function pretrainBase(options: Options): Promise<string> {
 async function trainAdapters(options: Options, base: string): Promise<string> {
   const { profile, work } = options;
   const data = join(work, "data");
-  await step("task data", join(data, "safety.train.jsonl"), ["eval", "--write-data", data, "--task", "all", "--train-size", String(profile.adapter.trainSize), "--seed", String(profile.dataSeed)], work);
+  await step(
+    "task data",
+    join(data, "safety.train.jsonl"),
+    ["eval", "--write-data", data, "--task", "all", "--train-size", String(profile.adapter.trainSize), "--seed", String(profile.dataSeed)],
+    work,
+  );
   const adaptersDir = join(work, "adapters");
   const a = profile.adapter;
   for (const [index, task] of TASK_IDS.entries()) {
     const resume = await exists(join(adaptersDir, ".train", task));
-    const events = await step(`adapter ${task} (LoRI-S, calibrated mask)`, join(adaptersDir, task), resume
-      ? ["train", "--out", task, "--adapters-dir", adaptersDir, "--resume", "--json", ...threadArgs(options)]
-      : ["train", "--base", base, "--data", join(data, `${task}.train.jsonl`), "--out", task, "--adapters-dir", adaptersDir,
-         "--method", "lori-s", "--calibrate", "--sparsity", String(a.sparsity), "--rank", String(a.rank), "--steps", String(a.steps),
-         "--batch", String(a.batch), "--lr", String(a.lr), "--calibrate-lr", String(a.calibrateLr), "--seed", String(profile.seed * 100 + index),
-         "--val-fraction", "0.05", "--json", ...threadArgs(options)], work);
+    const events = await step(
+      `adapter ${task} (LoRI-S, calibrated mask)`,
+      join(adaptersDir, task),
+      resume
+        ? ["train", "--out", task, "--adapters-dir", adaptersDir, "--resume", "--json", ...threadArgs(options)]
+        : [
+            "train",
+            "--base",
+            base,
+            "--data",
+            join(data, `${task}.train.jsonl`),
+            "--out",
+            task,
+            "--adapters-dir",
+            adaptersDir,
+            "--method",
+            "lori-s",
+            "--calibrate",
+            "--sparsity",
+            String(a.sparsity),
+            "--rank",
+            String(a.rank),
+            "--steps",
+            String(a.steps),
+            "--batch",
+            String(a.batch),
+            "--lr",
+            String(a.lr),
+            "--calibrate-lr",
+            String(a.calibrateLr),
+            "--seed",
+            String(profile.seed * 100 + index),
+            "--val-fraction",
+            "0.05",
+            "--json",
+            ...threadArgs(options),
+          ],
+      work,
+    );
     reportTraining(task, events);
   }
   return adaptersDir;
@@ -123,7 +213,9 @@ function reportStep(label: string, line: string): void {
   try {
     const e = JSON.parse(line) as { event?: string; phase?: string; step?: number; loss?: number; tokens_per_s?: number };
     if (e.event === "step" && e.step !== undefined && e.step % 50 === 0) {
-      log(`  ${label}${e.phase ? ` [${e.phase}]` : ""}: step ${e.step}, loss ${e.loss?.toFixed(3)}, ${Math.round(e.tokens_per_s ?? 0)} tok/s`);
+      log(
+        `  ${label}${e.phase ? ` [${e.phase}]` : ""}: step ${e.step}, loss ${e.loss?.toFixed(3)}, ${Math.round(e.tokens_per_s ?? 0)} tok/s`,
+      );
     }
   } catch {
     // not an event line
@@ -134,7 +226,9 @@ function reportTraining(label: string, events: Record<string, unknown>[]): void 
   const done = events.filter((e) => e.event === "done").at(-1);
   if (!done) return;
   const fmt = (x: unknown) => (typeof x === "number" ? x.toFixed(3) : "-");
-  log(`${label}: final loss ${fmt(done.final_loss)}, eval loss ${fmt(done.eval_loss)}, ${done.trainable_params} trainable, ${fmt(done.tokens_per_s)} tok/s`);
+  log(
+    `${label}: final loss ${fmt(done.final_loss)}, eval loss ${fmt(done.eval_loss)}, ${done.trainable_params} trainable, ${fmt(done.tokens_per_s)} tok/s`,
+  );
 }
 
 interface Score {
@@ -149,8 +243,20 @@ async function evaluate(options: Options, base: string, adaptersDir: string): Pr
   const scores: Score[] = [];
   for (const adapter of [null, ...TASK_IDS]) {
     const tasks = adapter === null ? TASK_IDS : [adapter];
-    const args = ["eval", "--model", base, "--adapters-dir", adaptersDir, "--task", tasks.join(","), "--seed", String(options.profile.evalSeed), "--json",
-      ...(options.profile.evalLimit ? ["--limit", String(options.profile.evalLimit)] : []), ...threadArgs(options)];
+    const args = [
+      "eval",
+      "--model",
+      base,
+      "--adapters-dir",
+      adaptersDir,
+      "--task",
+      tasks.join(","),
+      "--seed",
+      String(options.profile.evalSeed),
+      "--json",
+      ...(options.profile.evalLimit ? ["--limit", String(options.profile.evalLimit)] : []),
+      ...threadArgs(options),
+    ];
     if (adapter) args.push("--adapter", adapter);
     const result = await runCli(args, options.work);
     const report = jsonDocument(result.stdout, "eval") as { tasks: { task: TaskId; accuracy: number; examples: number }[] };
@@ -159,7 +265,9 @@ async function evaluate(options: Options, base: string, adaptersDir: string): Pr
   for (const task of TASK_IDS) {
     const without = scores.find((s) => s.task === task && s.adapter === null);
     const withAdapter = scores.find((s) => s.task === task && s.adapter === task);
-    log(`${task}: base ${pct(without?.accuracy)}, with adapter '${task}' ${pct(withAdapter?.accuracy)} (${withAdapter?.examples ?? 0} test examples)`);
+    log(
+      `${task}: base ${pct(without?.accuracy)}, with adapter '${task}' ${pct(withAdapter?.accuracy)} (${withAdapter?.examples ?? 0} test examples)`,
+    );
   }
   return scores;
 }
@@ -191,7 +299,7 @@ async function main(): Promise<void> {
   const scores = await evaluate(options, base, adaptersDir);
   const seconds = (performance.now() - started) / 1000;
   const report = { profile: options.profile, seconds, scores, base: (await stat(base)).size };
-  const reportJson = JSON.stringify(report, null, 2) + "\n";
+  const reportJson = `${JSON.stringify(report, null, 2)}\n`;
   await writeFile(join(options.work, "report.json"), reportJson);
   if (options.install) await install(base, adaptersDir);
   log(`done in ${seconds.toFixed(0)} s; report in ${join(options.work, "report.json")}`);

@@ -4,7 +4,13 @@ export interface DemoProfile {
   /** Seed of the random init, the base corpus and the data order; adapter seeds derive from it. */
   readonly seed: number;
   readonly base: { readonly layers: number; readonly embd: number; readonly heads: number; readonly kvHeads: number; readonly ff: number };
-  readonly pretrain: { readonly records: number; readonly steps: number; readonly batch: number; readonly lr: number; readonly valFraction: number };
+  readonly pretrain: {
+    readonly records: number;
+    readonly steps: number;
+    readonly batch: number;
+    readonly lr: number;
+    readonly valFraction: number;
+  };
   /** Seed of the task training data (`eval --write-data --seed`). */
   readonly dataSeed: number;
   /** Seed of the test split the report scores (`eval --seed`); train and test never share a prompt. */

@@ -62,7 +62,10 @@ export function parsePaperArgs(argv: readonly string[]): PaperArgs {
 }
 
 function list(text: string, flag: string): string[] {
-  const items = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const items = text
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
   if (items.length === 0) throw new Error(`${flag} needs a comma-separated list`);
   return items;
 }
@@ -74,6 +77,7 @@ function integer(text: string, flag: string, min: number): number {
 }
 
 function experimentId(text: string): ExperimentId {
-  if (!(EXPERIMENT_IDS as readonly string[]).includes(text)) throw new Error(`--only: unknown experiment '${text}' (use ${EXPERIMENT_IDS.join(", ")})`);
+  if (!(EXPERIMENT_IDS as readonly string[]).includes(text))
+    throw new Error(`--only: unknown experiment '${text}' (use ${EXPERIMENT_IDS.join(", ")})`);
   return text as ExperimentId;
 }

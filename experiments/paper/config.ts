@@ -8,7 +8,14 @@ import type { AdapterMethodId, MergeMethodId, MethodId, PaperConfig } from "./re
 /** The base model: an existing GGUF, or a random one `model create` writes into the work dir. */
 export type BaseSpec =
   | { readonly kind: "file"; readonly path: string }
-  | { readonly kind: "create"; readonly layers: number; readonly embd: number; readonly heads: number; readonly ff: number; readonly seed: number };
+  | {
+      readonly kind: "create";
+      readonly layers: number;
+      readonly embd: number;
+      readonly heads: number;
+      readonly ff: number;
+      readonly seed: number;
+    };
 
 export interface ExperimentConfig {
   readonly name: string;

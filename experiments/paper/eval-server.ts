@@ -73,7 +73,8 @@ export class EvalServer {
         if (this.exited) throw new Error(`the eval server (${this.url}) exited`);
         const response = await fetch(`${this.url}/adapters/${encodeURIComponent(name)}`).catch(() => undefined);
         if (response?.ok && ((await response.json()) as { hash?: string }).hash === want) break;
-        if (Date.now() > deadline) throw new Error(`the eval server did not pick up adapter '${name}' within ${ADAPTER_TIMEOUT_MS / 1000} s`);
+        if (Date.now() > deadline)
+          throw new Error(`the eval server did not pick up adapter '${name}' within ${ADAPTER_TIMEOUT_MS / 1000} s`);
         await new Promise((r) => setTimeout(r, POLL_MS));
       }
     }

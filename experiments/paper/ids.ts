@@ -10,7 +10,8 @@ export const BASE_EVAL_STEP = "base-eval";
 export const singleStepId = (method: MethodId, task: TaskId, seed: number) => `single-${method}-${task}-s${seed}`;
 export const mergeStepId = (method: AdapterMethodId, merge: MergeMethodId, seed: number) => `merge-${merge}-${method}-s${seed}`;
 export const continualStepId = (method: AdapterMethodId, task: TaskId, seed: number) => `continual-${method}-${task}-s${seed}`;
-export const interferenceStepId = (method: AdapterMethodId, a: TaskId, b: TaskId, seed: number) => `interference-${method}-${a}-${b}-s${seed}`;
+export const interferenceStepId = (method: AdapterMethodId, a: TaskId, b: TaskId, seed: number) =>
+  `interference-${method}-${a}-${b}-s${seed}`;
 
 /** Adapter names in the work dir's adapter store. */
 export const singleAdapter = (method: AdapterMethodId, task: TaskId, seed: number) => `${method}-${task}-s${seed}`;

@@ -91,13 +91,31 @@ export class LoriCli {
 
   async createModel(out: string, shape: ModelShape): Promise<void> {
     await runCli(
-      ["model", "create", "--out", out, "--layers", `${shape.layers}`, "--embd", `${shape.embd}`, "--heads", `${shape.heads}`, "--ff", `${shape.ff}`, "--seed", `${shape.seed}`],
+      [
+        "model",
+        "create",
+        "--out",
+        out,
+        "--layers",
+        `${shape.layers}`,
+        "--embd",
+        `${shape.embd}`,
+        "--heads",
+        `${shape.heads}`,
+        "--ff",
+        `${shape.ff}`,
+        "--seed",
+        `${shape.seed}`,
+      ],
       this.o.cwd,
     );
   }
 
   async writeData(dir: string, tasks: readonly TaskId[], trainSize: number, seed: number): Promise<void> {
-    await runCli(["eval", "--write-data", dir, "--task", tasks.join(","), "--train-size", `${trainSize}`, "--seed", `${seed}`, "--limit", "1"], this.o.cwd);
+    await runCli(
+      ["eval", "--write-data", dir, "--task", tasks.join(","), "--train-size", `${trainSize}`, "--seed", `${seed}`, "--limit", "1"],
+      this.o.cwd,
+    );
   }
 
   async train(o: TrainOptions): Promise<TrainOutcome> {
@@ -120,7 +138,8 @@ export class LoriCli {
     const trainableParams = num(summary?.trainable_params) ?? num(done?.trainable_params) ?? num(last("start")?.trainable_params);
     const finalLoss = num(summary?.final_train_loss) ?? num(done?.final_loss);
     const command = `lori-server ${args.join(" ")}`;
-    if (trainableParams === undefined || finalLoss === undefined) throw new CommandError(command, 0, "no trainable_params / final loss in the trainer's JSON events");
+    if (trainableParams === undefined || finalLoss === undefined)
+      throw new CommandError(command, 0, "no trainable_params / final loss in the trainer's JSON events");
     const elapsed = events.filter((e) => e.event === "done").map((e) => num(e.elapsed_s) ?? 0);
     const bytes = num(summary?.adapter_bytes) ?? num(summary?.model_bytes) ?? (o.method === "full" ? (await stat(o.out)).size : undefined);
     if (bytes === undefined) throw new CommandError(command, 0, "no adapter_bytes in the trainer's JSON events");
@@ -133,7 +152,9 @@ export class LoriCli {
       const tasks = o.tasks.filter((t) => o.limits[t] === limit);
       const server = o.shared ? await this.sharedServerFor(o.model, o.adaptersDir) : undefined;
       await server?.waitFor(o.adapters.map((a) => a.name));
-      const target = server ? ["--url", server.url, "--model", server.modelId] : ["--model", o.model, "--adapters-dir", o.adaptersDir, ...this.runFlags()];
+      const target = server
+        ? ["--url", server.url, "--model", server.modelId]
+        : ["--model", o.model, "--adapters-dir", o.adaptersDir, ...this.runFlags()];
       const args = ["eval", ...target, "--task", tasks.join(","), "--limit", `${limit}`, "--seed", `${o.seed}`];
       for (const a of o.adapters) args.push("--adapter", `${a.name}:${a.weight}`);
       args.push("--json");
@@ -149,7 +170,10 @@ export class LoriCli {
   }
 
   async merge(method: Exclude<MergeMethodId, "stack">, out: string, inputs: readonly AdapterWeight[], adaptersDir: string): Promise<void> {
-    await runCli(["merge", "--method", method, "--out", out, "--adapters-dir", adaptersDir, ...inputs.map((a) => `${a.name}:${a.weight}`)], this.o.cwd);
+    await runCli(
+      ["merge", "--method", method, "--out", out, "--adapters-dir", adaptersDir, ...inputs.map((a) => `${a.name}:${a.weight}`)],
+      this.o.cwd,
+    );
   }
 
   async inspectPair(a: string, b: string, weights: readonly [number, number], adaptersDir: string): Promise<PairInterference> {

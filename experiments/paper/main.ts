@@ -11,8 +11,8 @@ import { StepFailedError } from "./scheduler.js";
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 async function main(argv: readonly string[]): Promise<number> {
-  let args;
-  let config;
+  let args: ReturnType<typeof parsePaperArgs>;
+  let config: ReturnType<typeof resolveConfig>;
   try {
     args = parsePaperArgs(argv);
     if (args.help) {
@@ -44,7 +44,14 @@ async function main(argv: readonly string[]): Promise<number> {
 
   try {
     const started = performance.now();
-    const outcome = await runPaper({ config, repoRoot: REPO_ROOT, work, outDir, ...(args.only ? { only: args.only } : {}), stopping: () => stopping });
+    const outcome = await runPaper({
+      config,
+      repoRoot: REPO_ROOT,
+      work,
+      outDir,
+      ...(args.only ? { only: args.only } : {}),
+      stopping: () => stopping,
+    });
     if (outcome.interrupted) return interrupted();
     const took = ((performance.now() - started) / 1000).toFixed(1);
     process.stderr.write(

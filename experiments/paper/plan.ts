@@ -9,7 +9,13 @@ import type { ExperimentId, Step } from "./step.js";
 
 /** Every step of a config, in a runnable order (dependencies first). */
 export async function buildPlan(config: ExperimentConfig, repoRoot: string): Promise<Step[]> {
-  return [...(await baseSteps(config, repoRoot)), ...singleSteps(config), ...mergeSteps(config), ...continualSteps(config), ...interferenceSteps(config)];
+  return [
+    ...(await baseSteps(config, repoRoot)),
+    ...singleSteps(config),
+    ...mergeSteps(config),
+    ...continualSteps(config),
+    ...interferenceSteps(config),
+  ];
 }
 
 /** The steps of the chosen experiments plus every step they depend on (all steps without `only`), in plan order. */
@@ -39,7 +45,13 @@ export function stepKeys(plan: readonly Step[]): Map<string, string> {
       if (key === undefined) throw new Error(`plan: step ${s.id} depends on ${d}, which is not planned before it`);
       return key;
     });
-    keys.set(s.id, createHash("sha256").update(JSON.stringify({ id: s.id, spec: s.spec, deps: depKeys })).digest("hex").slice(0, 16));
+    keys.set(
+      s.id,
+      createHash("sha256")
+        .update(JSON.stringify({ id: s.id, spec: s.spec, deps: depKeys }))
+        .digest("hex")
+        .slice(0, 16),
+    );
   }
   return keys;
 }

@@ -18,7 +18,8 @@ export async function assembleResults(
     const record = await readRecord(work, s.id);
     if (record && record.key === keys.get(s.id)) results.set(s.id, record.result);
   }
-  const of = <T>(experiment: ExperimentId) => plan.filter((s) => s.experiment === experiment && results.has(s.id)).map((s) => results.get(s.id) as T);
+  const of = <T>(experiment: ExperimentId) =>
+    plan.filter((s) => s.experiment === experiment && results.has(s.id)).map((s) => results.get(s.id) as T);
   const base = results.get(BASE_MODEL_STEP) as BaseModel | undefined;
   const baseLabel = base?.label ?? (config.base.kind === "file" ? config.base.path : "random llama (model create)");
   return {

@@ -44,8 +44,15 @@ export async function runPaper(options: RunPaperOptions): Promise<RunPaperResult
   const plan = await buildPlan(config, options.repoRoot);
   const keys = stepKeys(plan);
   const steps = selectSteps(plan, options.only);
-  log(`paper: config ${config.name}, seeds ${config.seeds.join(",")}, ${steps.length} steps, ${config.jobs} at a time, work dir ${work.root}`);
-  const lori = new LoriCli({ cwd: options.repoRoot, threads: config.threads, ...(config.gpu ? { gpu: config.gpu } : {}), sharedServer: { adaptersDir: work.adapters } });
+  log(
+    `paper: config ${config.name}, seeds ${config.seeds.join(",")}, ${steps.length} steps, ${config.jobs} at a time, work dir ${work.root}`,
+  );
+  const lori = new LoriCli({
+    cwd: options.repoRoot,
+    threads: config.threads,
+    ...(config.gpu ? { gpu: config.gpu } : {}),
+    sharedServer: { adaptersDir: work.adapters },
+  });
   let ran: number;
   let reused: number;
   try {

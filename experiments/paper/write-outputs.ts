@@ -12,7 +12,12 @@ export async function writeOutputs(results: PaperResults, outDir: string): Promi
   let text = await renderResultsMarkdown(results, { chartDir: join(outDir, "results"), chartLinkPrefix: "results" });
   // The measured numbers are generated; why a claim does (not) reproduce is written by hand beside them.
   const discussion = join(outDir, "results-discussion.md");
-  if (await access(discussion).then(() => true, () => false)) {
+  if (
+    await access(discussion).then(
+      () => true,
+      () => false,
+    )
+  ) {
     text += `\n## Discussion\n\nWhy each claim does or does not reproduce at this scale: [results-discussion.md](results-discussion.md) (written by hand from the numbers above).\n`;
   }
   await writeFile(markdown, text);

@@ -7,11 +7,7 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
  * node:util parseArgs with errors turned into one-line CliErrors and `--help` handled uniformly.
  * Returns null when help was requested (the caller prints its help and exits 0).
  */
-export function parseCommandArgs<O extends Options>(
-  argv: string[],
-  options: O,
-  allowPositionals = false,
-) {
+export function parseCommandArgs<O extends Options>(argv: string[], options: O, allowPositionals = false) {
   try {
     const parsed = parseArgs({
       args: argv,

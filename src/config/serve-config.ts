@@ -9,9 +9,7 @@ export const serveConfigSchema = z.object({
   host: z.string().min(1).default("127.0.0.1"),
   port: z.coerce.number().int().min(0).max(65535).default(8080),
   gpu: z.enum(["auto", "cuda", "vulkan", "metal", "off"]).default("auto"),
-  gpuLayers: z
-    .union([z.enum(["auto", "max"]), z.coerce.number().int().min(0)])
-    .default("auto"),
+  gpuLayers: z.union([z.enum(["auto", "max"]), z.coerce.number().int().min(0)]).default("auto"),
   threads: z.union([z.literal("auto"), z.coerce.number().int().min(1).max(1024)]).default("auto"),
   contextSize: z.coerce.number().int().min(64).max(1_048_576).default(4096),
   parallel: z.coerce.number().int().min(1).max(256).default(4),
@@ -27,12 +25,18 @@ export const serveConfigSchema = z.object({
   maxQueue: z.coerce.number().int().min(0).max(100_000).default(64),
   apiKeys: z.array(z.string().min(1)).default([]),
   chatTemplate: z.string().optional().describe("Jinja template text, or a path to a file holding one"),
-  maxBodyBytes: z.coerce.number().int().min(1024).default(8 * 1024 * 1024),
+  maxBodyBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(8 * 1024 * 1024),
   drainTimeoutMs: z.coerce.number().int().min(0).default(30_000),
   headerTimeoutMs: z.coerce.number().int().min(100).default(10_000).describe("time a client may take to send the request headers"),
   bodyTimeoutMs: z.coerce.number().int().min(100).default(60_000).describe("time a client may take to send the whole request"),
   metricsMaxAdapterSets: z.coerce.number().int().min(1).max(10_000).default(64),
-  publicMetrics: z.preprocess((v) => (v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : v), z.boolean()).default(false),
+  publicMetrics: z
+    .preprocess((v) => (v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : v), z.boolean())
+    .default(false),
   noUi: z
     .union([z.boolean(), z.enum(["1", "true", "0", "false"]).transform((v) => v === "1" || v === "true")])
     .default(false)
@@ -90,15 +94,17 @@ export const serveEnvVars = {
 const listKeys = new Set<keyof ServeConfig>(["models", "apiKeys", "adapterRoots"]);
 
 /** The only place that reads the environment. Flags win over env vars. */
-export function resolveServeConfig(
-  flags: Partial<Record<keyof ServeConfig, unknown>>,
-  env: NodeJS.ProcessEnv = process.env,
-): ServeConfig {
+export function resolveServeConfig(flags: Partial<Record<keyof ServeConfig, unknown>>, env: NodeJS.ProcessEnv = process.env): ServeConfig {
   const merged: Record<string, unknown> = {};
   for (const [key, variable] of Object.entries(serveEnvVars) as Array<[keyof ServeConfig, string]>) {
     const raw = env[variable];
     if (raw === undefined || raw === "") continue;
-    merged[key] = listKeys.has(key) ? raw.split(",").map((s) => s.trim()).filter(Boolean) : raw;
+    merged[key] = listKeys.has(key)
+      ? raw
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : raw;
   }
   for (const [key, value] of Object.entries(flags)) {
     if (value === undefined) continue;

@@ -171,7 +171,7 @@ async function scorePrompt(
 }
 
 async function* withoutMetadata(
-  tokens: AsyncGenerator<Token, void, void | Token | Token[]>,
+  tokens: AsyncGenerator<Token, void, undefined | Token | Token[]>,
 ): AsyncGenerator<{ token: Token; probabilities?: Map<Token, number> }, void, void> {
   try {
     for await (const token of tokens) yield { token };

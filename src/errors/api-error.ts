@@ -43,7 +43,8 @@ export const apiErrors = {
       "context_length_exceeded",
       "messages",
     ),
-  unauthorized: () => new ApiError("unauthenticated", "Missing or invalid API key (send 'Authorization: Bearer <key>').", "invalid_api_key"),
+  unauthorized: () =>
+    new ApiError("unauthenticated", "Missing or invalid API key (send 'Authorization: Bearer <key>').", "invalid_api_key"),
   modelNotFound: (model: string) => new ApiError("not_found", `The model '${model}' does not exist.`, "model_not_found", "model"),
   routeNotFound: (method: string, path: string) => new ApiError("not_found", `No route for ${method} ${path}.`, "route_not_found"),
   payloadTooLarge: (limitBytes: number) =>

@@ -29,8 +29,7 @@ export class FileCursor {
   private async take(bytes: number, what: string): Promise<number> {
     if (bytes > this.remaining) {
       throw new GgufError(
-        `${this.source}: truncated file: ${what} needs ${bytes} bytes at offset ${this.position}, ` +
-          `only ${this.remaining} left`,
+        `${this.source}: truncated file: ${what} needs ${bytes} bytes at offset ${this.position}, ` + `only ${this.remaining} left`,
       );
     }
     const bufferEnd = this.bufferStart + this.buffer.length;

@@ -63,9 +63,7 @@ export function ggmlTypeByName(name: string): GgmlTensorType | undefined {
 export function ggmlTensorByteLength(type: GgmlTensorType, shape: readonly number[], tensorName: string): number {
   const rowLength = shape[0] ?? 1;
   if (rowLength % type.blockSize !== 0) {
-    throw new GgufError(
-      `tensor '${tensorName}': ne[0]=${rowLength} is not a multiple of the ${type.name} block size ${type.blockSize}`,
-    );
+    throw new GgufError(`tensor '${tensorName}': ne[0]=${rowLength} is not a multiple of the ${type.name} block size ${type.blockSize}`);
   }
   const elements = shape.reduce((product, dim) => product * dim, 1);
   const bytes = (elements / type.blockSize) * type.typeSize;

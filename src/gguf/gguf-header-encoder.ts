@@ -97,8 +97,7 @@ export class GgufHeaderEncoder {
   }
 
   private integer(key: string, type: GgufScalarType, value: GgufScalarValue): void {
-    const isInteger =
-      typeof value === "bigint" || (typeof value === "number" && Number.isSafeInteger(value));
+    const isInteger = typeof value === "bigint" || (typeof value === "number" && Number.isSafeInteger(value));
     if (!isInteger) throw new GgufError(`metadata '${key}': ${type} needs an integer, got ${String(value)}`);
     const size = GGUF_SCALAR_BYTE_SIZES[type as keyof typeof GGUF_SCALAR_BYTE_SIZES];
     const signed = type.startsWith("int");

@@ -132,12 +132,7 @@ async function readValue(cursor: FileCursor, key: string): Promise<GgufMetadataV
   return { type, value: await readScalar(cursor, key, type) };
 }
 
-async function readArrayItems(
-  cursor: FileCursor,
-  key: string,
-  itemType: GgufScalarType,
-  length: number,
-): Promise<GgufScalarValue[]> {
+async function readArrayItems(cursor: FileCursor, key: string, itemType: GgufScalarType, length: number): Promise<GgufScalarValue[]> {
   if (itemType === "string" || itemType === "bool") {
     const items: GgufScalarValue[] = new Array(length);
     for (let i = 0; i < length; i++) items[i] = await readScalar(cursor, key, itemType);
@@ -153,10 +148,7 @@ async function readArrayItems(
   return items;
 }
 
-const FIXED_WIDTH_READERS: Record<
-  Exclude<GgufScalarType, "string" | "bool">,
-  (view: DataView, offset: number) => GgufScalarValue
-> = {
+const FIXED_WIDTH_READERS: Record<Exclude<GgufScalarType, "string" | "bool">, (view: DataView, offset: number) => GgufScalarValue> = {
   uint8: (v, o) => v.getUint8(o),
   int8: (v, o) => v.getInt8(o),
   uint16: (v, o) => v.getUint16(o, true),

@@ -26,9 +26,7 @@ export function decodeTensorBytes(bytes: Uint8Array, info: GgufTensorInfo): Floa
     case "Q8_0":
       return decodeQ8_0(aligned, elements);
     default:
-      throw new GgufError(
-        `tensor '${info.name}' has type ${info.type}; only ${DECODABLE_TENSOR_TYPES.join(", ")} can be read as float32`,
-      );
+      throw new GgufError(`tensor '${info.name}' has type ${info.type}; only ${DECODABLE_TENSOR_TYPES.join(", ")} can be read as float32`);
   }
 }
 

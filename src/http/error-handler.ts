@@ -42,7 +42,9 @@ function describe(error: unknown): ApiError {
   if (error instanceof RequestAbortedError) return apiErrors.cancelled();
   if (error instanceof HTTPException) {
     // hono raises these for malformed requests it parses itself (multipart bodies, for one).
-    return error.status >= 500 ? apiErrors.internal("Internal server error.") : apiErrors.invalidBody(error.message || "Malformed request.");
+    return error.status >= 500
+      ? apiErrors.internal("Internal server error.")
+      : apiErrors.invalidBody(error.message || "Malformed request.");
   }
   const kind = errorKindOf(error);
   if (kind === "storage_full") return apiErrors.storageFull();
@@ -57,7 +59,11 @@ export function errorResponder(logger: Logger) {
     try {
       apiError = toApiError(error);
       if (apiError.status >= 500) {
-        logger.error("request_failed", { path: c.req.path, kind: apiError.kind, error: error instanceof Error ? error.stack : String(error) });
+        logger.error("request_failed", {
+          path: c.req.path,
+          kind: apiError.kind,
+          error: error instanceof Error ? error.stack : String(error),
+        });
       }
     } catch {
       // The handler must never throw itself: fall back to a fixed envelope.

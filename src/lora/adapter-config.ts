@@ -51,11 +51,7 @@ export const adapterConfigSchema = z.looseObject({
   task_type: z.string().nullable().default(null),
   fan_in_fan_out: z.literal(false, "fan_in_fan_out adapters are not supported").optional(),
   bias: z.literal("none", "adapters with trained biases are not supported").optional(),
-  modules_to_save: z
-    .array(z.string())
-    .max(0, "modules_to_save (full extra weights) is not supported")
-    .nullable()
-    .optional(),
+  modules_to_save: z.array(z.string()).max(0, "modules_to_save (full extra weights) is not supported").nullable().optional(),
   lori: loriSectionSchema.optional(),
 });
 

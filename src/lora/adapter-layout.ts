@@ -21,7 +21,8 @@ export function peftPrefix(layer: number, module: TargetModule): string {
 
 export type TensorRole = "lora_A.weight" | "lora_B.weight" | "lora_B.mask" | "lora_B.values";
 
-const NAME_PATTERN = /^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.([a-z_]+)\.(lora_A\.weight|lora_B\.weight|lora_B\.mask|lora_B\.values)$/;
+const NAME_PATTERN =
+  /^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.([a-z_]+)\.(lora_A\.weight|lora_B\.weight|lora_B\.mask|lora_B\.values)$/;
 
 export function parseTensorName(name: string): { layer: number; module: TargetModule; role: TensorRole } | null {
   const match = NAME_PATTERN.exec(name);

@@ -62,7 +62,11 @@ export function validateModule(m: LoraModule): void {
   const bad = (detail: string): never => {
     throw new LoraError("ADAPTER_BAD_TENSORS", `${where}: ${detail}`);
   };
-  for (const [name, v] of [["rank", m.rank], ["inFeatures", m.inFeatures], ["outFeatures", m.outFeatures]] as const) {
+  for (const [name, v] of [
+    ["rank", m.rank],
+    ["inFeatures", m.inFeatures],
+    ["outFeatures", m.outFeatures],
+  ] as const) {
     if (!Number.isSafeInteger(v) || v < 1) bad(`${name} must be a positive integer, got ${v}`);
   }
   if (!Number.isFinite(m.alpha)) bad(`alpha must be finite, got ${m.alpha}`);

@@ -44,7 +44,7 @@ export function fingerprintIsSelfConsistent(fp: BaseFingerprint): boolean {
 /** The base architecture (`general.architecture`) of a GGUF header; throws when it is missing or not a string. */
 export function ggufArchitecture(header: Pick<GgufFile, "metadata">): string {
   const value = header.metadata.get("general.architecture");
-  if (!value || value.type !== "string" || typeof value.value !== "string" || value.value === "") {
+  if (value?.type !== "string" || typeof value.value !== "string" || value.value === "") {
     throw new LoraError("ADAPTER_UNSUPPORTED", "the base model has no string metadata 'general.architecture'");
   }
   return value.value;

@@ -48,15 +48,27 @@ export function peftConfigOf(adapter: Adapter, options: PeftExportOptions = {}):
   if (options.lori === false) return { ...PEFT_DEFAULTS, ...peft };
   // The block describes the adapter as stored (its seed and mask), not the dense tensors written beside it.
   const seed = keptSeed(adapter);
-  const stored = adapter.modules.map((m) => (m.a.kind === "seeded" && m.a.seed !== seed ? { ...m, a: { kind: "dense" as const, data: materializeA(m) } } : m));
+  const stored = adapter.modules.map((m) =>
+    m.a.kind === "seeded" && m.a.seed !== seed ? { ...m, a: { kind: "dense" as const, data: materializeA(m) } } : m,
+  );
   return { ...PEFT_DEFAULTS, ...peft, lori: deriveConfig(adapter.config, stored).lori };
 }
 
 /** The tensors of the dense PEFT file, in module order (A then B). */
 export function peftTensorsOf(adapter: Adapter): SafetensorsTensorData[] {
   return denseModules(adapter).flatMap((m) => [
-    { name: `${peftPrefix(m.layer, m.module)}.lora_A.weight`, dtype: "F32" as const, shape: [m.rank, m.inFeatures], data: encodeFloats(materializeA(m), "F32") },
-    { name: `${peftPrefix(m.layer, m.module)}.lora_B.weight`, dtype: "F32" as const, shape: [m.outFeatures, m.rank], data: encodeFloats(m.b, "F32") },
+    {
+      name: `${peftPrefix(m.layer, m.module)}.lora_A.weight`,
+      dtype: "F32" as const,
+      shape: [m.rank, m.inFeatures],
+      data: encodeFloats(materializeA(m), "F32"),
+    },
+    {
+      name: `${peftPrefix(m.layer, m.module)}.lora_B.weight`,
+      dtype: "F32" as const,
+      shape: [m.outFeatures, m.rank],
+      data: encodeFloats(m.b, "F32"),
+    },
   ]);
 }
 
@@ -64,7 +76,11 @@ export function peftTensorsOf(adapter: Adapter): SafetensorsTensorData[] {
  * Writes the PEFT directory atomically (temp directory beside `out`, then rename). Refuses an existing `out`
  * unless `overwrite`.
  */
-export async function exportPeftDir(out: string, adapter: Adapter, options: { overwrite?: boolean } & PeftExportOptions = {}): Promise<void> {
+export async function exportPeftDir(
+  out: string,
+  adapter: Adapter,
+  options: { overwrite?: boolean } & PeftExportOptions = {},
+): Promise<void> {
   const config = peftConfigOf(adapter, options);
   const tensors = peftTensorsOf(adapter);
   await writeAdapterFiles(out, config, tensors, { format: "pt" }, options.overwrite ?? false);

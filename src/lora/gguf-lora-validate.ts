@@ -57,7 +57,13 @@ function checkMetadata(lora: GgufFile, base: GgufFile, problems: string[]): { al
   return { alpha, architecture };
 }
 
-function checkPair(name: string, a: GgufTensorInfo, b: GgufTensorInfo, base: GgufTensorInfo | undefined, problems: string[]): number | null {
+function checkPair(
+  name: string,
+  a: GgufTensorInfo,
+  b: GgufTensorInfo,
+  base: GgufTensorInfo | undefined,
+  problems: string[],
+): number | null {
   if (!base) {
     problems.push(`'${name}' does not exist in the base model`);
     return null;

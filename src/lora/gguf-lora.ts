@@ -38,7 +38,7 @@ export interface CompileGgufLoraOptions {
 
 function metadataString(header: GgufFile, key: string): string {
   const value = header.metadata.get(key);
-  if (!value || value.type !== "string" || typeof value.value !== "string") {
+  if (value?.type !== "string" || typeof value.value !== "string") {
     throw new LoraError("GGUF_LORA_INVALID", `the base model has no string metadata '${key}'`);
   }
   return value.value;

@@ -143,11 +143,12 @@ function gramColumns(x: Float32Array, rx: number, y: Float32Array, ry: number, n
 /** G = X Y^T for X [rx, n], Y [ry, n] row-major: the [rx, ry] Gram matrix of their rows. */
 function gramRows(x: Float32Array, rx: number, y: Float32Array, ry: number, n: number): Float64Array {
   const g = new Float64Array(rx * ry);
-  for (let p = 0; p < rx; p++) for (let q = 0; q < ry; q++) {
-    let dot = 0;
-    for (let k = 0; k < n; k++) dot += x[p * n + k]! * y[q * n + k]!;
-    g[p * ry + q] = dot;
-  }
+  for (let p = 0; p < rx; p++)
+    for (let q = 0; q < ry; q++) {
+      let dot = 0;
+      for (let k = 0; k < n; k++) dot += x[p * n + k]! * y[q * n + k]!;
+      g[p * ry + q] = dot;
+    }
   return g;
 }
 
@@ -176,8 +177,14 @@ export function crossTermNorms(m1: LoraModule, c1: number, m2: LoraModule, c2: n
   };
   const root = Math.sqrt(c1 * c2);
   return {
-    cross: normSq([[root, 0, 1], [root, 1, 0]]),
-    direct: normSq([[c1, 0, 0], [c2, 1, 1]]),
+    cross: normSq([
+      [root, 0, 1],
+      [root, 1, 0],
+    ]),
+    direct: normSq([
+      [c1, 0, 0],
+      [c2, 1, 1],
+    ]),
   };
 }
 
@@ -197,7 +204,12 @@ export function analyzeInterference(x: Adapter, y: Adapter, weights: readonly [n
     const counts = m1.rank === m2.rank ? maskCounts(m1, m2) : null;
     intersection += counts?.intersection ?? 0;
     union += counts?.union ?? 0;
-    const norms = crossTermNorms(m1, weights[0] * moduleScale(m1, x.config.use_rslora), m2, weights[1] * moduleScale(m2, y.config.use_rslora));
+    const norms = crossTermNorms(
+      m1,
+      weights[0] * moduleScale(m1, x.config.use_rslora),
+      m2,
+      weights[1] * moduleScale(m2, y.config.use_rslora),
+    );
     if (norms) {
       anyCross = true;
       cross += norms.cross;

@@ -41,7 +41,7 @@ export function maskFromNonZero(values: Float32Array): Uint8Array {
 export function hasCleanPadding(mask: Uint8Array, elements: number): boolean {
   if (mask.length !== maskByteLength(elements)) return false;
   const used = elements & 7;
-  return used === 0 || (mask[mask.length - 1]! >> used) === 0;
+  return used === 0 || mask[mask.length - 1]! >> used === 0;
 }
 
 /** Union of equally shaped masks. */

@@ -81,7 +81,7 @@ function collect(inputs: readonly MergeInput[]): Map<string, Part[]> {
 /** The one seed all parts share with equal ranks, if any: then A is common and need not be stacked. */
 function sharedSeed(parts: readonly Part[]): number | undefined {
   const [first] = parts;
-  if (!first || first.module.a.kind !== "seeded") return undefined;
+  if (first?.module.a.kind !== "seeded") return undefined;
   const seed = first.module.a.seed;
   const same = parts.every((p) => p.module.a.kind === "seeded" && p.module.a.seed === seed && p.module.rank === first.module.rank);
   return same ? seed : undefined;

@@ -41,14 +41,7 @@ function assertUint32(name: string, value: number, min = 0): void {
 }
 
 /** One element, for spot checks and tests; `generateSeededA` is the fast path for whole matrices. */
-export function seededAElement(
-  seed: number,
-  layer: number,
-  module: TargetModule,
-  row: number,
-  col: number,
-  inFeatures: number,
-): number {
+export function seededAElement(seed: number, layer: number, module: TargetModule, row: number, col: number, inFeatures: number): number {
   const x = philox4x32First(col, row, MODULE_ID[module], layer, seed % TWO_POW_32, Math.floor(seed / TWO_POW_32));
   const u = (x >>> 8) * TWO_POW_MINUS_24;
   return Math.fround((2 * u - 1) * (1 / Math.sqrt(inFeatures)));

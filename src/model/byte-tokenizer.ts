@@ -84,10 +84,7 @@ export function createByteTokenizer(vocabSize = BYTE_TOKENIZER_BASE_VOCAB): Gguf
 }
 
 /** The `tokenizer.ggml.*` (and optional `tokenizer.chat_template`) metadata entries for a tokenizer. */
-export function tokenizerMetadata(
-  tokenizer: GgufTokenizerSpec,
-  chatTemplate?: string,
-): Array<[string, GgufMetadataValue]> {
+export function tokenizerMetadata(tokenizer: GgufTokenizerSpec, chatTemplate?: string): Array<[string, GgufMetadataValue]> {
   const entries: Array<[string, GgufMetadataValue]> = [
     ["tokenizer.ggml.model", { type: "string", value: tokenizer.model }],
     ["tokenizer.ggml.pre", { type: "string", value: tokenizer.pre }],

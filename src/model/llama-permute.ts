@@ -41,8 +41,7 @@ function moveRows(
       for (let j = 0; j < halfSize; j++) {
         const halvesRow = base + half * halfSize + j;
         const interleavedRow = base + 2 * j + half;
-        const [from, to] =
-          direction === "halves-to-interleaved" ? [halvesRow, interleavedRow] : [interleavedRow, halvesRow];
+        const [from, to] = direction === "halves-to-interleaved" ? [halvesRow, interleavedRow] : [interleavedRow, halvesRow];
         out.set(matrix.subarray(from * cols, (from + 1) * cols), to * cols);
       }
     }

@@ -10,7 +10,10 @@ export class SeededRandom {
 
   /** `seed` and `stream` are uint32s; distinct (seed, stream) pairs give distinct sequences. */
   constructor(seed: number, stream = 0) {
-    for (const [label, value] of [["seed", seed], ["stream", stream]] as const) {
+    for (const [label, value] of [
+      ["seed", seed],
+      ["stream", stream],
+    ] as const) {
       if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
         throw new RangeError(`${label} must be an integer in [0, 2^32), got ${value}`);
       }

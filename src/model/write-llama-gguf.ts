@@ -16,7 +16,6 @@ export interface WriteLlamaGgufOptions {
   name?: string;
 }
 
-
 /** HF per-layer tensor suffix -> llama.cpp tensor name suffix (llama.cpp's LLM_TENSOR_NAMES for llama). */
 const LAYER_TENSOR_NAMES: Record<string, string> = {
   "input_layernorm.weight": "attn_norm.weight",
@@ -75,13 +74,7 @@ function tensorData(weights: Map<string, Float32Array>, name: string): Float32Ar
   return data;
 }
 
-function permuteForRopeIfNeeded(
-  hfName: string,
-  data: Float32Array,
-  rows: number,
-  cols: number,
-  config: LlamaConfig,
-): Float32Array {
+function permuteForRopeIfNeeded(hfName: string, data: Float32Array, rows: number, cols: number, config: LlamaConfig): Float32Array {
   if (hfName.endsWith("self_attn.q_proj.weight")) return permuteRowsForRope(data, rows, cols, config.nHead);
   if (hfName.endsWith("self_attn.k_proj.weight")) return permuteRowsForRope(data, rows, cols, config.nHeadKv);
   return data;

@@ -72,8 +72,7 @@ export function buildOpenApiDocument() {
     .addInfo({
       title: "lori-server",
       version: "0.1.0",
-      description:
-        "OpenAI-compatible inference for GGUF models with per-request LoRI adapters. Unknown request fields are ignored.",
+      description: "OpenAI-compatible inference for GGUF models with per-request LoRI adapters. Unknown request fields are ignored.",
     })
     .addSecurityScheme("bearer", { type: "http", scheme: "bearer" });
   for (const [name, schema] of Object.entries(components)) builder.addSchema(name, toSchema(schema));
@@ -172,7 +171,8 @@ export function buildOpenApiDocument() {
     },
     post: {
       operationId: "registerAdapter",
-      summary: "Register a directory (JSON {name, path}) or upload adapter_config.json + adapter_model.safetensors (multipart, with a 'name' field); admin key",
+      summary:
+        "Register a directory (JSON {name, path}) or upload adapter_config.json + adapter_model.safetensors (multipart, with a 'name' field); admin key",
       requestBody: {
         required: true,
         content: {
@@ -190,7 +190,12 @@ export function buildOpenApiDocument() {
           },
         },
       },
-      responses: { "201": adapterResponse("Registered"), "403": errorResponse("Not an admin key"), "409": errorResponse("Name taken"), ...standardErrors },
+      responses: {
+        "201": adapterResponse("Registered"),
+        "403": errorResponse("Not an admin key"),
+        "409": errorResponse("Name taken"),
+        ...standardErrors,
+      },
     },
   });
   builder.addPath("/adapters/{name}", {
@@ -212,7 +217,12 @@ export function buildOpenApiDocument() {
       operationId: "mergeAdapters",
       summary: "Merge adapters (cat: exact weighted sum; linear: PEFT's, with cross terms) into a new saved adapter; admin key",
       requestBody: { required: true, content: { "application/json": { schema: ref("MergeAdaptersRequest") } } },
-      responses: { "201": adapterResponse("The merged adapter"), "403": errorResponse("Not an admin key"), "409": errorResponse("Name taken"), ...standardErrors },
+      responses: {
+        "201": adapterResponse("The merged adapter"),
+        "403": errorResponse("Not an admin key"),
+        "409": errorResponse("Name taken"),
+        ...standardErrors,
+      },
     },
   });
   addFineTuningPaths(builder, ref, errorResponse);

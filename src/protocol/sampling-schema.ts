@@ -7,10 +7,7 @@ export const stopSchema = z
   .optional()
   .describe("Up to 16 sequences where generation stops; the stop text is not returned.");
 
-export const streamOptionsSchema = z
-  .object({ include_usage: z.boolean().optional() })
-  .nullable()
-  .optional();
+export const streamOptionsSchema = z.object({ include_usage: z.boolean().optional() }).nullable().optional();
 
 export const samplingFields = {
   frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
@@ -30,9 +27,7 @@ export const samplingFields = {
     .max(128)
     .nullable()
     .optional()
-    .describe(
-      "Choices to generate, each on its own sequence; choice i samples with seed + i. At most --parallel × --max-lanes.",
-    ),
+    .describe("Choices to generate, each on its own sequence; choice i samples with seed + i. At most --parallel × --max-lanes."),
   seed: z.number().int().nullable().optional().describe("Same seed and request give the same output."),
   stop: stopSchema,
   stream: z.boolean().nullable().optional(),

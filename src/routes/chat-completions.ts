@@ -112,7 +112,14 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
           },
         );
       }
-      const usageChunk = (usage: ReturnType<typeof usageOf>) => ({ id, object: "chat.completion.chunk", created, model, choices: [], usage });
+      const usageChunk = (usage: ReturnType<typeof usageOf>) => ({
+        id,
+        object: "chat.completion.chunk",
+        created,
+        model,
+        choices: [],
+        usage,
+      });
       return streamChoices(jobs, choice, results, includeUsage ? usageChunk : null, () => record(results, true));
     }
 

@@ -56,7 +56,8 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   const threads = config.threads === "auto" ? defaultThreadCount() : config.threads;
   const chatTemplate = readChatTemplateOption(config.chatTemplate);
   const specs = config.models.length > 0 ? config.models.map(parseModelSpec) : [await resolveDefaultModel(config.modelsDir)];
-  for (const spec of specs) if ("fallbackWarning" in spec && spec.fallbackWarning) logger.warn("fallback_model", { message: spec.fallbackWarning });
+  for (const spec of specs)
+    if ("fallbackWarning" in spec && spec.fallbackWarning) logger.warn("fallback_model", { message: spec.fallbackWarning });
 
   await mkdir(config.adaptersDir, { recursive: true });
   // The registry validates adapters against the served bases, so it scans only once the models are loaded.
@@ -160,7 +161,13 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   const app = createApp({
     models,
     adapters,
-    config: { keys, maxBodyBytes: config.maxBodyBytes, adapterRoots: config.adapterRoots, ui: !config.noUi, publicMetrics: config.publicMetrics },
+    config: {
+      keys,
+      maxBodyBytes: config.maxBodyBytes,
+      adapterRoots: config.adapterRoots,
+      ui: !config.noUi,
+      publicMetrics: config.publicMetrics,
+    },
     metrics,
     logger,
     lifecycle,

@@ -62,7 +62,15 @@ function arithmeticFacts(rng: SeededRandom): string {
   }).join(" ");
 }
 
-const JS_BODIES = ["return x + 1;", "return x * 2;", "return x - y;", "return x + y;", "return x > y ? x : y;", "return x.length;", "return -x;"];
+const JS_BODIES = [
+  "return x + 1;",
+  "return x * 2;",
+  "return x - y;",
+  "return x + y;",
+  "return x > y ? x : y;",
+  "return x.length;",
+  "return -x;",
+];
 
 /** A one-line JavaScript function, e.g. `function f(x, y) { return x + y; }` */
 function javascriptSnippet(rng: SeededRandom): string {
@@ -97,7 +105,12 @@ export function generateBaseCorpus(seed: number, count: number): TextRecord[] {
   return Array.from({ length: count }, () => {
     if (rng.nextFloat() < 0.25) {
       const [user, assistant] = pick(rng, SMALL_TALK)(rng);
-      return { text: renderChatML([{ role: "user", content: user }, { role: "assistant", content: assistant }]) };
+      return {
+        text: renderChatML([
+          { role: "user", content: user },
+          { role: "assistant", content: assistant },
+        ]),
+      };
     }
     return { text: pick(rng, STORIES)(rng) };
   });

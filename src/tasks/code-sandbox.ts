@@ -64,7 +64,12 @@ export function permissionModelDeniesNetwork(): boolean {
 }
 
 /** Runs `code`, then calls the global function `functionName` with each test's arguments. Never throws for bad code. */
-export function runInSandbox(code: string, functionName: string, tests: readonly HiddenTest[], options: SandboxOptions = {}): Promise<SandboxResult> {
+export function runInSandbox(
+  code: string,
+  functionName: string,
+  tests: readonly HiddenTest[],
+  options: SandboxOptions = {},
+): Promise<SandboxResult> {
   if (!/^[A-Za-z_$][\w$]*$/.test(functionName)) throw new TypeError(`not a function name: '${functionName}'`);
   const timeoutMs = options.timeoutMs ?? 2000;
   const nonce = randomBytes(16).toString("hex");
@@ -83,8 +88,14 @@ export function runInSandbox(code: string, functionName: string, tests: readonly
       child.kill("SIGKILL");
     }, timeoutMs);
     const collect = (append: (s: string) => void) => (chunk: Buffer) => append(chunk.toString("utf8"));
-    child.stdout.on("data", collect((s) => (stdout = (stdout + s).slice(0, OUTPUT_CAP))));
-    child.stderr.on("data", collect((s) => (stderr = (stderr + s).slice(0, OUTPUT_CAP))));
+    child.stdout.on(
+      "data",
+      collect((s) => (stdout = (stdout + s).slice(0, OUTPUT_CAP))),
+    );
+    child.stderr.on(
+      "data",
+      collect((s) => (stderr = (stderr + s).slice(0, OUTPUT_CAP))),
+    );
     child.stdin.on("error", () => {}); // the child may exit before reading all of its input
     child.stdin.end(input);
     child.on("error", (error) => {
@@ -103,9 +114,21 @@ export function runInSandbox(code: string, functionName: string, tests: readonly
         resolve({ status: "error", passed: 0, total: tests.length, detail: `exited with ${signal ?? exitCode}${why ? `: ${why}` : ""}` });
         return;
       }
-      const verdict = JSON.parse(line.slice(nonce.length + 1)) as { passed: number; detail?: string; fatal: boolean; timedOut: boolean; outputs: string[] };
+      const verdict = JSON.parse(line.slice(nonce.length + 1)) as {
+        passed: number;
+        detail?: string;
+        fatal: boolean;
+        timedOut: boolean;
+        outputs: string[];
+      };
       const status = verdict.timedOut ? "timeout" : verdict.fatal ? "error" : verdict.passed === tests.length ? "passed" : "failed";
-      resolve({ status, passed: verdict.passed, total: tests.length, ...(verdict.detail ? { detail: verdict.detail } : {}), outputs: verdict.outputs });
+      resolve({
+        status,
+        passed: verdict.passed,
+        total: tests.length,
+        ...(verdict.detail ? { detail: verdict.detail } : {}),
+        outputs: verdict.outputs,
+      });
     });
   });
 }

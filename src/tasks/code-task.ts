@@ -26,27 +26,140 @@ const two = (rng: SeededRandom) => [num(rng), num(rng)];
 const one = (rng: SeededRandom) => [num(rng)];
 const list = (rng: SeededRandom) => [Array.from({ length: randInt(rng, 1, 4) }, () => num(rng))];
 const word = (rng: SeededRandom) => [pick(rng, WORDS)];
-const PAIRS = [["a", "b"], ["x", "y"], ["m", "n"], ["p", "q"], ["u", "v"]] as const;
+const PAIRS = [
+  ["a", "b"],
+  ["x", "y"],
+  ["m", "n"],
+  ["p", "q"],
+  ["u", "v"],
+] as const;
 const SINGLES = [["x"], ["n"], ["v"], ["a"], ["y"]] as const;
 const LISTS = [["arr"], ["xs"], ["list"], ["nums"], ["items"]] as const;
 const STRINGS = [["s"], ["str"], ["text"], ["word"], ["name"]] as const;
 
 const SPECS: readonly Spec[] = [
-  { names: ["add", "plus", "sum2"], params: PAIRS, does: "returns $0 + $1", body: "return $0 + $1;", args: two, reference: ([a, b]) => (a as number) + (b as number) },
-  { names: ["sub", "minus", "diff"], params: PAIRS, does: "returns $0 - $1", body: "return $0 - $1;", args: two, reference: ([a, b]) => (a as number) - (b as number) },
-  { names: ["mul", "times", "product"], params: PAIRS, does: "returns $0 * $1", body: "return $0 * $1;", args: two, reference: ([a, b]) => (a as number) * (b as number) },
-  { names: ["max2", "bigger", "larger"], params: PAIRS, does: "returns the larger of $0 and $1", body: "return $0 > $1 ? $0 : $1;", args: two, reference: ([a, b]) => Math.max(a as number, b as number) },
-  { names: ["min2", "smaller", "lower"], params: PAIRS, does: "returns the smaller of $0 and $1", body: "return $0 < $1 ? $0 : $1;", args: two, reference: ([a, b]) => Math.min(a as number, b as number) },
-  { names: ["addK", "plusK", "bump"], params: SINGLES, does: "returns $0 + K", body: "return $0 + K;", withConstant: true, args: one, reference: ([a], k) => (a as number) + k },
-  { names: ["mulK", "timesK", "scale"], params: SINGLES, does: "returns $0 * K", body: "return $0 * K;", withConstant: true, args: one, reference: ([a], k) => (a as number) * k },
-  { names: ["square", "sq", "pow2"], params: SINGLES, does: "returns $0 * $0", body: "return $0 * $0;", args: one, reference: ([a]) => (a as number) * (a as number) },
-  { names: ["negate", "neg", "flip"], params: SINGLES, does: "returns -$0", body: "return -$0;", args: one, reference: ([a]) => -(a as number) },
-  { names: ["isEven", "even", "isPair"], params: SINGLES, does: "returns true if $0 is even", body: "return $0 % 2 === 0;", args: one, reference: ([a]) => (a as number) % 2 === 0 },
-  { names: ["first", "head", "front"], params: LISTS, does: "returns the first element of $0", body: "return $0[0];", args: list, reference: ([a]) => (a as number[])[0]! },
-  { names: ["last", "tail", "back"], params: LISTS, does: "returns the last element of $0", body: "return $0[$0.length - 1];", args: list, reference: ([a]) => (a as number[]).at(-1)! },
-  { names: ["sum", "total", "addAll"], params: LISTS, does: "returns the sum of the numbers in $0", body: "let s = 0; for (const v of $0) s += v; return s;", args: list, reference: ([a]) => (a as number[]).reduce((s, v) => s + v, 0) },
-  { names: ["len", "size", "count"], params: STRINGS, does: "returns the length of the string $0", body: "return $0.length;", args: word, reference: ([a]) => (a as string).length },
-  { names: ["greet", "hello", "hi"], params: STRINGS, does: 'returns "Hi, " + $0', body: 'return "Hi, " + $0;', args: word, reference: ([a]) => `Hi, ${a as string}` },
+  {
+    names: ["add", "plus", "sum2"],
+    params: PAIRS,
+    does: "returns $0 + $1",
+    body: "return $0 + $1;",
+    args: two,
+    reference: ([a, b]) => (a as number) + (b as number),
+  },
+  {
+    names: ["sub", "minus", "diff"],
+    params: PAIRS,
+    does: "returns $0 - $1",
+    body: "return $0 - $1;",
+    args: two,
+    reference: ([a, b]) => (a as number) - (b as number),
+  },
+  {
+    names: ["mul", "times", "product"],
+    params: PAIRS,
+    does: "returns $0 * $1",
+    body: "return $0 * $1;",
+    args: two,
+    reference: ([a, b]) => (a as number) * (b as number),
+  },
+  {
+    names: ["max2", "bigger", "larger"],
+    params: PAIRS,
+    does: "returns the larger of $0 and $1",
+    body: "return $0 > $1 ? $0 : $1;",
+    args: two,
+    reference: ([a, b]) => Math.max(a as number, b as number),
+  },
+  {
+    names: ["min2", "smaller", "lower"],
+    params: PAIRS,
+    does: "returns the smaller of $0 and $1",
+    body: "return $0 < $1 ? $0 : $1;",
+    args: two,
+    reference: ([a, b]) => Math.min(a as number, b as number),
+  },
+  {
+    names: ["addK", "plusK", "bump"],
+    params: SINGLES,
+    does: "returns $0 + K",
+    body: "return $0 + K;",
+    withConstant: true,
+    args: one,
+    reference: ([a], k) => (a as number) + k,
+  },
+  {
+    names: ["mulK", "timesK", "scale"],
+    params: SINGLES,
+    does: "returns $0 * K",
+    body: "return $0 * K;",
+    withConstant: true,
+    args: one,
+    reference: ([a], k) => (a as number) * k,
+  },
+  {
+    names: ["square", "sq", "pow2"],
+    params: SINGLES,
+    does: "returns $0 * $0",
+    body: "return $0 * $0;",
+    args: one,
+    reference: ([a]) => (a as number) * (a as number),
+  },
+  {
+    names: ["negate", "neg", "flip"],
+    params: SINGLES,
+    does: "returns -$0",
+    body: "return -$0;",
+    args: one,
+    reference: ([a]) => -(a as number),
+  },
+  {
+    names: ["isEven", "even", "isPair"],
+    params: SINGLES,
+    does: "returns true if $0 is even",
+    body: "return $0 % 2 === 0;",
+    args: one,
+    reference: ([a]) => (a as number) % 2 === 0,
+  },
+  {
+    names: ["first", "head", "front"],
+    params: LISTS,
+    does: "returns the first element of $0",
+    body: "return $0[0];",
+    args: list,
+    reference: ([a]) => (a as number[])[0]!,
+  },
+  {
+    names: ["last", "tail", "back"],
+    params: LISTS,
+    does: "returns the last element of $0",
+    body: "return $0[$0.length - 1];",
+    args: list,
+    reference: ([a]) => (a as number[]).at(-1)!,
+  },
+  {
+    names: ["sum", "total", "addAll"],
+    params: LISTS,
+    does: "returns the sum of the numbers in $0",
+    body: "let s = 0; for (const v of $0) s += v; return s;",
+    args: list,
+    reference: ([a]) => (a as number[]).reduce((s, v) => s + v, 0),
+  },
+  {
+    names: ["len", "size", "count"],
+    params: STRINGS,
+    does: "returns the length of the string $0",
+    body: "return $0.length;",
+    args: word,
+    reference: ([a]) => (a as string).length,
+  },
+  {
+    names: ["greet", "hello", "hi"],
+    params: STRINGS,
+    does: 'returns "Hi, " + $0',
+    body: 'return "Hi, " + $0;',
+    args: word,
+    reference: ([a]) => `Hi, ${a as string}`,
+  },
 ];
 
 const fill = (template: string, params: readonly string[], k: number) =>
@@ -66,7 +179,13 @@ function draw(rng: SeededRandom): Candidate {
         const args = spec.args(rng);
         return { args, expected: spec.reference(args, k) };
       });
-      return { id, task: "code", prompt, completion: ` function ${signature} { ${fill(spec.body, params, k)} }`, meta: { function: name, tests } };
+      return {
+        id,
+        task: "code",
+        prompt,
+        completion: ` function ${signature} { ${fill(spec.body, params, k)} }`,
+        meta: { function: name, tests },
+      };
     },
   };
 }

@@ -32,10 +32,13 @@ export function fileExamples(records: readonly TrainingRecord[], source: string)
     const id = `line ${record.line}`;
     if (record.kind === "completion") return { id, prompt: record.prompt, reference: record.completion };
     if (record.kind === "text") {
-      throw new EvalError(`${source} line ${record.line}: a {"text"} record has no reference answer; eval --data scores prompt/completion, Alpaca and chat records`);
+      throw new EvalError(
+        `${source} line ${record.line}: a {"text"} record has no reference answer; eval --data scores prompt/completion, Alpaca and chat records`,
+      );
     }
     const last = record.messages.at(-1)!;
-    if (last.role !== "assistant") throw new EvalError(`${source} line ${record.line}: the last message must be the assistant's reference answer`);
+    if (last.role !== "assistant")
+      throw new EvalError(`${source} line ${record.line}: the last message must be the assistant's reference answer`);
     return { id, messages: record.messages.slice(0, -1).map(({ role, content }) => ({ role, content })), reference: last.content };
   });
 }
@@ -52,7 +55,12 @@ export interface FileEvalOptions extends EvaluateOptions {
 }
 
 /** Generates a greedy answer for every example through `target` and scores it by exact match. */
-export async function evaluateFile(file: string, examples: readonly FileExample[], target: EvalTarget, options: FileEvalOptions): Promise<FileReport> {
+export async function evaluateFile(
+  file: string,
+  examples: readonly FileExample[],
+  target: EvalTarget,
+  options: FileEvalOptions,
+): Promise<FileReport> {
   const outcomes = await mapConcurrently(examples, options.concurrency ?? 4, async (example): Promise<ExampleOutcome> => {
     const output = await generateText(
       {

@@ -30,14 +30,22 @@ function draw(rng: SeededRandom): Candidate {
   if (kind === "yesno") {
     const truthful = rng.nextFloat() < 0.5;
     // A false statement swaps in another fact's colour, so both answers need the passage.
-    const colour = truthful ? target.colour : pick(rng, facts.filter((f) => f !== target)).colour;
+    const colour = truthful
+      ? target.colour
+      : pick(
+          rng,
+          facts.filter((f) => f !== target),
+        ).colour;
     question = `Does ${target.name} have a ${colour} ${target.thing}? Answer yes or no.`;
     answer = truthful ? "yes" : "no";
   } else {
     const options: string[] = pickDistinct<string>(rng, kind === "colour" ? colours : names, 3);
     const correct = kind === "colour" ? target.colour : target.name;
     const listed = options.map((o, i) => `(${LETTERS[i]}) ${o}`).join(" ");
-    question = kind === "colour" ? `What colour is ${target.name}'s ${target.thing}? ${listed}` : `Who has the ${target.colour} ${target.thing}? ${listed}`;
+    question =
+      kind === "colour"
+        ? `What colour is ${target.name}'s ${target.thing}? ${listed}`
+        : `Who has the ${target.colour} ${target.thing}? ${listed}`;
     answer = LETTERS[options.indexOf(correct)]!;
   }
   const prompt = `Passage: ${passage}\nQuestion: ${question}\nA:`;
@@ -47,7 +55,11 @@ function draw(rng: SeededRandom): Candidate {
 /** First non-empty line, lower case, punctuation removed, spaces collapsed: `" (B)."` -> `"b"`. */
 export function normaliseAnswer(output: string): string {
   const line = output.split("\n").find((l) => l.trim() !== "") ?? "";
-  return line.toLowerCase().replace(/[^a-z0-9 ]+/g, " ").replace(/\s+/g, " ").trim();
+  return line
+    .toLowerCase()
+    .replace(/[^a-z0-9 ]+/g, " ")
+    .replace(/\s+/g, " ")
+    .trim();
 }
 
 export const nluTask: Task = {

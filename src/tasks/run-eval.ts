@@ -60,7 +60,12 @@ export interface EvaluateOptions {
   readonly requestTimeoutMs?: number;
 }
 
-export async function evaluateTask(task: Task, examples: readonly Example[], target: EvalTarget, options: EvaluateOptions): Promise<TaskReport> {
+export async function evaluateTask(
+  task: Task,
+  examples: readonly Example[],
+  target: EvalTarget,
+  options: EvaluateOptions,
+): Promise<TaskReport> {
   const outcomes = await mapConcurrently(examples, options.concurrency ?? 4, async (example): Promise<ExampleOutcome> => {
     const output = await generate(task, example, target, options);
     const correct = await task.score(example, output);
@@ -80,7 +85,15 @@ export function summarise(task: Task, outcomes: readonly ExampleOutcome[]): Task
     groups[name] = { label: task.groupLabels?.[name] ?? name, examples: members.length, correct, accuracy: rate(correct, members.length) };
   }
   const correct = outcomes.filter((o) => o.correct).length;
-  return { task: task.id, format: task.format, examples: outcomes.length, correct, accuracy: rate(correct, outcomes.length), groups, outcomes };
+  return {
+    task: task.id,
+    format: task.format,
+    examples: outcomes.length,
+    correct,
+    accuracy: rate(correct, outcomes.length),
+    groups,
+    outcomes,
+  };
 }
 
 function generate(task: Task, example: Example, target: EvalTarget, options: EvaluateOptions): Promise<string> {
@@ -146,7 +159,8 @@ export async function generateText(request: GenerationRequest, target: EvalTarge
   }
   const choice = (json as { choices?: Array<{ text?: string; message?: { content?: string | null } }> }).choices?.[0];
   const output = chat ? choice?.message?.content : choice?.text;
-  if (typeof output !== "string") throw new EvalError(`${path} answered without ${chat ? "choices[0].message.content" : "choices[0].text"} on ${request.id}`);
+  if (typeof output !== "string")
+    throw new EvalError(`${path} answered without ${chat ? "choices[0].message.content" : "choices[0].text"} on ${request.id}`);
   return output;
 }
 
@@ -198,5 +212,13 @@ export async function startInProcessServer(
   const server = await startServer(config);
   const { id: modelId, path: modelPath } = server.models.list()[0]!.spec;
   const apiKey = config.apiKeys[0];
-  return { baseUrl: server.url, modelId, modelPath, adaptersDir: config.adaptersDir, model: modelId, ...(apiKey ? { apiKey } : {}), close: () => server.close() };
+  return {
+    baseUrl: server.url,
+    modelId,
+    modelPath,
+    adaptersDir: config.adaptersDir,
+    model: modelId,
+    ...(apiKey ? { apiKey } : {}),
+    close: () => server.close(),
+  };
 }

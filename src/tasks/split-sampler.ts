@@ -25,7 +25,13 @@ export function sampleSplits(task: TaskId, seed: number, sizes: SplitSizes, draw
   };
 }
 
-function sampleSplit(task: TaskId, seed: number, split: "train" | "test", count: number, draw: (rng: SeededRandom) => Candidate): Example[] {
+function sampleSplit(
+  task: TaskId,
+  seed: number,
+  split: "train" | "test",
+  count: number,
+  draw: (rng: SeededRandom) => Candidate,
+): Example[] {
   if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`${split} size must be a non-negative integer, got ${count}`);
   const rng = new SeededRandom(seed, STREAMS[task] * 2 + (split === "test" ? 1 : 0));
   const seen = new Set<string>();

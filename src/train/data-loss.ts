@@ -33,7 +33,9 @@ export interface DataLoss {
 
 export async function dataLossPerToken(options: DataLossOptions): Promise<DataLoss> {
   const { base, info } = await readBase(options.base);
-  const spec = options.adapter ? trainerSpec(options.adapter.adapter) : { method: "lori-d" as const, rank: 1, alpha: 1, seed: 0, targets: ["q_proj"] as TargetModule[] };
+  const spec = options.adapter
+    ? trainerSpec(options.adapter.adapter)
+    : { method: "lori-d" as const, rank: 1, alpha: 1, seed: 0, targets: ["q_proj"] as TargetModule[] };
   const sequences = await loadSequences({
     data: { file: options.file, ...(options.chatTemplate !== undefined ? { chatTemplate: options.chatTemplate } : {}) },
     base,
@@ -90,11 +92,13 @@ function trainerSpec(adapter: Adapter): { method: "lori-d" | "lora"; rank: numbe
   const first = adapter.modules[0];
   if (!first) throw new TrainError("loss: the adapter has no modules");
   if (adapter.config.use_rslora) throw new TrainError("loss: rsLoRA adapters are not supported by the trainer");
-  if (adapter.modules.some((m) => m.rank !== first.rank || m.alpha !== first.alpha)) throw new TrainError("loss: needs one rank and alpha over all modules");
+  if (adapter.modules.some((m) => m.rank !== first.rank || m.alpha !== first.alpha))
+    throw new TrainError("loss: needs one rank and alpha over all modules");
   const targets = [...new Set(adapter.modules.map((m) => m.module))];
   if (adapter.modules.every((m) => m.a.kind === "dense")) return { method: "lora", rank: first.rank, alpha: first.alpha, seed: 0, targets };
   const seeds = new Set(adapter.modules.map((m) => (m.a.kind === "seeded" ? m.a.seed : -1)));
   const [seed] = seeds;
-  if (seeds.size !== 1 || seed === undefined || seed < 0) throw new TrainError("loss: needs one seeded A (LoRI) or a stored A in every module (LoRA)");
+  if (seeds.size !== 1 || seed === undefined || seed < 0)
+    throw new TrainError("loss: needs one seeded A (LoRI) or a stored A in every module (LoRA)");
   return { method: "lori-d", rank: first.rank, alpha: first.alpha, seed, targets };
 }

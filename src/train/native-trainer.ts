@@ -176,7 +176,14 @@ export interface MakeModelConfig {
   weightType?: "f32" | "f16" | "q8_0" | "q4_k";
 }
 
-export type NativeTrainerConfig = TrainConfig | FullTrainConfig | GradcheckConfig | LogitsConfig | ExportGgufConfig | SeededAConfig | MakeModelConfig;
+export type NativeTrainerConfig =
+  | TrainConfig
+  | FullTrainConfig
+  | GradcheckConfig
+  | LogitsConfig
+  | ExportGgufConfig
+  | SeededAConfig
+  | MakeModelConfig;
 
 export interface StartEvent {
   event: "start";
@@ -200,13 +207,43 @@ export interface StartEvent {
  * `loss`: summed NLL of the step's supervised tokens divided by its sequences (nats per sequence). `targets`: the
  * supervised tokens of the step (absent from trainers built before it was added), for the loss per token.
  */
-export interface StepEvent { event: "step"; step: number; loss: number; tokens: number; targets?: number; tokens_per_s: number; elapsed_s: number }
+export interface StepEvent {
+  event: "step";
+  step: number;
+  loss: number;
+  tokens: number;
+  targets?: number;
+  tokens_per_s: number;
+  elapsed_s: number;
+}
 /** `loss` in nats per sequence; `nll_per_token` in nats per supervised token. */
-export interface EvalEvent { event: "eval"; step: number; loss: number; nll_per_token: number; n_seqs: number; n_targets: number }
-export interface CheckpointEvent { event: "checkpoint"; step: number; path: string }
-export interface InterruptedEvent { event: "interrupted"; step: number; checkpoint: string | null }
-export interface WarningEvent { event: "warning"; message: string }
-export interface ErrorEvent { event: "error"; code: number; message: string }
+export interface EvalEvent {
+  event: "eval";
+  step: number;
+  loss: number;
+  nll_per_token: number;
+  n_seqs: number;
+  n_targets: number;
+}
+export interface CheckpointEvent {
+  event: "checkpoint";
+  step: number;
+  path: string;
+}
+export interface InterruptedEvent {
+  event: "interrupted";
+  step: number;
+  checkpoint: string | null;
+}
+export interface WarningEvent {
+  event: "warning";
+  message: string;
+}
+export interface ErrorEvent {
+  event: "error";
+  code: number;
+  message: string;
+}
 export interface GradcheckEvent {
   event: "gradcheck";
   loss: number;
@@ -232,7 +269,12 @@ export interface SeededAEvent {
   bits: string;
   value: number;
 }
-export interface LogitsEvent { event: "logits"; seq: number; n_tokens: number; values: number[] }
+export interface LogitsEvent {
+  event: "logits";
+  seq: number;
+  n_tokens: number;
+  values: number[];
+}
 /** Final event of every mode; which fields are present depends on the mode. */
 export interface DoneEvent {
   event: "done";
@@ -329,7 +371,11 @@ export class NativeTrainerRun implements AsyncIterable<TrainerEvent> {
   private lastError: ErrorEvent | undefined;
   private stderrTail = "";
 
-  private constructor(private readonly child: ChildProcess, cleanup: () => Promise<void>, options: NativeTrainerOptions) {
+  private constructor(
+    private readonly child: ChildProcess,
+    cleanup: () => Promise<void>,
+    options: NativeTrainerOptions,
+  ) {
     const lines = createInterface({ input: child.stdout! });
     lines.on("line", (line) => this.onLine(line));
     child.stderr!.on("data", (chunk: Buffer) => {
@@ -427,7 +473,8 @@ export class NativeTrainerRun implements AsyncIterable<TrainerEvent> {
       const tail = this.stderrTail.trim().split("\n").slice(-3).join(" | ");
       return new NativeTrainerError(`native trainer crashed (signal ${signal})${tail ? `: ${tail}` : ""}`, "crashed", null, signal);
     }
-    const kind = (Object.keys(NATIVE_EXIT_CODES) as (keyof typeof NATIVE_EXIT_CODES)[]).find((k) => NATIVE_EXIT_CODES[k] === code) ?? "internal";
+    const kind =
+      (Object.keys(NATIVE_EXIT_CODES) as (keyof typeof NATIVE_EXIT_CODES)[]).find((k) => NATIVE_EXIT_CODES[k] === code) ?? "internal";
     const message = this.lastError?.message ?? (this.stderrTail.trim().split("\n").slice(-3).join(" | ") || "no message");
     return new NativeTrainerError(`native trainer failed (${kind}, exit ${code}): ${message}`, kind, code);
   }

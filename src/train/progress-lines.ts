@@ -23,7 +23,10 @@ export class ProgressLines {
     }
     const label = phaseLabel(progress);
     if (event.event === "warning") this.write(`${label}: warning: ${event.message}`);
-    if (event.event === "eval") this.write(`${label}: step ${event.step}/${progress.totalSteps}, validation ${formatLoss(event.loss, progress.lossPerToken)} (${event.n_seqs} sequences)`);
+    if (event.event === "eval")
+      this.write(
+        `${label}: step ${event.step}/${progress.totalSteps}, validation ${formatLoss(event.loss, progress.lossPerToken)} (${event.n_seqs} sequences)`,
+      );
     if (event.event !== "step") return;
     this.phaseStart ??= { step: event.step - 1, elapsed: 0 };
     const every = this.every ?? Math.max(1, Math.ceil(progress.totalSteps / 20));

@@ -91,7 +91,9 @@ export async function trainAdapter(options: TrainAdapterOptions): Promise<TrainR
   }
   if (await pathExists(join(workDir, WORK_FILES.state))) {
     if (!options.overwrite) {
-      throw new TrainError(`an interrupted run of '${options.name}' exists in ${workDir}: continue it with --resume, or start over with --force`);
+      throw new TrainError(
+        `an interrupted run of '${options.name}' exists in ${workDir}: continue it with --resume, or start over with --force`,
+      );
     }
   }
   await rm(workDir, { recursive: true, force: true });
@@ -119,8 +121,10 @@ async function preparePlan(options: TrainAdapterOptions, workDir: string): Promi
   const old = options.continueFrom ? (await readAdapterRef(options.continueFrom, options.adaptersDir)).adapter : undefined;
   const method = options.method ?? (old ? "lori-s" : "lori-d");
   const calibrate = options.calibrate ?? false;
-  if (method === "lori-s" && !calibrate && !options.maskFrom) throw new TrainError("--method lori-s needs a mask: --mask-from ADAPTER or --calibrate");
-  if (method !== "lori-s" && (calibrate || options.maskFrom)) throw new TrainError("--mask-from and --calibrate only apply to --method lori-s");
+  if (method === "lori-s" && !calibrate && !options.maskFrom)
+    throw new TrainError("--method lori-s needs a mask: --mask-from ADAPTER or --calibrate");
+  if (method !== "lori-s" && (calibrate || options.maskFrom))
+    throw new TrainError("--mask-from and --calibrate only apply to --method lori-s");
   if (calibrate && options.maskFrom) throw new TrainError("use either --mask-from or --calibrate, not both");
   const sparsity = options.sparsity ?? 0.9;
   if (!(sparsity >= 0 && sparsity < 1)) throw new TrainError(`--sparsity must be in [0, 1), got ${sparsity}`);
@@ -133,7 +137,10 @@ async function preparePlan(options: TrainAdapterOptions, workDir: string): Promi
   if (old) {
     const kept = continuedSpec(old, method, `'${options.continueFrom}'`);
     const conflict = (flag: string, given: unknown, keep: unknown) => {
-      if (given !== undefined && given !== keep) throw new TrainError(`${flag} ${String(given)} conflicts with --continue-from '${options.continueFrom}' (${String(keep)}); leave it out`);
+      if (given !== undefined && given !== keep)
+        throw new TrainError(
+          `${flag} ${String(given)} conflicts with --continue-from '${options.continueFrom}' (${String(keep)}); leave it out`,
+        );
     };
     conflict("--rank", options.rank, kept.rank);
     conflict("--alpha", options.alpha, kept.alpha);
@@ -147,7 +154,12 @@ async function preparePlan(options: TrainAdapterOptions, workDir: string): Promi
   if (!Number.isSafeInteger(seed) || seed < 0) throw new TrainError(`--seed must be an integer in [0, 2^53 - 1], got ${seed}`);
   if (!Number.isFinite(alpha)) throw new TrainError(`--alpha must be a number, got ${alpha}`);
 
-  const sequences = await loadSequences({ data: options.data, base, seed, ...defined({ valFraction: options.valFraction, llama: options.run?.llama }) });
+  const sequences = await loadSequences({
+    data: options.data,
+    base,
+    seed,
+    ...defined({ valFraction: options.valFraction, llama: options.run?.llama }),
+  });
   const schedule = planSchedule(options, sequences.train.length, defaults);
   const calibrateLr = positive("--calibrate-lr", options.calibrateLr ?? defaults.calibrateLr, defaults.calibrateLr, false);
   const data = await writeShards(workDir, sequences);
@@ -160,7 +172,8 @@ async function preparePlan(options: TrainAdapterOptions, workDir: string): Promi
   if (old) {
     const wanted = new Set(targets);
     const denseA = new Map<string, Float32Array>();
-    if (method === "lora") for (const m of old.modules) if (m.a.kind === "dense" && wanted.has(m.module)) denseA.set(`${m.layer}.${m.module}`, m.a.data);
+    if (method === "lora")
+      for (const m of old.modules) if (m.a.kind === "dense" && wanted.has(m.module)) denseA.set(`${m.layer}.${m.module}`, m.a.data);
     await writeTrainerMatrices(join(workDir, WORK_FILES.initB), info, selectMatrices(old, info, targets), denseA);
   }
 
@@ -199,19 +212,28 @@ async function preparePlan(options: TrainAdapterOptions, workDir: string): Promi
  * What a continued run keeps of the old adapter: rank, alpha and targets, and for LoRI methods the seed (its A).
  * LoRA continues from the stored A, so it needs one; LoRI needs a single seeded A it can regenerate.
  */
-function continuedSpec(old: Adapter, method: TrainMethod, what: string): { rank: number; alpha: number; targets: TargetModule[]; seed: number | null } {
+function continuedSpec(
+  old: Adapter,
+  method: TrainMethod,
+  what: string,
+): { rank: number; alpha: number; targets: TargetModule[]; seed: number | null } {
   const rank = old.modules[0]!.rank;
   const alpha = old.modules[0]!.alpha;
-  if (old.modules.some((m) => m.rank !== rank || m.alpha !== alpha)) throw new TrainError(`--continue-from needs one rank and alpha over all modules`);
+  if (old.modules.some((m) => m.rank !== rank || m.alpha !== alpha))
+    throw new TrainError(`--continue-from needs one rank and alpha over all modules`);
   if (old.config.use_rslora) throw new TrainError("--continue-from does not support rsLoRA adapters");
   const targets = [...new Set(old.modules.map((m) => m.module))];
   if (method === "lora") {
-    if (!old.modules.every((m) => m.a.kind === "dense")) throw new TrainError(`--method lora --continue-from needs a LoRA adapter with a stored A; ${what} has a seeded A (use --method lori-d or lori-s)`);
+    if (!old.modules.every((m) => m.a.kind === "dense"))
+      throw new TrainError(
+        `--method lora --continue-from needs a LoRA adapter with a stored A; ${what} has a seeded A (use --method lori-d or lori-s)`,
+      );
     return { rank, alpha, targets, seed: null };
   }
   const seeds = new Set(old.modules.map((m) => (m.a.kind === "seeded" ? m.a.seed : -1)));
   const [seed] = seeds;
-  if (seeds.size !== 1 || seed === undefined || seed < 0) throw new TrainError(`--method ${method} --continue-from needs a LoRI adapter with one seeded A; ${what} stores A (use --method lora)`);
+  if (seeds.size !== 1 || seed === undefined || seed < 0)
+    throw new TrainError(`--method ${method} --continue-from needs a LoRI adapter with one seeded A; ${what} stores A (use --method lora)`);
   return { rank, alpha, targets, seed };
 }
 
@@ -224,7 +246,9 @@ function checkCoversBase(adapter: Adapter, info: BaseInfo, targets: readonly Tar
       const [inFeatures, out] = info.shape(layer, module);
       if (!m) throw new TrainError(`${what} has no ${module} in layer ${layer}`);
       if (m.rank !== rank || m.outFeatures !== out || m.inFeatures !== inFeatures) {
-        throw new TrainError(`${what}: layer ${layer} ${module} is [${m.outFeatures}, ${m.rank}] x ${m.inFeatures}, training needs [${out}, ${rank}] x ${inFeatures}`);
+        throw new TrainError(
+          `${what}: layer ${layer} ${module} is [${m.outFeatures}, ${m.rank}] x ${m.inFeatures}, training needs [${out}, ${rank}] x ${inFeatures}`,
+        );
       }
     }
   }
@@ -235,7 +259,13 @@ function selectMatrices(adapter: Adapter, info: BaseInfo, targets: readonly Targ
   return modulesAsMatrices(adapter.modules.filter((m) => wanted.has(m.module) && m.layer < info.nLayer));
 }
 
-async function executePlan(plan: TrainPlan, adaptersDir: string, workDir: string, run: RunSettings, overwrite: boolean): Promise<TrainResult> {
+async function executePlan(
+  plan: TrainPlan,
+  adaptersDir: string,
+  workDir: string,
+  run: RunSettings,
+  overwrite: boolean,
+): Promise<TrainResult> {
   const dir = storedAdapterDir(adaptersDir, plan.name);
   const { info } = await readBase(plan.base);
   const phases = planPhases(plan);

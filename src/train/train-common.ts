@@ -3,7 +3,14 @@ import { join, resolve } from "node:path";
 import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
 import { readChatTemplateOption, resolveChatFormat } from "../engine/chat-prompt.js";
 import { readGgufFile } from "../gguf/gguf-reader.js";
-import { NativeTrainerRun, type FullTrainConfig, type GpuMode, type TrainConfig, type TrainerEvent, type TrainMethod } from "./native-trainer.js";
+import {
+  NativeTrainerRun,
+  type FullTrainConfig,
+  type GpuMode,
+  type TrainConfig,
+  type TrainerEvent,
+  type TrainMethod,
+} from "./native-trainer.js";
 import { writeTokenShards, type TokenSequence } from "./token-shards.js";
 import { readTrainingFile, splitValidation, tokenizeRecords } from "./training-data.js";
 import type { MethodDefaults } from "./method-defaults.js";
@@ -96,7 +103,8 @@ export interface ScheduleOptions {
 
 export function positive(name: string, value: number | undefined, fallback: number, integer = true): number {
   const v = value ?? fallback;
-  if (!(Number.isFinite(v) && v > 0) || (integer && !Number.isSafeInteger(v))) throw new TrainError(`${name} must be a positive ${integer ? "integer" : "number"}, got ${v}`);
+  if (!(Number.isFinite(v) && v > 0) || (integer && !Number.isSafeInteger(v)))
+    throw new TrainError(`${name} must be a positive ${integer ? "integer" : "number"}, got ${v}`);
   return v;
 }
 
@@ -104,12 +112,19 @@ export function positive(name: string, value: number | undefined, fallback: numb
  * Validates the loop settings; epochs become steps over `trainSequences`. Settings left out take `defaults` (the
  * method's, src/train/method-defaults.ts).
  */
-export function planSchedule(options: ScheduleOptions, trainSequences: number, defaults: Pick<MethodDefaults, "lr" | "batch">): PlanSchedule {
+export function planSchedule(
+  options: ScheduleOptions,
+  trainSequences: number,
+  defaults: Pick<MethodDefaults, "lr" | "batch">,
+): PlanSchedule {
   const batch = positive("--batch", options.batch, defaults.batch);
   const gradAccum = positive("--grad-accum", options.gradAccum, 1);
   if (options.steps !== undefined && options.epochs !== undefined) throw new TrainError("use either --steps or --epochs, not both");
   const epochs = options.steps === undefined ? positive("--epochs", options.epochs, 1, false) : null;
-  const steps = options.steps !== undefined ? positive("--steps", options.steps, 1) : Math.max(1, Math.ceil((epochs! * trainSequences) / (batch * gradAccum)));
+  const steps =
+    options.steps !== undefined
+      ? positive("--steps", options.steps, 1)
+      : Math.max(1, Math.ceil((epochs! * trainSequences) / (batch * gradAccum)));
   const evalEvery = options.evalEvery ?? 0;
   if (!Number.isSafeInteger(evalEvery) || evalEvery < 0) throw new TrainError(`--eval-every must be an integer >= 0, got ${evalEvery}`);
   return {
@@ -166,7 +181,9 @@ export async function loadSequences(options: {
   const file = await readTrainingFile(data.file).catch((error: unknown) => {
     throw new TrainError((error as Error).message);
   });
-  const llama = await (options.llama ? Promise.resolve(options.llama) : (defaultLlama ??= getLlama({ gpu: false, logLevel: LlamaLogLevel.error })));
+  const llama = await (options.llama
+    ? Promise.resolve(options.llama)
+    : (defaultLlama ??= getLlama({ gpu: false, logLevel: LlamaLogLevel.error })));
   const model = await llama.loadModel({ modelPath: options.base, vocabOnly: true });
   try {
     const needsChat = file.records.some((r) => r.kind === "chat");
@@ -213,8 +230,17 @@ export interface PhaseRun {
 /** One trainer process to its end: progress goes to `run.onProgress`; returns the phase's summary. */
 export async function runTrainerPhase(config: TrainConfig | FullTrainConfig, phase: PhaseRun, run: RunSettings): Promise<PhaseSummary> {
   const trainer = await NativeTrainerRun.start(
-    { ...config, ...(run.gpu ? { gpu: run.gpu } : {}), ...(run.threads ? { threads: run.threads } : {}), ...(run.checkpointEvery ? { checkpointInterval: run.checkpointEvery } : {}) },
-    { forwardSigint: run.forwardSigint ?? true, ...(run.signal ? { signal: run.signal } : {}), ...(run.priority !== undefined ? { priority: run.priority } : {}) },
+    {
+      ...config,
+      ...(run.gpu ? { gpu: run.gpu } : {}),
+      ...(run.threads ? { threads: run.threads } : {}),
+      ...(run.checkpointEvery ? { checkpointInterval: run.checkpointEvery } : {}),
+    },
+    {
+      forwardSigint: run.forwardSigint ?? true,
+      ...(run.signal ? { signal: run.signal } : {}),
+      ...(run.priority !== undefined ? { priority: run.priority } : {}),
+    },
   );
   const where = { phase: phase.phase, phaseIndex: phase.phaseIndex, phaseCount: phase.phaseCount, totalSteps: phase.totalSteps };
   // The step loss is the summed NLL divided by the sequences of the step (batch x grad-accum).

@@ -53,7 +53,10 @@ export async function trainFull(options: TrainFullOptions): Promise<TrainFullRes
   const workDir = fullWorkDirFor(out);
   await refuseExisting(out, options.overwrite ?? false);
   if (await pathExists(join(workDir, WORK_FILES.state))) {
-    if (!options.overwrite) throw new TrainError(`an interrupted run for ${options.out} exists in ${workDir}: continue it with --resume, or start over with --force`);
+    if (!options.overwrite)
+      throw new TrainError(
+        `an interrupted run for ${options.out} exists in ${workDir}: continue it with --resume, or start over with --force`,
+      );
   }
   await rm(workDir, { recursive: true, force: true });
   try {
@@ -130,7 +133,11 @@ async function executeFullPlan(plan: FullTrainPlan, workDir: string, run: RunSet
       resume,
       ...(existsSync(validation) ? { evalShards: validation } : {}),
     };
-    phase = await runTrainerPhase(config, { phase: "train", method: "full", phaseIndex: 0, phaseCount: 1, totalSteps: plan.steps, resume, workDir }, run);
+    phase = await runTrainerPhase(
+      config,
+      { phase: "train", method: "full", phaseIndex: 0, phaseCount: 1, totalSteps: plan.steps, resume, workDir },
+      run,
+    );
     // Recorded so a failure between here and the rename does not retrain: the model is already in the work dir.
     await savePlan(workDir, { ...plan, completed: { train: phase } });
   }

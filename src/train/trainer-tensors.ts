@@ -54,7 +54,7 @@ export function baseInfo(header: GgufFile): BaseInfo {
     shape(layer, module) {
       const name = `blk.${layer}.${GGUF_TENSOR_STEM[module]}.weight`;
       const s = shapes.get(name);
-      if (!s || s.length !== 2) throw new Error(`the base model has no 2-D tensor ${name}`);
+      if (s?.length !== 2) throw new Error(`the base model has no 2-D tensor ${name}`);
       return [s[0]!, s[1]!];
     },
   };
@@ -118,9 +118,15 @@ export async function writeTrainerMatrices(
 ): Promise<void> {
   const tensors: SafetensorsTensorData[] = [];
   for (const m of matrices) {
-    tensors.push({ name: trainerTensorName(m.layer, m.module, "lora_b"), dtype: "F32", shape: [m.rows, m.cols], data: toGgufRows(info, m.module, m.data, m.rows, m.cols) });
+    tensors.push({
+      name: trainerTensorName(m.layer, m.module, "lora_b"),
+      dtype: "F32",
+      shape: [m.rows, m.cols],
+      data: toGgufRows(info, m.module, m.data, m.rows, m.cols),
+    });
     const a = denseA.get(`${m.layer}.${m.module}`);
-    if (a) tensors.push({ name: trainerTensorName(m.layer, m.module, "lora_a"), dtype: "F32", shape: [m.cols, a.length / m.cols], data: a });
+    if (a)
+      tensors.push({ name: trainerTensorName(m.layer, m.module, "lora_a"), dtype: "F32", shape: [m.cols, a.length / m.cols], data: a });
   }
   await writeSafetensors(path, tensors);
 }
@@ -195,7 +201,11 @@ export function topKMask(matrices: readonly ModuleMatrix[], sparsity: number): M
     const data = new Float32Array(m.data.length);
     for (let i = 0; i < data.length; i++) {
       const v = all[offset + i]!;
-      if (v > threshold || (v === threshold && tiesLeft > 0 && (tiesLeft--, true))) data[i] = 1;
+      if (v > threshold) data[i] = 1;
+      else if (v === threshold && tiesLeft > 0) {
+        tiesLeft--;
+        data[i] = 1;
+      }
     }
     offset += m.data.length;
     return { ...m, data };

@@ -154,7 +154,12 @@ export function continuationTokens(model: LlamaModel, text: string): Token[] {
 
 /** The end-of-turn marker the server stops on: the template's first non-EOS stop trigger, else EOS. */
 export function endOfTurnTokens(model: LlamaModel, format: ChatWrapper): Token[] {
-  const state = format.generateContextState({ chatHistory: [{ type: "user", text: "" }, { type: "model", response: [] }] });
+  const state = format.generateContextState({
+    chatHistory: [
+      { type: "user", text: "" },
+      { type: "model", response: [] },
+    ],
+  });
   const eos = model.tokens.eos;
   for (const trigger of state.stopGenerationTriggers) {
     const tokens = LlamaText(trigger).tokenize(model.tokenizer, "trimLeadingSpace");
@@ -237,4 +242,3 @@ export function splitValidation<T>(items: readonly T[], fraction: number, seed: 
   const held = new Set(order.slice(0, nVal));
   return { train: items.filter((_, i) => !held.has(i)), validation: items.filter((_, i) => held.has(i)) };
 }
-

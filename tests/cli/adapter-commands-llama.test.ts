@@ -28,7 +28,10 @@ const ACCEPTANCE = 1e-3; // import vs the float64 reference (the issue's bound)
 const STACKING = 1e-4; // two stacked adapters vs their cat merge (both in llama.cpp)
 const config = tinyModelConfig({});
 const weights = createRandomHfLlamaWeights(config, 42);
-const sequences: number[][] = [[256, ...Buffer.from("Hello, world")], Array.from({ length: 20 }, (_, i) => (i * 37 + 11) % config.vocabSize)];
+const sequences: number[][] = [
+  [256, ...Buffer.from("Hello, world")],
+  Array.from({ length: 20 }, (_, i) => (i * 37 + 11) % config.vocabSize),
+];
 const measured: Record<string, number> = {};
 
 const worst = (a: Float64Array[], b: Float64Array[]) => Math.max(...a.map((x, i) => maxAbsDifference(x, b[i]!)));
@@ -42,7 +45,11 @@ async function ok(command: Parameters<typeof runCli>[0], argv: string[]): Promis
 
 /** Log-probs at the last position of each sequence with the given GGUF LoRAs applied together. */
 async function logProbs(model: LlamaModel, contexts: LlamaContext[], seqs: number[][], adapters: { filePath: string; scale: number }[]) {
-  const context = await model.createContext({ contextSize: 128, ...EXACT_CONTEXT_OPTIONS, ...(adapters.length ? { lora: { adapters } } : {}) });
+  const context = await model.createContext({
+    contextSize: 128,
+    ...EXACT_CONTEXT_OPTIONS,
+    ...(adapters.length ? { lora: { adapters } } : {}),
+  });
   contexts.push(context);
   const sequence = context.getSequence();
   const out: Float64Array[] = [];
@@ -113,7 +120,10 @@ describe("import / merge / export on a generated llama model, against node-llama
     const merged = join(tmp.path, "ab.gguf");
     await ok(exportCommand, ["ab", "--format", "gguf", "--base", basePath, "--out", merged, "--adapters-dir", adaptersDir()]);
     expect((await readAdapterDir(join(adaptersDir(), "ab"))).modules.every((m) => m.rank === 10)).toBe(true);
-    const stacked = await logProbs(model, contexts, sequences, [{ filePath: a, scale: 0.7 }, { filePath: b, scale: -1.3 }]);
+    const stacked = await logProbs(model, contexts, sequences, [
+      { filePath: a, scale: 0.7 },
+      { filePath: b, scale: -1.3 },
+    ]);
     const single = await logProbs(model, contexts, sequences, [{ filePath: merged, scale: 1 }]);
     measured["stacked vs cat (generated)"] = worst(stacked, single);
     expect(worst(stacked, single)).toBeLessThan(STACKING);
@@ -121,7 +131,10 @@ describe("import / merge / export on a generated llama model, against node-llama
   });
 
   it("two adapters sharing one seeded A merge (cat) at rank r, and still equal the stacked pair", async () => {
-    for (const [name, random] of [["s1", rng(301)], ["s2", rng(302)]] as const) {
+    for (const [name, random] of [
+      ["s1", rng(301)],
+      ["s2", rng(302)],
+    ] as const) {
       const source = join(tmp.path, `lori-${name}`);
       await writeAdapterDir(source, makeAdapter(tinyModules({ seed: 777, random, sparsity: 0.5 })));
       await ok(importCommand, [source, "--name", name, "--base", basePath, "--adapters-dir", adaptersDir()]);
@@ -134,7 +147,10 @@ describe("import / merge / export on a generated llama model, against node-llama
       paths.push(join(tmp.path, `${name}.gguf`));
       await ok(exportCommand, [name, "--format", "gguf", "--base", basePath, "--out", paths.at(-1)!, "--adapters-dir", adaptersDir()]);
     }
-    const stacked = await logProbs(model, contexts, sequences, [{ filePath: paths[0]!, scale: 0.7 }, { filePath: paths[1]!, scale: -1.3 }]);
+    const stacked = await logProbs(model, contexts, sequences, [
+      { filePath: paths[0]!, scale: 0.7 },
+      { filePath: paths[1]!, scale: -1.3 },
+    ]);
     const single = await logProbs(model, contexts, sequences, [{ filePath: paths[2]!, scale: 1 }]);
     measured["stacked vs collapsed shared-A cat"] = worst(stacked, single);
     expect(worst(stacked, single)).toBeLessThan(STACKING);
@@ -159,13 +175,19 @@ describe("import / merge / export on a generated llama model, against node-llama
     for (const name of ta.keys()) {
       const x = ta.get(name)!;
       const y = tc.get(name)!;
-      combined.set(name, Float32Array.from(x, (v, i) => roots[0]! * v + roots[1]! * y[i]!));
+      combined.set(
+        name,
+        Float32Array.from(x, (v, i) => roots[0]! * v + roots[1]! * y[i]!),
+      );
     }
     const linearReference = reference([{ tensors: combined, alpha: 4 }]); // alpha = r: scale 1
     const actual = await logProbs(model, contexts, sequences, [{ filePath: out, scale: 1 }]);
     measured["linear merge vs PEFT linear reference"] = worst(actual, linearReference);
     expect(worst(actual, linearReference)).toBeLessThan(ACCEPTANCE);
-    const exactSum = reference([{ tensors: ta, alpha: 8, scale: 0.5 }, { tensors: tc, alpha: 4, scale: 0.8 }]);
+    const exactSum = reference([
+      { tensors: ta, alpha: 8, scale: 0.5 },
+      { tensors: tc, alpha: 4, scale: 0.8 },
+    ]);
     measured["linear vs exact weighted sum (cross terms)"] = worst(actual, exactSum);
     expect(worst(actual, exactSum)).toBeGreaterThan(100 * ACCEPTANCE);
   });
@@ -176,7 +198,12 @@ describe("import / merge / export on a generated llama model, against node-llama
     const m = merged.modules[0]!;
     const a0 = materializeA(a.modules[0]!);
     const c = 0.7 * (8 / 4);
-    expect(maxAbsDifference(materializeA(m).subarray(0, a0.length), Float32Array.from(a0, (v) => c * v))).toBeLessThan(1e-6);
+    expect(
+      maxAbsDifference(
+        materializeA(m).subarray(0, a0.length),
+        Float32Array.from(a0, (v) => c * v),
+      ),
+    ).toBeLessThan(1e-6);
     expect(peftPrefix(m.layer, m.module)).toBe(peftPrefix(0, "q_proj"));
   });
 });
@@ -200,8 +227,15 @@ describe.skipIf(!storiesPath)("stacking vs cat merge on stories260K", () => {
     expect(shapes).toHaveLength(35);
     const adaptersDir = join(tmp.path, "adapters");
     const paths: string[] = [];
-    for (const [name, rank, seed] of [["a", 4, 501], ["b", 8, 502]] as const) {
-      await writePeftDir(join(tmp.path, `peft-${name}`), { rank, alpha: 2 * rank, tensors: randomPeftTensors(shapes, { rank, seed, bScale: 0.05 }) });
+    for (const [name, rank, seed] of [
+      ["a", 4, 501],
+      ["b", 8, 502],
+    ] as const) {
+      await writePeftDir(join(tmp.path, `peft-${name}`), {
+        rank,
+        alpha: 2 * rank,
+        tensors: randomPeftTensors(shapes, { rank, seed, bScale: 0.05 }),
+      });
       await ok(importCommand, [join(tmp.path, `peft-${name}`), "--name", name, "--base", base, "--adapters-dir", adaptersDir]);
     }
     await ok(mergeCommand, ["--method", "cat", "--out", "ab", "a:0.7", "b:-1.3", "--adapters-dir", adaptersDir]);
@@ -212,7 +246,10 @@ describe.skipIf(!storiesPath)("stacking vs cat merge on stories260K", () => {
     model = await (await getTestLlama()).loadModel({ modelPath: base });
     const seqs = [[1, 50, 100, 200, 300, 400], Array.from({ length: 16 }, (_, i) => 1 + ((i * 29 + 7) % 500))];
     const plain = await logProbs(model, contexts, seqs, []);
-    const stacked = await logProbs(model, contexts, seqs, [{ filePath: paths[0]!, scale: 0.7 }, { filePath: paths[1]!, scale: -1.3 }]);
+    const stacked = await logProbs(model, contexts, seqs, [
+      { filePath: paths[0]!, scale: 0.7 },
+      { filePath: paths[1]!, scale: -1.3 },
+    ]);
     const single = await logProbs(model, contexts, seqs, [{ filePath: paths[2]!, scale: 1 }]);
     measured["stacked vs cat (stories260K)"] = worst(stacked, single);
     console.log("[adapter-commands-llama] stories260K stacked vs cat:", worst(stacked, single), "effect:", worst(stacked, plain));

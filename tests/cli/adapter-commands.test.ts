@@ -53,7 +53,6 @@ async function tensorBytes(path: string): Promise<Map<string, Buffer>> {
   }
 }
 
-
 describe("adapter commands", () => {
   const tmp = useTempDir();
   let basePath: string;
@@ -102,7 +101,10 @@ describe("adapter commands", () => {
     expect(stored.modules.every((m) => m.mask)).toBe(true);
     expect([...(await tensorBytes(join(adaptersDir(), "loris", WEIGHTS_FILE))).keys()].some((n) => n.endsWith("lora_B.mask"))).toBe(true);
 
-    for (const [name, source] of [["plain", join(tmp.path, "peft-plain")], ["loris", lorisSource]]) {
+    for (const [name, source] of [
+      ["plain", join(tmp.path, "peft-plain")],
+      ["loris", lorisSource],
+    ]) {
       const exported = join(tmp.path, `export-${name}`);
       await ok(exportCommand, [name!, "--format", "peft", "--out", exported, ...store()]);
       const before = await tensorBytes(join(source!, WEIGHTS_FILE));
@@ -110,7 +112,13 @@ describe("adapter commands", () => {
       expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
       for (const [tensor, bytes] of before) expect(after.get(tensor)!.equals(bytes), tensor).toBe(true);
       const config = JSON.parse(await readFile(join(exported, "adapter_config.json"), "utf8"));
-      expect(config).toMatchObject({ peft_type: "LORA", r: name === "plain" ? 4 : 8, lora_alpha: name === "plain" ? 8 : 16, use_dora: false, bias: "none" });
+      expect(config).toMatchObject({
+        peft_type: "LORA",
+        r: name === "plain" ? 4 : 8,
+        lora_alpha: name === "plain" ? 8 : 16,
+        use_dora: false,
+        bias: "none",
+      });
       // The lori block travels with the export (PEFT 0.13+ ignores it); --peft-fields-only leaves it out.
       expect(config.lori).toMatchObject({ variant: name === "plain" ? "lora" : "lori-s" });
       expect([...config.target_modules].sort()).toEqual([...TARGET_MODULES].sort());
@@ -129,7 +137,12 @@ describe("adapter commands", () => {
       seed: 5,
       fixedA: (s) => generateSeededA({ seed, layer: s.layer, module: s.module, rank: 4, inFeatures: s.inFeatures }),
     });
-    const lori = { format_version: 1, variant: "lori-d", sparsity: 0, a_init: { prng: "philox4x32-10", seed, distribution: "kaiming-uniform" } };
+    const lori = {
+      format_version: 1,
+      variant: "lori-d",
+      sparsity: 0,
+      a_init: { prng: "philox4x32-10", seed, distribution: "kaiming-uniform" },
+    };
     await writePeftDir(source, { rank: 4, alpha: 8, tensors, config: { lori } });
     await ok(importCommand, [source, "--name", "seeded", "--base", basePath, "--dtype", "f16", ...store()]);
     const adapter = await readAdapterDir(join(adaptersDir(), "seeded"));
@@ -149,7 +162,13 @@ describe("adapter commands", () => {
     const json = JSON.parse(await ok(inspectCommand, ["loris16", "--json", ...store()]));
     const size = (await stat(join(adaptersDir(), "loris16", WEIGHTS_FILE))).size;
     const layout = layoutSizeReport(adapterLayouts(adapter), "lori-s", "F16");
-    expect(json).toMatchObject({ variant: "lori-s", seed: 99, modules: 14, bytesOnDisk: size, denseFp16PeftBytes: layout.denseFp16PeftBytes });
+    expect(json).toMatchObject({
+      variant: "lori-s",
+      seed: 99,
+      modules: 14,
+      bytesOnDisk: size,
+      denseFp16PeftBytes: layout.denseFp16PeftBytes,
+    });
     expect(size).toBe(layout.fileBytes);
     expect(json.ratioToDenseFp16).toBeCloseTo(layout.ratioToDenseFp16, 12);
     expect(json.trainableParams).toBe(layout.trainableParams);
@@ -188,7 +207,14 @@ describe("adapter commands", () => {
   it("merge writes lineage, refuses an existing name and bad weights", async () => {
     await ok(mergeCommand, ["--method", "cat", "--out", "m1", "plain:0.5", "seeded", ...store()]);
     const merged = await readAdapterDir(join(adaptersDir(), "m1"));
-    expect(merged.config.lori?.lineage[0]).toMatchObject({ op: "merge", method: "cat", inputs: [{ name: "plain", weight: 0.5 }, { name: "seeded", weight: 1 }] });
+    expect(merged.config.lori?.lineage[0]).toMatchObject({
+      op: "merge",
+      method: "cat",
+      inputs: [
+        { name: "plain", weight: 0.5 },
+        { name: "seeded", weight: 1 },
+      ],
+    });
     const before = await snapshot(adaptersDir());
     for (const argv of [
       ["--method", "cat", "--out", "m1", "plain", "seeded"],
@@ -226,7 +252,9 @@ describe("adapter commands", () => {
 
     const out = join(tmp.path, "forced.gguf");
     await ok(exportCommand, ["plain", "--format", "gguf", "--base", basePath, "--out", out, ...store()]);
-    expect((await runCli(exportCommand, ["plain", "--format", "gguf", "--base", basePath, "--out", out, ...store()])).error?.message).toMatch(/use --force/);
+    expect(
+      (await runCli(exportCommand, ["plain", "--format", "gguf", "--base", basePath, "--out", out, ...store()])).error?.message,
+    ).toMatch(/use --force/);
     await ok(exportCommand, ["plain", "--format", "gguf", "--base", basePath, "--out", out, "--force", ...store()]);
   });
 
@@ -239,10 +267,21 @@ describe("adapter commands", () => {
     expect(again.error?.message).toMatch(/already exists/);
     const otherBase = join(tmp.path, "other.gguf");
     await createTinyModel({ out: otherBase, seed: 3, vocab: 300 });
-    const other = await runCli(exportCommand, ["plain", "--format", "gguf", "--base", otherBase, "--out", join(tmp.path, "x.gguf"), ...store()]);
+    const other = await runCli(exportCommand, [
+      "plain",
+      "--format",
+      "gguf",
+      "--base",
+      otherBase,
+      "--out",
+      join(tmp.path, "x.gguf"),
+      ...store(),
+    ]);
     expect(other.error?.message).toMatch(/made for another base/);
     await expect(stat(join(tmp.path, "x.gguf"))).rejects.toThrow();
-    expect((await runCli(exportCommand, ["plain", "--format", "gguf", "--out", join(tmp.path, "y.gguf"), ...store()])).error?.message).toMatch(/--base/);
+    expect(
+      (await runCli(exportCommand, ["plain", "--format", "gguf", "--out", join(tmp.path, "y.gguf"), ...store()])).error?.message,
+    ).toMatch(/--base/);
   });
 
   describe("bad imports: one clear line, nothing written", () => {
@@ -296,8 +335,15 @@ describe("adapter commands", () => {
       const other = join(tmp.path, "wide.gguf");
       await createTinyModel({ out: other, embd: 32, heads: 4, kvHeads: 2, ff: 96 });
       const dir = join(tmp.path, "bad-shapes");
-      await writePeftDir(dir, { rank: 4, alpha: 8, tensors: randomPeftTensors(moduleShapesOfGguf(await readGgufFile(other)), { rank: 4, seed: 9 }) });
-      const message = await expectRefused([dir, "--name", "s", "--base", basePath], /layer 0 q_proj: adapter is \[out 32, in 32\] but base blk\.0\.attn_q\.weight is ne \[64,64\]/);
+      await writePeftDir(dir, {
+        rank: 4,
+        alpha: 8,
+        tensors: randomPeftTensors(moduleShapesOfGguf(await readGgufFile(other)), { rank: 4, seed: 9 }),
+      });
+      const message = await expectRefused(
+        [dir, "--name", "s", "--base", basePath],
+        /layer 0 q_proj: adapter is \[out 32, in 32\] but base blk\.0\.attn_q\.weight is ne \[64,64\]/,
+      );
       expect(message).toMatch(/layer 1 down_proj/);
       expect(message.split("; ").length).toBe(14);
     });
@@ -306,7 +352,12 @@ describe("adapter commands", () => {
       const gpt2 = join(tmp.path, "gpt2.gguf");
       await writeGgufFile(gpt2, {
         metadata: [["general.architecture", { type: "string", value: "gpt2" }]],
-        tensors: header.tensors.map((t) => ({ name: t.name, type: "F32", shape: t.shape, data: new Float32Array(t.shape.reduce((n, d) => n * d, 1)) })),
+        tensors: header.tensors.map((t) => ({
+          name: t.name,
+          type: "F32",
+          shape: t.shape,
+          data: new Float32Array(t.shape.reduce((n, d) => n * d, 1)),
+        })),
       });
       await expectRefused([join(tmp.path, "peft-plain"), "--name", "g", "--base", gpt2], /architecture is 'gpt2'/);
     });
@@ -328,7 +379,10 @@ describe("adapter commands", () => {
       const withHead = good();
       withHead.set("base_model.model.lm_head.lora_A.weight", new Float32Array(4 * 64));
       await writePeftDir(unknown, { rank: 4, alpha: 8, tensors: withHead, config: { target_modules: ["q_proj", "lm_head"] } });
-      await expectRefused([unknown, "--name", "u", "--base", basePath], /target module 'lm_head' is not supported.*unsupported tensor 'base_model\.model\.lm_head\.lora_A\.weight'/);
+      await expectRefused(
+        [unknown, "--name", "u", "--base", basePath],
+        /target module 'lm_head' is not supported.*unsupported tensor 'base_model\.model\.lm_head\.lora_A\.weight'/,
+      );
     });
 
     it("refuses a missing directory or base model", async () => {

@@ -37,7 +37,21 @@ describe("the lori-server command", () => {
     expect(top.stdout).toContain("serve");
     const serveHelp = await runCli(["serve", "--help"]);
     expect(serveHelp.code).toBe(0);
-    for (const flag of ["--model", "--models-dir", "--adapters-dir", "--host", "--port", "--gpu", "--gpu-layers", "--threads", "--context-size", "--parallel", "--max-queue", "--api-key", "--chat-template"]) {
+    for (const flag of [
+      "--model",
+      "--models-dir",
+      "--adapters-dir",
+      "--host",
+      "--port",
+      "--gpu",
+      "--gpu-layers",
+      "--threads",
+      "--context-size",
+      "--parallel",
+      "--max-queue",
+      "--api-key",
+      "--chat-template",
+    ]) {
       expect(serveHelp.stdout).toContain(flag);
     }
     const bad = await runCli(["serve", "--port", "99999"]);
@@ -82,9 +96,13 @@ describe("the lori-server command", () => {
   });
 
   it("exits at once with 130 on a second SIGINT, without waiting for the drain", async () => {
-    const child = spawn(process.execPath, [cli, "serve", "--port", "0", "--models-dir", dir.path, "--threads", "1", "--gpu", "off", "--drain-timeout-ms", "60000"], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [cli, "serve", "--port", "0", "--models-dir", dir.path, "--threads", "1", "--gpu", "off", "--drain-timeout-ms", "60000"],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
     const exited = once(child, "exit");
     const url = await waitForUrl(child);
     const response = await fetch(`${url}/v1/completions`, {

@@ -41,7 +41,6 @@ function schemaErrors(object: K8sObject): string[] {
   }
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: assertions walk rendered YAML by path; a wrong path fails the assertion itself
 type Any = Record<string, any>;
 const serverContainer = (objects: readonly K8sObject[]): Any =>
   (find(objects, "Deployment", "lori-server") as Any).spec.template.spec.containers.find((c: Any) => c.name === "lori-server");

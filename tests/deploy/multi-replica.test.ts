@@ -16,7 +16,6 @@ const POLL_MS = 250;
 /** A change is seen by every replica within one poll interval, plus this for the scan itself on two shared cores. */
 const SCAN_SLACK_MS = 750;
 
-// biome-ignore lint/suspicious/noExplicitAny: response bodies are checked field by field
 type Json = Record<string, any>;
 
 let store: string;

@@ -12,7 +12,6 @@ import { repoRoot } from "./manifest-validation.js";
 // in-pod paths and the port are replaced): the init container that seeds the shared adapter store, and the
 // readiness probe that asks /ready with a key from the mounted keys file.
 
-// biome-ignore lint/suspicious/noExplicitAny: walks rendered YAML by path; a wrong path fails the test itself
 type Any = Record<string, any>;
 const podSpec = (
   renderKustomization(path.join(repoRoot, "deploy/kubernetes/overlays/cpu")).find(

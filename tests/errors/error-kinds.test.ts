@@ -15,8 +15,15 @@ describe("the error table", () => {
     const rows = doc
       .split("\n")
       .filter((line) => /^\| [a-z_]+ \| \d{3} \|/.test(line))
-      .map((line) => line.split("|").slice(1, -1).map((cell) => cell.trim()));
-    const documented = Object.fromEntries(rows.map(([kind, status, type, exit, meaning]) => [kind, { status: Number(status), type, exitCode: Number(exit), meaning }]));
+      .map((line) =>
+        line
+          .split("|")
+          .slice(1, -1)
+          .map((cell) => cell.trim()),
+      );
+    const documented = Object.fromEntries(
+      rows.map(([kind, status, type, exit, meaning]) => [kind, { status: Number(status), type, exitCode: Number(exit), meaning }]),
+    );
     expect(documented).toEqual(ERROR_KINDS);
   });
 

@@ -20,7 +20,10 @@ describe("npm run demo:build -- --smoke", () => {
 
   it("pretrains a base, trains the four adapters, scores them, and reruns without training again", { timeout: 600_000 }, async () => {
     const installed = join(REPO_ROOT, "models", "lori-demo.gguf");
-    const before = await stat(installed).then((s) => s.mtimeMs, () => null);
+    const before = await stat(installed).then(
+      (s) => s.mtimeMs,
+      () => null,
+    );
     const args = ["--import", "tsx", join(REPO_ROOT, "experiments", "demo", "build.ts"), "--smoke", "--work", dir.path, "--threads", "1"];
     const first = await run(process.execPath, args, { cwd: REPO_ROOT, maxBuffer: 16 << 20 });
     const report = JSON.parse(await readFile(join(dir.path, "report.json"), "utf8")) as {
@@ -40,7 +43,12 @@ describe("npm run demo:build -- --smoke", () => {
       expect(JSON.stringify(config)).toContain("lori-s");
     }
     expect(first.stderr).toContain("pretraining");
-    expect(await stat(installed).then((s) => s.mtimeMs, () => null)).toBe(before);
+    expect(
+      await stat(installed).then(
+        (s) => s.mtimeMs,
+        () => null,
+      ),
+    ).toBe(before);
 
     const second = await run(process.execPath, args, { cwd: REPO_ROOT, maxBuffer: 16 << 20 });
     expect(second.stderr).toContain("pretraining (full fine-tuning of every weight): done before");

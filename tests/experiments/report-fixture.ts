@@ -45,11 +45,38 @@ export const LINEAR_FACTOR = 0.8;
 /** Continual runs per method and task: [before, after] for seed 1 and seed 2. */
 export const CONTINUAL: Record<AdapterMethodId, Partial<Record<CapabilityTaskId, [[number, number], [number, number]]>>> = {
   // kept: .5, .75 (math), .6, .65 (code)
-  lora: { math: [[0.9, 0.45], [0.8, 0.6]], code: [[0.9, 0.54], [0.8, 0.52]] },
+  lora: {
+    math: [
+      [0.9, 0.45],
+      [0.8, 0.6],
+    ],
+    code: [
+      [0.9, 0.54],
+      [0.8, 0.52],
+    ],
+  },
   // kept: .9, .9, .8, .85
-  "lori-d": { math: [[0.9, 0.81], [0.8, 0.72]], code: [[0.9, 0.72], [0.8, 0.68]] },
+  "lori-d": {
+    math: [
+      [0.9, 0.81],
+      [0.8, 0.72],
+    ],
+    code: [
+      [0.9, 0.72],
+      [0.8, 0.68],
+    ],
+  },
   // kept: 1, .95, .9, .9
-  "lori-s": { math: [[0.9, 0.9], [0.8, 0.76]], code: [[0.9, 0.81], [0.8, 0.72]] },
+  "lori-s": {
+    math: [
+      [0.9, 0.9],
+      [0.8, 0.76],
+    ],
+    code: [
+      [0.9, 0.81],
+      [0.8, 0.72],
+    ],
+  },
 };
 const CONTINUAL_ACCURACY: Record<AdapterMethodId, Record<"math" | "code", [number, number]>> = {
   lora: { math: [0.5, 0.6], code: [0.4, 0.4] },
@@ -101,7 +128,14 @@ export function fixtureResults(): PaperResults {
     for (const task of ["math", "code"] as const) {
       SEEDS.forEach((seed, i) => {
         const [before, after] = CONTINUAL[method][task]![i]!;
-        continual.push({ method, seed, task, safetyBefore: before, safetyAfter: after, taskAccuracy: CONTINUAL_ACCURACY[method][task][i]! });
+        continual.push({
+          method,
+          seed,
+          task,
+          safetyBefore: before,
+          safetyAfter: after,
+          taskAccuracy: CONTINUAL_ACCURACY[method][task][i]!,
+        });
       });
     }
   }

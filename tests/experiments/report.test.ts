@@ -141,7 +141,9 @@ describe("paper claim verdicts", () => {
   it("merging flips when a LoRI task keeps under 90 %, and when LoRA merges better", () => {
     const low = mutableFixture();
     // LoRI-D cat code seed 1: 0.36 → 0.30, relative (0.75 + 0.95) / 2 = 0.85
-    low.merges.find((m: any) => m.method === "lori-d" && m.merge === "cat" && m.seed === 1).scores.find((s: any) => s.task === "code").accuracy = 0.3;
+    low.merges
+      .find((m: any) => m.method === "lori-d" && m.merge === "cat" && m.seed === 1)
+      .scores.find((s: any) => s.task === "code").accuracy = 0.3;
     expect(verdictOf(low, 1)).toMatchObject({ holds: false, status: "fails" });
     expect(verdictOf(low, 1).measured).toContain("LoRI-D cat: min 85.0 % of single-task (code)");
 

@@ -28,7 +28,10 @@ describe("GGUF reader on damaged files", () => {
   async function expectReadError(bytes: Buffer, message: RegExp): Promise<void> {
     const path = join(dir.path, "crafted.gguf");
     await writeFile(path, bytes);
-    const error = await readGgufFile(path).then(() => undefined, (e: unknown) => e);
+    const error = await readGgufFile(path).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(GgufError);
     expect((error as Error).message).toMatch(message);
   }
@@ -51,7 +54,10 @@ describe("GGUF reader on damaged files", () => {
     const unexpected: string[] = [];
     for (let length = 0; length < whole.length; length++) {
       await writeFile(cutPath, whole.subarray(0, length));
-      const error = await readGgufFile(cutPath).then(() => undefined, (e: unknown) => e);
+      const error = await readGgufFile(cutPath).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       if (!(error instanceof GgufError)) unexpected.push(`${length}: ${String(error)}`);
     }
     expect(unexpected).toEqual([]);
@@ -60,13 +66,25 @@ describe("GGUF reader on damaged files", () => {
   it("names bad magic, empty files and unsupported versions", async () => {
     await expectReadError(Buffer.from("GGML, not GGUF at all"), /not a GGUF file \(bad magic/);
     await expectReadError(Buffer.alloc(0), /not a GGUF file/);
-    await expectReadError(craft((e) => preamble(e, 0, 0, 1)), /unsupported GGUF version 1/);
-    await expectReadError(craft((e) => preamble(e, 0, 0, 0x03000000)), /big-endian/);
+    await expectReadError(
+      craft((e) => preamble(e, 0, 0, 1)),
+      /unsupported GGUF version 1/,
+    );
+    await expectReadError(
+      craft((e) => preamble(e, 0, 0, 0x03000000)),
+      /big-endian/,
+    );
   });
 
   it("rejects absurd counts and lengths without allocating them", async () => {
-    await expectReadError(craft((e) => preamble(e, 2n ** 62n, 0)), /implausible tensor count/);
-    await expectReadError(craft((e) => preamble(e, 0, 2n ** 40n)), /implausible metadata count/);
+    await expectReadError(
+      craft((e) => preamble(e, 2n ** 62n, 0)),
+      /implausible tensor count/,
+    );
+    await expectReadError(
+      craft((e) => preamble(e, 0, 2n ** 40n)),
+      /implausible metadata count/,
+    );
     await expectReadError(
       craft((e) => {
         preamble(e, 0, 1);
@@ -96,12 +114,35 @@ describe("GGUF reader on damaged files", () => {
   });
 
   it("rejects unknown value types, nested arrays and invalid bools", async () => {
-    await expectReadError(craft((e) => (preamble(e, 0, 1), e.string("k"), e.u32(99), e.u32(0))), /unknown value type 99/);
     await expectReadError(
-      craft((e) => (preamble(e, 0, 1), e.string("k"), e.u32(9), e.u32(9), e.u64(0))),
+      craft((e) => {
+        preamble(e, 0, 1);
+        e.string("k");
+        e.u32(99);
+        e.u32(0);
+      }),
+      /unknown value type 99/,
+    );
+    await expectReadError(
+      craft((e) => {
+        preamble(e, 0, 1);
+        e.string("k");
+        e.u32(9);
+        e.u32(9);
+        e.u64(0);
+      }),
       /nested arrays are not supported/,
     );
-    await expectReadError(craft((e) => (preamble(e, 0, 1), e.string("k"), e.u32(7), e.zeros(0), e.u32(2))), /invalid bool/);
+    await expectReadError(
+      craft((e) => {
+        preamble(e, 0, 1);
+        e.string("k");
+        e.u32(7);
+        e.zeros(0);
+        e.u32(2);
+      }),
+      /invalid bool/,
+    );
   });
 
   it("rejects bad tensor descriptions", async () => {

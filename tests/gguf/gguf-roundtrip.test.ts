@@ -79,7 +79,11 @@ describe("GGUF writer and reader round trip", () => {
 
   it("honours a custom alignment and records it as general.alignment", async () => {
     const path = join(dir.path, "aligned.gguf");
-    await writeGgufFile(path, { metadata: [], tensors: [randomTensor("x", "F32", [3], 1), randomTensor("y", "F32", [1], 2)], alignment: 256 });
+    await writeGgufFile(path, {
+      metadata: [],
+      tensors: [randomTensor("x", "F32", [3], 1), randomTensor("y", "F32", [1], 2)],
+      alignment: 256,
+    });
     const file = await readGgufFile(path);
     expect(file.alignment).toBe(256);
     expect(file.metadata.get("general.alignment")).toEqual({ type: "uint32", value: 256 });
@@ -109,18 +113,43 @@ describe("GGUF writer and reader round trip", () => {
     await mkdir(sub);
     const path = join(sub, "bad.gguf");
     const bad: Array<[string, Parameters<typeof writeGgufFile>[1], RegExp]> = [
-      ["duplicate key", { metadata: [["k", { type: "bool", value: true }], ["k", { type: "bool", value: false }]], tensors: [] }, /duplicate metadata key/],
+      [
+        "duplicate key",
+        {
+          metadata: [
+            ["k", { type: "bool", value: true }],
+            ["k", { type: "bool", value: false }],
+          ],
+          tensors: [],
+        },
+        /duplicate metadata key/,
+      ],
       ["out of range", { metadata: [["k", { type: "uint8", value: 256 }]], tensors: [] }, /out of range/],
       ["non-integer", { metadata: [["k", { type: "int32", value: 1.5 }]], tensors: [] }, /needs an integer/],
       ["wrong value kind", { metadata: [["k", { type: "string", value: 3 }]], tensors: [] }, /expected a string/],
-      ["shape mismatch", { metadata: [], tensors: [{ name: "x", type: "F32", shape: [2, 2], data: new Float32Array(3) }] }, /needs 4 values/],
-      ["duplicate tensor", { metadata: [], tensors: [randomTensor("x", "F32", [1], 1), randomTensor("x", "F32", [1], 1)] }, /duplicate tensor/],
+      [
+        "shape mismatch",
+        { metadata: [], tensors: [{ name: "x", type: "F32", shape: [2, 2], data: new Float32Array(3) }] },
+        /needs 4 values/,
+      ],
+      [
+        "duplicate tensor",
+        { metadata: [], tensors: [randomTensor("x", "F32", [1], 1), randomTensor("x", "F32", [1], 1)] },
+        /duplicate tensor/,
+      ],
       ["long name", { metadata: [], tensors: [randomTensor("n".repeat(64), "F32", [1], 1)] }, /must be 1-63 bytes/],
       ["alignment", { metadata: [], tensors: [], alignment: 24 }, /power of two/],
-      ["alignment conflict", { metadata: [["general.alignment", { type: "uint32", value: 64 }]], tensors: [], alignment: 32 }, /contradicts/],
+      [
+        "alignment conflict",
+        { metadata: [["general.alignment", { type: "uint32", value: 64 }]], tensors: [], alignment: 32 },
+        /contradicts/,
+      ],
     ];
     for (const [label, input, message] of bad) {
-      const error = await writeGgufFile(path, input).then(() => undefined, (e: unknown) => e);
+      const error = await writeGgufFile(path, input).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(error, label).toBeInstanceOf(GgufError);
       expect((error as Error).message, label).toMatch(message);
     }

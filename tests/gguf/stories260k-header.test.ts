@@ -35,9 +35,10 @@ describe.skipIf(!path)("reading the stories260K fixture header", () => {
     for (let layer = 0; layer < 5; layer++) {
       // ggml ne order: [in, out] for the README's out x in.
       const shapes = Object.fromEntries(
-        ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "attn_norm", "ffn_norm"].map(
-          (name) => [name, byName.get(`blk.${layer}.${name}.weight`)?.shape],
-        ),
+        ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "attn_norm", "ffn_norm"].map((name) => [
+          name,
+          byName.get(`blk.${layer}.${name}.weight`)?.shape,
+        ]),
       );
       expect(shapes).toEqual({
         attn_q: [64, 64],

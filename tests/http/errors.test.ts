@@ -21,7 +21,14 @@ describe.skipIf(skipWithoutStories)("every failure answers with the OpenAI error
   let keyed: TestServer;
 
   beforeAll(async () => {
-    t = await startTestServer({ models: [`stories=${storiesModelPath}`], parallel: 1, maxLanes: 1, maxQueue: 0, contextSize: 128, maxBodyBytes: 4096 });
+    t = await startTestServer({
+      models: [`stories=${storiesModelPath}`],
+      parallel: 1,
+      maxLanes: 1,
+      maxQueue: 0,
+      contextSize: 128,
+      maxBodyBytes: 4096,
+    });
     keyed = await startTestServer({ models: [`stories=${storiesModelPath}`], apiKeys: ["k1", "k2"] });
   });
   afterAll(async () => {
@@ -94,7 +101,9 @@ describe.skipIf(skipWithoutStories)("every failure answers with the OpenAI error
     const none = await post(keyed.baseUrl, "/v1/completions", JSON.stringify({ prompt: "x", max_tokens: 1 }));
     expect(none.status).toBe(401);
     expectEnvelope(none.json, { type: "authentication_error" });
-    const wrong = await post(keyed.baseUrl, "/v1/completions", JSON.stringify({ prompt: "x", max_tokens: 1 }), { Authorization: "Bearer nope" });
+    const wrong = await post(keyed.baseUrl, "/v1/completions", JSON.stringify({ prompt: "x", max_tokens: 1 }), {
+      Authorization: "Bearer nope",
+    });
     expect(wrong.status).toBe(401);
     const models = await fetch(`${keyed.baseUrl}/v1/models`);
     expect(models.status).toBe(401);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import OpenAI from "openai";
+import type OpenAI from "openai";
 import { CHATML_TEMPLATE, skipWithoutStories, startTestServer, storiesModelPath, type TestServer } from "../support/server-harness.js";
 
 const GOLDEN = ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.";
@@ -77,7 +77,13 @@ describe.skipIf(skipWithoutStories)("OpenAI API on stories260K, driven by the of
     const b = await t.client.completions.create(request);
     expect(a.choices[0]!.text).toBe(b.choices[0]!.text);
 
-    const stopped = await t.client.completions.create({ model: "stories", prompt: "Once upon a time", temperature: 0, max_tokens: 40, stop: ["Lily"] });
+    const stopped = await t.client.completions.create({
+      model: "stories",
+      prompt: "Once upon a time",
+      temperature: 0,
+      max_tokens: 40,
+      stop: ["Lily"],
+    });
     expect(stopped.choices[0]!.text).toBe(", there was a little girl named ");
     expect(stopped.choices[0]!.finish_reason).toBe("stop");
   });
@@ -130,9 +136,11 @@ describe.skipIf(skipWithoutStories)("OpenAI API on stories260K, driven by the of
     const one = await t.client.models.retrieve("stories");
     expect(one.id).toBe("stories");
     await expect(t.client.models.retrieve("nope")).rejects.toMatchObject({ status: 404, code: "model_not_found" });
-    await expect(
-      t.client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }),
-    ).rejects.toMatchObject({ status: 404, code: "model_not_found", param: "model" });
+    await expect(t.client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] })).rejects.toMatchObject({
+      status: 404,
+      code: "model_not_found",
+      param: "model",
+    });
   });
 
   it("answers 16 concurrent requests on 4 sequences, all complete", async () => {

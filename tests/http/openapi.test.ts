@@ -41,7 +41,21 @@ describe("openapi.yaml", () => {
       ].sort(),
     );
     const chat = doc.components.schemas.ChatCompletionRequest!.properties!;
-    for (const field of ["messages", "stream", "stream_options", "max_completion_tokens", "response_format", "logprobs", "top_k", "ignore_eos", "adapter", "n", "logit_bias", "tools", "tool_choice"]) {
+    for (const field of [
+      "messages",
+      "stream",
+      "stream_options",
+      "max_completion_tokens",
+      "response_format",
+      "logprobs",
+      "top_k",
+      "ignore_eos",
+      "adapter",
+      "n",
+      "logit_bias",
+      "tools",
+      "tool_choice",
+    ]) {
       expect(chat).toHaveProperty(field);
     }
     const job = doc.components.schemas.CreateFineTuningJobRequest!.properties!;

@@ -18,13 +18,21 @@ describe.skipIf(skipWithoutStories)("adapter registry, API, access control and m
   const call = async (route: string, init: RequestInit & { key?: string } = {}) => {
     const response = await fetch(`${t.baseUrl}${route}`, {
       ...init,
-      headers: { ...(init.body && typeof init.body === "string" ? { "Content-Type": "application/json" } : {}), Authorization: `Bearer ${init.key ?? ADMIN}`, ...(init.headers ?? {}) },
+      headers: {
+        ...(init.body && typeof init.body === "string" ? { "Content-Type": "application/json" } : {}),
+        Authorization: `Bearer ${init.key ?? ADMIN}`,
+        ...(init.headers ?? {}),
+      },
     });
     const text = await response.text();
     return { status: response.status, json: text.startsWith("{") ? (JSON.parse(text) as Record<string, any>) : null, text };
   };
   const complete = (body: Record<string, unknown>, key = ADMIN) =>
-    call("/v1/completions", { method: "POST", key, body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 8, temperature: 0, ...body }) });
+    call("/v1/completions", {
+      method: "POST",
+      key,
+      body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 8, temperature: 0, ...body }),
+    });
 
   beforeAll(async () => {
     adaptersDir = path.join(dir.path, "adapters");
@@ -37,7 +45,15 @@ describe.skipIf(skipWithoutStories)("adapter registry, API, access control and m
     await createTinyModel({ out: otherBase, layers: 5, embd: 64, heads: 8, kvHeads: 4, ff: 172 });
     await writeRandomAdapter({ baseGguf: otherBase, adaptersDir, name: "foreign", seed: 44 });
     const keysFile = path.join(dir.path, "keys.json");
-    await writeFile(keysFile, JSON.stringify({ keys: [{ key: ADMIN, role: "admin" }, { key: USER, role: "user", adapters: ["math"] }] }));
+    await writeFile(
+      keysFile,
+      JSON.stringify({
+        keys: [
+          { key: ADMIN, role: "admin" },
+          { key: USER, role: "user", adapters: ["math"] },
+        ],
+      }),
+    );
     t = await startTestServer({ models: [`stories=${storiesModelPath}`], adaptersDir, keysFile, adaptersPollMs: 0 });
   });
   afterAll(async () => t?.server.close());
@@ -47,7 +63,12 @@ describe.skipIf(skipWithoutStories)("adapter registry, API, access control and m
     // 'foreign' fits no served model: the registry never lists it (issue 10, defect 6).
     expect(list.json!.data.map((a: { id: string }) => a.id)).toEqual(["math", "safety"]);
     const safety = await call("/adapters/safety");
-    expect(safety.json).toMatchObject({ id: "safety", object: "adapter", parent: "stories", lori: { variant: "lori-s", rank: 8, seed: 42 } });
+    expect(safety.json).toMatchObject({
+      id: "safety",
+      object: "adapter",
+      parent: "stories",
+      lori: { variant: "lori-s", rank: 8, seed: 42 },
+    });
     expect(safety.json!.lori.sparsity).toBeGreaterThan(0.85);
     const models = await call("/v1/models");
     const ids = models.json!.data.map((m: { id: string; parent: string | null }) => `${m.id}:${m.parent}`);
@@ -72,21 +93,38 @@ describe.skipIf(skipWithoutStories)("adapter registry, API, access control and m
   });
 
   it("registers by path (inside the store or an allowed root only), by upload, refuses duplicates, deletes", async () => {
-    const outside = await call("/adapters", { method: "POST", body: JSON.stringify({ name: "outside", path: path.join(outsideDir, "outside") }) });
+    const outside = await call("/adapters", {
+      method: "POST",
+      body: JSON.stringify({ name: "outside", path: path.join(outsideDir, "outside") }),
+    });
     expect(outside.status).toBe(400);
     expect(outside.json!.error.param).toBe("path");
     const dup = await call("/adapters", { method: "POST", body: JSON.stringify({ name: "math", path: path.join(adaptersDir, "math") }) });
     expect(dup.status).toBe(409);
-    const badName = await call("/adapters", { method: "POST", body: JSON.stringify({ name: "../x", path: path.join(adaptersDir, "math") }) });
+    const badName = await call("/adapters", {
+      method: "POST",
+      body: JSON.stringify({ name: "../x", path: path.join(adaptersDir, "math") }),
+    });
     expect(badName.status).toBe(400);
-    const alias = await call("/adapters", { method: "POST", body: JSON.stringify({ name: "math2", path: path.join(adaptersDir, "math") }) });
+    const alias = await call("/adapters", {
+      method: "POST",
+      body: JSON.stringify({ name: "math2", path: path.join(adaptersDir, "math") }),
+    });
     expect(alias.status).toBe(201);
     expect(alias.json!.hash).toBe((await call("/adapters/math")).json!.hash);
 
     const form = new FormData();
     form.set("name", "uploaded");
-    form.set("adapter_config.json", new Blob([await readFile(path.join(outsideDir, "outside", "adapter_config.json"))]), "adapter_config.json");
-    form.set("adapter_model.safetensors", new Blob([await readFile(path.join(outsideDir, "outside", "adapter_model.safetensors"))]), "adapter_model.safetensors");
+    form.set(
+      "adapter_config.json",
+      new Blob([await readFile(path.join(outsideDir, "outside", "adapter_config.json"))]),
+      "adapter_config.json",
+    );
+    form.set(
+      "adapter_model.safetensors",
+      new Blob([await readFile(path.join(outsideDir, "outside", "adapter_model.safetensors"))]),
+      "adapter_model.safetensors",
+    );
     const uploaded = await fetch(`${t.baseUrl}/adapters`, { method: "POST", body: form, headers: { Authorization: `Bearer ${ADMIN}` } });
     expect(uploaded.status).toBe(201);
     expect((await complete({ adapter: "uploaded" })).status).toBe(200);
@@ -113,7 +151,11 @@ describe.skipIf(skipWithoutStories)("adapter registry, API, access control and m
     expect((await complete({ model: "safety" }, USER)).status).toBe(404);
     const models = await call("/v1/models", { key: USER });
     expect(models.json!.data.map((m: { id: string }) => m.id)).toEqual(["stories", "math"]);
-    const merge = await call("/adapters/merge", { method: "POST", key: USER, body: JSON.stringify({ method: "cat", name: "x", adapters: [{ name: "math" }] }) });
+    const merge = await call("/adapters/merge", {
+      method: "POST",
+      key: USER,
+      body: JSON.stringify({ method: "cat", name: "x", adapters: [{ name: "math" }] }),
+    });
     expect(merge.status).toBe(403);
     expect((await call("/adapters/math", { method: "DELETE", key: USER })).status).toBe(403);
     expect((await call("/adapters", { key: "wrong-key-000" })).status).toBe(401);
@@ -139,6 +181,8 @@ describe.skipIf(skipWithoutStories)("adapter registry, API, access control and m
       expect(metrics.text).toContain(name);
     }
     expect(metrics.text).toMatch(/lori_requests_total\{adapter_set="math",finish_reason="length",route="completions"\} [1-9]/);
-    expect(metrics.text).toMatch(/vllm:lora_requests_info\{max_lora="\d+",running_lora_adapters="[^"]*",waiting_lora_adapters="[^"]*"\} \d+/);
+    expect(metrics.text).toMatch(
+      /vllm:lora_requests_info\{max_lora="\d+",running_lora_adapters="[^"]*",waiting_lora_adapters="[^"]*"\} \d+/,
+    );
   });
 });

@@ -20,13 +20,28 @@ describe.skipIf(skipWithoutStories)("hot swap under load: replace, delete and me
   afterAll(async () => t?.server.close());
 
   async function complete(adapter: string): Promise<string> {
-    const r = await t.client.completions.create({ model: "stories", prompt: PROMPT, max_tokens: TOKENS, temperature: 0, ignore_eos: true, adapter } as never);
+    const r = await t.client.completions.create({
+      model: "stories",
+      prompt: PROMPT,
+      max_tokens: TOKENS,
+      temperature: 0,
+      ignore_eos: true,
+      adapter,
+    } as never);
     return r.choices[0]!.text;
   }
 
   /** Starts a stream and resolves once the first chunk arrived; `rest` resolves with the full text. */
   async function startStream(adapter: string): Promise<{ rest: Promise<string> }> {
-    const stream = await t.client.completions.create({ model: "stories", prompt: PROMPT, max_tokens: TOKENS, temperature: 0, ignore_eos: true, stream: true, adapter } as never);
+    const stream = await t.client.completions.create({
+      model: "stories",
+      prompt: PROMPT,
+      max_tokens: TOKENS,
+      temperature: 0,
+      ignore_eos: true,
+      stream: true,
+      adapter,
+    } as never);
     const iterator = (stream as unknown as AsyncIterable<{ choices: Array<{ text: string }> }>)[Symbol.asyncIterator]();
     const first = await iterator.next();
     const rest = (async () => {
@@ -78,7 +93,14 @@ describe.skipIf(skipWithoutStories)("hot swap under load: replace, delete and me
     const merged = await fetch(`${t.baseUrl}/adapters/merge`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ method: "cat", name: "merged", adapters: [{ name: "ref-v2", weight: 0.5 }, { name: "live", weight: 0.5 }] }),
+      body: JSON.stringify({
+        method: "cat",
+        name: "merged",
+        adapters: [
+          { name: "ref-v2", weight: 0.5 },
+          { name: "live", weight: 0.5 },
+        ],
+      }),
     });
     expect(merged.status).toBe(201);
     expect((await complete("merged")).length).toBeGreaterThan(0);

@@ -23,7 +23,14 @@ describe.skipIf(skipWithoutStories)("an adapter merged over HTTP equals real sta
     const merge = await fetch(`${t.baseUrl}/adapters/merge`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ method: "cat", name: "ab", adapters: [{ name: "a", weight: 0.7 }, { name: "b", weight: -1.3 }] }),
+      body: JSON.stringify({
+        method: "cat",
+        name: "ab",
+        adapters: [
+          { name: "a", weight: 0.7 },
+          { name: "b", weight: -1.3 },
+        ],
+      }),
     });
     expect(merge.status).toBe(201);
     const created = (await merge.json()) as { id: string; parent: string; lori: { lineage: Array<{ op: string }> } };
@@ -43,7 +50,12 @@ describe.skipIf(skipWithoutStories)("an adapter merged over HTTP equals real sta
     const context = await model.createContext({
       contextSize: 256,
       threads: 1,
-      lora: { adapters: [{ filePath: files[0]!, scale: 0.7 }, { filePath: files[1]!, scale: -1.3 }] },
+      lora: {
+        adapters: [
+          { filePath: files[0]!, scale: 0.7 },
+          { filePath: files[1]!, scale: -1.3 },
+        ],
+      },
     });
     try {
       for (const prompt of ["Once upon a time", "The little dog", "Lily had a red"]) {
@@ -56,7 +68,13 @@ describe.skipIf(skipWithoutStories)("an adapter merged over HTTP equals real sta
         }
         sequence.dispose();
         const stacked = model.detokenize(out as never, false, tokens);
-        const served = await t.client.completions.create({ model: "stories", prompt, max_tokens: 24, temperature: 0, adapter: ["ab"] } as never);
+        const served = await t.client.completions.create({
+          model: "stories",
+          prompt,
+          max_tokens: 24,
+          temperature: 0,
+          adapter: ["ab"],
+        } as never);
         expect(served.choices[0]!.text).toBe(stacked);
         const base = await t.client.completions.create({ model: "stories", prompt, max_tokens: 24, temperature: 0 });
         expect(base.choices[0]!.text).not.toBe(stacked);

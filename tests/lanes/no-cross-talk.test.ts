@@ -18,16 +18,35 @@ const SETS: Array<{ label: string; adapter: AdapterField }> = [
   { label: "b", adapter: ["b"] },
   { label: "c", adapter: [{ name: "c", weight: 1 }] },
   { label: "a+b stacked", adapter: ["a", "b"] },
-  { label: "a*0.7 + c*-1.3 weighted", adapter: [{ name: "a", weight: 0.7 }, { name: "c", weight: -1.3 }] },
+  {
+    label: "a*0.7 + c*-1.3 weighted",
+    adapter: [
+      { name: "a", weight: 0.7 },
+      { name: "c", weight: -1.3 },
+    ],
+  },
 ];
-const PROMPTS = ["Once upon a time", "The little dog", "Tom and Sue went", "One day, a bird", "The sun was", "Lily had a red", "In the park", "Mom said"];
+const PROMPTS = [
+  "Once upon a time",
+  "The little dog",
+  "Tom and Sue went",
+  "One day, a bird",
+  "The sun was",
+  "Lily had a red",
+  "In the park",
+  "Mom said",
+];
 
 describe.skipIf(skipWithoutStories)("no cross-talk between adapter sets under concurrency (stories260K)", () => {
   const dir = useTempDir();
   let t: TestServer;
 
   beforeAll(async () => {
-    for (const [name, seed] of [["a", 11], ["b", 12], ["c", 13]] as const) {
+    for (const [name, seed] of [
+      ["a", 11],
+      ["b", 12],
+      ["c", 13],
+    ] as const) {
       await writeRandomAdapter({ baseGguf: storiesModelPath!, adaptersDir: dir.path, name, seed, bScale: 0.6 });
     }
     // 6 sets on at most 3 lanes of 4 sequences: requests batch within a set and lanes are swapped between sets.
@@ -84,7 +103,9 @@ describe.skipIf(skipWithoutStories)("no cross-talk between adapter sets under co
       }
     };
     await Promise.all(Array.from({ length: 16 }, worker));
-    console.info(`no-cross-talk: ${jobs.length} requests, ${mismatches.length} mismatches, ${nearTies.length} near-tie divergences ${JSON.stringify(nearTies)}`);
+    console.info(
+      `no-cross-talk: ${jobs.length} requests, ${mismatches.length} mismatches, ${nearTies.length} near-tie divergences ${JSON.stringify(nearTies)}`,
+    );
     expect(mismatches).toEqual([]);
     expect(jobs.length).toBe(240);
 

@@ -69,7 +69,8 @@ describe("lane scheduler on a real engine (tiny model)", () => {
   }
 
   const tokens = (model: ServedModel, text: string): Token[] => model.model.tokenize(text, true);
-  const bindingOf = async (model: ServedModel, name: string) => (await model.adapters.bind(model.adapters.resolve([{ name, weight: 1 }]))).binding;
+  const bindingOf = async (model: ServedModel, name: string) =>
+    (await model.adapters.bind(model.adapters.resolve([{ name, weight: 1 }]))).binding;
 
   /** `promise`'s outcome, or "hung" when it has not settled within `ms`. */
   function outcome(promise: Promise<unknown>, ms = 3000): Promise<string> {

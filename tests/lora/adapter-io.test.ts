@@ -55,7 +55,9 @@ describe("adapter directories", () => {
   it("stores a LoRI-S adapter as seed + mask + values: no lora_A, no dense lora_B", async () => {
     const random = rng(8);
     const modules = [0, 1].flatMap((layer) =>
-      TARGET_MODULES.map((module) => randomModule({ layer, module, random, seed: 99, sparsity: 0.9, rank: 8, inFeatures: 32, outFeatures: 24 })),
+      TARGET_MODULES.map((module) =>
+        randomModule({ layer, module, random, seed: 99, sparsity: 0.9, rank: 8, inFeatures: 32, outFeatures: 24 }),
+      ),
     );
     const adapter = makeAdapter(modules);
     expect(adapter.config.lori?.variant).toBe("lori-s");
@@ -235,7 +237,8 @@ describe("adapter directories reject inconsistent content", () => {
 
 describe("adapter names", () => {
   it("accepts plain names", () => {
-    for (const name of ["math", "LoRI-S_code.v2", "a", "x".repeat(64), "safety_2024-01"]) expect(() => validateAdapterName(name)).not.toThrow();
+    for (const name of ["math", "LoRI-S_code.v2", "a", "x".repeat(64), "safety_2024-01"])
+      expect(() => validateAdapterName(name)).not.toThrow();
   });
   it.each([
     ["", /is empty/],

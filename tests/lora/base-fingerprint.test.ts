@@ -3,7 +3,9 @@ import type { GgufFile } from "../../src/gguf/gguf-types.js";
 import { baseFingerprintOfGguf, computeBaseFingerprint } from "../../src/lora/base-fingerprint.js";
 import { LoraError } from "../../src/lora/errors.js";
 
-function header(architecture: GgufFile["metadata"] extends Map<string, infer V> ? V | undefined : never): Pick<GgufFile, "metadata" | "tensors"> {
+function header(
+  architecture: GgufFile["metadata"] extends Map<string, infer V> ? V | undefined : never,
+): Pick<GgufFile, "metadata" | "tensors"> {
   const metadata = new Map(architecture ? [["general.architecture", architecture]] : []);
   const tensors = [
     { name: "output.weight", type: "Q8_0", typeId: 8, shape: [64, 100], offset: 0, byteLength: 0 },

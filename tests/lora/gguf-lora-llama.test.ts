@@ -23,7 +23,10 @@ import { rng, tinyModules } from "./helpers.js";
 const TOLERANCE = 1e-4;
 const config = tinyModelConfig({});
 const weights = createRandomHfLlamaWeights(config, 42);
-const sequences: number[][] = [[256, ...Buffer.from("Hello, world")], Array.from({ length: 20 }, (_, i) => (i * 37 + 11) % config.vocabSize)];
+const sequences: number[][] = [
+  [256, ...Buffer.from("Hello, world")],
+  Array.from({ length: 20 }, (_, i) => (i * 37 + 11) % config.vocabSize),
+];
 
 /** The reference's PEFT view of an adapter: one alpha for all, so each module's scale is folded into B. */
 function referenceAdapter(adapter: Adapter, weight = 1): ReferenceLoraAdapter {
@@ -31,7 +34,10 @@ function referenceAdapter(adapter: Adapter, weight = 1): ReferenceLoraAdapter {
   for (const m of adapter.modules) {
     const fold = weight * moduleScale(m, adapter.config.use_rslora) * m.rank; // reference applies 1 / r
     tensors.set(`${peftPrefix(m.layer, m.module)}.lora_A.weight`, materializeA(m));
-    tensors.set(`${peftPrefix(m.layer, m.module)}.lora_B.weight`, Float32Array.from(m.b, (x) => x * fold));
+    tensors.set(
+      `${peftPrefix(m.layer, m.module)}.lora_B.weight`,
+      Float32Array.from(m.b, (x) => x * fold),
+    );
   }
   return { tensors, alpha: 1 };
 }

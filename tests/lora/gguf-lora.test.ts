@@ -41,7 +41,10 @@ describe("GGUF LoRA compile", () => {
 
   it("folds per-module scales into B so that llama.cpp's G / r_m gives each module its own alpha / r", () => {
     const modules = tinyModules({ rank: (m, layer) => (m === "q_proj" ? 8 : 4 + layer) });
-    const adapter = makeAdapter(modules.map((m) => (m.module === "v_proj" ? { ...m, alpha: 3 } : m)), { useRslora: true });
+    const adapter = makeAdapter(
+      modules.map((m) => (m.module === "v_proj" ? { ...m, alpha: 3 } : m)),
+      { useRslora: true },
+    );
     const plan = planGgufLora(adapter, base);
     const alpha = plan.metadata.find(([k]) => k === "adapter.lora.alpha")![1].value as number;
     for (const m of adapter.modules) {
@@ -103,12 +106,12 @@ describe("GGUF LoRA validation catches what would abort or fail inside llama.cpp
   });
 
   it("an alpha stored as float64 or uint32", async () => {
-    await expect(check({ ...good, "adapter.lora.alpha": { type: "float64", value: 4 } }, pair("blk.0.attn_q.weight", 64, 64))).rejects.toThrow(
-      /adapter.lora.alpha' must be float32, found float64/,
-    );
-    await expect(check({ ...good, "adapter.lora.alpha": { type: "uint32", value: 4 } }, pair("blk.0.attn_q.weight", 64, 64))).rejects.toThrow(
-      /found uint32/,
-    );
+    await expect(
+      check({ ...good, "adapter.lora.alpha": { type: "float64", value: 4 } }, pair("blk.0.attn_q.weight", 64, 64)),
+    ).rejects.toThrow(/adapter.lora.alpha' must be float32, found float64/);
+    await expect(
+      check({ ...good, "adapter.lora.alpha": { type: "uint32", value: 4 } }, pair("blk.0.attn_q.weight", 64, 64)),
+    ).rejects.toThrow(/found uint32/);
   });
 
   it("a wrong or wrongly typed general.type, adapter.type or architecture", async () => {
@@ -127,8 +130,11 @@ describe("GGUF LoRA validation catches what would abort or fail inside llama.cpp
     const [, b] = pair("blk.0.attn_q.weight", 64, 64, 3);
     await expect(check(good, [a!, b!])).rejects.toThrow(/ranks differ/);
     await expect(check(good, [a!])).rejects.toThrow(/has lora_a but no lora_b/);
-    await expect(check(good, [...pair("blk.0.attn_q.weight", 64, 64), { name: "blk.0.attn_q.weight.extra", type: "F32", shape: [1], data: new Float32Array(1) }])).rejects.toThrow(
-      /unexpected tensor/,
-    );
+    await expect(
+      check(good, [
+        ...pair("blk.0.attn_q.weight", 64, 64),
+        { name: "blk.0.attn_q.weight.extra", type: "F32", shape: [1], data: new Float32Array(1) },
+      ]),
+    ).rejects.toThrow(/unexpected tensor/);
   });
 });

@@ -74,7 +74,9 @@ const SHAPES: Record<ProjectionModule, [number, number]> = {
 };
 
 /** Modules for every projection of both layers of createTinyModel's default shape. */
-export function tinyModules(options: { rank?: (m: TargetModule, layer: number) => number; seed?: number; sparsity?: number; random?: () => number } = {}): LoraModule[] {
+export function tinyModules(
+  options: { rank?: (m: TargetModule, layer: number) => number; seed?: number; sparsity?: number; random?: () => number } = {},
+): LoraModule[] {
   const random = options.random ?? rng(21);
   return [0, 1].flatMap((layer) =>
     TARGET_MODULES.map((module) => {
@@ -94,4 +96,3 @@ export function tinyModules(options: { rank?: (m: TargetModule, layer: number) =
     }),
   );
 }
-

@@ -23,8 +23,12 @@ describe("singularValues (one-sided Jacobi)", () => {
     for (let t = 0; t < 20; t++) {
       const m = Array.from({ length: 9 }, () => random() * 2 - 1);
       const sv = singularValues(m, 3, 3);
-      const det = m[0]! * (m[4]! * m[8]! - m[5]! * m[7]!) - m[1]! * (m[3]! * m[8]! - m[5]! * m[6]!) + m[2]! * (m[3]! * m[7]! - m[4]! * m[6]!);
-      expect(sv.reduce((x, s) => x + s * s, 0)).toBeCloseTo(m.reduce((x, v) => x + v * v, 0), 10);
+      const det =
+        m[0]! * (m[4]! * m[8]! - m[5]! * m[7]!) - m[1]! * (m[3]! * m[8]! - m[5]! * m[6]!) + m[2]! * (m[3]! * m[7]! - m[4]! * m[6]!);
+      expect(sv.reduce((x, s) => x + s * s, 0)).toBeCloseTo(
+        m.reduce((x, v) => x + v * v, 0),
+        10,
+      );
       expect(sv.reduce((x, s) => x * s, 1)).toBeCloseTo(Math.abs(det), 10);
     }
   });
@@ -121,8 +125,14 @@ describe("analyzeInterference", () => {
 
   it("finds cross terms as large as the direct terms for orthonormal, mutually orthogonal A", () => {
     const inF = 8;
-    const m1: LoraModule = { ...randomModule({ rank: 2, inFeatures: inF, outFeatures: 4 }), a: { kind: "dense", data: basisRows([0, 1], inF) } };
-    const m2: LoraModule = { ...randomModule({ rank: 2, inFeatures: inF, outFeatures: 4, random: rng(2) }), a: { kind: "dense", data: basisRows([2, 3], inF) } };
+    const m1: LoraModule = {
+      ...randomModule({ rank: 2, inFeatures: inF, outFeatures: 4 }),
+      a: { kind: "dense", data: basisRows([0, 1], inF) },
+    };
+    const m2: LoraModule = {
+      ...randomModule({ rank: 2, inFeatures: inF, outFeatures: 4, random: rng(2) }),
+      a: { kind: "dense", data: basisRows([2, 3], inF) },
+    };
     const report = analyzeInterference(makeAdapter([m1]), makeAdapter([m2]));
     expect(report.modules[0]!.anglesDeg).toEqual([90, 90]);
     // Orthonormal rows, A1 ⟂ A2: ||B1 A2 + B2 A1||^2 = ||B1||^2 + ||B2||^2 = ||B1 A1 + B2 A2||^2, so the ratio

@@ -9,7 +9,8 @@ import { randomModule, rng } from "./helpers.js";
 /** Naive float64 B A for one module. */
 function product(b: ArrayLike<number>, a: ArrayLike<number>, out: number, rank: number, inF: number): Float64Array {
   const w = new Float64Array(out * inF);
-  for (let i = 0; i < out; i++) for (let k = 0; k < rank; k++) for (let j = 0; j < inF; j++) w[i * inF + j]! += b[i * rank + k]! * a[k * inF + j]!;
+  for (let i = 0; i < out; i++)
+    for (let k = 0; k < rank; k++) for (let j = 0; j < inF; j++) w[i * inF + j]! += b[i * rank + k]! * a[k * inF + j]!;
   return w;
 }
 
@@ -18,7 +19,10 @@ function deltas(adapter: Adapter): Map<string, Float64Array> {
   const out = new Map<string, Float64Array>();
   for (const m of adapter.modules) {
     const s = moduleScale(m, adapter.config.use_rslora);
-    out.set(moduleKey(m.layer, m.module), product(m.b, materializeA(m), m.outFeatures, m.rank, m.inFeatures).map((x) => x * s));
+    out.set(
+      moduleKey(m.layer, m.module),
+      product(m.b, materializeA(m), m.outFeatures, m.rank, m.inFeatures).map((x) => x * s),
+    );
   }
   return out;
 }
@@ -69,7 +73,10 @@ function expectClose(actual: Map<string, Float64Array>, expected: Map<string, Fl
   }
 }
 
-function randomAdapter(seed: number, options: { rank?: number; aSeed?: number; sparsity?: number; rslora?: boolean; layers?: number } = {}): Adapter {
+function randomAdapter(
+  seed: number,
+  options: { rank?: number; aSeed?: number; sparsity?: number; rslora?: boolean; layers?: number } = {},
+): Adapter {
   const random = rng(seed);
   const modules: LoraModule[] = [];
   for (let layer = 0; layer < (options.layers ?? 2); layer++) {
@@ -131,7 +138,9 @@ describe("mergeCat", () => {
     const merged = mergeCat(inputs);
     expectClose(deltas(merged), catReference(inputs));
     const q = merged.modules.find((m) => m.layer === 0 && m.module === "q_proj")!;
-    const kept = [a, b].map((x) => x.modules.find((m) => m.layer === 0 && m.module === "q_proj")!).map((m) => maskPopcount(m.mask!, m.b.length));
+    const kept = [a, b]
+      .map((x) => x.modules.find((m) => m.layer === 0 && m.module === "q_proj")!)
+      .map((m) => maskPopcount(m.mask!, m.b.length));
     expect(maskPopcount(q.mask!, q.b.length)).toBe(kept[0]! + kept[1]!);
   });
 
@@ -168,9 +177,19 @@ describe("mergeCat", () => {
     ]);
     expect(merged.config.lori?.lineage[0]).toMatchObject({ op: "merge", method: "cat", inputs: [{ name: "math" }, { name: "code" }] });
     expect(merged.config.lori?.base_fingerprint?.sha256).toBe(fp("llama").sha256);
-    expect(() => mergeCat([{ adapter: forBase("llama"), weight: 1 }, { adapter: forBase("qwen2"), weight: 1 }])).toThrow(/different base models/);
+    expect(() =>
+      mergeCat([
+        { adapter: forBase("llama"), weight: 1 },
+        { adapter: forBase("qwen2"), weight: 1 },
+      ]),
+    ).toThrow(/different base models/);
     const wide = makeAdapter([randomModule({ inFeatures: 13 })]);
-    expect(() => mergeCat([{ adapter: forBase("llama"), weight: 1 }, { adapter: wide, weight: 1 }])).toThrow(/same base/);
+    expect(() =>
+      mergeCat([
+        { adapter: forBase("llama"), weight: 1 },
+        { adapter: wide, weight: 1 },
+      ]),
+    ).toThrow(/same base/);
   });
 });
 
@@ -200,11 +219,24 @@ describe("mergeLinear", () => {
 
   it("rejects unequal ranks, non-positive weights and missing modules with clear errors", () => {
     const a = randomAdapter(15, { rank: 3 });
-    expect(() => mergeLinear([{ adapter: a, weight: 1 }, { adapter: randomAdapter(16, { rank: 4 }), weight: 1 }])).toThrow(/equal ranks/);
-    expect(() => mergeLinear([{ adapter: a, weight: 1 }, { adapter: randomAdapter(16, { rank: 3 }), weight: -1 }])).toThrow(/positive weights/);
-    expect(() => mergeLinear([{ adapter: a, weight: 1 }, { adapter: randomAdapter(16, { rank: 3, layers: 1 }), weight: 1 }])).toThrow(
-      /missing from some adapters/,
-    );
+    expect(() =>
+      mergeLinear([
+        { adapter: a, weight: 1 },
+        { adapter: randomAdapter(16, { rank: 4 }), weight: 1 },
+      ]),
+    ).toThrow(/equal ranks/);
+    expect(() =>
+      mergeLinear([
+        { adapter: a, weight: 1 },
+        { adapter: randomAdapter(16, { rank: 3 }), weight: -1 },
+      ]),
+    ).toThrow(/positive weights/);
+    expect(() =>
+      mergeLinear([
+        { adapter: a, weight: 1 },
+        { adapter: randomAdapter(16, { rank: 3, layers: 1 }), weight: 1 },
+      ]),
+    ).toThrow(/missing from some adapters/);
     expect(() => mergeLinear([])).toThrow(/at least one adapter/);
   });
 });

@@ -106,7 +106,10 @@ export async function writePeftDir(dir: string, spec: PeftAdapterSpec): Promise<
   const data: SafetensorsTensorData[] = [...spec.tensors].map(([name, values]) => {
     const rows = name.includes("lora_A") ? spec.rank : values.length / spec.rank;
     const shape = name.includes("lora_A") ? [rows, values.length / rows] : [rows, spec.rank];
-    const bytes = dtype === "F32" ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength) : new Uint8Array(float32ArrayToFloat16Bits(values).buffer);
+    const bytes =
+      dtype === "F32"
+        ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
+        : new Uint8Array(float32ArrayToFloat16Bits(values).buffer);
     return { name, dtype, shape, data: bytes };
   });
   await writeSafetensors(join(dir, "adapter_model.safetensors"), data, { format: "pt" });

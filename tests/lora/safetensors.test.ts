@@ -149,7 +149,11 @@ describe("safetensors reader rejects malformed files", () => {
   });
 
   it("offsets beyond the data section (a truncated data section)", async () => {
-    await expectCode(await rawFile({ a: ok("F32", [4], [0, 16]) }, new Uint8Array(8)), "SAFETENSORS_OFFSETS_OUT_OF_RANGE", /exceed the 8-byte/);
+    await expectCode(
+      await rawFile({ a: ok("F32", [4], [0, 16]) }, new Uint8Array(8)),
+      "SAFETENSORS_OFFSETS_OUT_OF_RANGE",
+      /exceed the 8-byte/,
+    );
   });
 
   it("a byte size that is not product(shape) * dtype size", async () => {

@@ -94,12 +94,7 @@ describe("Philox4x32-10", () => {
   it("matches Random123's known-answer vectors (tests/kat_vectors)", () => {
     expect(philox4x32([0, 0, 0, 0], [0, 0]).map(hex)).toEqual(["0x6627e8d5", "0xe169c58d", "0xbc57ac4c", "0x9b00dbd8"]);
     const ones = 0xffff_ffff;
-    expect(philox4x32([ones, ones, ones, ones], [ones, ones]).map(hex)).toEqual([
-      "0x408f276d",
-      "0x41c83b0e",
-      "0xa20bc7c6",
-      "0x6d5451fd",
-    ]);
+    expect(philox4x32([ones, ones, ones, ones], [ones, ones]).map(hex)).toEqual(["0x408f276d", "0x41c83b0e", "0xa20bc7c6", "0x6d5451fd"]);
     expect(philox4x32([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]).map(hex)).toEqual([
       "0xd16cfe09",
       "0x94fdcceb",
@@ -182,7 +177,7 @@ describe("seeded A", () => {
     }
     expect(Math.abs(sum / a.length)).toBeLessThan(bound * 0.02);
     // Var of U(-b, b) is b^2 / 3.
-    expect(sumSq / a.length / (bound * bound / 3)).toBeCloseTo(1, 1);
+    expect(sumSq / a.length / ((bound * bound) / 3)).toBeCloseTo(1, 1);
   });
 
   it("different seeds, layers and modules give different matrices", () => {

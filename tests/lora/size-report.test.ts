@@ -8,7 +8,6 @@ import { adapterSizeReport, layoutSizeReport } from "../../src/lora/size-report.
 import { LLAMA3_8B_SHAPES, TARGET_MODULES } from "../../src/lora/target-modules.js";
 import { randomModule, rng, withTempDir } from "./helpers.js";
 
-
 function llama3Layouts(rank: number, options: { aStored: boolean; keep?: number }): ModuleLayoutInput[] {
   return Array.from({ length: 32 }, (_, layer) =>
     TARGET_MODULES.map((module) => {

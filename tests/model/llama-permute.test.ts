@@ -10,9 +10,7 @@ function numpyStylePermute(w: Float32Array, rows: number, cols: number, nHead: n
   let flat = 0;
   // Iterate the swapped array [h][j][i][c] in C order: that is the reshaped result.
   for (let h = 0; h < nHead; h++)
-    for (let j = 0; j < half; j++)
-      for (let i = 0; i < 2; i++)
-        for (let c = 0; c < cols; c++) out[flat++] = source(h, i, j, c);
+    for (let j = 0; j < half; j++) for (let i = 0; i < 2; i++) for (let c = 0; c < cols; c++) out[flat++] = source(h, i, j, c);
   return out;
 }
 

@@ -17,7 +17,27 @@ describe("lori-server model create", () => {
   it("writes the model the options describe, identical to createTinyModel's", async () => {
     const out = join(dir.path, "cli.gguf");
     const stdout = quietly();
-    const code = await modelCreateCommand.run(["create", "--out", out, "--layers", "1", "--embd", "32", "--heads", "4", "--kv-heads", "2", "--ff", "40", "--vocab", "270", "--seed", "9", "--dtype", "f16"]);
+    const code = await modelCreateCommand.run([
+      "create",
+      "--out",
+      out,
+      "--layers",
+      "1",
+      "--embd",
+      "32",
+      "--heads",
+      "4",
+      "--kv-heads",
+      "2",
+      "--ff",
+      "40",
+      "--vocab",
+      "270",
+      "--seed",
+      "9",
+      "--dtype",
+      "f16",
+    ]);
     expect(code).toBe(0);
     expect(String(stdout.mock.calls[0]?.[0])).toMatch(/^wrote .*cli\.gguf: llama, 1 layers, d=32/);
     const reference = join(dir.path, "lib.gguf");
@@ -60,7 +80,10 @@ describe("lori-server model create", () => {
       [["create", "--out", out, "--bogus"], /bogus/],
     ];
     for (const [argv, message] of cases) {
-      const error = await modelCreateCommand.run(argv).then(() => undefined, (e: unknown) => e);
+      const error = await modelCreateCommand.run(argv).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(error, argv.join(" ")).toBeInstanceOf(CliError);
       expect((error as Error).message, argv.join(" ")).toMatch(message);
       expect((error as Error).message).not.toContain("\n");

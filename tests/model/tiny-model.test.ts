@@ -30,7 +30,9 @@ describe("createTinyModel", () => {
     expect(value("general.architecture")).toBe("llama");
     expect(value("general.file_type")).toBe(0);
     expect([value("llama.block_count"), value("llama.embedding_length"), value("llama.feed_forward_length")]).toEqual([3, 32, 48]);
-    expect([value("llama.attention.head_count"), value("llama.attention.head_count_kv"), value("llama.rope.dimension_count")]).toEqual([4, 1, 8]);
+    expect([value("llama.attention.head_count"), value("llama.attention.head_count_kv"), value("llama.rope.dimension_count")]).toEqual([
+      4, 1, 8,
+    ]);
     expect(metadata.get("llama.rope.freq_base")).toEqual({ type: "float32", value: 10000 });
     expect(metadata.get("llama.attention.layer_norm_rms_epsilon")?.type).toBe("float32");
     expect(value("tokenizer.ggml.model")).toBe("gpt2");
@@ -53,8 +55,12 @@ describe("createTinyModel", () => {
     const tensor = (name: string) => readTensorAsFloat32(out, file.tensors.find((t) => t.name === name)!);
     const d = config.nEmbd;
     const kvDim = (d / config.nHead) * config.nHeadKv;
-    expect(await tensor("blk.1.attn_q.weight")).toEqual(permuteRowsForRope(weights.get("model.layers.1.self_attn.q_proj.weight")!, d, d, config.nHead));
-    expect(await tensor("blk.1.attn_k.weight")).toEqual(permuteRowsForRope(weights.get("model.layers.1.self_attn.k_proj.weight")!, kvDim, d, config.nHeadKv));
+    expect(await tensor("blk.1.attn_q.weight")).toEqual(
+      permuteRowsForRope(weights.get("model.layers.1.self_attn.q_proj.weight")!, d, d, config.nHead),
+    );
+    expect(await tensor("blk.1.attn_k.weight")).toEqual(
+      permuteRowsForRope(weights.get("model.layers.1.self_attn.k_proj.weight")!, kvDim, d, config.nHeadKv),
+    );
     expect(await tensor("blk.1.attn_v.weight")).toEqual(weights.get("model.layers.1.self_attn.v_proj.weight"));
     expect(await tensor("output.weight")).toEqual(weights.get("lm_head.weight"));
   });

@@ -39,9 +39,14 @@ describe("full fine-tuning in the native trainer (generated tiny model, F32)", (
     paths.shards = join(tmp.path, "train.bin");
     await writeTokenShards(paths.shards, sequences);
     paths.trained = join(tmp.path, "trained.gguf");
-    const events = await run(fullConfig({ mode: "train", ...cpu, model: paths.base, shards: paths.shards, output: paths.trained, lr: 0.01, steps: 40, batch: 3 }));
+    const events = await run(
+      fullConfig({ mode: "train", ...cpu, model: paths.base, shards: paths.shards, output: paths.trained, lr: 0.01, steps: 40, batch: 3 }),
+    );
     losses = events.filter((e) => e.event === "step").map((e) => (e as { loss: number }).loss);
-    for (const [key, path] of [["trained", paths.trained], ["base", paths.base]] as const) {
+    for (const [key, path] of [
+      ["trained", paths.trained],
+      ["base", paths.base],
+    ] as const) {
       const logitsOut = join(tmp.path, `${key}.bin`);
       await run({ mode: "logits", ...cpu, model: path, shards: paths.shards, logitsOut } as NativeTrainerConfig);
       const bytes = await readFile(logitsOut);
@@ -55,9 +60,13 @@ describe("full fine-tuning in the native trainer (generated tiny model, F32)", (
   });
 
   it("matches finite differences on every kind of weight (gradcheck)", async () => {
-    const events = await run(fullConfig({ mode: "gradcheck", ...cpu, model: paths.base, shards: paths.shards, batch: 2, max_len: 12, entries: 48, fd_eps: 0.02 }));
+    const events = await run(
+      fullConfig({ mode: "gradcheck", ...cpu, model: paths.base, shards: paths.shards, batch: 2, max_len: 12, entries: 48, fd_eps: 0.02 }),
+    );
     const g = last(events, "gradcheck") as unknown as { max_rel_err: number; norm_rel_err: number; checked: number };
-    console.log(`full gradcheck: max rel err ${g.max_rel_err.toExponential(2)}, norm rel err ${g.norm_rel_err.toExponential(2)} over ${g.checked} entries`);
+    console.log(
+      `full gradcheck: max rel err ${g.max_rel_err.toExponential(2)}, norm rel err ${g.norm_rel_err.toExponential(2)} over ${g.checked} entries`,
+    );
     expect(g.checked).toBe(48);
     expect(g.max_rel_err).toBeLessThanOrEqual(1e-3);
     expect(g.norm_rel_err).toBeLessThanOrEqual(1e-3);
@@ -92,7 +101,9 @@ describe("full fine-tuning in the native trainer (generated tiny model, F32)", (
           trainingEffect = Math.max(trainingEffect, maxAbsDifference(trainer, logSoftmax(logits.base.subarray(offset, offset + VOCAB))));
         }
       }
-      console.log(`full parity: max |trainer - node-llama-cpp| = ${worst.toExponential(2)} (training moved log-probs by up to ${trainingEffect.toFixed(2)})`);
+      console.log(
+        `full parity: max |trainer - node-llama-cpp| = ${worst.toExponential(2)} (training moved log-probs by up to ${trainingEffect.toFixed(2)})`,
+      );
       expect(trainingEffect).toBeGreaterThan(1);
       expect(worst).toBeLessThanOrEqual(1e-4);
     } finally {

@@ -29,10 +29,26 @@ describe.skipIf(!haveStories)("trained adapter in node-llama-cpp (stories260K, F
     await writeTokenShards(shards, sequences);
     const adapter = join(tmp.path, "adapter.safetensors");
     // all projections, so every code path of llama.cpp's LoRA (q/k rows in GGUF order included) is compared
-    await run({ mode: "train", ...cpu, model: storiesPath, shards, output: adapter, method: "lori-d", rank: 8, alpha: 16, seed: 77, lr: 0.02, steps: 8, batch: 3 });
+    await run({
+      mode: "train",
+      ...cpu,
+      model: storiesPath,
+      shards,
+      output: adapter,
+      method: "lori-d",
+      rank: 8,
+      alpha: 16,
+      seed: 77,
+      lr: 0.02,
+      steps: 8,
+      batch: 3,
+    });
     state.gguf = join(tmp.path, "adapter.gguf");
     await run({ mode: "export-gguf", model: storiesPath, adapter, output: state.gguf });
-    for (const [key, withAdapter] of [["trained", true], ["base", false]] as const) {
+    for (const [key, withAdapter] of [
+      ["trained", true],
+      ["base", false],
+    ] as const) {
       const logitsOut = join(tmp.path, `${key}.bin`);
       await run({ mode: "logits", ...cpu, model: storiesPath, shards, logitsOut, ...(withAdapter ? { adapter } : {}) });
       const bytes = await readFile(logitsOut);
@@ -47,7 +63,11 @@ describe.skipIf(!haveStories)("trained adapter in node-llama-cpp (stories260K, F
   });
 
   it("reproduces the trainer's logits within 1e-4 (as log-probabilities)", async () => {
-    const context = await model!.createContext({ ...EXACT_CONTEXT_OPTIONS, contextSize: 64, lora: { adapters: [{ filePath: state.gguf, scale: 1 }] } });
+    const context = await model!.createContext({
+      ...EXACT_CONTEXT_OPTIONS,
+      contextSize: 64,
+      lora: { adapters: [{ filePath: state.gguf, scale: 1 }] },
+    });
     try {
       const sequence = context.getSequence();
       let worst = 0;
@@ -61,7 +81,9 @@ describe.skipIf(!haveStories)("trained adapter in node-llama-cpp (stories260K, F
           adapterEffect = Math.max(adapterEffect, maxAbsDifference(trainer, logSoftmax(state.base.subarray(offset, offset + VOCAB))));
         }
       }
-      console.log(`parity: max |trainer - node-llama-cpp| = ${worst.toExponential(2)} (adapter moves log-probs by up to ${adapterEffect.toFixed(3)})`);
+      console.log(
+        `parity: max |trainer - node-llama-cpp| = ${worst.toExponential(2)} (adapter moves log-probs by up to ${adapterEffect.toFixed(3)})`,
+      );
       expect(adapterEffect).toBeGreaterThan(0.05);
       expect(worst).toBeLessThanOrEqual(1e-4);
     } finally {

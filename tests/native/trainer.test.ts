@@ -63,7 +63,10 @@ describe("native trainer on a tiny random llama", () => {
     await run({ mode: "make-model", output: paths.model, seed: 1 });
     await run({ mode: "make-model", output: paths.quantized, seed: 2, weightType: "q8_0", tiedEmbeddings: true });
     await writeTokenShards(paths.shards, randomSequences(7, 8, TINY.vocab));
-    await writeSafetensors(paths.mask, randomTensors(11, (next) => (next() < 0.3 ? 1 : 0)));
+    await writeSafetensors(
+      paths.mask,
+      randomTensors(11, (next) => (next() < 0.3 ? 1 : 0)),
+    );
   }, 300_000);
 
   const base = () => ({ ...cpu, model: paths.model, shards: paths.shards, rank: RANK, alpha: 8, seed: 5 });
@@ -93,7 +96,17 @@ describe("native trainer on a tiny random llama", () => {
   // piecewise constant at fine scale (as in llama.cpp inference). Training through it must still work.
   it("trains through a Q8_0 base with tied embeddings", async () => {
     const output = join(tmp.path, "q8.safetensors");
-    const events = await run({ mode: "train", ...base(), model: paths.quantized, frozenWeights: "native", output, steps: 30, batch: 4, lr: 0.02, shuffle: false });
+    const events = await run({
+      mode: "train",
+      ...base(),
+      model: paths.quantized,
+      frozenWeights: "native",
+      output,
+      steps: 30,
+      batch: 4,
+      lr: 0.02,
+      shuffle: false,
+    });
     expect(last(events, "start").weight_types).toContain("q8_0");
     const steps = only(events, "step");
     const firstEpoch = steps.slice(0, 2).reduce((s, e) => s + e.loss, 0);
@@ -209,7 +222,9 @@ describe("native trainer on a tiny random llama", () => {
     const value = bytes.indexOf("llama", key);
     bytes.write("gemma", value, "latin1");
     await writeFile(gemma, bytes);
-    const failure = await run({ mode: "train", ...base(), model: gemma, output: join(tmp.path, "x.safetensors"), steps: 1 }).catch((e: unknown) => e);
+    const failure = await run({ mode: "train", ...base(), model: gemma, output: join(tmp.path, "x.safetensors"), steps: 1 }).catch(
+      (e: unknown) => e,
+    );
     expect(failure).toBeInstanceOf(NativeTrainerError);
     expect((failure as NativeTrainerError).kind).toBe("input");
     expect((failure as NativeTrainerError).message).toContain('architecture "gemma"');
@@ -257,8 +272,20 @@ describe.skipIf(!haveStories)("native trainer on stories260K", () => {
     await writeTokenShards(shards, sequences);
     const output = join(tmp.path, "pattern.safetensors");
     const events = await run({
-      mode: "train", ...cpu, model: storiesPath, shards, output, method: "lori-d", rank: 8, alpha: 16, seed: 1,
-      lr: 0.01, steps: 20, batch: 4, evalFraction: 0.25, evalInterval: 10,
+      mode: "train",
+      ...cpu,
+      model: storiesPath,
+      shards,
+      output,
+      method: "lori-d",
+      rank: 8,
+      alpha: 16,
+      seed: 1,
+      lr: 0.01,
+      steps: 20,
+      batch: 4,
+      evalFraction: 0.25,
+      evalInterval: 10,
     });
     const steps = only(events, "step");
     const done = last(events, "done");
@@ -268,6 +295,8 @@ describe.skipIf(!haveStories)("native trainer on stories260K", () => {
     expect(done.trainable_params).toBe(5 * 8 * (64 + 32 + 32 + 64 + 172 + 172 + 64));
     expect(done.elapsed_s).toBeLessThan(10);
     expect(done.peak_rss_mb).toBeGreaterThan(0);
-    console.log(`stories260K lori-d r8: ${done.tokens_per_s!.toFixed(0)} tokens/s, final loss ${done.final_loss}, peak RSS ${done.peak_rss_mb} MiB`);
+    console.log(
+      `stories260K lori-d r8: ${done.tokens_per_s!.toFixed(0)} tokens/s, final loss ${done.final_loss}, peak RSS ${done.peak_rss_mb} MiB`,
+    );
   });
 });

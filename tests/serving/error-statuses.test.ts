@@ -20,7 +20,7 @@ describe("statuses follow the error table", () => {
     const response = await core.app.request("/adapters", {
       method: "POST",
       headers: { "Content-Type": "multipart/form-data; boundary=XYZ" },
-      body: "--XYZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nbroken-without-end",
+      body: '--XYZ\r\nContent-Disposition: form-data; name="name"\r\n\r\nbroken-without-end',
     });
     expect(response.status).toBe(400);
     const json = (await response.json()) as { error: { type: string; message: string } };
@@ -47,7 +47,16 @@ describe("a failed start", () => {
     const port = (blocker.address() as { port: number }).port;
     const timersBefore = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
     const config = resolveServeConfig(
-      { models: [`lori-demo=${demoModelPath}`], host: "127.0.0.1", port, gpu: "off", threads: 1, contextSize: 128, logRequests: false, adaptersPollMs: 50 },
+      {
+        models: [`lori-demo=${demoModelPath}`],
+        host: "127.0.0.1",
+        port,
+        gpu: "off",
+        threads: 1,
+        contextSize: 128,
+        logRequests: false,
+        adaptersPollMs: 50,
+      },
       {},
     );
     await expect(startServer(config)).rejects.toThrow(/EADDRINUSE|in use/);

@@ -18,7 +18,12 @@ describe("/metrics stays bounded and per-tenant", () => {
   beforeAll(async () => {
     writeFileSync(
       keysFile,
-      JSON.stringify({ keys: [{ key: "admin-key", role: "admin" }, { key: "math-user", role: "user", adapters: ["math"] }] }),
+      JSON.stringify({
+        keys: [
+          { key: "admin-key", role: "admin" },
+          { key: "math-user", role: "user", adapters: ["math"] },
+        ],
+      }),
     );
     core = await createInProcessServer({ metricsMaxAdapterSets: 4, keysFile, parallel: 2, maxLanes: 2 });
   });
@@ -45,7 +50,12 @@ describe("/metrics stays bounded and per-tenant", () => {
     expect(other).toBe(21);
     const before = text.split("\n").length;
     for (let i = 25; i <= 34; i++) {
-      await postJson(core, "/v1/completions", { prompt: "x", max_tokens: 1, adapter: [{ name: "math", weight: 0.01 * i }, "safety"] }, admin);
+      await postJson(
+        core,
+        "/v1/completions",
+        { prompt: "x", max_tokens: 1, adapter: [{ name: "math", weight: 0.01 * i }, "safety"] },
+        admin,
+      );
     }
     // Only a new finish_reason for "(other)" could add series; no new set labels appear.
     expect((await scrape(core, "admin-key")).split("\n").length).toBeLessThanOrEqual(before + 1);
@@ -77,7 +87,9 @@ describe("lori_tokens_per_decode", () => {
     const core = await createInProcessServer({ parallel: 4, maxLanes: 1 }, { withDemoAdapters: false });
     try {
       await Promise.all(
-        Array.from({ length: 4 }, () => postJson(core, "/v1/completions", { prompt: "Once upon a time", max_tokens: 24, ignore_eos: true })),
+        Array.from({ length: 4 }, () =>
+          postJson(core, "/v1/completions", { prompt: "Once upon a time", max_tokens: 24, ignore_eos: true }),
+        ),
       );
       const text = await scrape(core);
       const sum = Number(/^lori_tokens_per_decode_sum (\S+)$/m.exec(text)?.[1]);

@@ -41,11 +41,24 @@ export async function writeRandomAdapter(options: RandomAdapterOptions): Promise
         });
         mask = packMask(keep);
       }
-      modules.push({ layer, module, rank, alpha: 2 * rank, inFeatures, outFeatures, a: { kind: "seeded", seed: options.seed }, b, ...(mask ? { mask } : {}) });
+      modules.push({
+        layer,
+        module,
+        rank,
+        alpha: 2 * rank,
+        inFeatures,
+        outFeatures,
+        a: { kind: "seeded", seed: options.seed },
+        b,
+        ...(mask ? { mask } : {}),
+      });
     }
   }
   const architecture = String(header.metadata.get("general.architecture")?.value);
-  const adapter = makeAdapter(modules, { baseFingerprint: computeBaseFingerprint(architecture, header.tensors), lineage: [{ op: "test-fixture" }] });
+  const adapter = makeAdapter(modules, {
+    baseFingerprint: computeBaseFingerprint(architecture, header.tensors),
+    lineage: [{ op: "test-fixture" }],
+  });
   const dir = path.join(options.adaptersDir, options.name);
   await writeAdapterDir(dir, adapter, { overwrite: options.overwrite ?? false });
   return dir;

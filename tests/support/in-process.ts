@@ -12,7 +12,10 @@ export const demoAdaptersDir = resolve("adapters");
  * The fast test tier: the whole server (real node-llama-cpp, real registry, lanes and metrics) without a
  * socket; tests call `core.app.request()`. Adapters are copied into a temporary store of the test's own.
  */
-export async function createInProcessServer(overrides: Partial<Record<keyof ServeConfig, unknown>> = {}, options: { withDemoAdapters?: boolean } = {}): Promise<ServerCore> {
+export async function createInProcessServer(
+  overrides: Partial<Record<keyof ServeConfig, unknown>> = {},
+  options: { withDemoAdapters?: boolean } = {},
+): Promise<ServerCore> {
   const adaptersDir = mkdtempSync(join(tmpdir(), "lori-inproc-adapters-"));
   if (options.withDemoAdapters !== false) {
     for (const name of ["math", "code", "nlu", "safety"]) cpSync(join(demoAdaptersDir, name), join(adaptersDir, name), { recursive: true });
@@ -20,7 +23,17 @@ export async function createInProcessServer(overrides: Partial<Record<keyof Serv
   // Uploaded files and fine-tuning jobs go to a temporary data dir unless the test names one.
   const dataDir = mkdtempSync(join(tmpdir(), "lori-inproc-data-"));
   const config = resolveServeConfig(
-    { models: [`lori-demo=${demoModelPath}`], gpu: "off", threads: 1, contextSize: 256, logRequests: false, adaptersPollMs: 0, dataDir, ...overrides, adaptersDir },
+    {
+      models: [`lori-demo=${demoModelPath}`],
+      gpu: "off",
+      threads: 1,
+      contextSize: 256,
+      logRequests: false,
+      adaptersPollMs: 0,
+      dataDir,
+      ...overrides,
+      adaptersDir,
+    },
     {},
   );
   return createServerCore(config);

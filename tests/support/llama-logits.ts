@@ -27,10 +27,7 @@ export async function getLastPositionLogProbs(sequence: LlamaContextSequence, to
   if (tokens.length === 0) throw new Error("need at least one token");
   await sequence.clearHistory();
   const last = tokens[tokens.length - 1]!;
-  const results = await sequence.controlledEvaluate([
-    ...tokens.slice(0, -1),
-    [last, { generateNext: { probabilities: true } }],
-  ]);
+  const results = await sequence.controlledEvaluate([...tokens.slice(0, -1), [last, { generateNext: { probabilities: true } }]]);
   const probabilities = results[tokens.length - 1]?.next?.probabilities;
   if (!probabilities) throw new Error("node-llama-cpp returned no probabilities for the last position");
 

@@ -63,11 +63,7 @@ export function referenceLlamaLogits(
   return hidden.map((h) => matVec(lmHead, rmsNorm(h, weight("model.norm.weight"), config.rmsEps), config.vocabSize));
 }
 
-function attend(
-  config: LlamaConfig,
-  normed: Vector[],
-  project: (module: string, x: Vector, outDim: number) => Vector,
-): Vector[] {
+function attend(config: LlamaConfig, normed: Vector[], project: (module: string, x: Vector, outDim: number) => Vector): Vector[] {
   const headSize = config.nEmbd / config.nHead;
   const kvDim = headSize * config.nHeadKv;
   const groupSize = config.nHead / config.nHeadKv;
@@ -80,7 +76,9 @@ function attend(
     for (let head = 0; head < config.nHead; head++) {
       const kvHead = Math.floor(head / groupSize);
       const q = query.subarray(head * headSize, (head + 1) * headSize);
-      const scores = keys.slice(0, t + 1).map((key) => dot(q, key.subarray(kvHead * headSize, (kvHead + 1) * headSize)) / Math.sqrt(headSize));
+      const scores = keys
+        .slice(0, t + 1)
+        .map((key) => dot(q, key.subarray(kvHead * headSize, (kvHead + 1) * headSize)) / Math.sqrt(headSize));
       const probabilities = softmax(scores);
       for (let s = 0; s <= t; s++) {
         const v = values[s]!.subarray(kvHead * headSize, (kvHead + 1) * headSize);
@@ -107,13 +105,7 @@ function rotateHalf(x: Vector, pos: number, headSize: number, theta: number): Ve
   return out;
 }
 
-function linearWithLora(
-  w: Float32Array,
-  x: Vector,
-  outDim: number,
-  module: string,
-  adapters: ReferenceLoraAdapter[] | undefined,
-): Vector {
+function linearWithLora(w: Float32Array, x: Vector, outDim: number, module: string, adapters: ReferenceLoraAdapter[] | undefined): Vector {
   const y = matVec(w, x, outDim);
   for (const adapter of adapters ?? []) {
     const a = adapter.tensors.get(`base_model.model.${module}.lora_A.weight`);

@@ -31,7 +31,11 @@ describe("the code sandbox", () => {
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
   it("passes a correct solution and reports each failing test of a wrong one", async () => {
-    expect(await runInSandbox("function add(a, b) { return a + b; }", "add", TESTS, FAST)).toMatchObject({ status: "passed", passed: 2, total: 2 });
+    expect(await runInSandbox("function add(a, b) { return a + b; }", "add", TESTS, FAST)).toMatchObject({
+      status: "passed",
+      passed: 2,
+      total: 2,
+    });
     const wrong = await runInSandbox("function add(a, b) { return a > 0 ? a + b : 0; }", "add", TESTS, FAST);
     expect(wrong).toMatchObject({ status: "failed", passed: 1, outputs: ["5", "0"] });
     expect(wrong.detail).toContain("add(-4,1) gave 0, expected -3");
@@ -51,20 +55,40 @@ describe("the code sandbox", () => {
 
   it("denies file writes and reads through the permission model even when require is at hand", async () => {
     const target = join(tmp.path, "pwned.txt");
-    const write = await runInSandbox(`function add(a, b) { require("fs").writeFileSync(${JSON.stringify(target)}, "x"); return a + b; }`, "add", TESTS, REQUIRE);
+    const write = await runInSandbox(
+      `function add(a, b) { require("fs").writeFileSync(${JSON.stringify(target)}, "x"); return a + b; }`,
+      "add",
+      TESTS,
+      REQUIRE,
+    );
     expect(write.status).toBe("failed");
     expect(write.detail).toMatch(/restricted|ERR_ACCESS_DENIED/);
     expect(existsSync(target)).toBe(false);
-    const read = await runInSandbox(`function add(a, b) { return require("fs").readFileSync(${JSON.stringify(import.meta.filename ?? target)}, "utf8").length; }`, "add", TESTS, REQUIRE);
+    const read = await runInSandbox(
+      `function add(a, b) { return require("fs").readFileSync(${JSON.stringify(import.meta.filename ?? target)}, "utf8").length; }`,
+      "add",
+      TESTS,
+      REQUIRE,
+    );
     expect(read.outputs).toEqual(["<threw>", "<threw>"]);
   });
 
   it("denies child processes and worker threads", async () => {
     const marker = join(tmp.path, "spawned.txt");
-    const child = await runInSandbox(`function add(a, b) { require("child_process").execSync("touch ${marker}"); return a + b; }`, "add", TESTS, REQUIRE);
+    const child = await runInSandbox(
+      `function add(a, b) { require("child_process").execSync("touch ${marker}"); return a + b; }`,
+      "add",
+      TESTS,
+      REQUIRE,
+    );
     expect(child.detail).toMatch(/restricted|ERR_ACCESS_DENIED/);
     expect(existsSync(marker)).toBe(false);
-    const worker = await runInSandbox(`function add(a, b) { new (require("worker_threads").Worker)("1", { eval: true }); return a + b; }`, "add", TESTS, REQUIRE);
+    const worker = await runInSandbox(
+      `function add(a, b) { new (require("worker_threads").Worker)("1", { eval: true }); return a + b; }`,
+      "add",
+      TESTS,
+      REQUIRE,
+    );
     expect(worker.detail).toMatch(/restricted|ERR_ACCESS_DENIED/);
   });
 
@@ -102,7 +126,9 @@ describe("the code sandbox", () => {
   });
 
   it("uses the permission flag of this Node version", () => {
-    expect(permissionFlag("20.20.2")).toBe(process.allowedNodeEnvironmentFlags.has("--permission") ? "--permission" : "--experimental-permission");
+    expect(permissionFlag("20.20.2")).toBe(
+      process.allowedNodeEnvironmentFlags.has("--permission") ? "--permission" : "--experimental-permission",
+    );
     expect(permissionFlag("24.1.0")).toBe("--permission");
   });
 });

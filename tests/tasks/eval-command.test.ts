@@ -68,8 +68,21 @@ describe.skipIf(storiesModelPath === null)("lori-server eval on stories260K", ()
   it("runs the math test split through an in-process server and reports JSON accuracy", async () => {
     const outputs = join(tmpRoot.path, "outputs.jsonl");
     const { code, stdout } = await runCli([
-      "--task", "math", "--limit", "3", "--json", "--model", storiesModelPath!, "--adapters-dir", join(tmpRoot.path, "adapters"),
-      "--gpu", "off", "--threads", "1", "--outputs", outputs,
+      "--task",
+      "math",
+      "--limit",
+      "3",
+      "--json",
+      "--model",
+      storiesModelPath!,
+      "--adapters-dir",
+      join(tmpRoot.path, "adapters"),
+      "--gpu",
+      "off",
+      "--threads",
+      "1",
+      "--outputs",
+      outputs,
     ]);
     expect(code).toBe(0);
     const report = JSON.parse(stdout) as Report;
@@ -80,7 +93,10 @@ describe.skipIf(storiesModelPath === null)("lori-server eval on stories260K", ()
     expect(math.accuracy).toBeGreaterThanOrEqual(0);
     expect(math.accuracy).toBeLessThanOrEqual(1);
     expect(math.accuracy).toBeCloseTo(math.correct / 3);
-    const lines = (await readFile(outputs, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { id: string; output: string });
+    const lines = (await readFile(outputs, "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { id: string; output: string });
     expect(lines.map((l) => l.id)).toEqual(["math-test-0", "math-test-1", "math-test-2"]);
   });
 
@@ -108,7 +124,15 @@ interface FileReportJson {
   server: string;
   model: string | null;
   adapter: Array<{ name: string; weight: number }>;
-  data: { file: string; examples: number; correct: number; exact_match: number; loss_per_token: number | null; loss_tokens: number | null; loss_note?: string };
+  data: {
+    file: string;
+    examples: number;
+    correct: number;
+    exact_match: number;
+    loss_per_token: number | null;
+    loss_tokens: number | null;
+    loss_note?: string;
+  };
 }
 
 describe("lori-server eval --data FILE: input errors", () => {
@@ -116,7 +140,7 @@ describe("lori-server eval --data FILE: input errors", () => {
     const dir = useTempDirNow();
     await mkdir(dir, { recursive: true });
     const file = join(dir, name);
-    await writeFile(file, lines.map((l) => JSON.stringify(l)).join("\n") + "\n");
+    await writeFile(file, `${lines.map((l) => JSON.stringify(l)).join("\n")}\n`);
     return file;
   }
 
@@ -127,7 +151,14 @@ describe("lori-server eval --data FILE: input errors", () => {
     await expect(runCli(["--data", ok, "--max-tokens", "0"])).rejects.toThrow("--max-tokens must be an integer >= 1");
     const text = await dataFile("text.jsonl", [{ prompt: "Q:", completion: " A" }, { text: "just text" }]);
     await expect(runCli(["--data", text])).rejects.toThrow('text.jsonl line 2: a {"text"} record has no reference answer');
-    const chat = await dataFile("chat.jsonl", [{ messages: [{ role: "assistant", content: "hi" }, { role: "user", content: "?" }] }]);
+    const chat = await dataFile("chat.jsonl", [
+      {
+        messages: [
+          { role: "assistant", content: "hi" },
+          { role: "user", content: "?" },
+        ],
+      },
+    ]);
     await expect(runCli(["--data", chat])).rejects.toThrow("chat.jsonl line 1: the last message must be the assistant's reference answer");
     await expect(runCli(["--data", join(tmpRoot.path, "missing.jsonl")])).rejects.toThrow(/cannot read .*missing\.jsonl/);
   });
@@ -146,7 +177,20 @@ describe("lori-server eval --data on the demo model with the shipped examples", 
   const adapters = join(import.meta.dirname, "..", "..", "adapters");
   const heldOut = join(import.meta.dirname, "..", "..", "examples", "math.test.jsonl");
   const evalFile = async (extra: string[]) => {
-    const { code, stdout } = await runCli(["--data", heldOut, "--model", demo, "--adapters-dir", adapters, "--gpu", "off", "--threads", "1", "--json", ...extra]);
+    const { code, stdout } = await runCli([
+      "--data",
+      heldOut,
+      "--model",
+      demo,
+      "--adapters-dir",
+      adapters,
+      "--gpu",
+      "off",
+      "--threads",
+      "1",
+      "--json",
+      ...extra,
+    ]);
     expect(code).toBe(0);
     return JSON.parse(stdout) as FileReportJson;
   };
@@ -154,7 +198,9 @@ describe("lori-server eval --data on the demo model with the shipped examples", 
   it("the math adapter answers most held-out records exactly and lowers the loss per token; the base answers none", async () => {
     const base = await evalFile([]);
     const math = await evalFile(["--adapter", "math"]);
-    console.log(`[eval --data] examples/math.test.jsonl: base exact ${base.data.exact_match}, loss ${base.data.loss_per_token} nats/token; math exact ${math.data.exact_match}, loss ${math.data.loss_per_token} nats/token`);
+    console.log(
+      `[eval --data] examples/math.test.jsonl: base exact ${base.data.exact_match}, loss ${base.data.loss_per_token} nats/token; math exact ${math.data.exact_match}, loss ${math.data.loss_per_token} nats/token`,
+    );
     expect(base.data).toMatchObject({ file: "math.test.jsonl", examples: 50, correct: 0 });
     expect(math.data).toMatchObject({ file: "math.test.jsonl", examples: 50 });
     expect(math.data.exact_match).toBeGreaterThanOrEqual(0.7);
@@ -166,11 +212,32 @@ describe("lori-server eval --data on the demo model with the shipped examples", 
 
   it("scores chat records through /v1/chat/completions against the last assistant message", async () => {
     const file = join(tmpRoot.path, "chat.jsonl");
-    const hello = (answer: string) => ({ messages: [{ role: "user", content: "Hello!" }, { role: "assistant", content: answer }] });
+    const hello = (answer: string) => ({
+      messages: [
+        { role: "user", content: "Hello!" },
+        { role: "assistant", content: answer },
+      ],
+    });
     // The demo model was pretrained on this small talk: it answers the first, never the second.
-    await writeFile(file, [hello("Hello! How can I help you?"), hello("Goodbye, see you tomorrow.")].map((r) => JSON.stringify(r)).join("\n") + "\n");
+    await writeFile(
+      file,
+      `${[hello("Hello! How can I help you?"), hello("Goodbye, see you tomorrow.")].map((r) => JSON.stringify(r)).join("\n")}\n`,
+    );
     const run = async (extra: string[]) => {
-      const { code, stdout } = await runCli(["--data", file, "--model", demo, "--adapters-dir", adapters, "--gpu", "off", "--threads", "1", "--json", ...extra]);
+      const { code, stdout } = await runCli([
+        "--data",
+        file,
+        "--model",
+        demo,
+        "--adapters-dir",
+        adapters,
+        "--gpu",
+        "off",
+        "--threads",
+        "1",
+        "--json",
+        ...extra,
+      ]);
       expect(code).toBe(0);
       return (JSON.parse(stdout) as FileReportJson).data;
     };
@@ -185,9 +252,16 @@ describe("lori-server eval --data on the demo model with the shipped examples", 
   it("--limit scores the first N records, and the loss covers the same records", async () => {
     const limited = await evalFile(["--adapter", "math", "--limit", "5", "--outputs", join(tmpRoot.path, "file-outputs.jsonl")]);
     expect(limited.data.examples).toBe(5);
-    const outputs = (await readFile(join(tmpRoot.path, "file-outputs.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { id: string; expected: string });
+    const outputs = (await readFile(join(tmpRoot.path, "file-outputs.jsonl"), "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { id: string; expected: string });
     expect(outputs.map((o) => o.id)).toEqual(["line 1", "line 2", "line 3", "line 4", "line 5"]);
-    const firstFive = (await readFile(heldOut, "utf8")).trim().split("\n").slice(0, 5).map((l) => (JSON.parse(l) as { completion: string }).completion);
+    const firstFive = (await readFile(heldOut, "utf8"))
+      .trim()
+      .split("\n")
+      .slice(0, 5)
+      .map((l) => (JSON.parse(l) as { completion: string }).completion);
     expect(outputs.map((o) => o.expected)).toEqual(firstFive);
     // " 5 + 1 = 6": the completion's own tokens plus EOS, far fewer than the whole file's 569.
     expect(limited.data.loss_tokens!).toBeLessThan(100);

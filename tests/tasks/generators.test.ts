@@ -19,7 +19,9 @@ describe.each(Object.values(TASKS))("the $id generator", (task) => {
   });
 
   it("keeps train and test disjoint across seeds, and the test split independent of the train size", () => {
-    const train = new Set([...task.generate(1, { train: 100, test: 0 }).train, ...task.generate(2, { train: 100, test: 0 }).train].map(keyOf));
+    const train = new Set(
+      [...task.generate(1, { train: 100, test: 0 }).train, ...task.generate(2, { train: 100, test: 0 }).train].map(keyOf),
+    );
     const test = task.generate(3, { train: 0, test: 30 }).test;
     expect(test.filter((e) => train.has(keyOf(e)))).toEqual([]);
     expect(test.every((e) => splitOf(keyOf(e)) === "test")).toBe(true);

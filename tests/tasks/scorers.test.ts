@@ -6,7 +6,13 @@ import { isRefusal, safetyTask } from "../../src/tasks/safety-task.js";
 import type { ChatExample, CompletionExample } from "../../src/tasks/task.js";
 
 // Hand-written examples: the scorers must not depend on how the generators phrase things.
-const math: CompletionExample = { id: "m", task: "math", prompt: "Q: Sue has 5 pens and buys 7 more. How many pens does Sue have?\nA:", completion: " 5 + 7 = 12", meta: { answer: 12 } };
+const math: CompletionExample = {
+  id: "m",
+  task: "math",
+  prompt: "Q: Sue has 5 pens and buys 7 more. How many pens does Sue have?\nA:",
+  completion: " 5 + 7 = 12",
+  meta: { answer: 12 },
+};
 
 describe("the math scorer", () => {
   it.each([
@@ -31,8 +37,20 @@ describe("the math scorer", () => {
 });
 
 describe("the nlu scorer", () => {
-  const yes: CompletionExample = { id: "n1", task: "nlu", prompt: "Passage: Mia has a pink cup.\nQuestion: Does Mia have a pink cup? Answer yes or no.\nA:", completion: " yes", meta: { answer: "yes" } };
-  const choice: CompletionExample = { id: "n2", task: "nlu", prompt: "Passage: Ben has a red box.\nQuestion: Who has the red box? (a) Sue (b) Ben (c) Tom\nA:", completion: " b", meta: { answer: "b" } };
+  const yes: CompletionExample = {
+    id: "n1",
+    task: "nlu",
+    prompt: "Passage: Mia has a pink cup.\nQuestion: Does Mia have a pink cup? Answer yes or no.\nA:",
+    completion: " yes",
+    meta: { answer: "yes" },
+  };
+  const choice: CompletionExample = {
+    id: "n2",
+    task: "nlu",
+    prompt: "Passage: Ben has a red box.\nQuestion: Who has the red box? (a) Sue (b) Ben (c) Tom\nA:",
+    completion: " b",
+    meta: { answer: "b" },
+  };
 
   it.each([
     [" yes", true],
@@ -105,10 +123,18 @@ describe("the code scorer", () => {
     task: "code",
     prompt: "Q: Write a function twice(s) that returns s + s.\nA:",
     completion: " function twice(s) { return s + s; }",
-    meta: { function: "twice", tests: [{ args: ["ab"], expected: "abab" }, { args: [""], expected: "" }, { args: ["x"], expected: "xx" }] },
+    meta: {
+      function: "twice",
+      tests: [
+        { args: ["ab"], expected: "abab" },
+        { args: [""], expected: "" },
+        { args: ["x"], expected: "xx" },
+      ],
+    },
   };
 
   it("passes a correct solution written differently from the reference", async () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the model's answer is JS source holding a template literal
     expect(await task.score(example, " const twice = (s) => `${s}${s}`;")).toBe(true);
     expect(await task.score(example, " function twice(t) { return t.repeat(2); }")).toBe(true);
   });

@@ -28,7 +28,10 @@ export function colourTask(colours: Record<string, string> = { cat: "red", dog: 
 } {
   const nouns = Object.keys(colours);
   const all = NAMES.flatMap((name, i) =>
-    nouns.map((noun, j) => ({ heldOut: j === i % nouns.length, record: { prompt: `Q: ${name} asks, what is the colour of the ${noun}?\nA:`, completion: ` The ${noun} is ${colours[noun]}.` } })),
+    nouns.map((noun, j) => ({
+      heldOut: j === i % nouns.length,
+      record: { prompt: `Q: ${name} asks, what is the colour of the ${noun}?\nA:`, completion: ` The ${noun} is ${colours[noun]}.` },
+    })),
   );
   return { train: all.filter((x) => !x.heldOut).map((x) => x.record), heldOut: all.filter((x) => x.heldOut).map((x) => x.record) };
 }
@@ -41,7 +44,7 @@ export function referenceSequence(model: LlamaModel, record: QaRecord, withEos: 
 }
 
 export function toJsonl(records: readonly object[]): string {
-  return records.map((r) => JSON.stringify(r)).join("\n") + "\n";
+  return `${records.map((r) => JSON.stringify(r)).join("\n")}\n`;
 }
 
 /** F32 bit pattern (so -0 and 0 differ). */

@@ -74,11 +74,39 @@ describe("loss per supervised token (train and eval --data) against a float64 re
   it("train: the first step over every sequence (B = 0) is the base model's loss per token", async () => {
     // One batch of all six records: the first step's loss covers them all, before any update.
     const { code, stdout } = await runCommand(trainCommand, [
-      "--base", w.model, "--data", w.data, "--out", "first", "--adapters-dir", w.adapters, "--method", "lori-d", "--rank", "4",
-      "--steps", "3", "--batch", "6", "--val-fraction", "0", "--lr", "0.05", "--seed", "5", "--threads", "1", "--gpu", "off", "--json",
+      "--base",
+      w.model,
+      "--data",
+      w.data,
+      "--out",
+      "first",
+      "--adapters-dir",
+      w.adapters,
+      "--method",
+      "lori-d",
+      "--rank",
+      "4",
+      "--steps",
+      "3",
+      "--batch",
+      "6",
+      "--val-fraction",
+      "0",
+      "--lr",
+      "0.05",
+      "--seed",
+      "5",
+      "--threads",
+      "1",
+      "--gpu",
+      "off",
+      "--json",
     ]);
     expect(code).toBe(0);
-    const events = stdout.trim().split("\n").map((l) => JSON.parse(l) as AdapterEvent & { step?: number; loss_per_token?: number });
+    const events = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as AdapterEvent & { step?: number; loss_per_token?: number });
     const summary = events.find((e) => e.event === "adapter")!;
     const base = referenceLossPerToken([]);
     expect(Math.abs(summary.first_train_loss_per_token! - base)).toBeLessThan(TOLERANCE);
@@ -89,10 +117,25 @@ describe("loss per supervised token (train and eval --data) against a float64 re
   it("eval --data: the loss per token of the base and of a trained adapter at weights 1 and 0.5", async () => {
     const evalLoss = async (adapter: string[]) => {
       const { code, stdout } = await runCommand(evalCommand, [
-        "--data", w.data, "--model", w.model, "--adapters-dir", w.adapters, ...adapter, "--max-tokens", "4", "--gpu", "off", "--threads", "1", "--json",
+        "--data",
+        w.data,
+        "--model",
+        w.model,
+        "--adapters-dir",
+        w.adapters,
+        ...adapter,
+        "--max-tokens",
+        "4",
+        "--gpu",
+        "off",
+        "--threads",
+        "1",
+        "--json",
       ]);
       expect(code).toBe(0);
-      const report = JSON.parse(stdout) as { data: { examples: number; exact_match: number; loss_per_token: number | null; loss_tokens: number } };
+      const report = JSON.parse(stdout) as {
+        data: { examples: number; exact_match: number; loss_per_token: number | null; loss_tokens: number };
+      };
       expect(report.data.examples).toBe(records.length);
       expect(report.data.exact_match).toBeGreaterThanOrEqual(0);
       return report.data.loss_per_token!;

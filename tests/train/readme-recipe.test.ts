@@ -47,7 +47,10 @@ describe("the README's train-your-own-adapter recipe on the demo model", () => {
 
   it("ships examples/ as the math generator's seed-0 splits, prompt and completion only", async () => {
     const { train, test } = mathTask.generate(0, { train: 300, test: 50 });
-    for (const [file, expected] of [["math.train.jsonl", train], ["math.test.jsonl", test]] as const) {
+    for (const [file, expected] of [
+      ["math.train.jsonl", train],
+      ["math.test.jsonl", test],
+    ] as const) {
       const text = await readFile(join(root, "examples", file), "utf8");
       const records = parseTrainingJsonl(text, file);
       expect(records.map((r) => (r.kind === "completion" ? { prompt: r.prompt, completion: r.completion } : r))).toEqual(
@@ -63,9 +66,19 @@ describe("the README's train-your-own-adapter recipe on the demo model", () => {
     if (!args.includes("--threads")) args.push("--threads", "1"); // the tests share two cores
     const trained = await runCommand(trainCommand, args);
     expect(trained.code).toBe(0);
-    const events = trained.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
-    const summary = events.at(-1) as { event: string; first_train_loss_per_token: number; final_val_loss_per_token: number; phases: { phase: string; elapsed_s: number }[] };
-    console.log(`[readme recipe, 1 epoch] loss ${summary.first_train_loss_per_token.toFixed(3)} -> val ${summary.final_val_loss_per_token.toFixed(4)} nats/token, phases ${summary.phases.map((p) => `${p.phase} ${p.elapsed_s.toFixed(1)} s`).join(", ")}`);
+    const events = trained.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const summary = events.at(-1) as {
+      event: string;
+      first_train_loss_per_token: number;
+      final_val_loss_per_token: number;
+      phases: { phase: string; elapsed_s: number }[];
+    };
+    console.log(
+      `[readme recipe, 1 epoch] loss ${summary.first_train_loss_per_token.toFixed(3)} -> val ${summary.final_val_loss_per_token.toFixed(4)} nats/token, phases ${summary.phases.map((p) => `${p.phase} ${p.elapsed_s.toFixed(1)} s`).join(", ")}`,
+    );
     expect(summary.event).toBe("adapter");
     // Per token: an answer of ~11 tokens summed would be ~60 nats at the start.
     expect(summary.first_train_loss_per_token).toBeGreaterThan(3);
@@ -75,10 +88,21 @@ describe("the README's train-your-own-adapter recipe on the demo model", () => {
 
     const evaluate = commands.get("eval")!;
     expect(evaluate).toBeDefined();
-    const scored = await runCommand(evalCommand, [...absolute(evaluate), "--adapters-dir", join(tmp.path, "adapters"), "--gpu", "off", "--threads", "1", "--json"]);
+    const scored = await runCommand(evalCommand, [
+      ...absolute(evaluate),
+      "--adapters-dir",
+      join(tmp.path, "adapters"),
+      "--gpu",
+      "off",
+      "--threads",
+      "1",
+      "--json",
+    ]);
     expect(scored.code).toBe(0);
     const report = JSON.parse(scored.stdout) as { data: { examples: number; exact_match: number; loss_per_token: number } };
-    console.log(`[readme recipe, 1 epoch] held-out exact match ${report.data.exact_match}, loss ${report.data.loss_per_token.toFixed(4)} nats/token`);
+    console.log(
+      `[readme recipe, 1 epoch] held-out exact match ${report.data.exact_match}, loss ${report.data.loss_per_token.toFixed(4)} nats/token`,
+    );
     expect(report.data.examples).toBe(50);
     // The base model answers none of them; one epoch already gets most (84 % measured, seed 1).
     expect(report.data.exact_match).toBeGreaterThanOrEqual(0.5);

@@ -11,7 +11,20 @@ describe("--continue-from with --method lori-d and lora", () => {
   const LR = 1e-3;
   const STEPS = 5;
   const train = async (name: string, extra: Partial<TrainAdapterOptions>) =>
-    (await trainAdapter({ base: p.model, data: { file: p.data }, name, adaptersDir: p.adapters, rank: 4, lr: 0.01, seed: 11, valFraction: 0, run: CPU_RUN, ...extra })).adapter;
+    (
+      await trainAdapter({
+        base: p.model,
+        data: { file: p.data },
+        name,
+        adaptersDir: p.adapters,
+        rank: 4,
+        lr: 0.01,
+        seed: 11,
+        valFraction: 0,
+        run: CPU_RUN,
+        ...extra,
+      })
+    ).adapter;
   const flat = (adapter: Adapter, part: "a" | "b") =>
     Float32Array.from(adapter.modules.flatMap((m) => [...(part === "b" ? m.b : m.a.kind === "dense" ? m.a.data : [])]));
   const maxDiff = (x: Float32Array, y: Float32Array) => {
@@ -23,14 +36,29 @@ describe("--continue-from with --method lori-d and lora", () => {
 
   beforeAll(async () => {
     ensureTrainerBuilt();
-    Object.assign(p, await tinyTrainWorkspace(tmp.path, Array.from({ length: 8 }, (_, i) => ({ prompt: `count ${i}:`, completion: ` ${i + 1} ${i + 2}` }))));
+    Object.assign(
+      p,
+      await tinyTrainWorkspace(
+        tmp.path,
+        Array.from({ length: 8 }, (_, i) => ({ prompt: `count ${i}:`, completion: ` ${i + 1} ${i + 2}` })),
+      ),
+    );
   }, 60_000);
 
   it("lori-d starts from the old B (same seed, rank, alpha, targets), trains all of it, and records continue_from", async () => {
     const old = await train("old-d", { steps: 10, targets: ["q_proj", "v_proj"], alpha: 6 });
-    const continued = await train("cont-d", { method: "lori-d", continueFrom: "old-d", steps: STEPS, lr: LR, seed: undefined, rank: undefined });
+    const continued = await train("cont-d", {
+      method: "lori-d",
+      continueFrom: "old-d",
+      steps: STEPS,
+      lr: LR,
+      seed: undefined,
+      rank: undefined,
+    });
     const fresh = await train("fresh-d", { method: "lori-d", steps: STEPS, lr: LR, targets: ["q_proj", "v_proj"], alpha: 6 });
-    expect(continued.modules.map((m) => [m.layer, m.module, m.rank, m.alpha, m.a])).toEqual(old.modules.map((m) => [m.layer, m.module, 4, 6, { kind: "seeded", seed: 11 }]));
+    expect(continued.modules.map((m) => [m.layer, m.module, m.rank, m.alpha, m.a])).toEqual(
+      old.modules.map((m) => [m.layer, m.module, 4, 6, { kind: "seeded", seed: 11 }]),
+    );
     expect(continued.modules.every((m) => m.mask === undefined)).toBe(true);
     expect(continued.config.lori!.variant).toBe("lori-d");
     const [b0, b1, bf] = [old, continued, fresh].map((a) => flat(a, "b"));
@@ -58,10 +86,20 @@ describe("--continue-from with --method lori-d and lora", () => {
   }, 60_000);
 
   it("refuses an old adapter of the wrong kind and conflicting settings with one-line errors", async () => {
-    await expect(train("x", { method: "lora", continueFrom: "old-d", steps: 1 })).rejects.toThrow(/^--method lora --continue-from needs a LoRA adapter with a stored A; 'old-d' has a seeded A/);
-    await expect(train("x", { method: "lori-d", continueFrom: "old-lora", steps: 1 })).rejects.toThrow(/^--method lori-d --continue-from needs a LoRI adapter with one seeded A; 'old-lora' stores A/);
-    await expect(train("x", { method: "lori-d", continueFrom: "old-d", rank: 8, steps: 1 })).rejects.toThrow("--rank 8 conflicts with --continue-from 'old-d' (4)");
-    await expect(train("x", { method: "lori-d", continueFrom: "old-d", seed: 12, steps: 1 })).rejects.toThrow("--seed 12 conflicts with --continue-from 'old-d' (11)");
-    await expect(train("x", { method: "lori-d", continueFrom: "old-d", targets: ["q_proj"], steps: 1 })).rejects.toThrow("--targets q_proj conflicts");
+    await expect(train("x", { method: "lora", continueFrom: "old-d", steps: 1 })).rejects.toThrow(
+      /^--method lora --continue-from needs a LoRA adapter with a stored A; 'old-d' has a seeded A/,
+    );
+    await expect(train("x", { method: "lori-d", continueFrom: "old-lora", steps: 1 })).rejects.toThrow(
+      /^--method lori-d --continue-from needs a LoRI adapter with one seeded A; 'old-lora' stores A/,
+    );
+    await expect(train("x", { method: "lori-d", continueFrom: "old-d", rank: 8, steps: 1 })).rejects.toThrow(
+      "--rank 8 conflicts with --continue-from 'old-d' (4)",
+    );
+    await expect(train("x", { method: "lori-d", continueFrom: "old-d", seed: 12, steps: 1 })).rejects.toThrow(
+      "--seed 12 conflicts with --continue-from 'old-d' (11)",
+    );
+    await expect(train("x", { method: "lori-d", continueFrom: "old-d", targets: ["q_proj"], steps: 1 })).rejects.toThrow(
+      "--targets q_proj conflicts",
+    );
   }, 60_000);
 });

@@ -43,7 +43,11 @@ describe("full fine-tuning (stand-in trainer)", () => {
   const tmp = useTempDir("lori-train-full-contract-");
   const p = { model: "", data: "", log: "" };
   const saved = { bin: process.env.LORI_TRAIN_BIN, log: process.env.FAKE_TRAINER_LOG };
-  const configs = async () => (await readFile(p.log, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+  const configs = async () =>
+    (await readFile(p.log, "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   const cli = (argv: string[]) => runCommand(trainCommand, argv);
 
   beforeAll(async () => {
@@ -59,7 +63,10 @@ describe("full fine-tuning (stand-in trainer)", () => {
     process.env.FAKE_TRAINER_LOG = p.log;
   });
   afterAll(() => {
-    for (const [key, value] of [["LORI_TRAIN_BIN", saved.bin], ["FAKE_TRAINER_LOG", saved.log]] as const) {
+    for (const [key, value] of [
+      ["LORI_TRAIN_BIN", saved.bin],
+      ["FAKE_TRAINER_LOG", saved.log],
+    ] as const) {
       if (value === undefined) delete process.env[key];
       else process.env[key] = value;
     }
@@ -67,7 +74,19 @@ describe("full fine-tuning (stand-in trainer)", () => {
 
   it("sends the full-training config (no adapter keys), renames the model onto --out and removes the work dir", async () => {
     const out = join(tmp.path, "out.gguf");
-    const result = await trainFull({ base: p.model, data: { file: p.data }, out, steps: 3, lr: 1e-3, batch: 2, gradAccum: 2, maxLen: 64, seed: 5, evalEvery: 2, run: CPU_RUN });
+    const result = await trainFull({
+      base: p.model,
+      data: { file: p.data },
+      out,
+      steps: 3,
+      lr: 1e-3,
+      batch: 2,
+      gradAccum: 2,
+      maxLen: 64,
+      seed: 5,
+      evalEvery: 2,
+      run: CPU_RUN,
+    });
     const [config] = await configs();
     const workDir = fullWorkDirFor(out);
     expect(config).toEqual({
@@ -93,14 +112,20 @@ describe("full fine-tuning (stand-in trainer)", () => {
     expect(existsSync(workDir)).toBe(false);
     expect(result).toMatchObject({ path: out, modelBytes: "GGUF trained 3".length });
     expect(result.phase).toMatchObject({ method: "full", steps: 3, first_train_loss: 10, final_val_loss: 0.5, trainable_params: 1234 });
-    expect(result.plan).toMatchObject({ method: "full", seed: 5, data: { file: "data.jsonl", records: 10, trainSequences: 9, validationSequences: 1 } });
+    expect(result.plan).toMatchObject({
+      method: "full",
+      seed: 5,
+      data: { file: "data.jsonl", records: 10, trainSequences: 9, validationSequences: 1 },
+    });
   });
 
   it("stops on interrupt with the work dir kept, and --resume through the CLI finishes it", async () => {
     const out = join(tmp.path, "resumed.gguf");
     process.env.FAKE_TRAINER_STOP_AT = "2";
     try {
-      const failure = await trainFull({ base: p.model, data: { file: p.data }, out, steps: 4, seed: 1, run: CPU_RUN }).catch((e: unknown) => e);
+      const failure = await trainFull({ base: p.model, data: { file: p.data }, out, steps: 4, seed: 1, run: CPU_RUN }).catch(
+        (e: unknown) => e,
+      );
       expect(failure).toBeInstanceOf(TrainInterrupted);
     } finally {
       delete process.env.FAKE_TRAINER_STOP_AT;
@@ -110,7 +135,10 @@ describe("full fine-tuning (stand-in trainer)", () => {
     await expect(trainFull({ base: p.model, data: { file: p.data }, out, steps: 4, run: CPU_RUN })).rejects.toThrow(/--resume/);
     const { code, stdout } = await cli(["--out", out, "--resume", "--threads", "1", "--gpu", "off", "--json"]);
     expect(code).toBe(0);
-    const events = stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(events.filter((e) => e.event === "step").map((e) => e.step)).toEqual([3, 4]);
     expect(events.at(-1)).toMatchObject({ event: "model", model: out, method: "full", seed: 1, steps: 4, trainable_params: 1234 });
     expect((await configs()).at(-1)).toMatchObject({ method: "full", resume: true, data_seed: 1 });
@@ -143,7 +171,14 @@ describe("full fine-tuning (stand-in trainer)", () => {
       expect(error.message).toMatch(message);
       expect(error.message).not.toContain("\n");
     };
-    for (const [flag, value] of [["--rank", "4"], ["--alpha", "8"], ["--targets", "q"], ["--sparsity", "0.5"], ["--mask-from", "a"], ["--continue-from", "a"]]) {
+    for (const [flag, value] of [
+      ["--rank", "4"],
+      ["--alpha", "8"],
+      ["--targets", "q"],
+      ["--sparsity", "0.5"],
+      ["--mask-from", "a"],
+      ["--continue-from", "a"],
+    ]) {
       await refuse([...base, "--method", "full", "--out", out, flag!, value!], new RegExp(`^${flag} does not apply to --method full`));
     }
     await refuse([...base, "--method", "full", "--out", out, "--calibrate"], /^--calibrate does not apply to --method full/);

@@ -31,19 +31,51 @@ describe("lori-server train --method full on a random tiny model", () => {
 
   it("learns a repeated sentence: the loss falls, the GGUF loads in node-llama-cpp and greedily continues it", async () => {
     const { code, stdout } = await runCommand(trainCommand, [
-      "--method", "full", "--base", p.base, "--data", p.data, "--out", p.out,
-      "--steps", "30", "--lr", "1e-3", "--batch", "4", "--seed", "1", "--val-fraction", "0", "--threads", "1", "--gpu", "off", "--json",
+      "--method",
+      "full",
+      "--base",
+      p.base,
+      "--data",
+      p.data,
+      "--out",
+      p.out,
+      "--steps",
+      "30",
+      "--lr",
+      "1e-3",
+      "--batch",
+      "4",
+      "--seed",
+      "1",
+      "--val-fraction",
+      "0",
+      "--threads",
+      "1",
+      "--gpu",
+      "off",
+      "--json",
     ]);
     expect(code).toBe(0);
-    const events = stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const start = events.find((e) => e.event === "start")!;
     // Every weight trains: `model create` writes the embedded shape, norms and the untied LM head included.
     expect(start).toMatchObject({ method: "full", rank: 0, trainable_params: countLlamaParameters(tinyModelConfig(EMBEDDED_SHAPE)) });
     const losses = events.filter((e) => e.event === "step").map((e) => e.loss as number);
     expect(losses).toHaveLength(30);
-    console.log(`[train-full] loss ${losses[0]!.toFixed(3)} -> ${losses.at(-1)!.toFixed(3)}, ${String(start.trainable_params)} trainable params`);
+    console.log(
+      `[train-full] loss ${losses[0]!.toFixed(3)} -> ${losses.at(-1)!.toFixed(3)}, ${String(start.trainable_params)} trainable params`,
+    );
     expect(losses.at(-1)!).toBeLessThan(losses[0]! / 10);
-    expect(events.at(-1)).toMatchObject({ event: "model", model: p.out, method: "full", steps: 30, trainable_params: start.trainable_params });
+    expect(events.at(-1)).toMatchObject({
+      event: "model",
+      model: p.out,
+      method: "full",
+      steps: 30,
+      trainable_params: start.trainable_params,
+    });
     expect(existsSync(fullWorkDirFor(p.out))).toBe(false);
 
     const model = await (await getTestLlama()).loadModel({ modelPath: p.out });

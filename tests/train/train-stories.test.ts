@@ -24,7 +24,18 @@ describe.skipIf(skipWithoutStories)("training on stories260K", () => {
   let model: LlamaModel;
   const seqs = (records: QaRecord[], eos = true): TokenSequence[] => records.map((r) => referenceSequence(model, r, eos));
   const train = (name: string, extra: Partial<TrainAdapterOptions> & Pick<TrainAdapterOptions, "data">) =>
-    trainAdapter({ base: storiesModelPath!, name, adaptersDir: adaptersDir(), rank: RANK, seed: 1234, lr: 0.01, batch: 8, steps: 60, run: CPU_RUN, ...extra });
+    trainAdapter({
+      base: storiesModelPath!,
+      name,
+      adaptersDir: adaptersDir(),
+      rank: RANK,
+      seed: 1234,
+      lr: 0.01,
+      batch: 8,
+      steps: 60,
+      run: CPU_RUN,
+      ...extra,
+    });
   const finalVal = (adapter: Adapter) => (adapter.config.lori!.training as { final_val_loss: number }).final_val_loss;
 
   beforeAll(async () => {
@@ -36,10 +47,18 @@ describe.skipIf(skipWithoutStories)("training on stories260K", () => {
   it("LoRI-D learns the task: held-out loss falls by more than half; the adapter records its cost", async () => {
     const heldOut = join(tmp.path, "held-out.tokens");
     await writeTokenShards(heldOut, seqs(task.heldOut));
-    const before = (await runNativeTrainer({ mode: "logits", model: storiesModelPath!, shards: heldOut, gpu: "off", threads: 1, logitsOut: join(tmp.path, "l.bin") }, { forwardSigint: false })).at(-1) as { loss: number };
+    const before = (
+      await runNativeTrainer(
+        { mode: "logits", model: storiesModelPath!, shards: heldOut, gpu: "off", threads: 1, logitsOut: join(tmp.path, "l.bin") },
+        { forwardSigint: false },
+      )
+    ).at(-1) as { loss: number };
     const result = await train("colours", { data: { sequences: seqs(task.train), validation: seqs(task.heldOut), label: "colours" } });
     const after = finalVal(result.adapter);
-    console.log(`[train] stories260K LoRI-D r${RANK}: held-out loss ${before.loss.toFixed(3)} -> ${after.toFixed(3)}`, JSON.stringify(result.adapter.config.lori!.training, (k, v) => (k === "phases" ? undefined : v)));
+    console.log(
+      `[train] stories260K LoRI-D r${RANK}: held-out loss ${before.loss.toFixed(3)} -> ${after.toFixed(3)}`,
+      JSON.stringify(result.adapter.config.lori!.training, (k, v) => (k === "phases" ? undefined : v)),
+    );
     expect(after).toBeLessThan(0.5 * before.loss);
     const lori = result.adapter.config.lori!;
     expect(lori.variant).toBe("lori-d");
@@ -66,7 +85,13 @@ describe.skipIf(skipWithoutStories)("training on stories260K", () => {
     it("answers at least 90 % of the held-out prompts with the trained answer (greedy, /v1/completions)", async () => {
       let correct = 0;
       for (const r of task.heldOut) {
-        const res = await t.client.completions.create({ model: "stories", prompt: r.prompt, max_tokens: completionTokens(r), temperature: 0, adapter: ["colours"] } as never);
+        const res = await t.client.completions.create({
+          model: "stories",
+          prompt: r.prompt,
+          max_tokens: completionTokens(r),
+          temperature: 0,
+          adapter: ["colours"],
+        } as never);
         const text = res.choices[0]!.text;
         if (text === r.completion) correct++;
         else console.log(`[train] miss: ${JSON.stringify(r.prompt)} -> ${JSON.stringify(res.choices[0]!.text)}`);
@@ -90,7 +115,13 @@ describe.skipIf(skipWithoutStories)("training on stories260K", () => {
             if (out.length >= 16) break;
           }
           sequence.dispose();
-          const res = await t.client.completions.create({ model: "stories", prompt: r.prompt, max_tokens: 16, temperature: 0, adapter: ["colours"] } as never);
+          const res = await t.client.completions.create({
+            model: "stories",
+            prompt: r.prompt,
+            max_tokens: 16,
+            temperature: 0,
+            adapter: ["colours"],
+          } as never);
           // Detokenized after the prompt, as the server does, so a leading "▁" keeps its space.
           expect(res.choices[0]!.text).toBe(full.detokenize(out as never, false, prompt));
         }
@@ -108,7 +139,15 @@ describe.skipIf(skipWithoutStories)("training on stories260K", () => {
     // the calibration phase is LoRI-D, so it runs at LoRI-D's rate.
     const steps = 30;
     const dense = await train("cmp-d", { data, steps, lr: 0.003 });
-    const calibrated = await train("cmp-s", { data, steps, lr: 0.03, calibrateLr: 0.003, method: "lori-s", calibrate: true, sparsity: 0.9 });
+    const calibrated = await train("cmp-s", {
+      data,
+      steps,
+      lr: 0.03,
+      calibrateLr: 0.003,
+      method: "lori-s",
+      calibrate: true,
+      sparsity: 0.9,
+    });
     // A random mask: top-k |B| of an adapter whose B is uniform noise.
     const next = rng(99);
     const noise = makeAdapter(dense.adapter.modules.map((m) => ({ ...m, b: Float32Array.from(m.b, () => next()) })));
@@ -116,7 +155,9 @@ describe.skipIf(skipWithoutStories)("training on stories260K", () => {
     const random = await train("cmp-r", { data, steps, lr: 0.03, method: "lori-s", maskFrom: "noise", sparsity: 0.9 });
     const [d, s, r] = [dense, calibrated, random].map((x) => finalVal(x.adapter));
     const phases = (calibrated.adapter.config.lori!.training as { phases: { phase: string; final_val_loss: number }[] }).phases;
-    console.log(`[train] val loss after ${steps} steps: LoRI-D ${d!.toFixed(4)}, LoRI-S calibrated ${s!.toFixed(4)} (calibration phase ${phases[0]!.final_val_loss.toFixed(4)}), LoRI-S random mask ${r!.toFixed(4)}`);
+    console.log(
+      `[train] val loss after ${steps} steps: LoRI-D ${d!.toFixed(4)}, LoRI-S calibrated ${s!.toFixed(4)} (calibration phase ${phases[0]!.final_val_loss.toFixed(4)}), LoRI-S random mask ${r!.toFixed(4)}`,
+    );
     expect(phases.map((p) => p.phase)).toEqual(["calibrate", "train"]);
     expect(calibrated.adapter.config.lori!.sparsity).toBeCloseTo(0.9, 3);
     expect(s!).toBeLessThanOrEqual(1.1 * d!);

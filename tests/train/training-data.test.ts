@@ -28,12 +28,21 @@ describe("training data", () => {
 
   it("parses the three formats and names the line of a bad record", () => {
     const text = toJsonl([
-      { messages: [{ role: "user", content: "hi" }, { role: "assistant", content: "yo" }] },
+      {
+        messages: [
+          { role: "user", content: "hi" },
+          { role: "assistant", content: "yo" },
+        ],
+      },
       { prompt: "a", completion: "b" },
       { instruction: "do", input: "x", output: "done" },
     ]);
     const records = parseTrainingJsonl(`\n${text}`, "d.jsonl");
-    expect(records.map((r) => [r.kind, r.line])).toEqual([["chat", 2], ["completion", 3], ["completion", 4]]);
+    expect(records.map((r) => [r.kind, r.line])).toEqual([
+      ["chat", 2],
+      ["completion", 3],
+      ["completion", 4],
+    ]);
     expect(records[2]).toMatchObject({ prompt: alpacaPrompt("do", "x"), completion: "done" });
     expect(alpacaPrompt("do", undefined)).toContain("### Instruction:\ndo\n\n### Response:\n");
 
@@ -80,7 +89,10 @@ describe("training data", () => {
       if (i === 0 || !supervised[i - 1]) spans.push([]);
       spans.at(-1)!.push(t);
     });
-    expect(spans).toEqual([[...model.tokenize("yo", false), ...imEnd], [...model.tokenize("ok!", false), ...imEnd]]);
+    expect(spans).toEqual([
+      [...model.tokenize("yo", false), ...imEnd],
+      [...model.tokenize("ok!", false), ...imEnd],
+    ]);
     const text = model.detokenize(tokens as never, true);
     expect(text).toContain("<|im_start|>system\nBe brief.<|im_end|>");
     expect(text).toContain("<|im_start|>assistant\nyo<|im_end|>");
@@ -101,7 +113,18 @@ describe("training data", () => {
     expect(eos).toBe(model.tokens.eos);
     // Independently of the code under test: the byte tokenizer spells every other character as its own byte.
     const bytes = (s: string) => [...Buffer.from(s, "utf8")];
-    const expected = [bos!, imStart!, ...bytes("user\nhi"), imEnd!, ...bytes("\n"), imStart!, ...bytes("assistant\nyo"), imEnd!, ...bytes("\nThe end."), eos!];
+    const expected = [
+      bos!,
+      imStart!,
+      ...bytes("user\nhi"),
+      imEnd!,
+      ...bytes("\n"),
+      imStart!,
+      ...bytes("assistant\nyo"),
+      imEnd!,
+      ...bytes("\nThe end."),
+      eos!,
+    ];
     expect(chatml!.tokens).toEqual(expected);
     expect(chatml!.supervised).toEqual(expected.map((_, i) => i > 0));
     expect(model.detokenize(chatml!.tokens as never, true)).toBe(`<|bos|>${text}<|endoftext|>`);
@@ -119,7 +142,10 @@ describe("training data", () => {
       { role: "user", content: "b" },
       { role: "assistant", content: "keep" },
     ];
-    const [seq] = tokenizeRecords(parseTrainingJsonl(toJsonl([{ messages }]), "d"), { model, chatFormat: resolveChatFormat(model, undefined) });
+    const [seq] = tokenizeRecords(parseTrainingJsonl(toJsonl([{ messages }]), "d"), {
+      model,
+      chatFormat: resolveChatFormat(model, undefined),
+    });
     const supervisedText = model.detokenize(seq!.tokens.filter((_, i) => seq!.supervised[i]) as never, true);
     expect(supervisedText).toBe("keep<|im_end|>");
   });

@@ -75,7 +75,12 @@ export function evalSpec(config: ExperimentConfig) {
 }
 
 /** Scores `tasks` on the base model (or `model`, a fine-tuned one) with `adapters` applied. */
-export function evaluate(ctx: StepContext, adapters: readonly AdapterWeight[], tasks: readonly TaskId[], model?: string): Promise<TaskScore[]> {
+export function evaluate(
+  ctx: StepContext,
+  adapters: readonly AdapterWeight[],
+  tasks: readonly TaskId[],
+  model?: string,
+): Promise<TaskScore[]> {
   return ctx.lori.evaluate({
     model: model ?? ctx.result<BaseModel>(BASE_MODEL_STEP).path,
     // Every adapter eval uses the base model: one server for all of them.

@@ -27,7 +27,8 @@ export function continualSteps(config: ExperimentConfig): Step[] {
             deps: [BASE_MODEL_STEP, DATA_STEP, singleStepId(method, "safety", seed), ...maskStep],
             spec: { ...trainSpec(config, method, task, seed), eval: evalSpec(config) },
             run: (ctx) => runContinual(ctx, method, task, seed),
-            summary: (r) => `safety ${formatAccuracy(r.safetyBefore)} -> ${formatAccuracy(r.safetyAfter)}, ${task} acc ${formatAccuracy(r.taskAccuracy)}`,
+            summary: (r) =>
+              `safety ${formatAccuracy(r.safetyBefore)} -> ${formatAccuracy(r.safetyAfter)}, ${task} acc ${formatAccuracy(r.taskAccuracy)}`,
           }),
         );
       }

@@ -20,7 +20,8 @@ export function interferenceSteps(config: ExperimentConfig): Step[] {
             deps: [singleStepId(method, a, seed), singleStepId(method, b, seed)],
             spec: { method, pair: [a, b], seed, weight },
             run: (ctx) => runPair(ctx, method, [a, b], seed, weight),
-            summary: (r) => `angle ${r.meanAngleDeg.toFixed(1)} deg, cross ${r.crossTermRatio.toFixed(3)}${r.maskJaccard === null ? "" : `, mask ${r.maskJaccard.toFixed(3)}`}`,
+            summary: (r) =>
+              `angle ${r.meanAngleDeg.toFixed(1)} deg, cross ${r.crossTermRatio.toFixed(3)}${r.maskJaccard === null ? "" : `, mask ${r.maskJaccard.toFixed(3)}`}`,
           }),
         );
       }
@@ -33,9 +34,20 @@ function pairs(tasks: readonly TaskId[]): [TaskId, TaskId][] {
   return tasks.flatMap((a, i) => tasks.slice(i + 1).map((b): [TaskId, TaskId] => [a, b]));
 }
 
-async function runPair(ctx: StepContext, method: AdapterMethodId, pair: [TaskId, TaskId], seed: number, weight: number): Promise<InterferenceRow> {
+async function runPair(
+  ctx: StepContext,
+  method: AdapterMethodId,
+  pair: [TaskId, TaskId],
+  seed: number,
+  weight: number,
+): Promise<InterferenceRow> {
   const [a, b] = pair;
-  const report = await ctx.lori.inspectPair(singleAdapter(method, a, seed), singleAdapter(method, b, seed), [weight, weight], ctx.work.adapters);
+  const report = await ctx.lori.inspectPair(
+    singleAdapter(method, a, seed),
+    singleAdapter(method, b, seed),
+    [weight, weight],
+    ctx.work.adapters,
+  );
   return {
     method,
     seed,

@@ -38,7 +38,12 @@ async function runMerge(ctx: StepContext, method: AdapterMethodId, merge: MergeM
   const name = mergedAdapter(method, merge, seed);
   // merge refuses an existing name: drop what an interrupted earlier run left.
   await rm(join(work.adapters, name), { recursive: true, force: true });
-  await ctx.lori.merge(merge === "stack" ? "cat" : merge, name, config.tasks.map((task) => ({ name: singleAdapter(method, task, seed), weight })), work.adapters);
+  await ctx.lori.merge(
+    merge === "stack" ? "cat" : merge,
+    name,
+    config.tasks.map((task) => ({ name: singleAdapter(method, task, seed), weight })),
+    work.adapters,
+  );
   const scores = await evaluate(ctx, [{ name, weight: 1 }], config.tasks);
   const weights = Object.fromEntries(config.tasks.map((task) => [task, weight])) as Record<TaskId, number>;
   return { method, merge, seed, weights, scores };

@@ -5,16 +5,7 @@ import { Resvg } from "@resvg/resvg-js";
 import { parse, View } from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import type { MethodId, PaperResults } from "../results-schema.js";
-import {
-  ADAPTER_METHODS,
-  MERGE_LABELS,
-  METHOD_LABELS,
-  continualRows,
-  mergeRows,
-  singleTaskRows,
-  stat,
-  tasksIn,
-} from "./summary.js";
+import { ADAPTER_METHODS, MERGE_LABELS, METHOD_LABELS, continualRows, mergeRows, singleTaskRows, stat, tasksIn } from "./summary.js";
 
 /**
  * The report's charts: vega-lite specs built from PaperResults, rendered without a browser or canvas

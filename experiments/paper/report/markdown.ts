@@ -16,8 +16,7 @@ const RULE: Readonly<Record<Align, string>> = { left: ":---", right: "---:", cen
 export function markdownTable(headers: readonly string[], rows: readonly (readonly string[])[], align?: readonly Align[]): string {
   if (headers.length === 0) throw new Error("markdownTable: no columns");
   const width = headers.length;
-  const line = (cells: readonly string[]) =>
-    `| ${Array.from({ length: width }, (_, i) => escapeCell(cells[i] ?? "")).join(" | ")} |`;
+  const line = (cells: readonly string[]) => `| ${Array.from({ length: width }, (_, i) => escapeCell(cells[i] ?? "")).join(" | ")} |`;
   const rule = `|${headers.map((_, i) => ` ${RULE[align?.[i] ?? (i === 0 ? "left" : "right")]} `).join("|")}|`;
   return [line(headers), rule, ...rows.map(line)].join("\n");
 }

@@ -71,7 +71,11 @@ function baseSection(summary: PaperSummary): string {
       b.task,
       pct(b.accuracy),
       count(b.examples),
-      b.groups ? Object.entries(b.groups).map(([g, v]) => `${g} ${pct(v)}`).join(", ") : "",
+      b.groups
+        ? Object.entries(b.groups)
+            .map(([g, v]) => `${g} ${pct(v)}`)
+            .join(", ")
+        : "",
     ]),
     ["left", "right", "right", "left"],
   );
@@ -129,11 +133,10 @@ function continualSection(summary: PaperSummary): string {
     pctStat(r.taskAccuracy),
   ]);
   return [
-    markdownTable(
-      ["Method", "Task trained second", "Refusal before", "Refusal after", "Refusal kept", "Task accuracy"],
-      rows,
-      ["left", "left"],
-    ),
+    markdownTable(["Method", "Task trained second", "Refusal before", "Refusal after", "Refusal kept", "Task accuracy"], rows, [
+      "left",
+      "left",
+    ]),
     `Refusal: the harmful-request refusal rate of the safety adapter before, and of the adapter continued on the ` +
       `task after. Kept: after / before, mean over runs.`,
   ].join("\n\n");
@@ -213,10 +216,16 @@ export async function renderResultsMarkdown(results: PaperResults, options: Resu
     `## ${SECTION_TITLES.base}`,
     baseSection(summary),
     `## ${SECTION_TITLES.single}`,
-    singleSection(summary, tasks.filter((t) => summary.single.some((r) => r.accuracy[t]))),
+    singleSection(
+      summary,
+      tasks.filter((t) => summary.single.some((r) => r.accuracy[t])),
+    ),
     charts.get("single-task")!,
     `## ${SECTION_TITLES.merge}`,
-    mergeSection(summary, tasks.filter((t) => summary.merges.some((r) => r.tasks[t]))),
+    mergeSection(
+      summary,
+      tasks.filter((t) => summary.merges.some((r) => r.tasks[t])),
+    ),
     charts.get("merging")!,
     `## ${SECTION_TITLES.continual}`,
     continualSection(summary),
@@ -226,5 +235,5 @@ export async function renderResultsMarkdown(results: PaperResults, options: Resu
     `## ${SECTION_TITLES.claims}`,
     claimsSection(summary),
   );
-  return parts.join("\n\n") + "\n";
+  return `${parts.join("\n\n")}\n`;
 }

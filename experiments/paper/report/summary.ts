@@ -1,12 +1,5 @@
 import { TASK_IDS, type TaskId } from "../../../src/tasks/task.js";
-import type {
-  AdapterMethodId,
-  CapabilityTaskId,
-  MergeMethodId,
-  MethodId,
-  PaperResults,
-  TaskScore,
-} from "../results-schema.js";
+import type { AdapterMethodId, CapabilityTaskId, MergeMethodId, MethodId, PaperResults, TaskScore } from "../results-schema.js";
 import { pct, points } from "./format.js";
 
 /**
@@ -267,7 +260,12 @@ export function continualRows(results: PaperResults): ContinualRow[] {
       taskAccuracy: stat(rs.map((r) => r.taskAccuracy)),
     });
     for (const task of orderTasks(runs.map((r) => r.task)) as CapabilityTaskId[]) {
-      rows.push(row(task, runs.filter((r) => r.task === task)));
+      rows.push(
+        row(
+          task,
+          runs.filter((r) => r.task === task),
+        ),
+      );
     }
     rows.push(row("all", runs));
   }
@@ -332,7 +330,13 @@ export function interferenceRows(results: PaperResults): InterferenceSummaryRow[
       crossTermRatio: stat(rs.map((r) => r.crossTermRatio)),
       mergeLoss: { cat: loss(method, "cat", pair), linear: loss(method, "linear", pair), stack: loss(method, "stack", pair) },
     });
-    for (const [key, pair] of pairs) out.push(summarize(pair, all.filter((r) => pairKey(r.pair) === key)));
+    for (const [key, pair] of pairs)
+      out.push(
+        summarize(
+          pair,
+          all.filter((r) => pairKey(r.pair) === key),
+        ),
+      );
     if (pairs.size > 1) out.push(summarize(null, all));
   }
   return out;
@@ -355,7 +359,6 @@ export const CLAIMS = {
   merge: "cat-merged LoRI keeps ≥ 90 % of each single-task score and beats merged LoRA",
   continual: "after continual learning LoRI-S keeps ≥ 90 % of its safety refusal rate while LoRA keeps less",
 } as const;
-
 
 function verdict(claim: string, measured: string, holds: boolean, complete: boolean): Verdict {
   if (!complete) {

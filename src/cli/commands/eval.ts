@@ -3,7 +3,14 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { oneLineMessage, readAdapterRef } from "../../lora/adapter-store.js";
 import { evaluateFile, fileExamples, type FileExample, type FileReport } from "../../tasks/file-eval.js";
-import { EvalError, evaluateTask, startInProcessServer, type AdapterChoice, type EvalTarget, type TaskReport } from "../../tasks/run-eval.js";
+import {
+  EvalError,
+  evaluateTask,
+  startInProcessServer,
+  type AdapterChoice,
+  type EvalTarget,
+  type TaskReport,
+} from "../../tasks/run-eval.js";
 import { dataLossPerToken } from "../../train/data-loss.js";
 import { readTrainingFile } from "../../train/training-data.js";
 import { TASK_IDS, type Task } from "../../tasks/task.js";
@@ -73,9 +80,11 @@ export const evalCommand: CliCommand = {
     if (v["write-data"] !== undefined) {
       const trainSize = int("--train-size", v["train-size"], 0) ?? 1000;
       for (const task of tasks) {
-        const files = await writeTaskFiles(task, seed, { train: trainSize, test: limit ?? task.defaultTestSize }, v["write-data"]).catch((error: unknown) => {
-          throw new CliError(oneLineMessage(error), 1);
-        });
+        const files = await writeTaskFiles(task, seed, { train: trainSize, test: limit ?? task.defaultTestSize }, v["write-data"]).catch(
+          (error: unknown) => {
+            throw new CliError(oneLineMessage(error), 1);
+          },
+        );
         process.stdout.write(`${task.id}: ${files.train} ${files.test}\n`);
       }
       return 0;
@@ -165,7 +174,12 @@ async function openTarget(v: EvalValues): Promise<OpenTarget> {
       ...(v.gpu ? { gpu: v.gpu } : {}),
       ...(v.threads ? { threads: v.threads } : {}),
     });
-    return { target: server, close: () => server.close(), serverLabel: "in-process", local: { modelPath: server.modelPath, adaptersDir: server.adaptersDir } };
+    return {
+      target: server,
+      close: () => server.close(),
+      serverLabel: "in-process",
+      local: { modelPath: server.modelPath, adaptersDir: server.adaptersDir },
+    };
   } catch (error) {
     throw new CliError(oneLineMessage(error), 1);
   }
@@ -210,7 +224,10 @@ async function runFileEval(v: EvalValues, file: string): Promise<number> {
     process.stdout.write(`${JSON.stringify(summary)}\n`);
   } else {
     const adapters = adapter.length === 0 ? "(base)" : adapter.map((a) => (a.weight === 1 ? a.name : `${a.name}:${a.weight}`)).join(" + ");
-    const lossText = loss.loss_per_token === null ? `loss n/a (${loss.loss_note})` : `loss ${loss.loss_per_token.toFixed(4)} nats/token over ${loss.loss_tokens} tokens`;
+    const lossText =
+      loss.loss_per_token === null
+        ? `loss n/a (${loss.loss_note})`
+        : `loss ${loss.loss_per_token.toFixed(4)} nats/token over ${loss.loss_tokens} tokens`;
     process.stdout.write(
       `model ${summary.model ?? "(server default)"}, adapter ${adapters}\n` +
         `${report.file}: exact match ${report.exact_match.toFixed(3)} (${report.correct}/${report.examples}), ${lossText}\n`,
@@ -240,7 +257,9 @@ async function fileLoss(
       const lines = (await readFile(file, "utf8")).split(/\r?\n/).filter((l) => l.trim() !== "");
       await writeFile(scored, `${lines.slice(0, firstRecords).join("\n")}\n`);
     }
-    const chosen = adapter[0] ? { adapter: (await readAdapterRef(adapter[0].name, local.adaptersDir)).adapter, weight: adapter[0].weight } : undefined;
+    const chosen = adapter[0]
+      ? { adapter: (await readAdapterRef(adapter[0].name, local.adaptersDir)).adapter, weight: adapter[0].weight }
+      : undefined;
     const threads = v.threads !== undefined && /^\d+$/.test(v.threads) ? Number(v.threads) : undefined;
     const loss = await dataLossPerToken({
       base: local.modelPath,
@@ -270,7 +289,11 @@ function formatTable(model: string | null, adapter: readonly AdapterChoice[], re
   ]);
   const header = ["task", "examples", "correct", "accuracy", "details"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join("  ")
+      .trimEnd();
   return `model ${model ?? "(server default)"}, adapter ${adapters}\n${[header, ...rows].map(line).join("\n")}\n`;
 }
 
@@ -301,6 +324,7 @@ export function parseAdapter(text: string): AdapterChoice {
 function int(flag: string, text: string | undefined, min: number): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) throw new CliError(`${flag} must be an integer >= ${min}, got '${text}'`);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min)
+    throw new CliError(`${flag} must be an integer >= ${min}, got '${text}'`);
   return value;
 }

@@ -41,7 +41,9 @@ export const inspectCommand: CliCommand = {
     const refs = parsed.positionals;
     const want = v.pair ? 2 : 1;
     if (refs.length !== want) {
-      throw new CliError(v.pair ? "--pair needs exactly two adapters: inspect --pair A B" : "inspect needs exactly one NAME or PATH (or --pair A B)");
+      throw new CliError(
+        v.pair ? "--pair needs exactly two adapters: inspect --pair A B" : "inspect needs exactly one NAME or PATH (or --pair A B)",
+      );
     }
     if (!v.pair && v.weights !== undefined) throw new CliError("--weights applies to --pair only");
     const weights = parseWeights(v.weights);
@@ -50,7 +52,9 @@ export const inspectCommand: CliCommand = {
       if (v.pair) {
         const [x, y] = await Promise.all(refs.map((ref) => readAdapterRef(ref, adaptersDir)));
         const report = describePair(x!.adapter, y!.adapter, weights);
-        process.stdout.write(v.json ? `${JSON.stringify({ a: refs[0], b: refs[1], weights, ...report }, null, 2)}\n` : pairText(refs, report));
+        process.stdout.write(
+          v.json ? `${JSON.stringify({ a: refs[0], b: refs[1], weights, ...report }, null, 2)}\n` : pairText(refs, report),
+        );
         return 0;
       }
       const { dir, adapter } = await readAdapterRef(refs[0]!, adaptersDir);

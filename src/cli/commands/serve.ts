@@ -1,4 +1,4 @@
-import { resolveServeConfig, serveEnvVars } from "../../config/serve-config.js";
+import { resolveServeConfig, type ServeConfig, serveEnvVars } from "../../config/serve-config.js";
 import { ERROR_KINDS, KindedError } from "../../errors/error-kinds.js";
 import { startServer } from "../../server/start-server.js";
 import { createLogger, resolveLogFormat } from "../../util/logger.js";
@@ -63,7 +63,9 @@ function waitForShutdown(server: { close(): Promise<void>; inFlight(): number },
     const onSignal = (signal: NodeJS.Signals) => {
       if (!draining) {
         draining = true;
-        process.stderr.write(`lori-server: ${signal}, draining ${server.inFlight()} in-flight request(s) (up to ${drainTimeoutMs} ms; SIGINT again forces exit)\n`);
+        process.stderr.write(
+          `lori-server: ${signal}, draining ${server.inFlight()} in-flight request(s) (up to ${drainTimeoutMs} ms; SIGINT again forces exit)\n`,
+        );
         server.close().then(
           () => resolve(0),
           () => resolve(1),
@@ -127,7 +129,7 @@ export const serveCommand: CliCommand = {
       return 0;
     }
     const v = parsed.values;
-    let config;
+    let config: ServeConfig;
     try {
       config = resolveServeConfig({
         models: v.model,
@@ -175,7 +177,12 @@ export const serveCommand: CliCommand = {
     const server = await startServer(config, { logger }).catch((error: unknown) => {
       throw startFailure(error, config.host, config.port);
     });
-    process.stderr.write(`lori-server listening on ${server.url} (models: ${server.models.list().map((m) => m.spec.id).join(", ")})\n`);
+    process.stderr.write(
+      `lori-server listening on ${server.url} (models: ${server.models
+        .list()
+        .map((m) => m.spec.id)
+        .join(", ")})\n`,
+    );
     return waitForShutdown(server, config.drainTimeoutMs);
   },
 };
@@ -194,7 +201,10 @@ function startFailure(error: unknown, host: string, port: number): Error {
     );
   }
   if (code === "EACCES") {
-    return new CliError(`not allowed to listen on ${host}:${port}: ports below 1024 need privileges; pick another with --port N`, ERROR_KINDS.forbidden.exitCode);
+    return new CliError(
+      `not allowed to listen on ${host}:${port}: ports below 1024 need privileges; pick another with --port N`,
+      ERROR_KINDS.forbidden.exitCode,
+    );
   }
   if (error instanceof KindedError || (error instanceof Error && "kind" in error)) return error;
   return new CliError((error as Error).message);

@@ -4,7 +4,14 @@ import type { GpuMode, TrainMethod } from "../../train/native-trainer.js";
 import { formatAppliedDefaults } from "../../train/method-defaults.js";
 import { ProgressBar } from "../../train/progress-bar.js";
 import { ProgressLines } from "../../train/progress-lines.js";
-import { resumeTraining, trainAdapter, TrainInterrupted, type RunSettings, type TrainProgress, type TrainResult } from "../../train/train-adapter.js";
+import {
+  resumeTraining,
+  trainAdapter,
+  TrainInterrupted,
+  type RunSettings,
+  type TrainProgress,
+  type TrainResult,
+} from "../../train/train-adapter.js";
 import { resumeFullTraining, trainFull, type TrainFullResult } from "../../train/train-full.js";
 import { LOSS_UNITS, type PhaseSummary } from "../../train/train-plan.js";
 import { moduleFromShort } from "../../train/trainer-tensors.js";
@@ -108,13 +115,25 @@ export const trainCommand: CliCommand = {
     // --force is the one name every writing command takes; --overwrite stays as train's older alias.
     const force = v.force === true || v.overwrite === true ? true : undefined;
     if (!v.out) throw new CliError("--out NAME (or FILE.gguf with --method full) is required");
-    const method = v.method === undefined ? undefined : oneOf<TrainMethod | "full">("--method", v.method, ["lori-d", "lori-s", "lora", "full"]);
+    const method =
+      v.method === undefined ? undefined : oneOf<TrainMethod | "full">("--method", v.method, ["lori-d", "lori-s", "lora", "full"]);
     const outIsModel = v.out.toLowerCase().endsWith(".gguf");
     const full = method === "full" || (v.resume === true && method === undefined && outIsModel);
     if (full) {
-      const adapterOnly = ["rank", "alpha", "targets", "sparsity", "mask-from", "calibrate", "calibrate-lr", "continue-from", "adapters-dir"] as const;
+      const adapterOnly = [
+        "rank",
+        "alpha",
+        "targets",
+        "sparsity",
+        "mask-from",
+        "calibrate",
+        "calibrate-lr",
+        "continue-from",
+        "adapters-dir",
+      ] as const;
       const given = adapterOnly.filter((k) => v[k] !== undefined);
-      if (given.length > 0) throw new CliError(`--${given[0]} does not apply to --method full (it trains every weight of the base, no adapter)`);
+      if (given.length > 0)
+        throw new CliError(`--${given[0]} does not apply to --method full (it trains every weight of the base, no adapter)`);
       if (!outIsModel) throw new CliError(`--method full writes a model: --out must be a .gguf path, got '${v.out}'`);
     } else if (outIsModel) {
       throw new CliError(`--out ${v.out} is a model path: add --method full to fine-tune every weight, or name the adapter without .gguf`);
@@ -132,7 +151,8 @@ export const trainCommand: CliCommand = {
     };
     const onDefaults = (method: string, applied: Readonly<Record<string, number | string>>) => {
       if (v.json) process.stdout.write(`${JSON.stringify({ event: "defaults", method, applied })}\n`);
-      else if (Object.keys(applied).length > 0) process.stderr.write(`defaults for ${method}: ${formatAppliedDefaults(applied)} (docs/training.md)\n`);
+      else if (Object.keys(applied).length > 0)
+        process.stderr.write(`defaults for ${method}: ${formatAppliedDefaults(applied)} (docs/training.md)\n`);
     };
     const run: RunSettings = { ...(gpu ? { gpu } : {}), ...(threads ? { threads } : {}), onProgress, onDefaults };
     const schedule = () =>
@@ -156,7 +176,9 @@ export const trainCommand: CliCommand = {
     let result: TrainResult | TrainFullResult;
     try {
       if (full) {
-        result = v.resume ? await resumeFullTraining(v.out, run, force ?? false) : await trainFull({ ...data(), out: v.out, ...schedule(), run });
+        result = v.resume
+          ? await resumeFullTraining(v.out, run, force ?? false)
+          : await trainFull({ ...data(), out: v.out, ...schedule(), run });
       } else if (v.resume) {
         result = await resumeTraining(v.out, adaptersDir, run, force ?? false);
       } else {
@@ -285,7 +307,8 @@ function oneOf<T extends string>(flag: string, value: string, allowed: readonly 
 function int(flag: string, text: string | undefined, min = 1): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) throw new CliError(`${flag} must be an integer >= ${min}, got '${text}'`);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min)
+    throw new CliError(`${flag} must be an integer >= ${min}, got '${text}'`);
   return value;
 }
 
