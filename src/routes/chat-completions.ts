@@ -24,7 +24,7 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
   app.post("/v1/chat/completions", async (c) => {
     const timings: Timings = { startedAt: performance.now(), firstTokenAt: null };
     const request = await readJsonBody(c, chatCompletionRequestSchema);
-    const { served, adapters } = resolveTarget(deps, c.get("principal"), request.model, request.adapter);
+    const { served, adapters, responseModel } = resolveTarget(deps, c.get("principal"), request.model, request.adapter);
     const params = toGenerationParams(request, {
       vocabularySize: vocabularySize(served.model),
       topLogprobs: request.logprobs ? (request.top_logprobs ?? 0) : null,
@@ -48,6 +48,7 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
     if (toolMode !== null && format !== null) {
       return toolCallResponse(c, deps, {
         served,
+        responseModel,
         adapters,
         format,
         prompt,
@@ -74,7 +75,7 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
     );
     const id = completionId("chatcmpl");
     const created = Math.floor(Date.now() / 1000);
-    const model = served.spec.id;
+    const model = responseModel;
     const wantLogprobs = params.topLogprobs !== null;
     const record = (results: readonly GenerationResult[] | undefined, stream: boolean) =>
       recordRequest(deps, {

@@ -16,6 +16,7 @@ import { completionId } from "./completion-id.js";
 
 export interface ToolCallRequest {
   readonly served: ServedModel;
+  readonly responseModel: string;
   readonly adapters: ResolvedAdapterSet;
   readonly format: ToolCallFormat;
   readonly prompt: ChatPrompt;
@@ -33,7 +34,7 @@ export async function toolCallResponse(c: Context, deps: AppDeps, request: ToolC
   const id = completionId("chatcmpl");
   const callId = completionId("call");
   const created = Math.floor(Date.now() / 1000);
-  const model = served.spec.id;
+  const model = request.responseModel;
   const events = runToolChat(
     deps,
     {

@@ -22,7 +22,7 @@ export function completionsRoutes(deps: AppDeps): Hono {
     const timings: Timings = { startedAt: performance.now(), firstTokenAt: null };
     const request = await readJsonBody(c, completionRequestSchema);
     if (request.suffix) throw apiErrors.invalidField("suffix", "'suffix' (fill-in-the-middle) is not supported.");
-    const { served, adapters } = resolveTarget(deps, c.get("principal"), request.model, request.adapter);
+    const { served, adapters, responseModel } = resolveTarget(deps, c.get("principal"), request.model, request.adapter);
     const prompt = resolveCompletionPrompt(served, request.prompt);
     const echo = request.echo ? prompt.text : "";
     const wantLogprobs = request.logprobs != null;
@@ -46,7 +46,7 @@ export function completionsRoutes(deps: AppDeps): Hono {
     const jobs = await admitChoices(deps, served, { promptTokens: prompt.tokens, params, adapters, signal: c.req.raw.signal }, n);
     const id = completionId("cmpl");
     const created = Math.floor(Date.now() / 1000);
-    const model = served.spec.id;
+    const model = responseModel;
     // Offsets run through each choice's own text: one builder per choice.
     const builders = jobs.map(() => new CompletionLogprobsBuilder());
     // Echoed prompt text first (with its tokens' logprobs when the engine scored them), then generated text.

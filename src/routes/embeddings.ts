@@ -14,7 +14,7 @@ export function embeddingsRoutes(deps: AppDeps): Hono {
   const app = new Hono();
   app.post("/v1/embeddings", async (c) => {
     const request = await readJsonBody(c, embeddingsRequestSchema);
-    const { served, adapters } = resolveTarget(deps, c.get("principal"), request.model, request.adapter);
+    const { served, adapters, responseModel } = resolveTarget(deps, c.get("principal"), request.model, request.adapter);
     const size = served.model.embeddingVectorSize;
     if (request.dimensions !== undefined && request.dimensions !== size) {
       throw apiErrors.invalidField("dimensions", `This model's embeddings have ${size} dimensions; 'dimensions' cannot change that.`);
@@ -39,7 +39,7 @@ export function embeddingsRoutes(deps: AppDeps): Hono {
     return c.json({
       object: "list",
       data: vectors.map((vector, index) => ({ object: "embedding", index, embedding: base64 ? toBase64(vector) : vector })),
-      model: served.spec.id,
+      model: responseModel,
       usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
     });
   });

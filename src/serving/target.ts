@@ -10,6 +10,8 @@ import type { ServingDeps } from "./serving-deps.js";
 export interface Target {
   readonly served: ServedModel;
   readonly adapters: ResolvedAdapterSet;
+  /** The `model` a response names: what the client asked for (an adapter's id stays the adapter's), as vLLM does. */
+  readonly responseModel: string;
 }
 
 /**
@@ -32,7 +34,7 @@ export function resolveTarget(deps: ServingDeps, principal: Principal, modelId: 
   }
   if (!served) throw apiErrors.modelNotFound(modelId ?? "");
   for (const { name } of selections) if (!mayUseAdapter(principal, name)) throw new AdapterForbiddenError(name);
-  return { served, adapters: served.adapters.resolve(selections) };
+  return { served, adapters: served.adapters.resolve(selections), responseModel: modelId ?? served.spec.id };
 }
 
 function baseFor(deps: ServingDeps, fingerprint: string | undefined): ServedModel | undefined {
