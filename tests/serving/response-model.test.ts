@@ -16,7 +16,11 @@ describe("the model a response names", () => {
     const viaAdapter = await postJson(core, "/v1/completions", { model: "math", prompt: "Q: 2 + 3?\nA:", max_tokens: 2 });
     expect(viaAdapter.status).toBe(200);
     expect(viaAdapter.json.model).toBe("math");
-    const chat = await postJson(core, "/v1/chat/completions", { model: "math", messages: [{ role: "user", content: "Hi" }], max_tokens: 2 });
+    const chat = await postJson(core, "/v1/chat/completions", {
+      model: "math",
+      messages: [{ role: "user", content: "Hi" }],
+      max_tokens: 2,
+    });
     expect(chat.json.model).toBe("math");
   });
 
