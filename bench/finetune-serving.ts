@@ -10,6 +10,8 @@ import { resolveServeConfig } from "../src/config/serve-config.js";
 import { defaultTrainingThreads } from "../src/fine-tuning/fine-tuning-service.js";
 import { createServerCore, type ServerCore } from "../src/server/start-server.js";
 import { trainAdapter } from "../src/train/train-adapter.js";
+import { secretWordTask, TRAIN_NAMES } from "../tests/finetune/helpers.js";
+import { median } from "./support/bench-model.js";
 
 const { values } = parseArgs({
   options: {
@@ -21,43 +23,13 @@ const { values } = parseArgs({
   },
 });
 const rounds = Number(values.rounds);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const trainingThreads = values["training-threads"] ? Number(values["training-threads"]) : defaultTrainingThreads();
 const requests = Number(values.requests);
 const maxTokens = Number(values["max-tokens"]);
 const model = resolve("models/lori-demo.gguf");
-const names = [
-  "Tom",
-  "Lily",
-  "Ben",
-  "Sue",
-  "Max",
-  "Anna",
-  "Sam",
-  "Mia",
-  "Tim",
-  "Zoe",
-  "Leo",
-  "Ava",
-  "Eli",
-  "Ivy",
-  "Noah",
-  "Ruby",
-  "Finn",
-  "Nora",
-  "Jack",
-  "Ella",
-];
-const jsonl = names
-  .map((n) =>
-    JSON.stringify({
-      messages: [
-        { role: "user", content: `${n} asks: what is the secret word?` },
-        { role: "assistant", content: "The secret word is zebra." },
-      ],
-    }),
-  )
-  .join("\n");
+// The fine-tuning tests' secret-word task, on its first 20 askers (their names also vary the client's prompts).
+const names = TRAIN_NAMES.slice(0, 20);
+const jsonl = secretWordTask().lines.slice(0, names.length).join("\n");
 const trainSteps = 40;
 const lori = { method: "lori-d", rank: 16, steps: trainSteps };
 const batch = 4;

@@ -11,7 +11,7 @@ export function clientFor(core: ServerCore, apiKey = "unused"): OpenAI {
   });
 }
 
-const TRAIN_NAMES = [
+export const TRAIN_NAMES = [
   "Tom",
   "Lily",
   "Ben",
