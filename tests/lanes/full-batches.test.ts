@@ -2,12 +2,12 @@ import path from "node:path";
 import type { LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generate } from "../../src/engine/generate.js";
-import type { GenerationParams } from "../../src/engine/generation-types.js";
 import { BASE_BINDING } from "../../src/engine/lanes/lane-binding.js";
 import { LaneScheduler } from "../../src/engine/lanes/lane-scheduler.js";
 import { createTinyModel } from "../../src/model/tiny-model.js";
 import { useTempDir } from "../support/temp-dir.js";
 import { getTestLlama } from "../support/test-llama.js";
+import { greedyParams } from "../support/generation-params.js";
 
 const TOKENS = 48;
 
@@ -20,17 +20,7 @@ describe("full decode batches (tiny model)", () => {
   const dir = useTempDir();
   let model: LlamaModel;
 
-  const params: GenerationParams = {
-    maxTokens: TOKENS,
-    temperature: 0,
-    stop: [],
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    repeatPenalty: 1,
-    ignoreEos: true,
-    topLogprobs: null,
-    output: { kind: "text" },
-  };
+  const params = greedyParams(TOKENS);
 
   beforeAll(async () => {
     const modelPath = path.join(dir.path, "tiny.gguf");

@@ -3,13 +3,13 @@ import type { Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdapterRegistry } from "../../src/engine/adapters/adapter-registry.js";
 import { GenerationJob } from "../../src/engine/generation-job.js";
-import type { GenerationParams } from "../../src/engine/generation-types.js";
 import { ServedModel, type ServedModelOptions } from "../../src/engine/served-model.js";
 import { createTinyModel } from "../../src/model/tiny-model.js";
 import { silentLogger } from "../../src/util/logger.js";
 import { writeRandomAdapter } from "../support/adapter-fixtures.js";
 import { useTempDir } from "../support/temp-dir.js";
 import { getTestLlama } from "../support/test-llama.js";
+import { greedyParams } from "../support/generation-params.js";
 
 /**
  * The lane scheduler on real node-llama-cpp contexts (a generated tiny model): bursts, shutdown and
@@ -21,17 +21,7 @@ describe("lane scheduler on a real engine (tiny model)", () => {
   let registry: AdapterRegistry;
   const served: ServedModel[] = [];
 
-  const params: GenerationParams = {
-    maxTokens: 40,
-    temperature: 0,
-    stop: [],
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    repeatPenalty: 1,
-    ignoreEos: true,
-    topLogprobs: null,
-    output: { kind: "text" },
-  };
+  const params = greedyParams(40);
 
   beforeAll(async () => {
     modelPath = path.join(dir.path, "tiny.gguf");

@@ -3,13 +3,13 @@ import type { Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdapterRegistry } from "../../src/engine/adapters/adapter-registry.js";
 import { GenerationJob } from "../../src/engine/generation-job.js";
-import type { GenerationParams } from "../../src/engine/generation-types.js";
 import { ServedModel } from "../../src/engine/served-model.js";
 import { createTinyModel } from "../../src/model/tiny-model.js";
 import { silentLogger } from "../../src/util/logger.js";
 import { writeRandomAdapter } from "../support/adapter-fixtures.js";
 import { getTestLlama } from "../support/test-llama.js";
 import { useTempDir } from "../support/temp-dir.js";
+import { greedyParams } from "../support/generation-params.js";
 
 /**
  * Defect 4 ("Eval has failed: inconsistent sequence positions"): a request that is disposed while its
@@ -21,17 +21,7 @@ describe("a sequence is handed over only after its generation settled (defect 4,
   const dir = useTempDir();
   let served: ServedModel;
 
-  const params: GenerationParams = {
-    maxTokens: 24,
-    temperature: 0,
-    stop: [],
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    repeatPenalty: 1,
-    ignoreEos: true,
-    topLogprobs: null,
-    output: { kind: "text" },
-  };
+  const params = greedyParams(24);
 
   beforeAll(async () => {
     const modelPath = path.join(dir.path, "tiny.gguf");

@@ -1,23 +1,13 @@
 import { LlamaText } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildChatPrompt } from "../../src/engine/chat-prompt.js";
-import type { GenerationParams } from "../../src/engine/generation-types.js";
 import { toolCallFormat } from "../../src/engine/tool-call-format.js";
 import type { ServerCore } from "../../src/server/start-server.js";
 import { runToolChat, type ToolChatEvent } from "../../src/serving/tool-calls.js";
 import { createInProcessServer } from "../support/in-process.js";
+import { greedyParams } from "../support/generation-params.js";
 
-const PARAMS: GenerationParams = {
-  maxTokens: 200,
-  temperature: 0,
-  stop: [],
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  repeatPenalty: 1,
-  ignoreEos: false,
-  topLogprobs: null,
-  output: { kind: "text" },
-};
+const PARAMS = greedyParams(200, { ignoreEos: false });
 const ADD = { type: "object", properties: { a: { type: "integer" }, b: { type: "integer" } } };
 
 /**
