@@ -4,34 +4,17 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import OpenAI, { toFile } from "openai";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { resolveServeConfig } from "../../src/config/serve-config.js";
-import { createServerCore, type ServerCore } from "../../src/server/start-server.js";
+import type { ServerCore } from "../../src/server/start-server.js";
+import { createInProcessServer, demoModelPath } from "../support/in-process.js";
 import { ensureTrainerBuilt } from "../native/helpers.js";
 import { clientFor, secretWordTask, waitFor } from "./helpers.js";
 
-const demoModelPath = resolve("models/lori-demo.gguf");
-
 /** A server core over fixed data and adapters dirs, so a second core sees what the first left. */
 function openCore(dirs: { data: string; adapters: string }, maxTrainingJobs = 1): Promise<ServerCore> {
-  const config = resolveServeConfig(
-    {
-      models: [`lori-demo=${demoModelPath}`],
-      gpu: "off",
-      threads: 1,
-      contextSize: 256,
-      logRequests: false,
-      adaptersPollMs: 0,
-      dataDir: dirs.data,
-      adaptersDir: dirs.adapters,
-      trainingThreads: 1,
-      maxTrainingJobs,
-    },
-    {},
-  );
-  return createServerCore(config);
+  return createInProcessServer({ dataDir: dirs.data, trainingThreads: 1, maxTrainingJobs }, { adaptersDir: dirs.adapters });
 }
 
 function freshDirs() {

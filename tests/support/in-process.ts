@@ -14,10 +14,11 @@ export const demoAdaptersDir = resolve("adapters");
  */
 export async function createInProcessServer(
   overrides: Partial<Record<keyof ServeConfig, unknown>> = {},
-  options: { withDemoAdapters?: boolean } = {},
+  options: { withDemoAdapters?: boolean; adaptersDir?: string } = {},
 ): Promise<ServerCore> {
-  const adaptersDir = mkdtempSync(join(tmpdir(), "lori-inproc-adapters-"));
-  if (options.withDemoAdapters !== false) {
+  // A named adapters dir is used as it is (a restarted core must see what the previous one left).
+  const adaptersDir = options.adaptersDir ?? mkdtempSync(join(tmpdir(), "lori-inproc-adapters-"));
+  if (options.adaptersDir === undefined && options.withDemoAdapters !== false) {
     for (const name of ["math", "code", "nlu", "safety"]) cpSync(join(demoAdaptersDir, name), join(adaptersDir, name), { recursive: true });
   }
   // Uploaded files and fine-tuning jobs go to a temporary data dir unless the test names one.
