@@ -49,7 +49,6 @@ export const apiErrors = {
   routeNotFound: (method: string, path: string) => new ApiError("not_found", `No route for ${method} ${path}.`, "route_not_found"),
   payloadTooLarge: (limitBytes: number) =>
     new ApiError("payload_too_large", `Request body exceeds the limit of ${limitBytes} bytes.`, "payload_too_large"),
-  requestTimeout: () => new ApiError("request_timeout", "The request was not received in time.", "request_timeout"),
   queueFull: (retryAfterSeconds: number) =>
     new ApiError(
       "rate_limited",

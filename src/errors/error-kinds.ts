@@ -51,7 +51,3 @@ export function errorKindOf(error: unknown): ErrorKind {
   }
   return "internal";
 }
-
-export function isStorageFull(error: unknown): boolean {
-  return errorKindOf(error) === "storage_full";
-}

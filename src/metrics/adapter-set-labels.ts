@@ -25,8 +25,4 @@ export class AdapterSetLabels {
     const names = this.members.get(label);
     return names === undefined || names.every(mayUse);
   }
-
-  get size(): number {
-    return this.members.size;
-  }
 }

@@ -71,7 +71,7 @@ export class CompiledCache {
   private timer: NodeJS.Timeout | undefined;
   private tidying: Promise<void> | undefined;
   private overBudget = false;
-  private inUse: (filePath: string) => boolean;
+  private readonly inUse: (filePath: string) => boolean;
 
   constructor(
     readonly root: string,
@@ -83,11 +83,6 @@ export class CompiledCache {
   /** Reads the manifest and drops unverifiable files now (otherwise done on first use). */
   open(): Promise<void> {
     return this.load();
-  }
-
-  /** Connects the "does a lane hold this file" question (the lanes are created after the cache). */
-  setInUse(inUse: (filePath: string) => boolean): void {
-    this.inUse = inUse;
   }
 
   /** Bytes of all compiled files the cache knows. */
