@@ -15,6 +15,12 @@ import { repoRoot } from "./manifest-validation.js";
 const POLL_MS = 250;
 /** A change is seen by every replica within one poll interval, plus this for the scan itself on two shared cores. */
 const SCAN_SLACK_MS = 750;
+/**
+ * Room for a request that outlasts a swap: the demo model writes 240 tokens in a fraction of a second on a fast
+ * machine, quicker than a delete, a merge and a poll, so the swap test asks for 1,900.
+ */
+const LONG_CONTEXT = 2048;
+const LONG_TOKENS = 1900;
 
 type Json = Record<string, any>;
 
@@ -28,7 +34,12 @@ beforeAll(async () => {
   replicas = [];
   for (let i = 0; i < 3; i++) {
     replicas.push(
-      await startTestServer({ models: [`lori-demo=${demoModelPath}`], adaptersDir: store, adaptersPollMs: POLL_MS, contextSize: 256 }),
+      await startTestServer({
+        models: [`lori-demo=${demoModelPath}`],
+        adaptersDir: store,
+        adaptersPollMs: POLL_MS,
+        contextSize: LONG_CONTEXT,
+      }),
     );
   }
 }, 180_000);
@@ -122,7 +133,7 @@ describe("three replicas, one adapter store", () => {
 
   it("a request running on one replica finishes on the version it started with while another replaces the adapter", async () => {
     const body = (prompt: string) =>
-      JSON.stringify({ model: "swap", prompt, max_tokens: 240, ignore_eos: true, temperature: 0, stream: true });
+      JSON.stringify({ model: "swap", prompt, max_tokens: LONG_TOKENS, ignore_eos: true, temperature: 0, stream: true });
     const readStream = async (response: Response, onFirst?: () => Promise<void>) => {
       const reader = response.body!.getReader();
       const decoder = new TextDecoder();
