@@ -26,6 +26,7 @@ describe("abandoned staging directories", () => {
     const old = ABANDONED_STAGING_AGE_MS + 60_000;
     staging(".merge-mixed-0123456789ab", old);
     staging(".upload-math-ba9876543210", old);
+    staging(".deleted-code-0a1b2c3d", old);
     staging(".merge-fresh-aaaaaaaaaaaa", 1000); // a write still running on another replica
     staging(".compiled", old);
     staging(".train", old);
