@@ -1,5 +1,5 @@
 import path from "node:path";
-import type { Token } from "node-llama-cpp";
+import type { LlamaContext, LlamaModel, Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readGgufFile } from "../../src/gguf/gguf-reader.js";
 import { readAdapterDir } from "../../src/lora/adapter-io.js";
@@ -245,13 +245,68 @@ describe("hot swap while requests stream: replace, delete and merge (demo model)
   });
 });
 
-describe("an adapter merged over HTTP equals real stacking in node-llama-cpp (demo model, demo adapters)", () => {
+/** node-llama-cpp's own greedy text for `prompt` on a context (up to 24 tokens, ending at an end-of-generation token). */
+async function directGreedy(model: LlamaModel, context: LlamaContext, prompt: string): Promise<string> {
+  const sequence = context.getSequence();
+  const tokens = [model.tokens.bos!, ...model.tokenize(prompt, false)];
+  const out: Token[] = [];
+  try {
+    for await (const token of sequence.evaluate(tokens, { temperature: 0, yieldEogToken: true })) {
+      if (model.isEogToken(token)) break;
+      out.push(token);
+      if (out.length >= 24) break;
+    }
+  } finally {
+    sequence.dispose();
+  }
+  return model.detokenize(out, false, tokens);
+}
+
+describe("served adapters equal node-llama-cpp with the compiled GGUF LoRAs loaded directly (demo model, demo adapters)", () => {
   const dir = useTempDir();
+  const PROMPTS = ["Once upon a time", "Q: 7 + 5?\nA:", "function add(a, b) {"];
   let core: ServerCore;
+  let model: LlamaModel;
+  const compiled = new Map<string, string>();
+
   beforeAll(async () => {
     core = await createInProcessServer();
+    // Each demo adapter compiled on its own, straight from its committed files (not through the server).
+    const header = await readGgufFile(demoModelPath);
+    for (const name of ["math", "code"]) {
+      const file = path.join(dir.path, `${name}.gguf`);
+      await compileGgufLora(await readAdapterDir(path.join(demoAdaptersDir, name)), header, file);
+      compiled.set(name, file);
+    }
+    model = await (await getTestLlama()).loadModel({ modelPath: demoModelPath });
   });
-  afterAll(async () => core?.dispose());
+  afterAll(async () => {
+    await core?.dispose();
+    await model?.dispose();
+  });
+
+  const complete = async (body: Record<string, unknown>) => {
+    const r = await postJson(core, "/v1/completions", { max_tokens: 24, temperature: 0, ...body });
+    expect(r.status, r.text).toBe(200);
+    return r.json.choices[0].text as string;
+  };
+
+  it("one adapter per request (adapter field or model name) generates what a context with that LoRA at scale 1 generates", async () => {
+    const context = await model.createContext({
+      contextSize: 256,
+      threads: 1,
+      lora: { adapters: [{ filePath: compiled.get("math")!, scale: 1 }] },
+    });
+    try {
+      for (const prompt of PROMPTS) {
+        const direct = await directGreedy(model, context, prompt);
+        expect(await complete({ prompt, adapter: "math" })).toBe(direct);
+        expect(await complete({ prompt, model: "math" })).toBe(direct);
+      }
+    } finally {
+      await context.dispose();
+    }
+  });
 
   it("POST /adapters/merge cat (0.7, -1.3) serves the same greedy text as a context stacking math and code at those scales", async () => {
     const merge = await postJson(core, "/adapters/merge", {
@@ -266,47 +321,35 @@ describe("an adapter merged over HTTP equals real stacking in node-llama-cpp (de
     expect(merge.json).toMatchObject({ id: "mc", parent: "lori-demo" });
     expect((merge.json.lori.lineage as Array<{ op: string }>).at(-1)!.op).toContain("merge");
 
-    // Real stacking: each original adapter compiled on its own, both set on one context with the weights as scales.
-    const header = await readGgufFile(demoModelPath);
-    const files: string[] = [];
-    for (const name of ["math", "code"]) {
-      const file = path.join(dir.path, `${name}-stack.gguf`);
-      await compileGgufLora(await readAdapterDir(path.join(demoAdaptersDir, name)), header, file);
-      files.push(file);
-    }
-    const model = await (await getTestLlama()).loadModel({ modelPath: demoModelPath });
     const context = await model.createContext({
       contextSize: 256,
       threads: 1,
       lora: {
         adapters: [
-          { filePath: files[0]!, scale: 0.7 },
-          { filePath: files[1]!, scale: -1.3 },
+          { filePath: compiled.get("math")!, scale: 0.7 },
+          { filePath: compiled.get("code")!, scale: -1.3 },
         ],
       },
     });
     try {
-      for (const prompt of ["Once upon a time", "Q: 7 + 5?\nA:", "function add(a, b) {"]) {
-        const sequence = context.getSequence();
-        const tokens = [model.tokens.bos!, ...model.tokenize(prompt, false)];
-        const out: Token[] = [];
-        for await (const token of sequence.evaluate(tokens, { temperature: 0, yieldEogToken: true })) {
-          if (model.isEogToken(token)) break;
-          out.push(token);
-          if (out.length >= 24) break;
-        }
-        sequence.dispose();
-        const stacked = model.detokenize(out, false, tokens);
-        const served = await postJson(core, "/v1/completions", { prompt, max_tokens: 24, temperature: 0, adapter: ["mc"] });
-        expect(served.json.choices[0].text).toBe(stacked);
-        const base = await postJson(core, "/v1/completions", { prompt, max_tokens: 24, temperature: 0 });
-        expect(base.json.choices[0].text).not.toBe(stacked);
-        const viaModelName = await postJson(core, "/v1/completions", { model: "mc", prompt, max_tokens: 24, temperature: 0 });
-        expect(viaModelName.json.choices[0].text).toBe(stacked);
+      for (const prompt of PROMPTS) {
+        const stacked = await directGreedy(model, context, prompt);
+        expect(await complete({ prompt, adapter: ["mc"] })).toBe(stacked);
+        expect(await complete({ prompt, model: "mc" })).toBe(stacked);
+        // The same weights requested per call (stacked by the server) give it too.
+        expect(
+          await complete({
+            prompt,
+            adapter: [
+              { name: "math", weight: 0.7 },
+              { name: "code", weight: -1.3 },
+            ],
+          }),
+        ).toBe(stacked);
+        expect(await complete({ prompt })).not.toBe(stacked);
       }
     } finally {
       await context.dispose();
-      await model.dispose();
     }
   });
 });
