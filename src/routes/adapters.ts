@@ -114,7 +114,7 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     const gguf = body[GGUF_LORA_FIELD];
     if (gguf instanceof File) {
       const staging = stagingDir(name, "upload");
-      await stageGgufLoraUpload(deps, staging, gguf, body.model);
+      await stageGgufLoraUpload(deps, { staging, source: stagingDir(name, "upload") }, gguf, body.model);
       return adapterObject(deps.models, await install(name, staging, GGUF_LORA_FIELD));
     }
     const config = body[CONFIG_FILE];

@@ -19,9 +19,15 @@ const refused = (message: string) =>
  * (src/lora/gguf-lora-import.ts), checked against the served base, and written to `staging` in our format for
  * the route to install. The base is the served model named by the optional `model` field, or else the one
  * served model it fits (a file that fits several different bases needs `model`). Any refusal is a 400 naming
- * the field, and leaves neither `staging` nor the uploaded bytes behind.
+ * the field, and leaves neither `staging` nor `source` (where the uploaded bytes are read from) behind.
  */
-export async function stageGgufLoraUpload(deps: AppDeps, staging: string, file: File, modelField: unknown): Promise<void> {
+export async function stageGgufLoraUpload(
+  deps: AppDeps,
+  dirs: { readonly staging: string; readonly source: string },
+  file: File,
+  modelField: unknown,
+): Promise<void> {
+  const { staging, source } = dirs;
   const candidates = (() => {
     if (modelField === undefined) return deps.models.list();
     const model = typeof modelField === "string" ? deps.models.get(modelField) : undefined;
@@ -30,9 +36,8 @@ export async function stageGgufLoraUpload(deps: AppDeps, staging: string, file: 
   })();
   if (candidates.length === 0) throw refused("no model is served to check the GGUF LoRA against");
 
-  // The upload is read from a file of its own beside the staging dir (dot-named: the store's poller ignores
-  // it); messages name it by the field, never by its server path.
-  const source = `${staging}.src`;
+  // The upload is read from a file in a staging dir of its own (the poller ignores it, the registry sweeps it
+  // if this process dies); messages name it by the field, never by its server path.
   const sourceFile = path.join(source, GGUF_LORA_FIELD);
   const imported: Array<{ id: string; sha256: string; adapter: Adapter }> = [];
   const problems: Array<{ id: string; message: string }> = [];
