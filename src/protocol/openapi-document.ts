@@ -172,7 +172,7 @@ export function buildOpenApiDocument() {
     post: {
       operationId: "registerAdapter",
       summary:
-        "Register a directory (JSON {name, path}) or upload adapter_config.json + adapter_model.safetensors (multipart, with a 'name' field); admin key",
+        "Register a directory (JSON {name, path}) or upload adapter_config.json + adapter_model.safetensors, or a GGUF LoRA as adapter.gguf (multipart, with a 'name' field; 'model' picks the base a GGUF LoRA is checked against); admin key",
       requestBody: {
         required: true,
         content: {
@@ -180,11 +180,13 @@ export function buildOpenApiDocument() {
           "multipart/form-data": {
             schema: {
               type: "object",
-              required: ["name", "adapter_config.json", "adapter_model.safetensors"],
+              required: ["name"],
               properties: {
                 name: { type: "string" },
                 "adapter_config.json": { type: "string", format: "binary" },
                 "adapter_model.safetensors": { type: "string", format: "binary" },
+                "adapter.gguf": { type: "string", format: "binary" },
+                model: { type: "string" },
               },
             },
           },

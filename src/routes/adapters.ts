@@ -13,6 +13,7 @@ import { mayUseAdapter } from "../serving/principal.js";
 import { readJsonBody } from "../http/read-json-body.js";
 import { mergeAdaptersSchema, registerAdapterSchema } from "../protocol/adapter-schemas.js";
 import { adapterObject } from "./adapter-views.js";
+import { GGUF_LORA_FIELD, stageGgufLoraUpload } from "./gguf-lora-upload.js";
 
 /**
  * The adapter store over HTTP. Reads honour the caller's allow-list; register, delete and merge need an
@@ -110,10 +111,19 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     });
     const name = typeof body.name === "string" ? body.name : "";
     assertFree(name);
+    const gguf = body[GGUF_LORA_FIELD];
+    if (gguf instanceof File) {
+      const staging = stagingDir(name, "upload");
+      await stageGgufLoraUpload(deps, { staging, source: stagingDir(name, "upload") }, gguf, body.model);
+      return adapterObject(deps.models, await install(name, staging, GGUF_LORA_FIELD));
+    }
     const config = body[CONFIG_FILE];
     const weights = body[WEIGHTS_FILE];
     if (!(config instanceof File) || !(weights instanceof File)) {
-      throw apiErrors.invalidField(null, `A multipart upload needs the fields 'name', '${CONFIG_FILE}' and '${WEIGHTS_FILE}' (files).`);
+      throw apiErrors.invalidField(
+        null,
+        `A multipart upload needs the fields 'name' and either '${CONFIG_FILE}' + '${WEIGHTS_FILE}' or '${GGUF_LORA_FIELD}' (files).`,
+      );
     }
     const staging = stagingDir(name, "upload");
     try {
