@@ -158,14 +158,15 @@ export const mergeCommand: CliCommand = {
       }
       const inputs: MergeInput[] = [];
       for (const { name, weight } of refs) inputs.push({ adapter: (await readAdapterRef(name, adaptersDir)).adapter, weight, name });
+      const merged = mergeAdapters(inputs, method, parameters);
+      await writeAdapterDir(target, merged, { dtype, overwrite: force });
+      // Once written, so that a refused or failed merge prints its one error line and nothing else.
       if (method !== "cat" && method !== "svd") {
         process.stderr.write(
           `note: ${method} combines the A and the B matrices separately (as PEFT and the LoRI paper do), so the product ` +
             "adds cross terms B_i A_j; use --method cat for the exact sum_i c_i B_i A_i\n",
         );
       }
-      const merged = mergeAdapters(inputs, method, parameters);
-      await writeAdapterDir(target, merged, { dtype, overwrite: force });
       const { size } = await stat(join(target, WEIGHTS_FILE));
       const ranks = merged.modules.map((m) => m.rank);
       const lo = Math.min(...ranks);
