@@ -8,7 +8,8 @@ import { concatMaskColumns, orMasks } from "./mask.js";
  * Merging adapters into one, with PEFT add_weighted_adapter semantics (c_i = w_i * s_i, s_i = alpha_i / r_i,
  * or alpha_i / sqrt(r_i) under rsLoRA). Every output module has alpha = rank, i.e. scale 1, with the scales
  * folded into the weights, so the result means the same under any loader. Arithmetic is float64, rounded to
- * float32 once per output element.
+ * float32 once per output element. This file holds cat, linear and what every method shares; the pruning
+ * methods are in merge-task-arithmetic.ts, svd in merge-svd.ts, and merge-methods.ts dispatches.
  */
 
 /**
