@@ -217,7 +217,8 @@ export function buildOpenApiDocument() {
   builder.addPath("/adapters/merge", {
     post: {
       operationId: "mergeAdapters",
-      summary: "Merge adapters (cat: exact weighted sum; linear: PEFT's, with cross terms) into a new saved adapter; admin key",
+      summary:
+        "Merge adapters (cat: exact weighted sum; linear, ties, dare_linear, dare_ties, magnitude_prune, svd: PEFT's) into a new saved adapter; admin key",
       requestBody: { required: true, content: { "application/json": { schema: ref("MergeAdaptersRequest") } } },
       responses: {
         "201": adapterResponse("The merged adapter"),

@@ -5,7 +5,8 @@ import { Hono, type Context } from "hono";
 import type { Adapter } from "../lora/adapter.js";
 import { CONFIG_FILE, validateAdapterName, WEIGHTS_FILE, writeAdapterDir } from "../lora/adapter-io.js";
 import { LoraError } from "../lora/errors.js";
-import { mergeCat, mergeLinear } from "../lora/merge.js";
+import { mergeAdapters } from "../lora/merge-methods.js";
+import { HTTP_PARAMETER_NAMES, MergeParameterError } from "../lora/merge-options.js";
 import { normalizeAdapterDir } from "../lora/peft-import.js";
 import { ApiError, apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "../http/app-deps.js";
@@ -64,8 +65,14 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     }
     let merged: Adapter;
     try {
-      merged = request.method === "cat" ? mergeCat(inputs) : mergeLinear(inputs);
+      merged = mergeAdapters(inputs, request.method, {
+        density: request.density,
+        majoritySignMethod: request.majority_sign_method,
+        seed: request.seed,
+        rank: request.rank,
+      });
     } catch (error) {
+      if (error instanceof MergeParameterError) throw apiErrors.invalidField(HTTP_PARAMETER_NAMES[error.parameter], error.message);
       if (error instanceof LoraError) throw apiErrors.invalidField("adapters", error.message);
       throw error;
     }
