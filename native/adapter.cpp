@@ -1,5 +1,6 @@
 #include "adapter.h"
 
+#include "dora.h"
 #include "errors.h"
 #include "io.h"
 #include "philox.h"
@@ -12,7 +13,8 @@ Method method_from_name(const std::string & name) {
     if (name == "lori-d") return Method::LoriD;
     if (name == "lori-s") return Method::LoriS;
     if (name == "lora") return Method::Lora;
-    fail(EXIT_USAGE, "config: \"method\" must be \"lori-d\", \"lori-s\" or \"lora\" (got \"" + name + "\")");
+    if (name == "dora") return Method::Dora;
+    fail(EXIT_USAGE, "config: \"method\" must be \"lori-d\", \"lori-s\", \"lora\" or \"dora\" (got \"" + name + "\")");
 }
 
 const char * method_name(Method m) {
@@ -20,6 +22,7 @@ const char * method_name(Method m) {
         case Method::LoriD: return "lori-d";
         case Method::LoriS: return "lori-s";
         case Method::Lora: return "lora";
+        case Method::Dora: return "dora";
     }
     return "?";
 }
@@ -53,6 +56,7 @@ int64_t Adapter::trainable_params() const {
                 n += t.out * spec.rank;
             }
         }
+        if (t.grad_magnitude) n += t.out;
     }
     return n;
 }
@@ -70,6 +74,7 @@ GradientTargets Adapter::gradient_targets() const {
     for (const AdapterTarget & t : targets) {
         if (t.grad_b) g.params.push_back({t.b, t.grad_b, t.mask ? &t.mask_host : nullptr});
         if (t.grad_a) g.params.push_back({t.a, t.grad_a, nullptr});
+        if (t.grad_magnitude) g.params.push_back({t.magnitude, t.grad_magnitude, nullptr});
     }
     g.loss_grad = loss_grad;
     return g;
@@ -129,12 +134,23 @@ static std::vector<float> take(const StFile & file, const std::string & path, co
     return t->to_f32();
 }
 
+static std::vector<float> take_vector(const StFile & file, const std::string & path, const std::string & name, int64_t n,
+                                      bool required) {
+    const StTensor * t = file.find(name);
+    if (!t) {
+        if (required) fail(EXIT_INPUT, path + ": tensor " + name + " is missing");
+        return {};
+    }
+    if (t->shape != std::vector<int64_t>{n}) fail(EXIT_INPUT, path + ": tensor " + name + " must have shape [" + std::to_string(n) + "]");
+    return t->to_f32();
+}
+
 static void allocate(Adapter & ad, const LlamaModel & model, const AdapterSpec & spec, bool with_mask, bool with_frozen,
                      ggml_backend_t backend) {
     ad.spec = spec;
     ad.base_architecture = model.hp.arch;
     ad.scale = spec.alpha / float(spec.rank);
-    const size_t n_tensors = size_t(model.hp.n_layer) * spec.modules.size() * 4 + 4;
+    const size_t n_tensors = size_t(model.hp.n_layer) * spec.modules.size() * 6 + 4;
     ggml_init_params ip = {ggml_tensor_overhead() * n_tensors, nullptr, true};
     ad.ctx = ggml_init(ip);
     ggml_init_params gp = {ggml_tensor_overhead() * n_tensors, nullptr, true};
@@ -157,6 +173,16 @@ static void allocate(Adapter & ad, const LlamaModel & model, const AdapterSpec &
             if (with_frozen) {
                 t.b_frozen = ggml_new_tensor_2d(ad.ctx, GGML_TYPE_F32, spec.rank, t.out);
                 ggml_set_name(t.b_frozen, t.name("lora_b_frozen").c_str());
+            }
+            if (spec.method == Method::Dora) {
+                t.magnitude = ggml_new_tensor_1d(ad.ctx, GGML_TYPE_F32, t.out);
+                ggml_set_name(t.magnitude, t.name("lora_magnitude_vector").c_str());
+                t.weight_norm = ggml_new_tensor_1d(ad.ctx, GGML_TYPE_F32, t.out);
+                ggml_set_name(t.weight_norm, t.name("dora_weight_norm").c_str());
+                if (ad.train_b) {
+                    t.grad_magnitude = ggml_dup_tensor(ad.grad_ctx, t.magnitude);
+                    ggml_format_name(t.grad_magnitude, "grad.%s", t.magnitude->name);
+                }
             }
             if (ad.train_a) {
                 t.grad_a = ggml_dup_tensor(ad.grad_ctx, t.a);
@@ -194,7 +220,8 @@ void create_adapter(Adapter & ad, const LlamaModel & model, const AdapterSpec & 
     if (masked && src.mask.empty()) fail(EXIT_USAGE, "config: method lori-s needs \"mask\" (a safetensors file)");
     if (!masked && !src.mask.empty()) fail(EXIT_USAGE, "config: \"mask\" is only used by method lori-s");
     ad.train_b = src.trainable;
-    ad.train_a = src.trainable && spec.method == Method::Lora;
+    const bool dense_a = spec.method == Method::Lora || spec.method == Method::Dora; // A trained and stored
+    ad.train_a = src.trainable && dense_a;
     StFile mask_file, init_file;
     if (masked) mask_file = st_read(src.mask);
     if (!src.init_b.empty()) init_file = st_read(src.init_b);
@@ -208,7 +235,7 @@ void create_adapter(Adapter & ad, const LlamaModel & model, const AdapterSpec & 
         }
         tensor_from_host(t.b, t.init_b_host);
         std::vector<float> a_init;
-        if (!src.init_b.empty() && spec.method == Method::Lora) a_init = take(init_file, src.init_b, t.name("lora_a"), {spec.rank, t.in}, false);
+        if (!src.init_b.empty() && dense_a) a_init = take(init_file, src.init_b, t.name("lora_a"), {spec.rank, t.in}, false);
         if (!a_init.empty()) {
             tensor_from_host(t.a, a_init);
         } else {
@@ -224,6 +251,14 @@ void create_adapter(Adapter & ad, const LlamaModel & model, const AdapterSpec & 
                 tensor_from_host(t.b_frozen, frozen);
             }
         }
+    }
+    if (!ad.dora()) return;
+    // m: continued from init_b, or the row norms of W + s B_init A (PEFT's initialisation), so W' = W at the start.
+    refresh_dora_norms(ad, model, backend);
+    for (AdapterTarget & t : ad.targets) {
+        std::vector<float> m;
+        if (!src.init_b.empty()) m = take_vector(init_file, src.init_b, t.name("lora_magnitude_vector"), t.out, false);
+        tensor_from_host(t.magnitude, m.empty() ? tensor_to_host(t.weight_norm) : m);
     }
 }
 
@@ -267,21 +302,27 @@ void load_adapter_file(Adapter & ad, const LlamaModel & model, const std::string
         } else {
             upload_seeded_a(t, spec);
         }
+        if (ad.dora()) tensor_from_host(t.magnitude, take_vector(file, path, t.name("lora_magnitude_vector"), t.out, true));
     }
+    refresh_dora_norms(ad, model, backend);
 }
 
 void write_adapter_safetensors(const Adapter & ad, const std::string & path, std::map<std::string, std::string> extra) {
     std::map<std::string, std::string> meta = ad.metadata();
     for (auto & [k, v] : extra) meta[k] = v;
     std::vector<std::vector<float>> keep;
-    keep.reserve(ad.targets.size() * 2);
+    keep.reserve(ad.targets.size() * 3); // pointers into it must stay valid
     std::vector<StWriteTensor> tensors;
     for (const AdapterTarget & t : ad.targets) {
         keep.push_back(published_b(t));
         tensors.push_back({t.name("lora_b"), {t.out, ad.spec.rank}, keep.back().data()});
-        if (ad.spec.method == Method::Lora) {
+        if (ad.spec.method == Method::Lora || ad.dora()) {
             keep.push_back(tensor_to_host(t.a));
             tensors.push_back({t.name("lora_a"), {ad.spec.rank, t.in}, keep.back().data()});
+        }
+        if (ad.dora()) {
+            keep.push_back(tensor_to_host(t.magnitude));
+            tensors.push_back({t.name("lora_magnitude_vector"), {t.out}, keep.back().data()});
         }
     }
     st_write(path, meta, tensors);

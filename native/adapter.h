@@ -2,6 +2,10 @@
 // and for LoRI-S the mask M (1 = trainable) plus B_frozen = B_init ⊙ (1 - M) for continual learning.
 // The target linear is  y = W x + s * B_eff (A x),  s = alpha / r,  B_eff = B ⊙ M + B_frozen  (B ⊙ M without init,
 // B alone without a mask). Gradients reach B only through B ⊙ M, so entries outside M get exactly 0.
+// DoRA (method "dora", A and B trainable, no mask) rescales each output row of the adapted weight to a trained
+// magnitude m: W' = m ⊙ (W + s B A) / ||W + s B A||, the norm taken per output row over the input dimension (PEFT's
+// `get_weight_norm`, dim=1). As in PEFT (and the DoRA paper, section 4.3) the norm is held constant in the
+// gradient: it is recomputed from the current A and B by refresh_dora_norms (dora.h) and fed in as a value.
 #pragma once
 
 #include "model.h"
@@ -18,7 +22,7 @@
 
 namespace lori {
 
-enum class Method { LoriD, LoriS, Lora };
+enum class Method { LoriD, LoriS, Lora, Dora };
 Method method_from_name(const std::string & name); // throws Error(EXIT_USAGE)
 const char * method_name(Method m);
 
@@ -37,8 +41,11 @@ struct AdapterTarget {
     ggml_tensor * b = nullptr;        // ne [r, out] (row-major [out, r])
     ggml_tensor * mask = nullptr;     // ne [r, out], LoRI-S only
     ggml_tensor * b_frozen = nullptr; // ne [r, out], LoRI-S with an init-B only
+    ggml_tensor * magnitude = nullptr;   // ne [out], DoRA only: m (PEFT's lora_magnitude_vector)
+    ggml_tensor * weight_norm = nullptr; // ne [out], DoRA only: ||W + s B A|| per output row, a constant of the graph
     ggml_tensor * grad_a = nullptr;   // gradient accumulators (trainable tensors only)
     ggml_tensor * grad_b = nullptr;
+    ggml_tensor * grad_magnitude = nullptr;
     std::vector<float> mask_host;     // [out, r]
     std::vector<float> init_b_host;   // [out, r]; zeros without an init file
 
@@ -64,9 +71,10 @@ struct Adapter {
     ~Adapter();
 
     const AdapterTarget * find(int layer, int module) const;
-    int64_t trainable_params() const; // A (lora) + B entries that can change (LoRI-S: mask count)
+    bool dora() const { return spec.method == Method::Dora; }
+    int64_t trainable_params() const; // A (lora, dora) + B entries that can change (LoRI-S: mask count) + m (dora)
     void zero_grads();
-    GradientTargets gradient_targets() const; // B (and A for lora) with their accumulators; masks attached to B
+    GradientTargets gradient_targets() const; // B (and A for lora/dora, m for dora) with their accumulators; masks attached to B
     std::map<std::string, std::string> metadata() const; // adapter description for safetensors headers
 };
 
@@ -77,11 +85,13 @@ struct AdapterSources {
 };
 
 // Creates and uploads A (seeded or from init), B (zeros or init), masks. Throws Error(EXIT_INPUT/EXIT_USAGE).
+// DoRA: A and m are taken from init_b's "<target>.lora_a" / "<target>.lora_magnitude_vector" when present;
+// m starts as the row norms of W + s B_init A otherwise (= ||W|| per row for a fresh adapter, as PEFT does).
 void create_adapter(Adapter & adapter, const LlamaModel & model, const AdapterSpec & spec, const AdapterSources & sources,
                     ggml_backend_t backend);
 
 // Loads B (and A when present) of a trained adapter file for evaluation: spec comes from its metadata unless
-// overridden fields are given. Masks and init are not used.
+// overridden fields are given. Masks and init are not used. DoRA: m is required, the norms are computed.
 void load_adapter_file(Adapter & adapter, const LlamaModel & model, const std::string & path, ggml_backend_t backend,
                        const AdapterSpec * override_spec);
 
@@ -91,7 +101,8 @@ void tensor_from_host(ggml_tensor * t, const std::vector<float> & data);
 // B to publish: entries outside the mask are copied from B_init bit for bit.
 std::vector<float> published_b(const AdapterTarget & t);
 
-// Writes "<target>.lora_b" [out, r] (and "<target>.lora_a" [r, in] for lora) with metadata.
+// Writes "<target>.lora_b" [out, r] (and "<target>.lora_a" [r, in] for lora and dora, and
+// "<target>.lora_magnitude_vector" [out] for dora) with metadata.
 void write_adapter_safetensors(const Adapter & adapter, const std::string & path,
                                std::map<std::string, std::string> extra_metadata);
 

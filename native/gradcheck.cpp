@@ -1,12 +1,13 @@
-// Mode "gradcheck": analytic dB (and dA for lora; every weight for method "full") from the backward graph vs
-// central finite differences of the training loss, on the first `batch` sequences. B starts random (seeded) so
-// every path carries signal.
+// Mode "gradcheck": analytic dB (and dA for lora; dA and dm for dora, its row norm held constant as in training;
+// every weight for method "full") from the backward graph vs central finite differences of the training loss, on
+// the first `batch` sequences. B starts random (seeded) so every path carries signal.
 // The difference quotient is the 4-point stencil (-f(x+2h) + 8f(x+h) - 8f(x-h) + f(x-2h)) / 12h (error O(h^4)), so
 // h can be large enough for the F32 loss's rounding noise (~1e-7 relative) not to dominate. Reported:
 //   max_rel_err      max |fd - an| / max(|fd|, |an|) over the checked entries with the largest gradients (half of them)
 //   norm_rel_err     ||fd - an|| / ||an|| over all checked entries (half of them random)
 //   max_abs_err      max |fd - an|, and max_abs_grad = max |an| over all trainable entries
 // Masked entries must have exactly 0 analytic gradient (masked_nonzero_grads) and 0 finite difference.
+#include "dora.h"
 #include "errors.h"
 #include "full_model.h"
 #include "io.h"
@@ -61,6 +62,17 @@ int run_gradcheck(const Config & config) {
             std::vector<float> b(size_t(t.out * spec.rank));
             for (float & x : b) x = uni(rng);
             tensor_from_host(t.b, b);
+        }
+        // DoRA: the norms of this random B, held fixed for the finite differences too (PEFT's detached norm: the
+        // analytic gradient is that of the loss with ||W + s B A|| a constant); m off the norms by up to ±20 %,
+        // so W' != W and dm carries signal.
+        refresh_dora_norms(adapter, model, session.backend.main);
+        std::uniform_real_distribution<float> ratio(0.8f, 1.2f);
+        for (AdapterTarget & t : adapter.targets) {
+            if (!t.magnitude) continue;
+            std::vector<float> m = tensor_to_host(t.weight_norm);
+            for (float & x : m) x *= ratio(rng);
+            tensor_from_host(t.magnitude, m);
         }
         targets = adapter.gradient_targets();
     }
@@ -126,8 +138,10 @@ int run_gradcheck(const Config & config) {
     };
     double max_rel = 0.0, max_abs = 0.0, diff2 = 0.0, an2 = 0.0;
     std::vector<double> rels;
+    int64_t checked_magnitude = 0; // DoRA's m entries among the checked ones
     for (size_t i = 0; i < chosen.size(); i++) {
         const Entry & e = chosen[i];
+        if (std::string(targets.params[e.param].value->name).find("lora_magnitude_vector") != std::string::npos) checked_magnitude++;
         const double fd = finite_difference(e);
         const double err = std::fabs(fd - e.analytic);
         max_abs = std::max(max_abs, err);
@@ -146,7 +160,8 @@ int run_gradcheck(const Config & config) {
              .add("max_rel_err", max_rel).add("median_rel_err", rels.empty() ? 0.0 : rels[rels.size() / 2])
              .add("norm_rel_err", an2 > 0 ? std::sqrt(diff2 / an2) : 0.0)
              .add("max_abs_err", max_abs).add("max_abs_grad", gmax).add("fd_eps", fd_eps)
-             .add("masked_entries", masked).add("masked_nonzero_grads", masked_nonzero).add("masked_fd_max_abs", masked_fd));
+             .add("masked_entries", masked).add("masked_nonzero_grads", masked_nonzero).add("masked_fd_max_abs", masked_fd)
+             .add("checked_magnitude", checked_magnitude));
     return EXIT_OK;
 }
 

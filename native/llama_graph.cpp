@@ -19,7 +19,8 @@ struct Builder {
     const LlamaModel & model;
     const Adapter * adapter;
 
-    // W x (+ s * B_eff (A x)) (+ bias): llama.cpp's build_lora_mm followed by the bias add.
+    // W x (+ s * B_eff (A x)) (+ bias): llama.cpp's build_lora_mm followed by the bias add. DoRA scales the
+    // rows of W x + s B (A x) before the bias, as PEFT does (its base result excludes the bias).
     ggml_tensor * linear(int il, int module, ggml_tensor * x) {
         const LlamaLayer & L = model.layers[size_t(il)];
         ggml_tensor * y = ggml_mul_mat(ctx, L.w[module], x);
@@ -31,6 +32,8 @@ struct Builder {
                 ggml_tensor * ab = ggml_mul_mat(ctx, b, ggml_mul_mat(ctx, t->a, x));
                 ab = ggml_scale(ctx, ab, adapter->scale);
                 y = ggml_add(ctx, y, ab);
+                // DoRA: each output row times m / ||W + s B A|| (the norm is an input: no gradient flows into it)
+                if (t->magnitude) y = ggml_mul(ctx, y, ggml_div(ctx, t->magnitude, t->weight_norm));
             }
         }
         if (L.bias[module]) y = ggml_add(ctx, y, L.bias[module]);

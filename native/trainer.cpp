@@ -1,6 +1,7 @@
 // Mode "train": the training loop (micro-batches, gradient accumulation, AdamW, eval, checkpoints, SIGINT), for
-// an adapter (method lori-d, lori-s, lora) or for every weight of the model (method full).
+// an adapter (method lori-d, lori-s, lora, dora) or for every weight of the model (method full).
 #include "data_order.h"
+#include "dora.h"
 #include "errors.h"
 #include "full_model.h"
 #include "io.h"
@@ -139,6 +140,9 @@ int run_train(const Config & config) {
     Optimizer opt(targets, identity, session.backend.main, s.adamw);
     Runner runner(session.backend, std::max<size_t>(size_t(ggml_graph_size(g.backward)), opt.graph_size()));
     if (s.resume) opt.load(s.checkpoint);
+    // DoRA's norms follow A and B: after loading a checkpoint here, after each optimizer step below.
+    auto refresh_norms = [&]() { if (!full) refresh_dora_norms(adapter, model, session.backend.main); };
+    refresh_norms();
 
     auto run_meta = [&]() {
         return std::map<std::string, std::string>{{"steps", std::to_string(opt.step_count())}, {"lr", json::number(s.lr)}};
@@ -190,6 +194,7 @@ int run_train(const Config & config) {
             }
             if (!std::isfinite(loss)) fail(EXIT_DIVERGED, "loss is " + json::number(loss) + " at step " + std::to_string(step + 1));
             opt.step(runner);
+            refresh_norms();
             const double dt = now_s() - t0;
             train_time += dt;
             total_tokens += tokens;

@@ -21,6 +21,8 @@ export type NativeExitKind = keyof typeof NATIVE_EXIT_CODES | "crashed";
 
 /** Adapter training methods; full fine-tuning ("full") has its own config, {@link FullTrainConfig}. */
 export type TrainMethod = "lori-d" | "lori-s" | "lora";
+/** What the native trainer builds: the CLI's methods plus DoRA (written as a merged model, not a LoRA). */
+export type NativeAdapterMethod = TrainMethod | "dora";
 export type TargetModule = "q" | "k" | "v" | "o" | "gate" | "up" | "down";
 export type GpuMode = "auto" | "cuda" | "off";
 
@@ -42,8 +44,11 @@ interface BackendOptions {
 }
 
 interface AdapterOptions {
-  /** Default "lori-d". */
-  method?: TrainMethod;
+  /**
+   * Default "lori-d". "dora": A, B and the per-row magnitude m trained, W' = m ⊙ (W + s B A) / ||W + s B A|| with
+   * the norm per output row held constant in the gradient (PEFT's convention).
+   */
+  method?: NativeAdapterMethod;
   /** Default 8. */
   rank?: number;
   /** Default 2 * rank. */
@@ -257,6 +262,8 @@ export interface GradcheckEvent {
   masked_entries: number;
   masked_nonzero_grads: number;
   masked_fd_max_abs: number;
+  /** DoRA: how many of the checked entries are magnitude (m) entries. */
+  checked_magnitude: number;
 }
 export interface SeededAEvent {
   event: "seeded_a";
