@@ -1,13 +1,14 @@
 /**
  * `lori-server serve` in its own process, as users run it, with optional Node flags (e.g. --cpu-prof) and
- * the child's pid (for per-thread CPU time). Run `npm run build`
- * first.
+ * the child's pid (for per-thread CPU time). Run `npm run build` first, unless `fromSource` (tsx, no build).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 
 const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+/** The CLI's TypeScript source, run through tsx: profiles then name src/ files and no build is needed. */
+const cliSource = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 
 export interface ServerProcess {
   readonly url: string;
@@ -19,8 +20,10 @@ export async function startServerProcess(
   args: string[],
   nodeArgs: string[] = [],
   env: Record<string, string> = {},
+  options: { fromSource?: boolean } = {},
 ): Promise<ServerProcess> {
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, cli, "serve", "--port", "0", "--quiet", ...args], {
+  const entry = options.fromSource ? ["--import", "tsx", cliSource] : [cli];
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, ...entry, "serve", "--port", "0", "--quiet", ...args], {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, ...env },
   });
