@@ -49,8 +49,6 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
   let pendingLogprobs: PositionLogprobs[] = [];
   let finishReason: FinishReason = "stop";
   let stoppedBy: { stopString?: string; stopToken?: number } = {};
-  // All text so far, to tell which stop string ended generation.
-  let rawText = "";
 
   const room = sequence.contextSize - promptTokens.length;
   const limit = Math.min(params.maxTokens ?? room, room);
@@ -84,15 +82,14 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
       }
       generated.push(token);
       if (wantLogprobs) pendingLogprobs.push(positionLogprobs(model, token, output.probabilities, params.topLogprobs ?? 0));
-      const piece = text.push(token);
-      rawText += piece;
-      const { emit, stopped } = stops.push(piece);
-      if (emit.length > 0 || (stopped && pendingLogprobs.length > 0)) {
+      const emit = stops.push(text.push(token));
+      const stopString = stops.matched;
+      if (emit.length > 0 || (stopString !== undefined && pendingLogprobs.length > 0)) {
         yield { text: emit, logprobs: pendingLogprobs };
         pendingLogprobs = [];
       }
-      if (stopped) {
-        stoppedBy = { stopString: firstStop(rawText, params.stop) };
+      if (stopString !== undefined) {
+        stoppedBy = { stopString };
         return finish("stop");
       }
       if (generated.length >= limit) {
@@ -120,20 +117,6 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
       ...(reason === "stop" ? stoppedBy : {}),
     };
   }
-}
-
-/** The stop string that occurs first in `text` (generation ends at the first one written). */
-function firstStop(text: string, stops: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestAt = Number.POSITIVE_INFINITY;
-  for (const stop of stops) {
-    const at = stop.length > 0 ? text.indexOf(stop) : -1;
-    if (at !== -1 && at < bestAt) {
-      best = stop;
-      bestAt = at;
-    }
-  }
-  return best;
 }
 
 /** Prompt positions scored per native call: bounds the full-vocabulary probability maps held at once. */
