@@ -1,5 +1,8 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
 
+/** Tokens of context for detokenising the next piece: node-llama-cpp uses at most the last 8 it is given. */
+const CONTEXT_TOKENS = 8;
+
 /**
  * Turns generated tokens into text incrementally. A token may end in the middle of a UTF-8 character
  * (byte-fallback tokens), so text is only released once it decodes cleanly; the preceding tokens are
@@ -7,6 +10,7 @@ import type { LlamaModel, Token } from "node-llama-cpp";
  */
 export class TokenTextStream {
   private readonly pending: Token[] = [];
+  /** The last CONTEXT_TOKENS tokens before the pending ones (all node-llama-cpp's detokenizer looks at). */
   private readonly history: Token[];
 
   /** `context` = the tokens before the generated ones (the prompt), so the first piece keeps its space. */
@@ -14,15 +18,16 @@ export class TokenTextStream {
     private readonly model: LlamaModel,
     context: readonly Token[] = [],
   ) {
-    this.history = context.slice(-8);
+    this.history = context.slice(-CONTEXT_TOKENS);
   }
 
   /** Returns the newly completed text (possibly empty). */
   push(token: Token): string {
     this.pending.push(token);
-    const text = this.model.detokenize(this.pending, false, this.history.slice(-8));
+    const text = this.model.detokenize(this.pending, false, this.history);
     if (text.endsWith("\uFFFD") && this.pending.length < 4) return "";
     this.history.push(...this.pending);
+    if (this.history.length > CONTEXT_TOKENS) this.history.splice(0, this.history.length - CONTEXT_TOKENS);
     this.pending.length = 0;
     return text;
   }
