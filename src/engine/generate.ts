@@ -65,9 +65,10 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
   const newTokens = promptTokens.slice(evaluated) as Token[];
   const options = evaluateOptions(model, params, generated, input.grammar);
   // Probabilities cost a full-vocabulary pass per token, so only ask for them when logprobs are wanted.
-  const iterator = wantLogprobs
+  // Without logprobs node-llama-cpp's plain token iterator is used as it is (no wrapper generator per token).
+  const iterator: AsyncGenerator<Token | { token: Token; probabilities?: Map<Token, number> }, void, void> = wantLogprobs
     ? sequence.evaluateWithMetadata(newTokens, { probabilities: true } as const, options)
-    : withoutMetadata(sequence.evaluate(newTokens, options));
+    : (sequence.evaluate(newTokens, options) as AsyncGenerator<Token, void, void>);
 
   try {
     for await (const output of iterator) {
@@ -75,13 +76,13 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
         finishReason = "cancelled";
         break;
       }
-      const token = output.token;
+      const token = typeof output === "number" ? output : output.token;
       if ((model.isEogToken(token) || input.stopTokens.has(token)) && !params.ignoreEos) {
         stoppedBy = { stopToken: token };
         break;
       }
       generated.push(token);
-      if (wantLogprobs) pendingLogprobs.push(positionLogprobs(model, token, output.probabilities, params.topLogprobs ?? 0));
+      if (typeof output !== "number") pendingLogprobs.push(positionLogprobs(model, token, output.probabilities, params.topLogprobs ?? 0));
       const emit = stops.push(text.push(token));
       const stopString = stops.matched;
       if (emit.length > 0 || (stopString !== undefined && pendingLogprobs.length > 0)) {
@@ -151,16 +152,6 @@ async function scorePrompt(
     }
   }
   return scored;
-}
-
-async function* withoutMetadata(
-  tokens: AsyncGenerator<Token, void, undefined | Token | Token[]>,
-): AsyncGenerator<{ token: Token; probabilities?: Map<Token, number> }, void, void> {
-  try {
-    for await (const token of tokens) yield { token };
-  } finally {
-    await tokens.return();
-  }
 }
 
 /**
