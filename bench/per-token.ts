@@ -20,8 +20,13 @@
  * profile time is less sensitive to other load than wall time, but not immune: the load average is printed
  * before and after each round, and the figures are medians over BENCH_REPEATS rounds (3).
  *
+ * Before/after: BENCH_BASELINE_DIR names another checkout (e.g. `git worktree add /tmp/base <commit>`, with
+ * node_modules) whose server runs beside this one, each scenario on one then the other, so that both see the
+ * same load; the JSON then adds `baseline` and `this_over_baseline` (per-round ratios and their median).
+ *
  * Env: BENCH_TOKENS (128), BENCH_REPEATS (3), BENCH_TOP (15), BENCH_PROFILE_INTERVAL_US (200), BENCH_PROFILE_DIR
- * (keep the .cpuprofile files there, e.g. to open them in Chrome DevTools; default: a temp dir, removed).
+ * (keep the .cpuprofile files there, e.g. to open them in Chrome DevTools; default: a temp dir, removed),
+ * BENCH_BASELINE_DIR.
  */
 import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import os, { tmpdir } from "node:os";
@@ -35,7 +40,8 @@ const TOKENS = Number(process.env.BENCH_TOKENS ?? 128);
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
 const TOP = Number(process.env.BENCH_TOP ?? 15);
 const INTERVAL_US = Number(process.env.BENCH_PROFILE_INTERVAL_US ?? 200);
-const demoModel = fileURLToPath(new URL("../models/lori-demo.gguf", import.meta.url));
+const repoRoot = fileURLToPath(new URL("..", import.meta.url));
+const demoModel = path.join(repoRoot, "models/lori-demo.gguf");
 /** Stop strings the demo model does not write: the matcher sees every token, generation runs to max_tokens. */
 const STOPS = ["@@@@", "THE END.", "<stop-here>", "~~~~"];
 
@@ -125,14 +131,16 @@ interface ScenarioResult {
   readonly summary: ProfileSummary;
 }
 
-/** One round: a fresh profiled server, every scenario once (after a warm-up of each). */
-async function round1(
-  root: string,
-  index: number,
-): Promise<{ load_before: number[]; load_after: number[]; scenarios: Record<string, ScenarioResult> }> {
-  const dir = await mkdtemp(path.join(root, `round-${index}-`));
-  const load_before = loadAverage();
-  const server = await startServerProcess(
+type RoundResult = { load_before: number[]; load_after: number[]; scenarios: Record<string, ScenarioResult> };
+
+interface Side {
+  /** "this" (the checkout this bench is in) or "baseline" (BENCH_BASELINE_DIR). */
+  readonly label: string;
+  readonly root: string;
+}
+
+async function startProfiled(side: Side, dir: string) {
+  return startServerProcess(
     [
       "--model",
       `demo=${demoModel}`,
@@ -153,55 +161,83 @@ async function round1(
     ],
     ["--cpu-prof", "--cpu-prof-dir", dir, "--cpu-prof-interval", String(INTERVAL_US)],
     {},
-    { fromSource: true },
+    { sourceRoot: side.root },
   );
-  const windows = new Map<string, { from: number; to: number; tokens: number; cpuMs: number | null }>();
+}
+
+/**
+ * One round: a fresh profiled server per side, every scenario once on each (after a warm-up pass). With two
+ * sides, each scenario runs on one then the other (the order alternates by round), so both see the same load.
+ */
+async function round1(root: string, index: number, sides: readonly Side[]): Promise<RoundResult[]> {
+  const load_before = loadAverage();
+  const dirs = await Promise.all(sides.map((side) => mkdtemp(path.join(root, `round-${index}-${side.label}-`))));
+  const servers: Array<Awaited<ReturnType<typeof startProfiled>>> = [];
+  const windows = sides.map(() => new Map<string, { from: number; to: number; tokens: number; cpuMs: number | null }>());
   try {
+    for (const [i, side] of sides.entries()) servers.push(await startProfiled(side, dirs[i]!));
     // A full unmeasured pass first: the first requests run cold (JIT, caches), which would charge the first
     // scenario for it.
-    for (const s of scenarios) {
-      await Promise.all(Array.from({ length: s.clients }, (_, c) => streamOnce(server.url, s.route, `Warm up ${c}.`, TOKENS, s.stop, s.n)));
+    for (const server of servers) {
+      for (const s of scenarios) {
+        await Promise.all(
+          Array.from({ length: s.clients }, (_, c) => streamOnce(server.url, s.route, `Warm up ${c}.`, TOKENS, s.stop, s.n)),
+        );
+      }
     }
     for (const s of scenarios) {
-      const cpuBefore = await mainThreadCpuMs(server.pid);
-      const from = monotonicMicros();
-      const counts = await Promise.all(
-        Array.from({ length: s.clients }, (_, c) => streamOnce(server.url, s.route, `Tell me a story, number ${c}.`, TOKENS, s.stop, s.n)),
-      );
-      const to = monotonicMicros();
-      const cpuAfter = await mainThreadCpuMs(server.pid);
-      const cpuMs = cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore;
-      windows.set(s.name, { from, to, tokens: counts.reduce((a, b) => a + b, 0), cpuMs });
+      const order = servers.map((_, i) => i);
+      if (index % 2 === 1) order.reverse();
+      for (const i of order) {
+        const server = servers[i]!;
+        const cpuBefore = await mainThreadCpuMs(server.pid);
+        const from = monotonicMicros();
+        const counts = await Promise.all(
+          Array.from({ length: s.clients }, (_, c) =>
+            streamOnce(server.url, s.route, `Tell me a story, number ${c}.`, TOKENS, s.stop, s.n),
+          ),
+        );
+        const to = monotonicMicros();
+        const cpuAfter = await mainThreadCpuMs(server.pid);
+        const cpuMs = cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore;
+        windows[i]!.set(s.name, { from, to, tokens: counts.reduce((a, b) => a + b, 0), cpuMs });
+      }
     }
   } finally {
-    await server.stop();
+    for (const server of servers) await server.stop();
   }
   const load_after = loadAverage();
-  // node-llama-cpp tests its binary in a short-lived child process, which writes a profile too: take the server's.
-  const files = await readdir(dir);
-  const file = files.find((f) => f.includes(`.${server.pid}.0.`) && f.endsWith(".cpuprofile"));
-  if (!file) throw new Error(`no .cpuprofile for pid ${server.pid} in ${dir}: ${files.join(", ")}`);
-  const out: Record<string, ScenarioResult> = {};
-  for (const [name, w] of windows) {
-    const summary = await summariseCpuProfile(path.join(dir, file), 500, { from: w.from, to: w.to });
-    const per = (ms: number) => round(ms / Math.max(1, w.tokens), 4);
-    const js = Object.values(summary.js_self_ms_by_origin).reduce((a, b) => a + b, 0);
-    out[name] = {
-      tokens: w.tokens,
-      wall_ms: round((w.to - w.from) / 1000, 1),
-      cpu_ms_per_token: w.cpuMs === null ? null : per(w.cpuMs),
-      busy_ms_per_token: per(summary.total_ms - summary.idle_ms),
-      js_ms_per_token: per(js),
-      gc_ms_per_token: per(summary.gc_ms),
-      program_ms_per_token: per(summary.program_ms),
-      summary,
-    };
+  const results: RoundResult[] = [];
+  for (const [i, server] of servers.entries()) {
+    const dir = dirs[i]!;
+    // node-llama-cpp tests its binary in a short-lived child process, which writes a profile too, and worker
+    // threads write their own: take the server's main thread (thread 0).
+    const files = await readdir(dir);
+    const file = files.find((f) => f.includes(`.${server.pid}.0.`) && f.endsWith(".cpuprofile"));
+    if (!file) throw new Error(`no .cpuprofile for pid ${server.pid} in ${dir}: ${files.join(", ")}`);
+    const out: Record<string, ScenarioResult> = {};
+    for (const [name, w] of windows[i]!) {
+      const summary = await summariseCpuProfile(path.join(dir, file), 500, { from: w.from, to: w.to });
+      const per = (ms: number) => round(ms / Math.max(1, w.tokens), 4);
+      const js = Object.values(summary.js_self_ms_by_origin).reduce((a, b) => a + b, 0);
+      out[name] = {
+        tokens: w.tokens,
+        wall_ms: round((w.to - w.from) / 1000, 1),
+        cpu_ms_per_token: w.cpuMs === null ? null : per(w.cpuMs),
+        busy_ms_per_token: per(summary.total_ms - summary.idle_ms),
+        js_ms_per_token: per(js),
+        gc_ms_per_token: per(summary.gc_ms),
+        program_ms_per_token: per(summary.program_ms),
+        summary,
+      };
+    }
+    results.push({ load_before, load_after, scenarios: out });
   }
-  return { load_before, load_after, scenarios: out };
+  return results;
 }
 
 /** The top functions of the round whose all-scenario busy time is the median one. */
-function medianRoundTop(rounds: Array<Awaited<ReturnType<typeof round1>>>) {
+function medianRoundTop(rounds: readonly RoundResult[]) {
   const busy = rounds.map((r) => Object.values(r.scenarios).reduce((a, s) => a + s.busy_ms_per_token * s.tokens, 0));
   const order = busy.map((b, i) => [b, i] as const).sort((a, b) => a[0] - b[0]);
   const chosen = rounds[order[Math.floor(order.length / 2)]![1]]!;
@@ -222,43 +258,77 @@ function medianRoundTop(rounds: Array<Awaited<ReturnType<typeof round1>>>) {
     .map((e) => ({ fn: e.fn, at: e.at, us_per_token: round((e.ms * 1000) / tokens, 1) }));
 }
 
+/** The figures of one side over all rounds: medians per scenario and over all scenarios. */
+function sideReport(rounds: readonly RoundResult[]) {
+  const perScenario = Object.fromEntries(
+    scenarios.map((s) => {
+      const runs = rounds.map((r) => r.scenarios[s.name]!);
+      const med = (pick: (x: ScenarioResult) => number) => round(median(runs.map(pick)), 4);
+      return [
+        s.name,
+        {
+          tokens: runs[0]!.tokens,
+          cpu_ms_per_token: runs.some((x) => x.cpu_ms_per_token === null) ? null : med((x) => x.cpu_ms_per_token!),
+          busy_ms_per_token: med((x) => x.busy_ms_per_token),
+          js_ms_per_token: med((x) => x.js_ms_per_token),
+          gc_ms_per_token: med((x) => x.gc_ms_per_token),
+          program_ms_per_token: med((x) => x.program_ms_per_token),
+          busy_ms_per_token_rounds: runs.map((x) => x.busy_ms_per_token),
+          cpu_ms_per_token_rounds: runs.map((x) => x.cpu_ms_per_token),
+          wall_ms_per_token: med((x) => x.wall_ms / Math.max(1, x.tokens)),
+        },
+      ];
+    }),
+  );
+  const allBusy = overall(rounds, (s) => s.busy_ms_per_token);
+  const allCpu = overall(rounds, (s) => s.cpu_ms_per_token);
+  return {
+    busy_ms_per_token_all_scenarios: { median: round(median(allBusy), 4), rounds: allBusy.map((b) => round(b, 4)) },
+    cpu_ms_per_token_all_scenarios: Number.isNaN(allCpu[0])
+      ? null
+      : { median: round(median(allCpu), 4), rounds: allCpu.map((b) => round(b, 4)) },
+    scenarios: perScenario,
+    top_self_time_median_round: medianRoundTop(rounds),
+    js_self_ms_by_origin_median_round: mergeOrigins(rounds),
+  };
+}
+
+/** Per round, a figure per token over all scenarios together (token-weighted). */
+function overall(rounds: readonly RoundResult[], pick: (s: ScenarioResult) => number | null): number[] {
+  return rounds.map((r) => {
+    const list = Object.values(r.scenarios);
+    const tokens = list.reduce((a, s) => a + s.tokens, 0);
+    return list.reduce((a, s) => a + (pick(s) ?? Number.NaN) * s.tokens, 0) / tokens;
+  });
+}
+
+/** This checkout over the baseline, per round (the two ran side by side), then the median of those ratios. */
+function pairedRatios(ours: readonly RoundResult[], base: readonly RoundResult[]) {
+  const ratio = (pick: (s: ScenarioResult) => number | null) => {
+    const a = overall(ours, pick);
+    const b = overall(base, pick);
+    const per = a.map((x, i) => x / b[i]!);
+    return { median: round(median(per), 3), rounds: per.map((x) => round(x, 3)) };
+  };
+  return { cpu_ms_per_token: ratio((s) => s.cpu_ms_per_token), busy_ms_per_token: ratio((s) => s.busy_ms_per_token) };
+}
+
 async function main() {
   const keep = process.env.BENCH_PROFILE_DIR;
   if (keep) await mkdir(keep, { recursive: true });
   const root = keep ?? (await mkdtemp(path.join(tmpdir(), "lori-per-token-")));
+  const baselineDir = process.env.BENCH_BASELINE_DIR;
+  const sides: Side[] = [
+    { label: "this", root: repoRoot },
+    ...(baselineDir ? [{ label: "baseline", root: path.resolve(baselineDir) }] : []),
+  ];
   try {
-    const rounds: Array<Awaited<ReturnType<typeof round1>>> = [];
+    const rounds = sides.map((): RoundResult[] => []);
     for (let r = 0; r < REPEATS; r++) {
       log(`round ${r + 1}/${REPEATS}, load ${loadAverage().join(" ")}`);
-      rounds.push(await round1(root, r));
+      const results = await round1(root, r, sides);
+      results.forEach((result, i) => rounds[i]!.push(result));
     }
-    const perScenario = Object.fromEntries(
-      scenarios.map((s) => {
-        const runs = rounds.map((r) => r.scenarios[s.name]!);
-        const med = (pick: (x: ScenarioResult) => number) => round(median(runs.map(pick)), 4);
-        return [
-          s.name,
-          {
-            tokens: runs[0]!.tokens,
-            cpu_ms_per_token: runs.some((x) => x.cpu_ms_per_token === null) ? null : med((x) => x.cpu_ms_per_token!),
-            busy_ms_per_token: med((x) => x.busy_ms_per_token),
-            js_ms_per_token: med((x) => x.js_ms_per_token),
-            gc_ms_per_token: med((x) => x.gc_ms_per_token),
-            program_ms_per_token: med((x) => x.program_ms_per_token),
-            busy_ms_per_token_rounds: runs.map((x) => x.busy_ms_per_token),
-            wall_ms_per_token: med((x) => x.wall_ms / Math.max(1, x.tokens)),
-          },
-        ];
-      }),
-    );
-    const overall = (pick: (s: ScenarioResult) => number | null) =>
-      rounds.map((r) => {
-        const list = Object.values(r.scenarios);
-        const tokens = list.reduce((a, s) => a + s.tokens, 0);
-        return list.reduce((a, s) => a + (pick(s) ?? Number.NaN) * s.tokens, 0) / tokens;
-      });
-    const allBusy = overall((s) => s.busy_ms_per_token);
-    const allCpu = overall((s) => s.cpu_ms_per_token);
     console.log(
       JSON.stringify(
         {
@@ -268,14 +338,14 @@ async function main() {
           rounds: REPEATS,
           profile_interval_us: INTERVAL_US,
           cores: os.availableParallelism(),
-          load_average: rounds.map((r) => ({ before: r.load_before, after: r.load_after })),
-          busy_ms_per_token_all_scenarios: { median: round(median(allBusy), 4), rounds: allBusy.map((b) => round(b, 4)) },
-          cpu_ms_per_token_all_scenarios: Number.isNaN(allCpu[0])
-            ? null
-            : { median: round(median(allCpu), 4), rounds: allCpu.map((b) => round(b, 4)) },
-          scenarios: perScenario,
-          top_self_time_median_round: medianRoundTop(rounds),
-          js_self_ms_by_origin_median_round: mergeOrigins(rounds),
+          load_average: rounds[0]!.map((r) => ({ before: r.load_before, after: r.load_after })),
+          ...sideReport(rounds[0]!),
+          ...(baselineDir
+            ? {
+                baseline: { dir: path.resolve(baselineDir), ...sideReport(rounds[1]!) },
+                this_over_baseline: pairedRatios(rounds[0]!, rounds[1]!),
+              }
+            : {}),
         },
         null,
         2,
@@ -287,7 +357,7 @@ async function main() {
 }
 
 /** JS self ms per token by origin, median over rounds. */
-function mergeOrigins(rounds: Array<Awaited<ReturnType<typeof round1>>>) {
+function mergeOrigins(rounds: readonly RoundResult[]) {
   const perRound = rounds.map((r) => {
     const byOrigin = new Map<string, number>();
     let tokens = 0;

@@ -1,14 +1,13 @@
 /**
  * `lori-server serve` in its own process, as users run it, with optional Node flags (e.g. --cpu-prof) and
- * the child's pid (for per-thread CPU time). Run `npm run build` first, unless `fromSource` (tsx, no build).
+ * the child's pid (for per-thread CPU time). Run `npm run build` first, unless `sourceRoot` (tsx, no build).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
-/** The CLI's TypeScript source, run through tsx: profiles then name src/ files and no build is needed. */
-const cliSource = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 
 export interface ServerProcess {
   readonly url: string;
@@ -20,10 +19,16 @@ export async function startServerProcess(
   args: string[],
   nodeArgs: string[] = [],
   env: Record<string, string> = {},
-  options: { fromSource?: boolean } = {},
+  /**
+   * `sourceRoot`: run that checkout's CLI from its TypeScript source through tsx (no build; profiles then name
+   * src/ files), e.g. this repository or another commit's worktree to compare with. The checkout needs its
+   * node_modules.
+   */
+  options: { sourceRoot?: string } = {},
 ): Promise<ServerProcess> {
-  const entry = options.fromSource ? ["--import", "tsx", cliSource] : [cli];
+  const entry = options.sourceRoot ? ["--import", "tsx", path.join(options.sourceRoot, "src/cli/main.ts")] : [cli];
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, ...entry, "serve", "--port", "0", "--quiet", ...args], {
+    ...(options.sourceRoot ? { cwd: options.sourceRoot } : {}),
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, ...env },
   });
