@@ -126,6 +126,21 @@ describe("merged-weight lanes off", () => {
     }
   });
 
+  it("for a set whose merged model does not fit the budget", async () => {
+    // The demo model is ~3.2 MB: a 1 MiB budget never fits it.
+    const core = await createInProcessServer({ mergedLanesMb: 1, mergedLanesWindow: 4, mergedLanesMinRequests: 2, parallel: 2 });
+    try {
+      const served = servedOf(core);
+      for (let i = 0; i < 4; i++) expect(await admitAndRelease(served, MATH_CHOICE)).toBe(false);
+      await served.mergedLanes!.settled();
+      expect(served.mergedLanes!.views).toEqual([]);
+      const files = await readdir(core.compiledCache.root, { recursive: true });
+      expect(files.filter((f) => String(f).includes("merged-"))).toEqual([]);
+    } finally {
+      await core.dispose();
+    }
+  });
+
   it("for a quantized base, which keeps the LoRA path", async () => {
     const modelPath = join(tmp.path, "q8.gguf");
     await createTinyModel({ out: modelPath, dtype: "q8_0" });

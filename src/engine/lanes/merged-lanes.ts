@@ -181,7 +181,9 @@ export class MergedLanes {
    */
   private makeRoom(set: ResolvedAdapterSet): boolean {
     const needed = this.baseBytes;
-    if (needed > this.options.budgetBytes) return this.overBudget(set, "the merged model alone exceeds the budget");
+    if (needed > this.options.budgetBytes) return this.overBudget(set, "the merged model alone exceeds --merged-lanes-mb");
+    // The merged file lives in the compiled cache: one larger than its whole budget would evict every LoRA file.
+    if (needed > this.deps.cache.budgetBytes) return this.overBudget(set, "the merged model exceeds --compiled-cache-mb");
     if (this.usedBytes + needed <= this.options.budgetBytes) return true;
     const candidates = [...this.lanes.values()]
       .filter((l) => l.state === "ready" && !this.traffic.isHot(l.key))
