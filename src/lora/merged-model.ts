@@ -39,8 +39,10 @@ export interface MergedModelOptions {
   readonly weight?: number;
   /** Recorded in the file's `lori.merged.adapter` metadata. */
   readonly name?: string;
-  /** Row blocks merged between yields to the event loop (default: yield every block). */
+  /** Rows merged per block, between yields to the event loop (default: ~256 K weights' worth). */
   readonly rowsPerBlock?: number;
+  /** Checked between blocks: an abort stops the write (nothing is left at `outPath`). */
+  readonly signal?: AbortSignal;
 }
 
 export interface MergedModelSummary {
@@ -197,6 +199,7 @@ export async function writeMergedModel(
       await write(header, 0);
       const copy = async (from: number, to: number) => {
         for (let at = from; at < to; at += COPY_CHUNK) {
+          options.signal?.throwIfAborted();
           const length = Math.min(COPY_CHUNK, to - at);
           await write(await readExactly(length, at), at + shift);
         }
@@ -204,7 +207,7 @@ export async function writeMergedModel(
       let cursor = baseHeader.dataOffset;
       for (const entry of merged) {
         await copy(cursor, entry.info.offset);
-        await writeMergedTensor(entry, readExactly, (buffer, at) => write(buffer, at + shift), options.rowsPerBlock);
+        await writeMergedTensor(entry, readExactly, (buffer, at) => write(buffer, at + shift), options);
         cursor = entry.info.offset + entry.info.byteLength;
       }
       await copy(cursor, size);
@@ -220,13 +223,14 @@ async function writeMergedTensor(
   entry: MergePlanEntry,
   read: (length: number, position: number) => Promise<Buffer>,
   write: (buffer: Uint8Array, position: number) => Promise<void>,
-  rowsPerBlock?: number,
+  { rowsPerBlock, signal }: MergedModelOptions,
 ): Promise<void> {
   const { info, module } = entry;
   const bytesPerValue = info.type === "F32" ? 4 : 2;
   const rowBytes = module.inFeatures * bytesPerValue;
   const blockRows = Math.max(1, rowsPerBlock ?? Math.floor(BLOCK_ELEMENTS / module.inFeatures));
   for (let first = 0; first < module.outFeatures; first += blockRows) {
+    signal?.throwIfAborted();
     const rows = Math.min(blockRows, module.outFeatures - first);
     const position = info.offset + first * rowBytes;
     const raw = await read(rows * rowBytes, position);

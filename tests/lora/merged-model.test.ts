@@ -128,6 +128,15 @@ describe("merged model tensors", () => {
     });
   }
 
+  it("an aborted write stops and leaves nothing behind", async () => {
+    const header = headers.f32;
+    const controller = new AbortController();
+    controller.abort();
+    const out = join(tmp.path, "aborted.gguf");
+    await expect(writeMergedModel(tinyAdapter(4, header), paths.f32, header, out, { signal: controller.signal })).rejects.toThrow();
+    expect((await readdir(tmp.path)).filter((n) => n.includes("aborted.gguf"))).toEqual([]);
+  });
+
   it("a quantized base is refused before anything is written", async () => {
     const header = headers.q8_0;
     const adapter = tinyAdapter(4, header);

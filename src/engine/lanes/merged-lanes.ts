@@ -92,6 +92,8 @@ export class MergedLanes {
   private readonly overBudgetLogged = new Set<string>();
   private readonly baseBytes: number;
   private disposed = false;
+  /** Aborted at dispose: a merged model being written stops at its next block. */
+  private readonly stopping = new AbortController();
   private readonly work = new Set<Promise<void>>();
 
   private constructor(
@@ -165,6 +167,7 @@ export class MergedLanes {
   async dispose(): Promise<void> {
     if (this.disposed) return this.settled();
     this.disposed = true;
+    this.stopping.abort();
     await this.settled();
     for (const lane of [...this.lanes.values()]) await this.free(lane);
   }
@@ -245,7 +248,11 @@ export class MergedLanes {
                 })),
               ),
             );
-        await writeMergedModel(adapter, this.deps.basePath, this.deps.baseHeader, out, { weight: single?.weight ?? 1, name: set.label });
+        await writeMergedModel(adapter, this.deps.basePath, this.deps.baseHeader, out, {
+          weight: single?.weight ?? 1,
+          name: set.label,
+          signal: this.stopping.signal,
+        });
       });
       const builtMs = performance.now() - started;
       if (this.disposed) throw new Error("the server is shutting down");
