@@ -1,7 +1,9 @@
 /**
  * bench/adapters: lori-server vs llama.cpp's llama-server, side by side in one run, serving LoRA adapters on the
- * bench shape (same GGUF, same adapters, same threads, greedy, EOS ignored, same prompt and max tokens).
- * Prints one JSON object with each figure as ours/theirs.
+ * bench shape (same GGUF, same adapters, greedy, EOS ignored, same prompt and max tokens), twice: both servers
+ * at their defaults, then both at equal threads (BENCH_SETTINGS). Prints one JSON object with each figure as
+ * ours/theirs and keeps it in bench/results/. A run during which other processes used the CPU is refused
+ * (exit 3): see support/quiet-machine.ts.
  *
  *   npm run build && npx tsx bench/adapters.ts
  *
@@ -27,10 +29,12 @@
  *
  * Env: BENCH_TOKENS (128), BENCH_REPEATS (5), BENCH_AGG_REPEATS (3), BENCH_SWAP_ROUNDS (24), BENCH_THREADS (1),
  * BENCH_PROFILE (1; 0 skips the CPU profile), BENCH_IN_PROCESS (1; 0 skips the in-process engine rates),
- * BENCH_LLAMA_FA (off; llama-server's -fa: "off" matches our contexts, "auto" is llama-server's default),
+ * BENCH_LLAMA_FA (off; llama-server's -fa at equal threads: "off" matches our contexts; at defaults it is auto),
+ * BENCH_SETTINGS (defaults,equal_threads), BENCH_MAX_FOREIGN_CORES (0.1), BENCH_MAX_LOAD (0.5),
+ * BENCH_SETTLE_SECONDS (180), BENCH_ALLOW_BUSY (0; 1 prints a busy run's figures, marked),
  * LORI_BENCH_CACHE (where the bench model and the llama-server build are cached).
  */
-import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os, { tmpdir } from "node:os";
 import path from "node:path";
 import { readGgufFile } from "../src/gguf/gguf-reader.js";
@@ -41,6 +45,7 @@ import { writeRandomAdapter } from "../tests/support/adapter-fixtures.js";
 import { ensureBenchModel, median, percentile, round } from "./support/bench-model.js";
 import { monotonicMicros, summariseCpuProfile } from "./support/cpu-profile.js";
 import { ensureLlamaServer, startLlamaServer } from "./support/llama-server.js";
+import { type QuietReport, waitForQuiet, watchForeignCpu } from "./support/quiet-machine.js";
 import { startServerProcess } from "./support/server-process.js";
 import {
   histogramDelta,
@@ -70,7 +75,27 @@ const NAMES = ["a", "b", "c", "d"] as const;
 
 const NON_ASCII_BYTES = Array.from({ length: 128 }, (_, i) => [128 + i, false]);
 
-const TARGETS = { none: 0.8, one_adapter: 0.9, two_stacked: 1.1, four_clients_different_sets: 1.0, swap_p50_ms: 5 };
+/** Issue 11's targets, ours over theirs (both settings), and the added TTFT of a lane swap. */
+const TARGETS = {
+  none: 1.0,
+  one_adapter: 1.1,
+  two_stacked: 1.3,
+  four_clients_same_set: 1.0,
+  four_clients_different_sets: 1.5,
+  swap_p50_ms: 3,
+};
+const SETTINGS = (process.env.BENCH_SETTINGS ?? "defaults,equal_threads").split(",") as Settings[];
+for (const settings of SETTINGS) {
+  if (settings !== "defaults" && settings !== "equal_threads") throw new Error(`BENCH_SETTINGS: unknown '${settings}'`);
+}
+/** A run counts only when others used at most this many cores on average meanwhile. */
+const MAX_FOREIGN_CORES = Number(process.env.BENCH_MAX_FOREIGN_CORES ?? 0.1);
+/** Before starting, the 1-minute load average must fall below this (waiting up to SETTLE_SECONDS). */
+const MAX_LOAD = Number(process.env.BENCH_MAX_LOAD ?? 0.5);
+const SETTLE_SECONDS = Number(process.env.BENCH_SETTLE_SECONDS ?? 180);
+/** BENCH_ALLOW_BUSY=1 prints a busy run's figures anyway (kept with "-busy" in the file name). */
+const ALLOW_BUSY = process.env.BENCH_ALLOW_BUSY === "1";
+const RESULTS_DIR = path.join(process.cwd(), "bench", "results");
 
 type Side = "ours" | "theirs";
 /** An adapter set: names of adapters, each at weight 1. */
@@ -172,15 +197,20 @@ async function prepareAdapters(modelPath: string) {
   return { root, adaptersDir, ggufs, mergedAb };
 }
 
-const loriArgs = (modelPath: string, adaptersDir: string, extra: string[]) => [
+/**
+ * How both servers are configured. "defaults": each as its user starts it, with no tuning flag (ours: threads
+ * auto, context 4096, --parallel 4; llama-server: its own thread count, context from the model, 4 auto slots,
+ * flash attention auto). "equal_threads": both pinned to BENCH_THREADS threads, the same context per sequence,
+ * 4 slots and no flash attention (node-llama-cpp's contexts have none).
+ */
+type Settings = "defaults" | "equal_threads";
+
+const loriArgs = (modelPath: string, adaptersDir: string, extra: string[], settings: Settings = "equal_threads") => [
   "--model",
   `bench=${modelPath}`,
-  "--threads",
-  String(THREADS),
+  ...(settings === "equal_threads" ? ["--threads", String(THREADS), "--context-size", String(CONTEXT_PER_SEQUENCE)] : []),
   "--gpu",
   "off",
-  "--context-size",
-  String(CONTEXT_PER_SEQUENCE),
   "--adapters-dir",
   adaptersDir,
   "--adapters-poll-ms",
@@ -188,21 +218,14 @@ const loriArgs = (modelPath: string, adaptersDir: string, extra: string[]) => [
   ...extra,
 ];
 
-const llamaArgs = (modelPath: string, ggufs: string[], slots: number) => [
+const llamaArgs = (modelPath: string, ggufs: string[], slots: number, settings: Settings = "equal_threads") => [
   "-m",
   modelPath,
-  "-t",
-  String(THREADS),
-  "-tb",
-  String(THREADS),
-  "-c",
-  String(CONTEXT_PER_SEQUENCE * slots),
-  "-np",
-  String(slots),
-  // node-llama-cpp creates contexts without flash attention; match it.
-  "-fa",
-  LLAMA_FA,
+  ...(settings === "equal_threads"
+    ? ["-t", String(THREADS), "-tb", String(THREADS), "-c", String(CONTEXT_PER_SEQUENCE * slots), "-np", String(slots), "-fa", LLAMA_FA]
+    : []),
   "--metrics",
+  // Per-request adapter selection: every adapter loaded at scale 0, each request names its own ("lora" field).
   ...ggufs.flatMap((f) => ["--lora", f]),
   "--lora-init-without-apply",
 ];
@@ -222,10 +245,12 @@ async function singleClientAndAggregate(
   adaptersDir: string,
   ggufs: string[],
   ledger: CpuLedger,
+  settings: Settings,
   engine?: InProcessEngine,
 ) {
-  const ours = await startServerProcess(loriArgs(modelPath, adaptersDir, ["--parallel", "4"]));
-  const theirs = await startLlamaServer(await ensureLlamaServer().then((b) => b.binary), llamaArgs(modelPath, ggufs, 4));
+  // --parallel 4 is our default; said explicitly so the equal-threads run has 4 slots on both sides.
+  const ours = await startServerProcess(loriArgs(modelPath, adaptersDir, ["--parallel", "4"], settings));
+  const theirs = await startLlamaServer(await ensureLlamaServer().then((b) => b.binary), llamaArgs(modelPath, ggufs, 4, settings));
   const targets: Target[] = [
     { side: "ours", url: ours.url, pid: ours.pid },
     { side: "theirs", url: theirs.url, pid: theirs.pid },
@@ -247,7 +272,9 @@ async function singleClientAndAggregate(
         const order = r % 2 === 0 ? targets : [...targets].reverse();
         for (const t of order) {
           single[label]![t.side].push(
-            await ledger.measure(`${t.side} 1 client ${label}`, t.pid, () => streamTimed(t.url, body(t.side, set, PROMPT, TOKENS))),
+            await ledger.measure(`${settings} ${t.side} 1 client ${label}`, t.pid, () =>
+              streamTimed(t.url, body(t.side, set, PROMPT, TOKENS)),
+            ),
           );
         }
         // The engine alone, in this process, right after the servers (same load conditions).
@@ -270,7 +297,7 @@ async function singleClientAndAggregate(
         const order = r % 2 === 0 ? targets : [...targets].reverse();
         for (const t of order) {
           const start = performance.now();
-          const results = await ledger.measure(`${t.side} 4 clients ${label}`, t.pid, () =>
+          const results = await ledger.measure(`${settings} ${t.side} 4 clients ${label}`, t.pid, () =>
             Promise.all(clientSets.map((set, i) => streamTimed(t.url, body(t.side, set, `${PROMPT} ${i}`, TOKENS)))),
           );
           const seconds = (performance.now() - start) / 1000;
@@ -575,26 +602,103 @@ async function profileOurs(modelPath: string, adaptersDir: string, root: string)
   };
 }
 
+/** The workloads' figures for one settings run, ours over theirs, with the targets of issue 11. */
+function comparison(run: Awaited<ReturnType<typeof singleClientAndAggregate>>, settings: Settings, quiet: QuietReport) {
+  const rate = (label: string, side: Side) => median(run.single[label]![side].map((s) => s.decodeTokensPerSecond));
+  const ttft = (label: string, side: Side) => median(run.single[label]![side].map((s) => s.ttftMs));
+  const agg = (label: string, side: Side) => median(run.aggregate[label]![side]);
+  const theirTimings = (label: string) => {
+    const t = run.single[label]!.theirs.map((s) => s.timings).filter((x) => x !== undefined);
+    return t.length === 0
+      ? null
+      : {
+          prompt_ms: round(median(t.map((x) => x.prompt_ms ?? 0)), 2),
+          decode_ms_per_token: round(median(t.map((x) => (x.predicted_ms ?? 0) / Math.max(1, x.predicted_n ?? 1))), 3),
+          server_decode_tokens_per_s: round(median(t.map((x) => x.predicted_per_second ?? 0)), 1),
+        };
+  };
+  const single = {
+    none: compare(rate("none", "ours"), rate("none", "theirs"), TARGETS.none),
+    one_adapter: compare(rate("one_adapter", "ours"), rate("one_adapter", "theirs"), TARGETS.one_adapter),
+    two_stacked: compare(rate("two_stacked", "ours"), rate("two_stacked", "theirs"), TARGETS.two_stacked),
+  };
+  const four = {
+    same_set: compare(agg("same_set", "ours"), agg("same_set", "theirs"), TARGETS.four_clients_same_set),
+    different_sets: compare(agg("different_sets", "ours"), agg("different_sets", "theirs"), TARGETS.four_clients_different_sets),
+  };
+  const met = (figure: { ratio_ours_vs_theirs: number; met?: boolean }, target: number) =>
+    `${figure.ratio_ours_vs_theirs} >= ${target}: ${figure.met}`;
+  return {
+    quiet,
+    lori_server_args: loriArgs("<model>", "<dir>", ["--parallel", "4"], settings).join(" "),
+    llama_server_args: llamaArgs("<model>", ["<a.gguf>", "..."], 4, settings).join(" "),
+    lanes_created: run.oursLanes,
+    swaps_during_throughput_runs: run.oursSwapsDuringRun,
+    single_client_decode_tokens_per_s: single,
+    single_client_ttft_ms: Object.fromEntries(
+      Object.keys(run.single).map((label) => [label, compare(ttft(label, "ours"), ttft(label, "theirs"))]),
+    ),
+    four_clients_aggregate_tokens_per_s: four,
+    four_clients_ttft_ms_p50: Object.fromEntries(
+      Object.entries(run.aggregateTtft).map(([label, v]) => [
+        label,
+        { ours: round(median(v.ours), 1), theirs: round(median(v.theirs), 1) },
+      ]),
+    ),
+    targets: {
+      none: met(single.none, TARGETS.none),
+      one_adapter: met(single.one_adapter, TARGETS.one_adapter),
+      two_stacked: met(single.two_stacked, TARGETS.two_stacked),
+      four_clients_same_set: met(four.same_set, TARGETS.four_clients_same_set),
+      four_clients_different_sets: met(four.different_sets, TARGETS.four_clients_different_sets),
+    },
+    llama_server_own_timings_single_client: Object.fromEntries(Object.keys(run.single).map((l) => [l, theirTimings(l)])),
+    rate,
+  };
+}
+
 async function main() {
   const build = await ensureLlamaServer();
   const modelPath = await ensureBenchModel();
   log("writing 4 rank-32 adapters and their GGUF LoRAs");
   const { root, adaptersDir, ggufs, mergedAb } = await prepareAdapters(modelPath);
-  const ledger = new CpuLedger();
-  const engineHandle = IN_PROCESS
-    ? await InProcessEngine.open(modelPath, {
-        none: [],
-        one_adapter: [{ filePath: ggufs[0]!, scale: 1 }],
-        two_stacked: [
-          { filePath: ggufs[0]!, scale: 1 },
-          { filePath: ggufs[1]!, scale: 1 },
-        ],
-        two_cat_merged_rank64: [{ filePath: mergedAb, scale: 1 }],
-      })
-    : undefined;
   try {
-    const main = await singleClientAndAggregate(modelPath, adaptersDir, ggufs, ledger, engineHandle);
+    if (!(await waitForQuiet(MAX_LOAD, SETTLE_SECONDS, log))) {
+      console.log(JSON.stringify({ bench: "adapters", refused: `load average ${os.loadavg()[0]} stayed >= ${MAX_LOAD}` }));
+      process.exitCode = 3;
+      return;
+    }
+    const ledger = new CpuLedger();
+    const engineHandle =
+      IN_PROCESS && SETTINGS.includes("equal_threads")
+        ? await InProcessEngine.open(modelPath, {
+            none: [],
+            one_adapter: [{ filePath: ggufs[0]!, scale: 1 }],
+            two_stacked: [
+              { filePath: ggufs[0]!, scale: 1 },
+              { filePath: ggufs[1]!, scale: 1 },
+            ],
+            two_cat_merged_rank64: [{ filePath: mergedAb, scale: 1 }],
+          })
+        : undefined;
+    const runs: Partial<Record<Settings, ReturnType<typeof comparison>>> = {};
+    for (const settings of SETTINGS) {
+      log(`--- settings: ${settings}`);
+      const watch = watchForeignCpu(MAX_FOREIGN_CORES);
+      const run = await singleClientAndAggregate(
+        modelPath,
+        adaptersDir,
+        ggufs,
+        ledger,
+        settings,
+        settings === "equal_threads" ? engineHandle : undefined,
+      );
+      runs[settings] = comparison(run, settings, watch.stop());
+      log(`${settings}: ${JSON.stringify(runs[settings]!.targets)} quiet ${JSON.stringify(runs[settings]!.quiet)}`);
+    }
+    const swapWatch = watchForeignCpu(MAX_FOREIGN_CORES);
     const swaps = await swapLatency(modelPath, adaptersDir, ggufs);
+    const swapQuiet = swapWatch.stop();
     log("in-process swap probe");
     const inProcessSwap = engineHandle ? await engineHandle.swapProbe([ggufs[0]!, ggufs[1]!], SWAP_ROUNDS) : undefined;
     const engine = engineHandle?.summary();
@@ -602,91 +706,46 @@ async function main() {
     log("CPU profile of our server");
     const profile = PROFILE ? await profileOurs(modelPath, adaptersDir, root) : undefined;
 
-    const rate = (label: string, side: Side) => median(main.single[label]![side].map((s) => s.decodeTokensPerSecond));
-    const ttft = (label: string, side: Side) => median(main.single[label]![side].map((s) => s.ttftMs));
-    const agg = (label: string, side: Side) => median(main.aggregate[label]![side]);
-    const theirTimings = (label: string) => {
-      const t = main.single[label]!.theirs.map((s) => s.timings).filter((x) => x !== undefined);
-      return t.length === 0
-        ? null
-        : {
-            prompt_ms: round(median(t.map((x) => x.prompt_ms ?? 0)), 2),
-            decode_ms_per_token: round(median(t.map((x) => (x.predicted_ms ?? 0) / Math.max(1, x.predicted_n ?? 1))), 3),
-            server_decode_tokens_per_s: round(median(t.map((x) => x.predicted_per_second ?? 0)), 1),
-          };
-    };
-    const single = {
-      none: compare(rate("none", "ours"), rate("none", "theirs"), TARGETS.none),
-      one_adapter: compare(rate("one_adapter", "ours"), rate("one_adapter", "theirs"), TARGETS.one_adapter),
-      two_stacked: compare(rate("two_stacked", "ours"), rate("two_stacked", "theirs"), TARGETS.two_stacked),
-    };
-    const four = {
-      same_set: compare(agg("same_set", "ours"), agg("same_set", "theirs")),
-      different_sets: compare(agg("different_sets", "ours"), agg("different_sets", "theirs"), TARGETS.four_clients_different_sets),
-    };
+    const equal = runs.equal_threads;
+    const quietReports = [...Object.values(runs).map((r) => r.quiet), swapQuiet];
+    const busy = quietReports.some((q) => !q.quiet);
     const result = {
       bench: "adapters",
       date: new Date().toISOString(),
       machine: {
         cpus: os.availableParallelism(),
         model: os.cpus()[0]?.model ?? "unknown",
-        note: "shared with other jobs: noisy; figures are medians of interleaved runs",
+        quiet: !busy,
+        rule: `each run is refused when processes outside the bench used more than ${MAX_FOREIGN_CORES} cores on average, or the load average stayed >= ${MAX_LOAD} before it`,
       },
       model: "bench shape (llama F16 d=512, 8 layers, 8/4 heads, ff 1408)",
       adapters: `4 x LoRI rank ${RANK}, all 7 projections, B ~ U(-${B_SCALE}, ${B_SCALE}), F32 GGUF LoRA`,
-      threads: THREADS,
+      equal_threads: THREADS,
       tokens_per_request: TOKENS,
       repeats: { single: REPEATS, four_clients: AGG_REPEATS, swap_rounds: SWAP_ROUNDS },
-      llama_server: {
-        commit: build.commit,
-        build_seconds_this_run: round(build.buildSeconds, 0),
-        args: llamaArgs("<model>", ["<a.gguf>", "..."], 4).join(" "),
-      },
-      lori_server: {
-        args: loriArgs("<model>", "<dir>", ["--parallel", "4"]).join(" "),
-        lanes_created: main.oursLanes,
-        swaps_during_throughput_runs: main.oursSwapsDuringRun,
-      },
-      single_client_decode_tokens_per_s: single,
-      single_client_ttft_ms: Object.fromEntries(
-        Object.keys(main.single).map((label) => [label, compare(ttft(label, "ours"), ttft(label, "theirs"))]),
-      ),
-      four_clients_aggregate_tokens_per_s: four,
-      four_clients_ttft_ms_p50: Object.fromEntries(
-        Object.entries(main.aggregateTtft).map(([label, v]) => [
-          label,
-          { ours: round(median(v.ours), 1), theirs: round(median(v.theirs), 1) },
-        ]),
-      ),
+      llama_server: { commit: build.commit, build_seconds_this_run: round(build.buildSeconds, 0) },
+      settings: Object.fromEntries(Object.entries(runs).map(([name, { rate: _rate, ...figures }]) => [name, figures])),
       lane_swap: {
         ...swaps,
+        quiet: swapQuiet,
         ratio_added_p50_ours_vs_theirs: round(swaps.ours.added_ttft_ms_p50 / swaps.theirs.added_ttft_ms_p50),
-        target_ours_added_p50_ms: TARGETS.swap_p50_ms,
-        met: swaps.ours.added_ttft_ms_p50 <= TARGETS.swap_p50_ms,
-      },
-      targets: {
-        none: `${single.none.ratio_ours_vs_theirs} >= ${TARGETS.none}: ${single.none.met}`,
-        one_adapter: `${single.one_adapter.ratio_ours_vs_theirs} >= ${TARGETS.one_adapter}: ${single.one_adapter.met}`,
-        two_stacked: `${single.two_stacked.ratio_ours_vs_theirs} >= ${TARGETS.two_stacked}: ${single.two_stacked.met}`,
-        four_clients_different_sets: `${four.different_sets.ratio_ours_vs_theirs} >= ${TARGETS.four_clients_different_sets}: ${four.different_sets.met}`,
-        swap_p50_ms: `${swaps.ours.added_ttft_ms_p50} <= ${TARGETS.swap_p50_ms}: ${swaps.ours.added_ttft_ms_p50 <= TARGETS.swap_p50_ms}`,
+        target: `${swaps.ours.added_ttft_ms_p50} <= ${TARGETS.swap_p50_ms}: ${swaps.ours.added_ttft_ms_p50 <= TARGETS.swap_p50_ms}`,
       },
       where_time_goes: {
-        llama_server_own_timings_single_client: Object.fromEntries(Object.keys(main.single).map((l) => [l, theirTimings(l)])),
         cpu_ms_per_token_by_thread: ledger.report(),
-        ...(engine
+        ...(engine && equal
           ? {
               in_process_node_llama_cpp_decode_tokens_per_s: engine.rates,
               in_process_ms_per_token_split: engine.split,
               ours_http_vs_in_process: {
-                none: round(rate("none", "ours") / engine.rates.none!),
-                one_adapter: round(rate("one_adapter", "ours") / engine.rates.one_adapter!),
-                two_stacked_vs_cat_merged: round(rate("two_stacked", "ours") / engine.rates.two_cat_merged_rank64!),
+                none: round(equal.rate("none", "ours") / engine.rates.none!),
+                one_adapter: round(equal.rate("one_adapter", "ours") / engine.rates.one_adapter!),
+                two_stacked_vs_cat_merged: round(equal.rate("two_stacked", "ours") / engine.rates.two_cat_merged_rank64!),
               },
               in_process_vs_llama_server: {
-                none: round(engine.rates.none! / rate("none", "theirs")),
-                one_adapter: round(engine.rates.one_adapter! / rate("one_adapter", "theirs")),
-                two_stacked: round(engine.rates.two_stacked! / rate("two_stacked", "theirs")),
+                none: round(engine.rates.none! / equal.rate("none", "theirs")),
+                one_adapter: round(engine.rates.one_adapter! / equal.rate("one_adapter", "theirs")),
+                two_stacked: round(engine.rates.two_stacked! / equal.rate("two_stacked", "theirs")),
               },
             }
           : {}),
@@ -694,6 +753,16 @@ async function main() {
         ...(profile ? { ours_cpu_profile: profile } : {}),
       },
     };
+    // Every run is kept, busy ones too (marked), so that runs can be compared later.
+    await mkdir(RESULTS_DIR, { recursive: true });
+    const file = path.join(RESULTS_DIR, `adapters-${result.date.replace(/[:.]/g, "-")}${busy ? "-busy" : ""}.json`);
+    await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
+    log(`kept in ${path.relative(process.cwd(), file)}`);
+    if (busy && !ALLOW_BUSY) {
+      console.log(JSON.stringify({ bench: "adapters", refused: "the machine was busy during a run", quiet: quietReports }, null, 2));
+      process.exitCode = 3;
+      return;
+    }
     console.log(JSON.stringify(result, null, 2));
   } finally {
     await rm(root, { recursive: true, force: true });

@@ -88,7 +88,7 @@ std::map<std::string, std::string> Adapter::metadata() const {
         {"seed", std::to_string(spec.seed)},
         {"targets", mods},
         {"a_generator", "philox4x32-10"},
-        {"base_architecture", "llama"},
+        {"base_architecture", base_architecture},
         {"row_order", "gguf"},
     };
 }
@@ -132,6 +132,7 @@ static std::vector<float> take(const StFile & file, const std::string & path, co
 static void allocate(Adapter & ad, const LlamaModel & model, const AdapterSpec & spec, bool with_mask, bool with_frozen,
                      ggml_backend_t backend) {
     ad.spec = spec;
+    ad.base_architecture = model.hp.arch;
     ad.scale = spec.alpha / float(spec.rank);
     const size_t n_tensors = size_t(model.hp.n_layer) * spec.modules.size() * 4 + 4;
     ggml_init_params ip = {ggml_tensor_overhead() * n_tensors, nullptr, true};

@@ -47,6 +47,7 @@ struct AdapterTarget {
 
 struct Adapter {
     AdapterSpec spec;
+    std::string base_architecture = "llama"; // the base model's general.architecture, recorded in the metadata
     float scale = 1.0f; // alpha / rank
     bool train_a = false, train_b = false;
     std::vector<AdapterTarget> targets;

@@ -26,7 +26,9 @@ int run_export_gguf(const Config & config) {
     std::unique_ptr<ggml_context, void (*)(ggml_context *)> meta(meta_raw, ggml_free);
     const int64_t arch_id = gguf_find_key(base.get(), "general.architecture");
     const std::string arch = arch_id >= 0 ? gguf_get_val_str(base.get(), arch_id) : "";
-    if (arch != "llama") fail(EXIT_INPUT, model_path + ": architecture \"" + arch + "\" is not supported (only \"llama\")");
+    if (!is_trainable_architecture(arch)) {
+        fail(EXIT_INPUT, model_path + ": architecture \"" + arch + "\" is not supported (only \"llama\", \"qwen2\", \"qwen3\")");
+    }
 
     const StFile file = st_read(adapter_path);
     auto meta_of = [&](const char * key) {
@@ -73,7 +75,7 @@ int run_export_gguf(const Config & config) {
     ggml_init_params ip = {bytes + 1024, nullptr, false};
     std::unique_ptr<ggml_context, void (*)(ggml_context *)> ctx(ggml_init(ip), ggml_free);
     std::unique_ptr<gguf_context, void (*)(gguf_context *)> g(gguf_init_empty(), gguf_free);
-    gguf_set_val_str(g.get(), "general.architecture", "llama");
+    gguf_set_val_str(g.get(), "general.architecture", arch.c_str()); // llama.cpp refuses an adapter of another arch
     gguf_set_val_str(g.get(), "general.type", "adapter");
     gguf_set_val_str(g.get(), "adapter.type", "lora");
     gguf_set_val_f32(g.get(), "adapter.lora.alpha", alpha);

@@ -39,7 +39,7 @@ struct Builder {
 
     ggml_tensor * rope(ggml_tensor * x, ggml_tensor * pos) {
         const LlamaHParams & hp = model.hp;
-        return ggml_rope_ext(ctx, x, pos, model.rope_freqs, int(hp.n_rot), /*mode NORM*/ 0, int(hp.n_ctx_train),
+        return ggml_rope_ext(ctx, x, pos, model.rope_freqs, int(hp.n_rot), hp.rope_mode, int(hp.n_ctx_train),
                              hp.rope_freq_base, hp.rope_freq_scale, /*ext_factor*/ 0.0f, /*attn_factor*/ 1.0f,
                              /*beta_fast*/ 32.0f, /*beta_slow*/ 1.0f);
     }
@@ -89,6 +89,9 @@ void build_llama_graph(LlamaGraph & g, const LlamaModel & model, const Adapter *
         ggml_tensor * q = ggml_reshape_3d(ctx, b.linear(int(il), MOD_Q, cur), hd, nh, TN);
         ggml_tensor * k = ggml_reshape_3d(ctx, b.linear(int(il), MOD_K, cur), hd, nkv, TN);
         ggml_tensor * v = ggml_reshape_3d(ctx, b.linear(int(il), MOD_V, cur), hd, nkv, TN);
+        // qwen3: RMSNorm of each head of q and k (over head_dim) before rope, as llama.cpp's qwen3 graph does
+        if (L.q_norm) q = ggml_mul(ctx, ggml_rms_norm(ctx, q, hp.rms_eps), L.q_norm);
+        if (L.k_norm) k = ggml_mul(ctx, ggml_rms_norm(ctx, k, hp.rms_eps), L.k_norm);
         q = b.rope(q, g.positions);
         k = b.rope(k, g.positions);
 
@@ -118,6 +121,7 @@ void build_llama_graph(LlamaGraph & g, const LlamaModel & model, const Adapter *
     g.forward = ggml_new_graph_custom(ctx, graph_size_nodes, /*grads =*/shape.backward);
     if (shape.all_logits) {
         g.logits = ggml_mul_mat(ctx, model.output, h);
+        if (model.output_b) g.logits = ggml_add(ctx, g.logits, model.output_b);
         ggml_set_name(g.logits, "logits");
         ggml_set_output(g.logits);
         ggml_build_forward_expand(g.forward, g.logits);
@@ -130,6 +134,7 @@ void build_llama_graph(LlamaGraph & g, const LlamaModel & model, const Adapter *
         for (ggml_tensor * t : {g.sel_rows, g.sel_rowmask, g.labels, g.loss_scale}) ggml_set_input(t);
         ggml_tensor * sel = ggml_mul(ctx, ggml_get_rows(ctx, h, g.sel_rows), g.sel_rowmask); // [d, K]
         ggml_tensor * sel_logits = ggml_mul_mat(ctx, model.output, sel);                       // [V, K]
+        if (model.output_b) sel_logits = ggml_add(ctx, sel_logits, model.output_b);
         g.loss = ggml_mul(ctx, ggml_cross_entropy_loss(ctx, sel_logits, g.labels), g.loss_scale);
         ggml_set_name(g.loss, "loss");
         ggml_set_output(g.loss);

@@ -25,6 +25,8 @@ int module_from_short_name(const std::string & name) {
     return -1;
 }
 
+bool is_trainable_architecture(const std::string & arch) { return arch == "llama" || arch == "qwen2" || arch == "qwen3"; }
+
 LlamaModel::~LlamaModel() {
     if (buffer) ggml_backend_buffer_free(buffer);
     if (ctx) ggml_free(ctx);
@@ -123,30 +125,34 @@ void load_llama_model(LlamaModel & model, const std::string & path, ggml_backend
     Reader r(path, g.get());
 
     const std::string arch = r.str("general.architecture", "");
-    if (arch != "llama") {
-        fail(EXIT_INPUT, path + ": architecture \"" + arch + "\" is not supported by the trainer (only \"llama\")");
+    if (!is_trainable_architecture(arch)) {
+        fail(EXIT_INPUT, path + ": architecture \"" + arch + "\" is not supported by the trainer (only \"llama\", \"qwen2\", \"qwen3\")");
     }
     const std::string type = r.str("general.type", "model");
     if (type != "model") fail(EXIT_INPUT, path + ": general.type is \"" + type + "\", not a base model");
-    if (r.u32("llama.expert_count", 0, false) > 0) fail(EXIT_INPUT, path + ": mixture-of-experts llama models are not supported");
+    const std::string k = arch + ".";
+    if (r.u32(k + "expert_count", 0, false) > 0) fail(EXIT_INPUT, path + ": mixture-of-experts " + arch + " models are not supported");
 
     LlamaHParams & hp = model.hp;
-    hp.n_embd = r.u32("llama.embedding_length", 0, true);
-    hp.n_layer = r.u32("llama.block_count", 0, true);
-    hp.n_ff = r.u32("llama.feed_forward_length", 0, true);
-    hp.n_head = r.u32("llama.attention.head_count", 0, true);
-    hp.n_head_kv = r.u32("llama.attention.head_count_kv", hp.n_head, false);
-    hp.n_ctx_train = r.u32("llama.context_length", 2048, false);
-    hp.head_dim = r.u32("llama.attention.key_length", hp.n_embd / std::max<int64_t>(1, hp.n_head), false);
-    if (r.u32("llama.attention.value_length", hp.head_dim, false) != hp.head_dim) {
+    hp.arch = arch;
+    // llama.cpp's llama_model_rope_type: LLM_ARCH_LLAMA -> NORM, LLM_ARCH_QWEN2 / QWEN3 -> NEOX.
+    hp.rope_mode = arch == "llama" ? ROPE_NORM : ROPE_NEOX;
+    hp.n_embd = r.u32(k + "embedding_length", 0, true);
+    hp.n_layer = r.u32(k + "block_count", 0, true);
+    hp.n_ff = r.u32(k + "feed_forward_length", 0, true);
+    hp.n_head = r.u32(k + "attention.head_count", 0, true);
+    hp.n_head_kv = r.u32(k + "attention.head_count_kv", hp.n_head, false);
+    hp.n_ctx_train = r.u32(k + "context_length", 2048, false);
+    hp.head_dim = r.u32(k + "attention.key_length", hp.n_embd / std::max<int64_t>(1, hp.n_head), false);
+    if (r.u32(k + "attention.value_length", hp.head_dim, false) != hp.head_dim) {
         fail(EXIT_INPUT, path + ": different key and value head sizes are not supported");
     }
-    hp.n_rot = r.u32("llama.rope.dimension_count", hp.head_dim, false);
-    if (hp.n_rot != hp.head_dim) fail(EXIT_INPUT, path + ": partial rotary embeddings are not supported for llama");
-    hp.rms_eps = r.f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    hp.rope_freq_base = r.f32("llama.rope.freq_base", 10000.0f);
-    const std::string scaling = r.str("llama.rope.scaling.type", "none");
-    const float factor = r.f32("llama.rope.scaling.factor", 0.0f);
+    hp.n_rot = r.u32(k + "rope.dimension_count", hp.head_dim, false);
+    if (hp.n_rot != hp.head_dim) fail(EXIT_INPUT, path + ": partial rotary embeddings are not supported for " + arch);
+    hp.rms_eps = r.f32(k + "attention.layer_norm_rms_epsilon", 1e-5f);
+    hp.rope_freq_base = r.f32(k + "rope.freq_base", 10000.0f);
+    const std::string scaling = r.str(k + "rope.scaling.type", "none");
+    const float factor = r.f32(k + "rope.scaling.factor", 0.0f);
     if (scaling == "linear" && factor > 0.0f) {
         hp.rope_freq_scale = 1.0f / factor;
     } else if (scaling != "none" && scaling != "linear" && factor > 1.0f) {
@@ -162,12 +168,17 @@ void load_llama_model(LlamaModel & model, const std::string & path, ggml_backend
     items.push_back({"token_embd.weight", &model.tok_embd, true});
     items.push_back({"output_norm.weight", &model.output_norm, true});
     items.push_back({"output.weight", &model.output, false});
+    if (arch == "qwen2") items.push_back({"output.bias", &model.output_b, false}); // only qwen2's graph adds it
     items.push_back({"rope_freqs.weight", &model.rope_freqs, false});
     for (int64_t il = 0; il < hp.n_layer; il++) {
         LlamaLayer & L = model.layers[size_t(il)];
         const std::string p = "blk." + std::to_string(il) + ".";
         items.push_back({p + "attn_norm.weight", &L.attn_norm, true});
         items.push_back({p + "ffn_norm.weight", &L.ffn_norm, true});
+        if (arch == "qwen3") { // llama.cpp's qwen3 loader requires both
+            items.push_back({p + "attn_q_norm.weight", &L.q_norm, true});
+            items.push_back({p + "attn_k_norm.weight", &L.k_norm, true});
+        }
         for (int m = 0; m < MOD_COUNT; m++) {
             items.push_back({p + GGUF_NAMES[m] + ".weight", &L.w[m], true});
             items.push_back({p + GGUF_NAMES[m] + ".bias", &L.bias[m], false});

@@ -9,7 +9,7 @@ import { KindedError } from "../errors/error-kinds.js";
 import { scrubPaths } from "../errors/scrub-paths.js";
 import type { Principal } from "../serving/principal.js";
 import { pathExists, storedAdapterDir } from "../lora/adapter-store.js";
-import type { GpuMode } from "../train/native-trainer.js";
+import { DISCARD_RUN, type GpuMode } from "../train/native-trainer.js";
 import {
   resumeTraining,
   trainAdapter,
@@ -209,7 +209,8 @@ export class FineTuningService {
     const run = this.running.get(job.id);
     if (run) {
       run.cancelRequested = true;
-      run.controller.abort();
+      // Nothing of a cancelled job is kept, so its trainer need not write a checkpoint first.
+      run.controller.abort(DISCARD_RUN);
       await run.done;
       return job;
     }

@@ -88,8 +88,8 @@ const PHI3_FUSED_MLP = "Phi-3 stores gate/up as one fused tensor (ffn_up, gate h
 export const ARCHITECTURES: ReadonlyMap<string, ArchitectureLayout> = new Map(
   [
     unfusedArchitecture("llama", "Llama 2/3, Mistral", true, true),
-    unfusedArchitecture("qwen2", "Qwen2/2.5", false, false),
-    unfusedArchitecture("qwen3", "Qwen3", false, false),
+    unfusedArchitecture("qwen2", "Qwen2/2.5", false, true),
+    unfusedArchitecture("qwen3", "Qwen3", false, true),
     unfusedArchitecture("gemma2", "Gemma 2", false, false),
     unfusedArchitecture("gemma3", "Gemma 3", false, false),
     {

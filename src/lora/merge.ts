@@ -8,7 +8,8 @@ import { concatMaskColumns, orMasks } from "./mask.js";
  * Merging adapters into one, with PEFT add_weighted_adapter semantics (c_i = w_i * s_i, s_i = alpha_i / r_i,
  * or alpha_i / sqrt(r_i) under rsLoRA). Every output module has alpha = rank, i.e. scale 1, with the scales
  * folded into the weights, so the result means the same under any loader. Arithmetic is float64, rounded to
- * float32 once per output element.
+ * float32 once per output element. This file holds cat, linear and what every method shares; the pruning
+ * methods are in merge-task-arithmetic.ts, svd in merge-svd.ts, and merge-methods.ts dispatches.
  */
 
 /**
@@ -35,24 +36,27 @@ export function weightProblem(weight: number): string | null {
 
 export interface MergeInput {
   readonly adapter: Adapter;
-  /** Any real number for cat; must be > 0 for linear. */
+  /** Any real number within weightProblem's bounds; a negative weight subtracts (PEFT >= 0.18). */
   readonly weight: number;
   /** Recorded in the merged adapter's lineage. */
   readonly name?: string;
 }
 
-interface Part {
+/** One input's module in a merge. */
+export interface Part {
   readonly module: LoraModule;
   /** w_i * s_i */
   readonly c: number;
+  /** Position of its adapter in the merge's inputs (dare's random stream depends on it). */
+  readonly input: number;
 }
 
-function invalid(message: string): never {
+export function invalid(message: string): never {
   throw new LoraError("MERGE_INVALID", message);
 }
 
 /** Groups modules by (layer, module) across inputs, checking that shapes agree. */
-function collect(inputs: readonly MergeInput[]): Map<string, Part[]> {
+export function collect(inputs: readonly MergeInput[]): Map<string, Part[]> {
   if (inputs.length === 0) invalid("merge needs at least one adapter");
   if (inputs.length > MAX_MERGE_INPUTS) invalid(`merge takes at most ${MAX_MERGE_INPUTS} adapters, got ${inputs.length}`);
   const names = inputs.flatMap((i) => (i.name === undefined ? [] : [i.name]));
@@ -71,7 +75,7 @@ function collect(inputs: readonly MergeInput[]): Map<string, Part[]> {
             `an earlier one [${first.outFeatures}x${first.inFeatures}]; were they trained for the same base?`,
         );
       }
-      parts.push({ module: m, c: weight * moduleScale(m, adapter.config.use_rslora) });
+      parts.push({ module: m, c: weight * moduleScale(m, adapter.config.use_rslora), input: i });
       groups.set(moduleKey(m.layer, m.module), parts);
     }
   });
@@ -97,11 +101,11 @@ function weightedSum(arrays: readonly Float32Array[], coefs: readonly number[]):
   return Float32Array.from(acc);
 }
 
-function unionMask(parts: readonly Part[]): Uint8Array | undefined {
+export function unionMask(parts: readonly Part[]): Uint8Array | undefined {
   return parts.every((p) => p.module.mask) ? orMasks(parts.map((p) => p.module.mask!)) : undefined;
 }
 
-function withMask(m: Omit<LoraModule, "mask">, mask: Uint8Array | undefined): LoraModule {
+export function withMask(m: Omit<LoraModule, "mask">, mask: Uint8Array | undefined): LoraModule {
   return mask ? { ...m, mask } : m;
 }
 
@@ -138,33 +142,48 @@ function catModule(parts: readonly Part[]): LoraModule {
   return withMask({ ...base, rank, alpha: rank, a: { kind: "dense", data: a }, b }, mask);
 }
 
-/** PEFT 'linear': (sum_i sqrt(c_i) B_i)(sum_i sqrt(c_i) A_i), cross terms B_i A_j included. */
-function linearModule(parts: readonly Part[], inputs: number): LoraModule {
+/**
+ * PEFT's split of c_i over the two factors: sqrt(|c_i|) on each, the sign on A only (PEFT >= 0.18), so that
+ * B_i A_i keeps the sign of c_i; c_i = 0 counts as positive, as in PEFT.
+ */
+export function splitWeight(c: number): { readonly a: number; readonly b: number } {
+  const root = Math.sqrt(Math.abs(c));
+  return { a: c >= 0 ? root : -root, b: root };
+}
+
+/** Every input has the module, all at one rank: what PEFT's A/B-wise methods (linear, ties, dare, ...) need. */
+export function checkEqualRanks(parts: readonly Part[], inputs: number, method: string): void {
   const base = parts[0]!.module;
   const where = `layer ${base.layer} ${base.module}`;
-  if (parts.length !== inputs) invalid(`linear merge: ${where} is missing from some adapters`);
+  if (parts.length !== inputs) invalid(`${method} merge: ${where} is missing from some adapters`);
   if (parts.some((p) => p.module.rank !== base.rank))
-    invalid(`linear merge needs equal ranks; ${where} has ${parts.map((p) => p.module.rank)}`);
-  if (parts.some((p) => !(p.c > 0)))
-    invalid(`linear merge needs positive weights and scales (sqrt of w*alpha/r); ${where} has ${parts.map((p) => p.c)}`);
-  const roots = parts.map((p) => Math.sqrt(p.c));
+    invalid(
+      `${method} merge needs equal ranks (use cat or svd otherwise); ${where} has ranks ${parts.map((p) => p.module.rank).join(", ")}`,
+    );
+}
+
+/** PEFT 'linear': (sum_i sqrt|c_i| B_i)(sum_i sign(c_i) sqrt|c_i| A_i), cross terms B_i A_j included. */
+function linearModule(parts: readonly Part[], inputs: number): LoraModule {
+  const base = parts[0]!.module;
+  checkEqualRanks(parts, inputs, "linear");
+  const split = parts.map((p) => splitWeight(p.c));
   const seed = sharedSeed(parts);
   if (seed !== undefined) {
-    // A_i = A for all i, so (sum sqrt c_j) A folds into B and A stays seeded: same product, no stored A.
-    const total = roots.reduce((x, y) => x + y, 0);
+    // A_i = A for all i, so (sum_j a_j) A folds into B and A stays seeded: same product, no stored A.
+    const total = split.reduce((x, w) => x + w.a, 0);
     const b = weightedSum(
       parts.map((p) => p.module.b),
-      roots.map((r) => r * total),
+      split.map((w) => w.b * total),
     );
     return withMask({ ...base, alpha: base.rank, a: { kind: "seeded", seed }, b }, unionMask(parts));
   }
   const a = weightedSum(
     parts.map((p) => materializeA(p.module)),
-    roots,
+    split.map((w) => w.a),
   );
   const b = weightedSum(
     parts.map((p) => p.module.b),
-    roots,
+    split.map((w) => w.b),
   );
   return withMask({ ...base, alpha: base.rank, a: { kind: "dense", data: a }, b }, unionMask(parts));
 }
@@ -189,10 +208,18 @@ function checkFinite(modules: readonly LoraModule[]): void {
   }
 }
 
-function assemble(inputs: readonly MergeInput[], method: "cat" | "linear", modules: LoraModule[]): Adapter {
+export interface AssembleOptions {
+  readonly method: string;
+  /** Method parameters recorded in the lineage entry (density, majority_sign_method, seed, rank). */
+  readonly parameters?: Readonly<Record<string, number | string>>;
+  /** The result's variant; by default the inputs' common one ("lora" when they differ). */
+  readonly variant?: LoriVariant;
+}
+
+export function assemble(inputs: readonly MergeInput[], options: AssembleOptions, modules: LoraModule[]): Adapter {
   checkFinite(modules);
   const variants = new Set(inputs.map((i) => i.adapter.config.lori?.variant ?? "lora"));
-  const variant: LoriVariant = variants.size === 1 ? [...variants][0]! : "lora";
+  const variant: LoriVariant = options.variant ?? (variants.size === 1 ? [...variants][0]! : "lora");
   return makeAdapter(modules, {
     variant,
     baseModel: inputs.find((i) => i.adapter.config.base_model_name_or_path)?.adapter.config.base_model_name_or_path ?? null,
@@ -200,7 +227,8 @@ function assemble(inputs: readonly MergeInput[], method: "cat" | "linear", modul
     lineage: [
       {
         op: "merge",
-        method,
+        method: options.method,
+        ...options.parameters,
         inputs: inputs.map((i) => ({ name: i.name ?? null, weight: i.weight, lineage: i.adapter.config.lori?.lineage ?? [] })),
       },
     ],
@@ -219,16 +247,17 @@ export function mergeCat(inputs: readonly MergeInput[]): Adapter {
     const live = parts.filter((p) => p.c !== 0);
     return catModule(live.length > 0 ? live : parts.slice(0, 1).map((p) => ({ ...p, c: 0 })));
   });
-  return assemble(inputs, "cat", modules);
+  return assemble(inputs, { method: "cat" }, modules);
 }
 
 /**
- * PEFT's 'linear' merge: A = sum_i sqrt(c_i) A_i, B = sum_i sqrt(c_i) B_i. Requires equal ranks, every module
- * in every adapter and c_i > 0. Not sum_i c_i B_i A_i: the product carries cross terms sqrt(c_i c_j) B_i A_j
- * (see interference.ts to measure them). Kept because PEFT and the LoRI paper report it.
+ * PEFT's 'linear' merge: A = sum_i sign(c_i) sqrt|c_i| A_i, B = sum_i sqrt|c_i| B_i. Requires equal ranks and
+ * every module in every adapter; negative weights subtract (sign on A only, as PEFT >= 0.18). Not
+ * sum_i c_i B_i A_i: the product carries cross terms (see interference.ts to measure them). Kept because PEFT
+ * and the LoRI paper report it.
  */
 export function mergeLinear(inputs: readonly MergeInput[]): Adapter {
   const groups = collect(inputs);
   const modules = [...groups.values()].map((parts) => linearModule(parts, inputs.length));
-  return assemble(inputs, "linear", modules);
+  return assemble(inputs, { method: "linear" }, modules);
 }

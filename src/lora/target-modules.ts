@@ -45,7 +45,7 @@ export const MODULE_PARENT: Readonly<Record<TargetModule, "self_attn" | "mlp">> 
 
 /**
  * llama.cpp's usual tensor name stem for each projection (`blk.{i}.<stem>.weight`). The per-architecture table
- * (architectures.ts) decides which of them a base has; the trainer (llama only) uses this directly.
+ * (architectures.ts) decides which of them a base has; the trainer (llama, qwen2, qwen3: the same seven stems) uses this directly.
  */
 export const GGUF_TENSOR_STEM: Readonly<Record<TargetModule, string>> = {
   q_proj: "attn_q",

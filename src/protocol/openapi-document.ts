@@ -172,7 +172,7 @@ export function buildOpenApiDocument() {
     post: {
       operationId: "registerAdapter",
       summary:
-        "Register a directory (JSON {name, path}) or upload adapter_config.json + adapter_model.safetensors (multipart, with a 'name' field); admin key",
+        "Register a directory (JSON {name, path}) or upload adapter_config.json + adapter_model.safetensors, or a GGUF LoRA as adapter.gguf (multipart, with a 'name' field; 'model' picks the base a GGUF LoRA is checked against); admin key",
       requestBody: {
         required: true,
         content: {
@@ -180,11 +180,13 @@ export function buildOpenApiDocument() {
           "multipart/form-data": {
             schema: {
               type: "object",
-              required: ["name", "adapter_config.json", "adapter_model.safetensors"],
+              required: ["name"],
               properties: {
                 name: { type: "string" },
                 "adapter_config.json": { type: "string", format: "binary" },
                 "adapter_model.safetensors": { type: "string", format: "binary" },
+                "adapter.gguf": { type: "string", format: "binary" },
+                model: { type: "string" },
               },
             },
           },
@@ -215,7 +217,8 @@ export function buildOpenApiDocument() {
   builder.addPath("/adapters/merge", {
     post: {
       operationId: "mergeAdapters",
-      summary: "Merge adapters (cat: exact weighted sum; linear: PEFT's, with cross terms) into a new saved adapter; admin key",
+      summary:
+        "Merge adapters (cat: exact weighted sum; linear, ties, dare_linear, dare_ties, magnitude_prune, svd: PEFT's) into a new saved adapter; admin key",
       requestBody: { required: true, content: { "application/json": { schema: ref("MergeAdaptersRequest") } } },
       responses: {
         "201": adapterResponse("The merged adapter"),

@@ -5,7 +5,8 @@ import { Hono, type Context } from "hono";
 import type { Adapter } from "../lora/adapter.js";
 import { CONFIG_FILE, validateAdapterName, WEIGHTS_FILE, writeAdapterDir } from "../lora/adapter-io.js";
 import { LoraError } from "../lora/errors.js";
-import { mergeCat, mergeLinear } from "../lora/merge.js";
+import { mergeAdapters } from "../lora/merge-methods.js";
+import { HTTP_PARAMETER_NAMES, MergeParameterError } from "../lora/merge-options.js";
 import { normalizeAdapterDir } from "../lora/peft-import.js";
 import { ApiError, apiErrors } from "../errors/api-error.js";
 import type { AppDeps } from "../http/app-deps.js";
@@ -13,6 +14,7 @@ import { mayUseAdapter } from "../serving/principal.js";
 import { readJsonBody } from "../http/read-json-body.js";
 import { mergeAdaptersSchema, registerAdapterSchema } from "../protocol/adapter-schemas.js";
 import { adapterObject } from "./adapter-views.js";
+import { GGUF_LORA_FIELD, stageGgufLoraUpload } from "./gguf-lora-upload.js";
 
 /**
  * The adapter store over HTTP. Reads honour the caller's allow-list; register, delete and merge need an
@@ -63,8 +65,14 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     }
     let merged: Adapter;
     try {
-      merged = request.method === "cat" ? mergeCat(inputs) : mergeLinear(inputs);
+      merged = mergeAdapters(inputs, request.method, {
+        density: request.density,
+        majoritySignMethod: request.majority_sign_method,
+        seed: request.seed,
+        rank: request.rank,
+      });
     } catch (error) {
+      if (error instanceof MergeParameterError) throw apiErrors.invalidField(HTTP_PARAMETER_NAMES[error.parameter], error.message);
       if (error instanceof LoraError) throw apiErrors.invalidField("adapters", error.message);
       throw error;
     }
@@ -110,10 +118,19 @@ export function adaptersRoutes(deps: AppDeps): Hono {
     });
     const name = typeof body.name === "string" ? body.name : "";
     assertFree(name);
+    const gguf = body[GGUF_LORA_FIELD];
+    if (gguf instanceof File) {
+      const staging = stagingDir(name, "upload");
+      await stageGgufLoraUpload(deps, { staging, source: stagingDir(name, "upload") }, gguf, body.model);
+      return adapterObject(deps.models, await install(name, staging, GGUF_LORA_FIELD));
+    }
     const config = body[CONFIG_FILE];
     const weights = body[WEIGHTS_FILE];
     if (!(config instanceof File) || !(weights instanceof File)) {
-      throw apiErrors.invalidField(null, `A multipart upload needs the fields 'name', '${CONFIG_FILE}' and '${WEIGHTS_FILE}' (files).`);
+      throw apiErrors.invalidField(
+        null,
+        `A multipart upload needs the fields 'name' and either '${CONFIG_FILE}' + '${WEIGHTS_FILE}' or '${GGUF_LORA_FIELD}' (files).`,
+      );
     }
     const staging = stagingDir(name, "upload");
     try {

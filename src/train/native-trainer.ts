@@ -322,12 +322,18 @@ export class NativeTrainerError extends Error {
   }
 }
 
+/** The abort reason that ends a trainer with SIGKILL instead of a checkpointed stop (see `signal`). */
+export const DISCARD_RUN = "discard-run";
+
 export interface NativeTrainerOptions {
   /** Binary path. Default: $LORI_TRAIN_BIN, else native/build/lori-train of this package. */
   binary?: string;
   /** Forward the parent's SIGINT to the trainer (it checkpoints, then exits 130). Default true. */
   forwardSigint?: boolean;
-  /** Aborting sends SIGINT (a clean, checkpointed stop). */
+  /**
+   * Aborting sends SIGINT (a clean, checkpointed stop), or SIGKILL when the abort reason is DISCARD_RUN: the
+   * caller throws the run away, so waiting for a checkpoint at low priority on a busy machine buys nothing.
+   */
   signal?: AbortSignal;
   /** Receives the trainer's stderr (ggml warnings). Default: kept for error messages only. */
   onStderr?: (text: string) => void;
@@ -384,10 +390,11 @@ export class NativeTrainerRun implements AsyncIterable<TrainerEvent> {
       options.onStderr?.(text);
     });
     const forward = () => this.interrupt();
+    const abort = () => (options.signal?.reason === DISCARD_RUN ? this.kill() : this.interrupt());
     if (options.forwardSigint ?? true) process.on("SIGINT", forward);
-    options.signal?.addEventListener("abort", forward, { once: true });
+    options.signal?.addEventListener("abort", abort, { once: true });
     // Aborted while the process was being spawned: the event has fired already.
-    if (options.signal?.aborted) forward();
+    if (options.signal?.aborted) abort();
     const linesClosed = new Promise<void>((resolve) => lines.once("close", resolve));
     this.exit = new Promise<NativeTrainerExit>((resolve) => {
       child.once("error", (error) => {
@@ -397,7 +404,7 @@ export class NativeTrainerRun implements AsyncIterable<TrainerEvent> {
       child.once("close", async (code, signal) => {
         await linesClosed;
         process.off("SIGINT", forward);
-        options.signal?.removeEventListener("abort", forward);
+        options.signal?.removeEventListener("abort", abort);
         await cleanup().catch(() => undefined);
         this.finish(this.errorFor(code, signal));
         resolve({ exitCode: code, signal, interrupted: code === NATIVE_EXIT_CODES.interrupted });
@@ -424,6 +431,11 @@ export class NativeTrainerRun implements AsyncIterable<TrainerEvent> {
   /** Asks the trainer to stop: it writes its checkpoint (when configured) and exits with 130. */
   interrupt(): void {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGINT");
+  }
+
+  /** Ends the trainer at once, without a checkpoint (the run is being thrown away). */
+  kill(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<TrainerEvent> {

@@ -138,7 +138,7 @@ export function planSchedule(
   };
 }
 
-/** The base's absolute path and what training needs from its header (llama only). */
+/** The base's absolute path and what training needs from its header (a trainable architecture). */
 export async function readBase(path: string): Promise<{ base: string; info: BaseInfo }> {
   const base = resolve(path);
   const header = await readGgufFile(base).catch((error: unknown) => {

@@ -1,7 +1,7 @@
 import type { GgufFile } from "../gguf/gguf-types.js";
 import { permuteRowsForRope, unpermuteRowsForRope } from "../model/llama-permute.js";
 import type { LoraModule } from "../lora/adapter.js";
-import { ARCHITECTURES, TRAINABLE_ARCHITECTURES } from "../lora/architectures.js";
+import { ARCHITECTURES, TRAINABLE_ARCHITECTURES, type RowOrder } from "../lora/architectures.js";
 import { baseFingerprintOfGguf, ggufArchitecture, type BaseFingerprint } from "../lora/base-fingerprint.js";
 import { maskBit, packMask } from "../lora/mask.js";
 import { SafetensorsFile, writeSafetensors, type SafetensorsTensorData } from "../lora/safetensors.js";
@@ -10,9 +10,10 @@ import { decodeFloats } from "../lora/tensor-codec.js";
 
 /**
  * The bridge between our adapter model (PEFT names, q/k rows in HF order) and the native trainer's tensors
- * (`blk.{i}.{stem}.lora_b` [out, r], rows in the base GGUF's order, native/README.md). q/k B rows and mask
- * bits are permuted with the base's n_head / n_head_kv going in and un-permuted coming out; A is input-side
- * and never permuted.
+ * (`blk.{i}.{stem}.lora_b` [out, r], rows in the base GGUF's order, native/README.md). Where the architecture's
+ * converter rope-permuted q/k rows (llama; src/lora/architectures.ts), q/k B rows and mask bits are permuted
+ * with the base's n_head / n_head_kv going in and un-permuted coming out; qwen2/qwen3 rows are HF's already.
+ * A is input-side and never permuted.
  */
 
 /** What training needs from the base GGUF header. */
@@ -21,6 +22,8 @@ export interface BaseInfo {
   readonly nLayer: number;
   readonly nHead: number;
   readonly nHeadKv: number;
+  /** How each module's GGUF rows relate to HF's (architecture table): "same" means no permutation. */
+  rowOrder(module: TargetModule): RowOrder;
   readonly fingerprint: BaseFingerprint;
   /** [in, out] of `blk.{layer}.{stem}.weight` (ggml ne order). */
   shape(layer: number, module: TargetModule): [number, number];
@@ -40,16 +43,19 @@ export function baseInfo(header: GgufFile): BaseInfo {
     const servable = ARCHITECTURES.has(architecture) ? `; ${architecture} adapters can be imported, merged and served, not trained` : "";
     throw new Error(`the base architecture is '${architecture}'; training supports ${supported} only${servable}`);
   }
-  const nHead = metadataInt(header, "llama.attention.head_count");
-  if (nHead === undefined) throw new Error("the base model has no llama.attention.head_count");
-  const nHeadKv = metadataInt(header, "llama.attention.head_count_kv") ?? nHead;
+  const layout = ARCHITECTURES.get(architecture)!;
+  const nHead = metadataInt(header, `${architecture}.attention.head_count`);
+  if (nHead === undefined) throw new Error(`the base model has no ${architecture}.attention.head_count`);
+  const nHeadKv = metadataInt(header, `${architecture}.attention.head_count_kv`) ?? nHead;
   const shapes = new Map(header.tensors.map((t) => [t.name, t.shape]));
-  const nLayer = metadataInt(header, "llama.block_count") ?? header.tensors.filter((t) => /^blk\.\d+\.attn_q\.weight$/.test(t.name)).length;
+  const nLayer =
+    metadataInt(header, `${architecture}.block_count`) ?? header.tensors.filter((t) => /^blk\.\d+\.attn_q\.weight$/.test(t.name)).length;
   return {
     architecture,
     nLayer,
     nHead,
     nHeadKv,
+    rowOrder: (module) => layout.modules[module]?.rows ?? "same",
     fingerprint: baseFingerprintOfGguf(header),
     shape(layer, module) {
       const name = `blk.${layer}.${GGUF_TENSOR_STEM[module]}.weight`;
@@ -63,17 +69,21 @@ export function baseInfo(header: GgufFile): BaseInfo {
 export const trainerTensorName = (layer: number, module: TargetModule, which: "lora_a" | "lora_b") =>
   `blk.${layer}.${GGUF_TENSOR_STEM[module]}.${which}`;
 
-/** Rope permutation of [out, cols] rows for q/k (by the head counts of the base); identity elsewhere. */
+/** The head count of the module's rope permutation, or null when its GGUF rows are in HF order. */
+function permutationHeads(info: BaseInfo, module: TargetModule): number | null {
+  const order = info.rowOrder(module);
+  return order === "heads" ? info.nHead : order === "kv_heads" ? info.nHeadKv : null;
+}
+
+/** Rope permutation of [out, cols] rows for q/k where the architecture has one (llama); identity elsewhere. */
 export function toGgufRows(info: BaseInfo, module: TargetModule, rows: Float32Array, out: number, cols: number): Float32Array {
-  if (module === "q_proj") return permuteRowsForRope(rows, out, cols, info.nHead);
-  if (module === "k_proj") return permuteRowsForRope(rows, out, cols, info.nHeadKv);
-  return rows;
+  const heads = permutationHeads(info, module);
+  return heads === null ? rows : permuteRowsForRope(rows, out, cols, heads);
 }
 
 export function toHfRows(info: BaseInfo, module: TargetModule, rows: Float32Array, out: number, cols: number): Float32Array {
-  if (module === "q_proj") return unpermuteRowsForRope(rows, out, cols, info.nHead);
-  if (module === "k_proj") return unpermuteRowsForRope(rows, out, cols, info.nHeadKv);
-  return rows;
+  const heads = permutationHeads(info, module);
+  return heads === null ? rows : unpermuteRowsForRope(rows, out, cols, heads);
 }
 
 /** Short trainer target names ("q", "gate", ...) <-> our module names. */

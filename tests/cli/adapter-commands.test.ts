@@ -218,7 +218,7 @@ describe("adapter commands", () => {
     const before = await snapshot(adaptersDir());
     for (const argv of [
       ["--method", "cat", "--out", "m1", "plain", "seeded"],
-      ["--method", "linear", "--out", "m2", "plain:-1", "seeded"],
+      ["--method", "linear", "--out", "m2", "plain:0", "seeded"],
       ["--method", "linear", "--out", "m2", "plain", "loris"],
       ["--method", "cat", "--out", "m2", "plain:abc"],
       ["--method", "cat", "--out", "m2", "nope"],

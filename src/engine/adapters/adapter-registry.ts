@@ -14,6 +14,7 @@ import {
 import { LoraError } from "../../lora/errors.js";
 import type { Logger } from "../../util/logger.js";
 import { validateAdapterDir, type AdapterBase, type ValidatedAdapter } from "./adapter-validation.js";
+import { sweepAbandonedStaging } from "./staging-sweep.js";
 
 /** One adapter directory as last validated: parsed config plus the content hash of exactly the bytes validated. */
 export interface AdapterEntry {
@@ -90,8 +91,10 @@ export class AdapterRegistry {
     for (const [name, entry] of this.entries) this.entries.set(name, { ...entry, stamp: "" });
   }
 
-  /** Scans once, then every `pollMs` (0 = never). */
+  /** Removes what writers killed mid-write left behind, scans once, then every `pollMs` (0 = never). */
   async start(pollMs: number): Promise<void> {
+    const swept = await sweepAbandonedStaging(this.dir);
+    if (swept.length > 0) this.logger.info("adapter_staging_swept", { directories: swept.length });
     await this.refresh();
     if (pollMs > 0 && !this.closed) {
       this.timer = setInterval(() => {
