@@ -93,9 +93,19 @@ describe("merged-weight lanes", () => {
     for (let i = 0; i < 2; i++) await admitAndRelease(served, MATH_CHOICE);
     await merged.settled();
     expect(merged.views.find((v) => v.label === "math")?.state).toBe("ready");
-    // Held here, so it is running for as long as this test says.
-    const held = await served.admit(served.adapters.resolve(MATH_CHOICE), [1 as Token], new AbortController().signal);
+    // Held here, so they are running for as long as this test says.
+    const admit = () => served.admit(served.adapters.resolve(MATH_CHOICE), [1 as Token], new AbortController().signal);
+    const held = await admit();
     expect(held.model).not.toBe(served.model);
+    // With the merged lane's two sequences (--parallel 2) taken, the next request takes the LoRA path, not a queue.
+    const second = await admit();
+    expect(second.model).not.toBe(served.model);
+    const overflow = await admit();
+    expect(overflow.model).toBe(served.model);
+    for (const admission of [second, overflow]) {
+      admission.lease.release();
+      admission.unpin();
+    }
     // Base traffic cools the set (share 0 < 25 %): the lane takes no new request but waits for the held one.
     for (let i = 0; i < 4; i++) expect(await admitAndRelease(served, [])).toBe(false);
     expect(merged.views.find((v) => v.label === "math")?.state).toBe("retiring");
