@@ -41,7 +41,15 @@ function origin(url: string): string {
   if (nm) return nm[1]!;
   const ours = /\/dist\/([^/]+)\//.exec(url);
   if (ours) return `lori dist/${ours[1]}`;
+  const source = /\/src\/([^/]+)\//.exec(url);
+  if (source) return `lori src/${source[1]}`;
   return "other";
+}
+
+/** A profile frame's file, relative to node_modules or to our dist/ or src/. */
+function shortUrl(url: string): string {
+  if (url.includes("/node_modules/")) return url.replace(/^.*\/node_modules\//, "");
+  return url.replace(/^.*\/dist\//, "dist/").replace(/^.*\/src\//, "src/");
 }
 
 /** CLOCK_MONOTONIC in microseconds: the clock V8 stamps profile samples with on Linux. */
@@ -82,7 +90,7 @@ export async function summariseCpuProfile(file: string, top = 15, window?: { fro
     else {
       const o = origin(url);
       byOrigin.set(o, (byOrigin.get(o) ?? 0) + us);
-      const at = `${url.replace(/^.*\/node_modules\//, "").replace(/^.*\/dist\//, "dist/")}:${lineNumber + 1}`;
+      const at = `${shortUrl(url)}:${lineNumber + 1}`;
       const key = `${functionName}@${at}`;
       const entry = byFunction.get(key) ?? { fn: functionName || "(anonymous)", at, us: 0 };
       entry.us += us;

@@ -17,6 +17,28 @@ export const serveConfigSchema = z.object({
   maxAdapters: z.coerce.number().int().min(1).max(100_000).default(16),
   /** 1 GiB: files a lane holds are never evicted, so this bounds only the idle cache (a few 7B-class sets). */
   compiledCacheMb: z.coerce.number().int().min(1).max(1_048_576).default(1024),
+  mergedLanesMb: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1_048_576)
+    .default(0)
+    .describe("memory budget of merged-weight lanes for hot adapter sets, in MiB (0 = off; docs/merged-lanes.md)"),
+  mergedLanesWindow: z.coerce
+    .number()
+    .int()
+    .min(2)
+    .max(100_000)
+    .default(64)
+    .describe("admitted requests a set's traffic share is taken over"),
+  mergedLanesShare: z.coerce.number().gt(0).max(1).default(0.5).describe("share of the window that makes a set hot (0 < share <= 1)"),
+  mergedLanesMinRequests: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100_000)
+    .default(16)
+    .describe("requests in the window a hot set needs at least"),
   agingMs: z.coerce.number().int().min(0).default(250),
   batchWaitMs: z.coerce.number().min(0).max(100).default(1),
   adaptersPollMs: z.coerce.number().int().min(0).default(1000),
@@ -54,6 +76,14 @@ export const serveConfigSchema = z.object({
 
 export type ServeConfig = z.infer<typeof serveConfigSchema>;
 
+/** Checks between fields, phrased like a single field's refusal. */
+function crossFieldProblem(config: ServeConfig): string | undefined {
+  if (config.mergedLanesMinRequests > config.mergedLanesWindow) {
+    return `invalid --merged-lanes-min-requests / ${serveEnvVars.mergedLanesMinRequests}: ${config.mergedLanesMinRequests} is more than --merged-lanes-window (${config.mergedLanesWindow})`;
+  }
+  return undefined;
+}
+
 /** Each flag's environment variable; list-valued ones are comma-separated. */
 export const serveEnvVars = {
   models: "LORI_MODEL",
@@ -69,6 +99,10 @@ export const serveEnvVars = {
   maxLanes: "LORI_MAX_LANES",
   maxAdapters: "LORI_MAX_ADAPTERS",
   compiledCacheMb: "LORI_COMPILED_CACHE_MB",
+  mergedLanesMb: "LORI_MERGED_LANES_MB",
+  mergedLanesWindow: "LORI_MERGED_LANES_WINDOW",
+  mergedLanesShare: "LORI_MERGED_LANES_SHARE",
+  mergedLanesMinRequests: "LORI_MERGED_LANES_MIN_REQUESTS",
   agingMs: "LORI_AGING_MS",
   batchWaitMs: "LORI_BATCH_WAIT_MS",
   adaptersPollMs: "LORI_ADAPTERS_POLL_MS",
@@ -119,5 +153,7 @@ export function resolveServeConfig(flags: Partial<Record<keyof ServeConfig, unkn
     const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
     throw new Error(`invalid ${flag}${variable ? ` / ${variable}` : ""}: ${issue.message}`);
   }
+  const problem = crossFieldProblem(parsed.data);
+  if (problem) throw new Error(problem);
   return parsed.data;
 }

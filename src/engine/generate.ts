@@ -49,8 +49,6 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
   let pendingLogprobs: PositionLogprobs[] = [];
   let finishReason: FinishReason = "stop";
   let stoppedBy: { stopString?: string; stopToken?: number } = {};
-  // All text so far, to tell which stop string ended generation.
-  let rawText = "";
 
   const room = sequence.contextSize - promptTokens.length;
   const limit = Math.min(params.maxTokens ?? room, room);
@@ -67,9 +65,10 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
   const newTokens = promptTokens.slice(evaluated) as Token[];
   const options = evaluateOptions(model, params, generated, input.grammar);
   // Probabilities cost a full-vocabulary pass per token, so only ask for them when logprobs are wanted.
-  const iterator = wantLogprobs
+  // Without logprobs node-llama-cpp's plain token iterator is used as it is (no wrapper generator per token).
+  const iterator: AsyncGenerator<Token | { token: Token; probabilities?: Map<Token, number> }, void, void> = wantLogprobs
     ? sequence.evaluateWithMetadata(newTokens, { probabilities: true } as const, options)
-    : withoutMetadata(sequence.evaluate(newTokens, options));
+    : (sequence.evaluate(newTokens, options) as AsyncGenerator<Token, void, void>);
 
   try {
     for await (const output of iterator) {
@@ -77,22 +76,21 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
         finishReason = "cancelled";
         break;
       }
-      const token = output.token;
+      const token = typeof output === "number" ? output : output.token;
       if ((model.isEogToken(token) || input.stopTokens.has(token)) && !params.ignoreEos) {
         stoppedBy = { stopToken: token };
         break;
       }
       generated.push(token);
-      if (wantLogprobs) pendingLogprobs.push(positionLogprobs(model, token, output.probabilities, params.topLogprobs ?? 0));
-      const piece = text.push(token);
-      rawText += piece;
-      const { emit, stopped } = stops.push(piece);
-      if (emit.length > 0 || (stopped && pendingLogprobs.length > 0)) {
+      if (typeof output !== "number") pendingLogprobs.push(positionLogprobs(model, token, output.probabilities, params.topLogprobs ?? 0));
+      const emit = stops.push(text.push(token));
+      const stopString = stops.matched;
+      if (emit.length > 0 || (stopString !== undefined && pendingLogprobs.length > 0)) {
         yield { text: emit, logprobs: pendingLogprobs };
         pendingLogprobs = [];
       }
-      if (stopped) {
-        stoppedBy = { stopString: firstStop(rawText, params.stop) };
+      if (stopString !== undefined) {
+        stoppedBy = { stopString };
         return finish("stop");
       }
       if (generated.length >= limit) {
@@ -120,20 +118,6 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
       ...(reason === "stop" ? stoppedBy : {}),
     };
   }
-}
-
-/** The stop string that occurs first in `text` (generation ends at the first one written). */
-function firstStop(text: string, stops: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestAt = Number.POSITIVE_INFINITY;
-  for (const stop of stops) {
-    const at = stop.length > 0 ? text.indexOf(stop) : -1;
-    if (at !== -1 && at < bestAt) {
-      best = stop;
-      bestAt = at;
-    }
-  }
-  return best;
 }
 
 /** Prompt positions scored per native call: bounds the full-vocabulary probability maps held at once. */
@@ -168,16 +152,6 @@ async function scorePrompt(
     }
   }
   return scored;
-}
-
-async function* withoutMetadata(
-  tokens: AsyncGenerator<Token, void, undefined | Token | Token[]>,
-): AsyncGenerator<{ token: Token; probabilities?: Map<Token, number> }, void, void> {
-  try {
-    for await (const token of tokens) yield { token };
-  } finally {
-    await tokens.return();
-  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { LlamaGrammar, Token } from "node-llama-cpp";
+import type { LlamaGrammar, LlamaModel, Token } from "node-llama-cpp";
 import { ContextLengthExceededError, InvalidJsonSchemaError } from "./engine-errors.js";
 import { generate } from "./generate.js";
 import type { GeneratedPiece, GenerationParams, GenerationResult } from "./generation-types.js";
@@ -31,7 +31,8 @@ export class GenerationJob {
   private disposed = false;
 
   private constructor(
-    private readonly served: ServedModel,
+    /** The model the lease's lane runs (the base, or a merged model of the request's set). */
+    private readonly model: LlamaModel,
     private readonly lease: SequenceLease,
     private readonly request: GenerationRequest,
     private readonly grammar: LlamaGrammar | undefined,
@@ -44,8 +45,8 @@ export class GenerationJob {
   }
 
   /**
-   * Validates, builds the grammar, compiles the adapter set (cached), then waits for a sequence on a lane
-   * bound to that set (or throws QueueFullError).
+   * Validates, builds the grammar, then waits for a sequence on a lane bound to the adapter set (compiled and
+   * cached) or on the set's merged lane (ServedModel.admit), or throws QueueFullError.
    */
   static async start(served: ServedModel, request: GenerationRequest): Promise<GenerationJob> {
     if (request.promptTokens.length === 0) request.promptTokens.push(...bosOrNothing(served));
@@ -55,14 +56,8 @@ export class GenerationJob {
     const grammar = await served.grammarFor(request.params.output).catch((error: unknown) => {
       throw new InvalidJsonSchemaError((error as Error).message.split("\n")[0] ?? "");
     });
-    const { binding, release: unpin } = await served.adapters.bind(request.adapters);
-    try {
-      const lease = await served.lanes.acquire(binding, request.promptTokens, request.signal);
-      return new GenerationJob(served, lease, request, grammar, unpin);
-    } catch (error) {
-      unpin();
-      throw error;
-    }
+    const { lease, model, unpin } = await served.admit(request.adapters, request.promptTokens, request.signal);
+    return new GenerationJob(model, lease, request, grammar, unpin);
   }
 
   /** Queueing plus lane preparation time, and whether a lane swap was needed. */
@@ -75,7 +70,7 @@ export class GenerationJob {
     if (this.generator) throw new Error("GenerationJob.pieces() called twice");
     const stopTokens = new Set<Token>(this.request.stopTokens ?? []);
     this.generator = generate({
-      model: this.served.model,
+      model: this.model,
       sequence: this.lease.sequence,
       promptTokens: this.request.promptTokens,
       params: this.request.params,

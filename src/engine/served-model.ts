@@ -9,8 +9,12 @@ import type { CompiledCache } from "./adapters/compiled-cache.js";
 import type { GgufFile } from "../gguf/gguf-types.js";
 import { resolveChatFormat } from "./chat-prompt.js";
 import type { OutputConstraint } from "./generation-types.js";
+import type { Logger } from "../util/logger.js";
+import type { ResolvedAdapterSet } from "./adapters/adapter-set-compiler.js";
 import { BASE_BINDING } from "./lanes/lane-binding.js";
-import { LaneScheduler, type LaneEvents } from "./lanes/lane-scheduler.js";
+import { LaneScheduler, type LaneEvents, type SequenceLease } from "./lanes/lane-scheduler.js";
+import { MergedLanes, type MergedLanesOptions } from "./lanes/merged-lanes.js";
+import type { Token } from "node-llama-cpp";
 
 export interface ModelSpec {
   /** The id clients send as `model`. */
@@ -36,6 +40,17 @@ export interface ServedModelOptions {
   readonly compiledAdaptersDir: string;
   /** The shared, budgeted cache of compiled files (one per adapters dir); default: a private one. */
   readonly compiledCache?: CompiledCache;
+  /** Merged-weight lanes for hot adapter sets (lanes/merged-lanes.ts; needs `compiledCache`); absent = off. */
+  readonly mergedLanes?: MergedLanesOptions & { readonly logger: Logger };
+}
+
+/** A sequence admitted for a request, the model it runs on and what to release after the lease. */
+export interface Admission {
+  readonly lease: SequenceLease;
+  /** The base model, or the merged model of the request's set when it runs on a merged lane. */
+  readonly model: LlamaModel;
+  /** Unpins the compiled adapter file (call after the lease is back: the lane may load it until then). */
+  readonly unpin: () => void;
 }
 
 /** One loaded GGUF model with its lanes and adapter compiler. `dispose()` frees everything; idempotent. */
@@ -54,6 +69,8 @@ export class ServedModel {
     private readonly llama: Llama,
     /** The GGUF header (adapters are validated against its tensor names and shapes). */
     readonly header: GgufFile,
+    /** Merged-weight lanes of hot adapter sets, when on and the base's weights can be merged. */
+    readonly mergedLanes: MergedLanes | undefined,
   ) {}
 
   static async load(
@@ -70,28 +87,83 @@ export class ServedModel {
     try {
       const contextSize = Math.min(options.contextSize, model.trainContextSize);
       const maxLanes = options.maxLanes === "auto" ? await autoMaxLanes(model, contextSize, options.parallel) : options.maxLanes;
-      const lanes = LaneScheduler.forModel(
-        model,
-        {
-          sequences: options.parallel,
-          contextSize,
-          threads: options.threads,
-          maxLanes,
-          maxQueue: options.maxQueue,
-          agingMs: options.agingMs,
-          maxAdapters: options.maxAdapters,
-          batchWaitMs: options.batchWaitMs,
-        },
-        events,
-      );
+      const laneOptions = {
+        sequences: options.parallel,
+        contextSize,
+        threads: options.threads,
+        maxLanes,
+        maxQueue: options.maxQueue,
+        agingMs: options.agingMs,
+        maxAdapters: options.maxAdapters,
+        batchWaitMs: options.batchWaitMs,
+      };
+      const lanes = LaneScheduler.forModel(model, laneOptions, events);
       await lanes.start(BASE_BINDING);
       const compiler = new AdapterSetCompiler(registry, header, fingerprint, options.compiledAdaptersDir, options.compiledCache);
       const chatFormat = resolveChatFormat(model, options.chatTemplate);
-      return new ServedModel(spec, model, lanes, compiler, fingerprint, chatFormat, Math.floor(Date.now() / 1000), llama, header);
+      const merged = options.mergedLanes;
+      const mergedLanes =
+        merged && merged.budgetBytes > 0 && options.compiledCache
+          ? MergedLanes.create(
+              {
+                llama,
+                basePath: spec.path,
+                baseHeader: header,
+                cacheDir: fingerprint.sha256.slice(0, 16),
+                registry,
+                cache: options.compiledCache,
+                laneOptions,
+                gpuLayers: options.gpuLayers,
+                laneEvents: events,
+                logger: merged.logger,
+                modelId: spec.id,
+              },
+              merged,
+            )
+          : undefined;
+      return new ServedModel(
+        spec,
+        model,
+        lanes,
+        compiler,
+        fingerprint,
+        chatFormat,
+        Math.floor(Date.now() / 1000),
+        llama,
+        header,
+        mergedLanes,
+      );
     } catch (error) {
       await model.dispose();
       throw error;
     }
+  }
+
+  /**
+   * A sequence for a request on `set`: on the set's merged lane when one is loaded and has a free sequence,
+   * else on a lane bound to the set's compiled LoRA (compiled and pinned here). Every admission counts
+   * towards the merged lanes' traffic window.
+   */
+  async admit(set: ResolvedAdapterSet, promptTokens: readonly Token[], signal: AbortSignal): Promise<Admission> {
+    this.mergedLanes?.record(set);
+    const merged = this.mergedLanes?.route(set);
+    if (merged) {
+      const lease = await merged.scheduler.acquire(BASE_BINDING, promptTokens, signal);
+      return { lease, model: merged.model, unpin: () => undefined };
+    }
+    const { binding, release: unpin } = await this.adapters.bind(set);
+    try {
+      const lease = await this.lanes.acquire(binding, promptTokens, signal);
+      return { lease, model: this.model, unpin };
+    } catch (error) {
+      unpin();
+      throw error;
+    }
+  }
+
+  /** Sequences generating on this model's lanes, merged lanes included. */
+  get busySequences(): number {
+    return this.lanes.stats.busySequences + (this.mergedLanes?.busySequences ?? 0);
   }
 
   /** Grammar for constrained output; the generic JSON grammar is built once and shared. */
@@ -109,6 +181,7 @@ export class ServedModel {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    await this.mergedLanes?.dispose();
     await this.lanes.dispose();
     await this.model.dispose();
   }

@@ -27,12 +27,24 @@ const SPM_SPACE = "\u2581";
  * the byte-to-unicode alphabet), and everything else falls back to the detokenizer.
  */
 export function tokenPiece(model: LlamaModel, token: Token): TokenPiece {
+  // Logprobs describe every generated token and its top alternatives: read each token's entry once per model.
+  let cache = pieceCache.get(model);
+  if (!cache) pieceCache.set(model, (cache = new Map()));
+  let piece = cache.get(token);
+  if (!piece) cache.set(token, (piece = Object.freeze(readTokenPiece(model, token))));
+  return piece;
+}
+
+/** At most one entry per vocabulary token, dropped with the model. */
+const pieceCache = new WeakMap<LlamaModel, Map<Token, TokenPiece>>();
+
+function readTokenPiece(model: LlamaModel, token: Token): TokenPiece {
   const attributes = model.getTokenAttributes(token);
   if (attributes.control || model.isEogToken(token)) {
     const name = model.detokenize([token], true);
-    return { text: name, bytes: [...Buffer.from(name, "utf8")], special: true };
+    return { text: name, bytes: Object.freeze([...Buffer.from(name, "utf8")]), special: true };
   }
-  const bytes = vocabularyBytes(model, token, attributes) ?? [...Buffer.from(model.detokenize([token], true), "utf8")];
+  const bytes = Object.freeze(vocabularyBytes(model, token, attributes) ?? [...Buffer.from(model.detokenize([token], true), "utf8")]);
   return { text: displayText(bytes), bytes, special: false };
 }
 

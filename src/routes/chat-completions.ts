@@ -18,6 +18,7 @@ import { resolveTarget } from "../serving/target.js";
 import { vocabularySize } from "../engine/vocabulary.js";
 import { toolCallResponse } from "./chat-tool-calls.js";
 import { completionId } from "./completion-id.js";
+import { chunkWriter } from "./stream-chunk.js";
 
 export function chatCompletionsRoutes(deps: AppDeps): Hono {
   const app = new Hono();
@@ -99,13 +100,19 @@ export function chatCompletionsRoutes(deps: AppDeps): Hono {
         choices: [{ index, delta, ...(logprobs !== undefined ? { logprobs } : {}), finish_reason: finish }],
         ...(includeUsage ? { usage: null } : {}),
       });
+      // A generated piece's chunk is the bulk of the stream: only its choice is serialised per piece.
+      const pieceChunk = chunkWriter({ id, object: "chat.completion.chunk", created, model }, includeUsage);
+      const pieceChoice = (index: number, piece: GeneratedPiece) =>
+        pieceChunk(
+          `{"index":${index},"delta":{"content":${JSON.stringify(piece.text)}}${wantLogprobs ? `,"logprobs":${JSON.stringify(chatLogprobs([piece]))}` : ""},"finish_reason":null}`,
+        );
       const results: GenerationResult[] = [];
       async function* choice(job: GenerationJob, index: number) {
         yield chunk(index, { role: "assistant", content: "" }, null);
-        yield* streamJob(
+        yield* streamJob<object>(
           job,
           timings,
-          (piece) => chunk(index, { content: piece.text }, null, wantLogprobs ? chatLogprobs([piece]) : undefined),
+          (piece) => pieceChoice(index, piece),
           (result) => {
             results.push(result);
             // Cancelled: the client is gone, there is no one to tell.

@@ -15,6 +15,7 @@ import { recordRequest } from "../serving/request-record.js";
 import { resolveTarget } from "../serving/target.js";
 import { vocabularySize } from "../engine/vocabulary.js";
 import { completionId } from "./completion-id.js";
+import { chunkWriter } from "./stream-chunk.js";
 
 export function completionsRoutes(deps: AppDeps): Hono {
   const app = new Hono();
@@ -74,16 +75,22 @@ export function completionsRoutes(deps: AppDeps): Hono {
         choices: [{ index, text, logprobs: wantLogprobs && piece ? logprobsOf(index, piece) : null, finish_reason: finish }],
         ...(includeUsage ? { usage: null } : {}),
       });
+      // A generated piece's chunk is the bulk of the stream: only its choice is serialised per piece.
+      const pieceChunk = chunkWriter({ id, object: "text_completion", created, model }, includeUsage);
+      const pieceChoice = (index: number, text: string, piece: GeneratedPiece) =>
+        pieceChunk(
+          `{"index":${index},"text":${JSON.stringify(text)},"logprobs":${wantLogprobs ? JSON.stringify(logprobsOf(index, piece)) : "null"},"finish_reason":null}`,
+        );
       const results: GenerationResult[] = [];
       async function* choice(job: GenerationJob, index: number) {
         if (echo && !params.promptLogprobs) {
           yield chunk(index, echo, null);
           builders[index]!.restartAt(echo.length);
         }
-        yield* streamJob(
+        yield* streamJob<object>(
           job,
           timings,
-          (piece) => chunk(index, piece.promptLogprobs ? echo : piece.text, null, piece),
+          (piece) => pieceChoice(index, piece.promptLogprobs ? echo : piece.text, piece),
           (result) => {
             results.push(result);
             // Cancelled: the client is gone, there is no one to tell.

@@ -16,6 +16,7 @@ import { defaultThreadCount, loadLlama } from "../engine/llama-runtime.js";
 import { ModelRegistry } from "../engine/model-registry.js";
 import { registerFineTuningMetrics } from "../fine-tuning/fine-tuning-metrics.js";
 import { registerCompiledCacheMetrics } from "../metrics/compiled-cache-metrics.js";
+import { registerMergedLanesMetrics } from "../metrics/merged-lanes-metrics.js";
 import { defaultTrainingThreads, FineTuningService } from "../fine-tuning/fine-tuning-service.js";
 import { parseModelSpec, ServedModel } from "../engine/served-model.js";
 import { ServerLifecycle } from "../serving/serving-deps.js";
@@ -111,6 +112,13 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
           chatTemplate,
           compiledAdaptersDir: compiledCache.root,
           compiledCache,
+          mergedLanes: {
+            budgetBytes: config.mergedLanesMb * 1024 * 1024,
+            window: config.mergedLanesWindow,
+            share: config.mergedLanesShare,
+            minRequests: config.mergedLanesMinRequests,
+            logger,
+          },
         },
         adapters,
         events,
@@ -155,6 +163,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   }
   registerFineTuningMetrics(metrics.registry, fineTuning);
   registerCompiledCacheMetrics(metrics.registry, compiledCache);
+  registerMergedLanesMetrics(metrics.registry, () => models.list(), metrics.adapterSets);
   lifecycle.ready = true;
   warnAboutUnusableAdapters(adapters, logger);
 
@@ -183,7 +192,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
       compiledCache.close();
       await models.dispose();
     })());
-  const inFlight = () => models.list().reduce((n, m) => n + m.lanes.stats.busySequences, 0);
+  const inFlight = () => models.list().reduce((n, m) => n + m.busySequences, 0);
   return { app, models, adapters, lifecycle, metrics, compiledCache, logger, fineTuning, inFlight, dispose };
 }
 
@@ -267,7 +276,7 @@ function listen(fetch: Parameters<typeof serve>[0]["fetch"], config: ServeConfig
 
 async function waitForIdle(models: ModelRegistry, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline && models.list().some((m) => m.lanes.stats.busySequences > 0)) {
+  while (Date.now() < deadline && models.list().some((m) => m.busySequences > 0)) {
     await new Promise((r) => setTimeout(r, 25));
   }
 }

@@ -77,11 +77,12 @@ export async function collectJobs(
  * chunk tagged with its choice's index). Ending early (client gone) closes the sources without waiting for
  * them: their jobs are disposed by then, which ends any generation in flight.
  */
-export async function* interleave<T>(sources: ReadonlyArray<AsyncGenerator<T, void, void>>): AsyncGenerator<T, void, void> {
-  if (sources.length === 1) {
-    yield* sources[0]!;
-    return;
-  }
+export function interleave<T>(sources: ReadonlyArray<AsyncGenerator<T, void, void>>): AsyncGenerator<T, void, void> {
+  // One source (the usual n=1) needs no merging, nor a generator of its own passing every value on.
+  return sources.length === 1 ? sources[0]! : merge(sources);
+}
+
+async function* merge<T>(sources: ReadonlyArray<AsyncGenerator<T, void, void>>): AsyncGenerator<T, void, void> {
   const pull = (index: number) => sources[index]!.next().then((result) => ({ index, result }));
   const pending = new Map(sources.map((_, index) => [index, pull(index)] as const));
   try {

@@ -246,6 +246,21 @@ describe.skipIf(!hasChromium)("playground in Chromium", () => {
     expect(await table.locator('tr[data-adapter="math-code"]').textContent()).toContain("linear(math×0.5, code×1)");
     await page.locator('[data-testid="interference-heatmap"][data-rows="5"][data-columns="5"]').waitFor();
 
+    // A pruning method shows its density field, and the value reaches the server.
+    await merge.locator('select[name="method"]').selectOption("ties");
+    for (const name of ["math", "nlu"]) {
+      await merge.getByTestId("adapter-choice").selectOption(name);
+      await merge.getByTestId("adapter-add").click();
+    }
+    await merge.locator('input[name="density"]').fill("0.3");
+    await merge.locator('input[name="merge-name"]').fill("math-nlu-ties");
+    await merge.getByRole("button", { name: "Merge" }).click();
+    await merge.getByText("Created math-nlu-ties.").waitFor();
+    const ties = (await (await api("/adapters/math-nlu-ties")).json()) as { lori: { lineage: Array<Record<string, unknown>> } };
+    expect(ties.lori.lineage[0]).toMatchObject({ method: "ties", density: 0.3 });
+    await merge.locator('select[name="method"]').selectOption("linear");
+    expect(await merge.locator('input[name="density"]').count()).toBe(0);
+
     await page.goto(`${test.baseUrl}/#/chat`);
     const options = await page.locator('[data-view="chat"] [data-testid="adapter-choice"] option').allTextContents();
     expect(options).toContain("math-code");

@@ -6,11 +6,12 @@ import { DEFAULT_ADAPTERS_DIR, oneLineMessage, pathExists, readAdapterRef } from
 import { baseFingerprintOfGguf } from "../../lora/base-fingerprint.js";
 import { exportPeftDir } from "../../lora/export-peft.js";
 import { compileGgufLora } from "../../lora/gguf-lora.js";
+import { writeMergedModel } from "../../lora/merged-model.js";
 import { CliError, type CliCommand } from "../command.js";
 import { parseCommandArgs } from "../parse-args.js";
 import { floatDtype } from "./import.js";
 
-const help = `Usage: lori-server export NAME --format gguf|peft --out PATH [options]
+const help = `Usage: lori-server export NAME --format gguf|peft|merged-gguf --out PATH [options]
 
 Exports a stored adapter (NAME in the adapters dir, or a PATH to an adapter directory):
   gguf  a llama.cpp GGUF LoRA for --base (q/k rows permuted for rope, per-module scales folded into B,
@@ -19,13 +20,16 @@ Exports a stored adapter (NAME in the adapters dir, or a PATH to an adapter dire
         PeftModel.from_pretrained; adapter_config.json keeps the adapter's 'lori' block (seed, variant,
         sparsity, lineage), so 'lori-server import' restores the seeded A and sparse B (PEFT 0.13+ ignores
         the block; --peft-fields-only leaves it out for older PEFT)
+  merged-gguf  a full model: --base with W + scale * B A folded into every adapted weight (F32/F16 bases;
+        quantized bases are refused), every other tensor copied as is; serve it like any GGUF model.
+        For an adapter set, 'lori-server merge' the set into one adapter first, then export that
 Outputs are written atomically; an existing --out is refused unless --force.
 
 Options:
-  --format gguf|peft   output format (required)
-  --out PATH           output file (gguf) or directory (peft) (required)
-  --base MODEL.gguf    base model, required for gguf; the adapter's base fingerprint must match it
-  --dtype f32|f16      gguf tensor type (default f32); peft is always f32
+  --format gguf|peft|merged-gguf  output format (required)
+  --out PATH           output file (gguf, merged-gguf) or directory (peft) (required)
+  --base MODEL.gguf    base model, required for gguf and merged-gguf; the adapter's base fingerprint must match it
+  --dtype f32|f16      gguf tensor type (default f32); peft is always f32, merged-gguf keeps the base's types
   --adapters-dir DIR   adapter store (default ./${DEFAULT_ADAPTERS_DIR})
   --force              replace an existing --out
   --peft-fields-only   peft: write PEFT's LoraConfig fields only (a re-import then stores A densely)
@@ -34,7 +38,7 @@ Options:
 
 export const exportCommand: CliCommand = {
   name: "export",
-  summary: "Export a stored adapter as a GGUF LoRA (llama.cpp) or a dense PEFT directory",
+  summary: "Export a stored adapter as a GGUF LoRA (llama.cpp), a dense PEFT directory or a merged GGUF model",
   help,
   async run(argv) {
     const parsed = parseCommandArgs(
@@ -56,15 +60,22 @@ export const exportCommand: CliCommand = {
     }
     const [ref, ...extra] = parsed.positionals;
     const v = parsed.values;
-    if (ref === undefined) throw new CliError("missing NAME: use 'lori-server export NAME --format gguf|peft --out PATH'");
+    if (ref === undefined) throw new CliError("missing NAME: use 'lori-server export NAME --format gguf|peft|merged-gguf --out PATH'");
     if (extra.length > 0) throw new CliError(`unexpected argument '${extra[0]}'`);
-    if (v.format !== "gguf" && v.format !== "peft") {
-      throw new CliError(v.format === undefined ? "--format gguf|peft is required" : `--format must be gguf or peft, got '${v.format}'`);
+    if (v.format !== "gguf" && v.format !== "peft" && v.format !== "merged-gguf") {
+      throw new CliError(
+        v.format === undefined
+          ? "--format gguf|peft|merged-gguf is required"
+          : `--format must be gguf, peft or merged-gguf, got '${v.format}'`,
+      );
     }
     if (!v.out) throw new CliError("--out PATH is required");
-    if (v.format === "gguf" && !v.base) throw new CliError("--base MODEL.gguf is required for --format gguf");
+    if (v.format !== "peft" && !v.base) throw new CliError(`--base MODEL.gguf is required for --format ${v.format}`);
     if (v.format === "peft" && v.dtype !== undefined) throw new CliError("--dtype applies to --format gguf only (peft is f32)");
-    if (v.format === "gguf" && v["peft-fields-only"]) throw new CliError("--peft-fields-only applies to --format peft only");
+    if (v.format === "merged-gguf" && v.dtype !== undefined) {
+      throw new CliError("--dtype applies to --format gguf only (merged-gguf keeps the base's tensor types)");
+    }
+    if (v.format !== "peft" && v["peft-fields-only"]) throw new CliError("--peft-fields-only applies to --format peft only");
     const dtype = floatDtype(v.dtype);
     const out = v.out;
     const force = v.force ?? false;
@@ -85,6 +96,13 @@ export const exportCommand: CliCommand = {
             `${v.base} is ${actual.architecture} ${actual.sha256.slice(0, 12)})`,
           1,
         );
+      }
+      if (v.format === "merged-gguf") {
+        const summary = await writeMergedModel(adapter, v.base!, baseHeader, out, { name: basename(ref) });
+        process.stdout.write(
+          `exported ${ref} as a merged GGUF model (${summary.mergedTensors} tensors merged, ${summary.bytes} bytes) -> ${out}\n`,
+        );
+        return 0;
       }
       // Compile beside --out, validate, then move into place: a failed validation leaves nothing behind.
       const temp = join(dirname(out), `.${basename(out)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);

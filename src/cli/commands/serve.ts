@@ -27,6 +27,12 @@ Options (each also read from the environment variable shown):
   --max-lanes auto|N       contexts per model, each bound to one adapter set (default auto: what fits 1/4 of free memory, 1-8) [${serveEnvVars.maxLanes}]
   --max-adapters N         compiled adapter files kept loaded when unused (LRU beyond; default 16) [${serveEnvVars.maxAdapters}]
   --compiled-cache-mb N    disk budget of <adapters-dir>/.compiled/ in MiB (LRU beyond, never what a lane holds; default 1024) [${serveEnvVars.compiledCacheMb}]
+  --merged-lanes-mb N     memory budget of merged-weight lanes in MiB: a hot adapter set (F32/F16 bases) is folded
+                           into a private copy of the model and served at the base's speed (default 0 = off;
+                           docs/merged-lanes.md) [${serveEnvVars.mergedLanesMb}]
+  --merged-lanes-window N  admitted requests a set's traffic share is taken over (default 64) [${serveEnvVars.mergedLanesWindow}]
+  --merged-lanes-share F   share of that window that makes a set hot, 0 < F <= 1 (default 0.5) [${serveEnvVars.mergedLanesShare}]
+  --merged-lanes-min-requests N  requests in the window a hot set needs at least (default 16) [${serveEnvVars.mergedLanesMinRequests}]
   --aging-ms N             a request waiting longer than this is not overtaken by younger ones (default 250) [${serveEnvVars.agingMs}]
   --batch-wait-ms N        a decode waits up to this for every generating sequence of its lane, so batches are full (default 1; 0 = off) [${serveEnvVars.batchWaitMs}]
   --adapters-poll-ms N     how often --adapters-dir is rescanned for added/changed/removed adapters (default 1000; 0 = never) [${serveEnvVars.adaptersPollMs}]
@@ -103,6 +109,10 @@ export const serveCommand: CliCommand = {
       "max-lanes": { type: "string" },
       "max-adapters": { type: "string" },
       "compiled-cache-mb": { type: "string" },
+      "merged-lanes-mb": { type: "string" },
+      "merged-lanes-window": { type: "string" },
+      "merged-lanes-share": { type: "string" },
+      "merged-lanes-min-requests": { type: "string" },
       "aging-ms": { type: "string" },
       "batch-wait-ms": { type: "string" },
       "adapters-poll-ms": { type: "string" },
@@ -146,6 +156,10 @@ export const serveCommand: CliCommand = {
         maxLanes: v["max-lanes"],
         maxAdapters: v["max-adapters"],
         compiledCacheMb: v["compiled-cache-mb"],
+        mergedLanesMb: v["merged-lanes-mb"],
+        mergedLanesWindow: v["merged-lanes-window"],
+        mergedLanesShare: v["merged-lanes-share"],
+        mergedLanesMinRequests: v["merged-lanes-min-requests"],
         agingMs: v["aging-ms"],
         batchWaitMs: v["batch-wait-ms"],
         adaptersPollMs: v["adapters-poll-ms"],

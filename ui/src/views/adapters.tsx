@@ -283,8 +283,23 @@ function Interference({ names, version }: { names: string[]; version: number }) 
   );
 }
 
+/** The server's merge methods (POST /adapters/merge), with what each does in a few words. */
+const MERGE_METHODS = {
+  linear: "linear: weighted sum of A and B",
+  cat: "cat: stacked ranks, the exact weighted sum",
+  ties: "ties: prune, elect signs, disjoint mean",
+  dare_linear: "dare_linear: random drop and rescale, then sum",
+  dare_ties: "dare_ties: random drop, elect signs, disjoint mean",
+  magnitude_prune: "magnitude_prune: keep the largest entries, then sum",
+  svd: "svd: exact sum, truncated to a rank",
+} as const;
+type MergeMethod = keyof typeof MERGE_METHODS;
+/** Methods that keep a fraction of each task's entries (`density`, server default 0.5). */
+const PRUNING: readonly MergeMethod[] = ["ties", "dare_linear", "dare_ties", "magnitude_prune"];
+
 function MergeForm({ adapters }: { adapters: AdapterObject[] }) {
-  const [method, setMethod] = useState<"linear" | "cat">("linear");
+  const [method, setMethod] = useState<MergeMethod>("linear");
+  const [density, setDensity] = useState("");
   const [set, setSet] = useState<AdapterPick[]>([]);
   const [name, setName] = useState("");
   const [message, setMessage] = useState<string | null>(null);
@@ -294,7 +309,8 @@ function MergeForm({ adapters }: { adapters: AdapterObject[] }) {
     setError(null);
     setMessage(null);
     try {
-      const created = await sendJson<AdapterObject>("POST", "/adapters/merge", { method, adapters: set, name: name.trim() });
+      const pruning = PRUNING.includes(method) && density.trim() !== "" ? { density: Number(density) } : {};
+      const created = await sendJson<AdapterObject>("POST", "/adapters/merge", { method, adapters: set, name: name.trim(), ...pruning });
       setMessage(`Created ${created.id}.`);
       setName("");
       setSet([]);
@@ -309,11 +325,18 @@ function MergeForm({ adapters }: { adapters: AdapterObject[] }) {
       <h2>Merge</h2>
       <label class="field">
         <span>Method</span>
-        <select value={method} onChange={(e) => setMethod(e.currentTarget.value as "linear" | "cat")} name="method">
-          <option value="linear">linear: weighted sum of A and B</option>
-          <option value="cat">cat: stacked ranks, the exact weighted sum</option>
+        <select value={method} onChange={(e) => setMethod(e.currentTarget.value as MergeMethod)} name="method">
+          {Object.entries(MERGE_METHODS).map(([value, label]) => (
+            <option value={value}>{label}</option>
+          ))}
         </select>
       </label>
+      {PRUNING.includes(method) ? (
+        <label class="field">
+          <span>Density (fraction kept, 0 to 1; default 0.5)</span>
+          <input value={density} onInput={(e) => setDensity(e.currentTarget.value)} name="density" inputMode="decimal" placeholder="0.5" />
+        </label>
+      ) : null}
       <AdapterSetBuilder
         adapters={options}
         value={set}
