@@ -4,7 +4,9 @@ import { LoraError } from "./errors.js";
 /**
  * adapter_config.json: PEFT's LoRA config (so PEFT and the published LoRI adapters load unchanged) plus an
  * optional `lori` block. Unknown PEFT fields are kept (loose objects); fields that would change the maths in
- * ways we do not implement (DoRA, fan_in_fan_out, trained biases, extra full modules) are rejected, not ignored.
+ * ways we do not implement (fan_in_fan_out, trained biases, extra full modules) are rejected, not ignored.
+ * DoRA (`use_dora: true`, with a `lora_magnitude_vector` per module) is read and stored, but it is not a LoRA:
+ * it is served only as a merged model (src/lora/dora.ts).
  */
 
 export const LORI_FORMAT_VERSION = 1;
@@ -23,7 +25,7 @@ export const aInitSchema = z.object({
   distribution: z.literal("kaiming-uniform"),
 });
 
-export const loriVariantSchema = z.enum(["lora", "lori-d", "lori-s"]);
+export const loriVariantSchema = z.enum(["lora", "lori-d", "lori-s", "dora"]);
 
 export const loriSectionSchema = z.looseObject({
   format_version: z.literal(LORI_FORMAT_VERSION),
@@ -47,7 +49,7 @@ export const adapterConfigSchema = z.looseObject({
   rank_pattern: z.record(z.string(), z.number().int().positive()).default({}),
   alpha_pattern: z.record(z.string(), z.number().refine(Number.isFinite, "must be finite")).default({}),
   use_rslora: z.boolean().default(false),
-  use_dora: z.literal(false, "DoRA adapters are not supported").default(false),
+  use_dora: z.boolean().default(false),
   task_type: z.string().nullable().default(null),
   fan_in_fan_out: z.literal(false, "fan_in_fan_out adapters are not supported").optional(),
   bias: z.literal("none", "adapters with trained biases are not supported").optional(),

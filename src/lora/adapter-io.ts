@@ -102,7 +102,26 @@ async function readModule(
   const configRank = resolvePattern(config.rank_pattern, name) ?? config.r;
   if (configRank !== rank) bad(`tensors have rank ${rank} but the config says ${configRank}`);
   const alpha = resolvePattern(config.alpha_pattern, name) ?? config.lora_alpha;
-  const result: LoraModule = { layer, module, rank, alpha, inFeatures, outFeatures, a, b, ...(mask ? { mask } : {}) };
+  // DoRA: use_dora and the magnitude vectors go together (PEFT writes both).
+  let magnitude: Float32Array | undefined;
+  if (group.lora_magnitude_vector !== undefined) {
+    if (!config.use_dora) bad("has a lora_magnitude_vector (DoRA) but the config's use_dora is false");
+    magnitude = await readFloats(file, group.lora_magnitude_vector);
+  } else if (config.use_dora) {
+    bad("has no lora_magnitude_vector but the config says use_dora: true (a DoRA adapter needs one per module)");
+  }
+  const result: LoraModule = {
+    layer,
+    module,
+    rank,
+    alpha,
+    inFeatures,
+    outFeatures,
+    a,
+    b,
+    ...(mask ? { mask } : {}),
+    ...(magnitude ? { magnitude } : {}),
+  };
   validateModule(result);
   return result;
 }
@@ -235,7 +254,10 @@ export function encodeAdapterTensors(
   const metadata: Record<string, string> = { ...FILE_METADATA };
   for (const m of sortModules(modules)) {
     const values = m.mask ? m.b.filter((_, i) => maskBit(m.mask!, i)) : undefined;
-    const layout = moduleLayout({ ...m, aStored: m.a.kind === "dense", ...(values ? { sparseCount: values.length } : {}) }, dtype);
+    const layout = moduleLayout(
+      { ...m, aStored: m.a.kind === "dense", dora: m.magnitude !== undefined, ...(values ? { sparseCount: values.length } : {}) },
+      dtype,
+    );
     Object.assign(metadata, layout.metadata);
     for (const spec of layout.specs) {
       const role = spec.name.slice(peftPrefix(m.layer, m.module).length + 1) as TensorRole;
@@ -246,7 +268,9 @@ export function encodeAdapterTensors(
             ? encodeFloats(m.b, dtype)
             : role === "lora_B.mask"
               ? m.mask!
-              : encodeFloats(values!, dtype);
+              : role === "lora_magnitude_vector"
+                ? encodeFloats(m.magnitude!, dtype)
+                : encodeFloats(values!, dtype);
       tensors.push({ ...spec, data });
     }
   }

@@ -13,16 +13,17 @@ import { isTargetModule, MODULE_PARENT, type TargetModule } from "./target-modul
  *   P.lora_B.weight  [out, r]            dense B, or for sparse B:
  *   P.lora_B.mask    U8 [ceil(out*r/8)]  bit-packed, LSB first, row-major over [out, r]
  *   P.lora_B.values  [popcount(mask)]    B at the set bits, row-major order; __metadata__["P.lora_B.shape"] = "[out,r]"
+ *   P.lora_magnitude_vector  [out]       DoRA only (PEFT's name): the magnitude m of each output row
  */
 
 export function peftPrefix(layer: number, module: TargetModule): string {
   return `base_model.model.model.layers.${layer}.${MODULE_PARENT[module]}.${module}`;
 }
 
-export type TensorRole = "lora_A.weight" | "lora_B.weight" | "lora_B.mask" | "lora_B.values";
+export type TensorRole = "lora_A.weight" | "lora_B.weight" | "lora_B.mask" | "lora_B.values" | "lora_magnitude_vector";
 
 const NAME_PATTERN =
-  /^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.([a-z_]+)\.(lora_A\.weight|lora_B\.weight|lora_B\.mask|lora_B\.values)$/;
+  /^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.([a-z_]+)\.(lora_A\.weight|lora_B\.weight|lora_B\.mask|lora_B\.values|lora_magnitude_vector)$/;
 
 export function parseTensorName(name: string): { layer: number; module: TargetModule; role: TensorRole } | null {
   const match = NAME_PATTERN.exec(name);
@@ -59,6 +60,8 @@ export interface ModuleLayoutInput {
   readonly aStored: boolean;
   /** Number of kept B entries when B is stored sparse; undefined for dense B. */
   readonly sparseCount?: number;
+  /** DoRA: a magnitude vector [out] is stored. */
+  readonly dora?: boolean;
 }
 
 export interface ModuleLayout {
@@ -80,6 +83,7 @@ export function moduleLayout(input: ModuleLayoutInput, dtype: FloatDtype): Modul
     specs.push({ name: `${prefix}.lora_B.values`, dtype, shape: [input.sparseCount] });
     metadata[shapeMetadataKey(layer, module, "lora_B")] = JSON.stringify([outFeatures, rank]);
   }
+  if (input.dora) specs.push({ name: `${prefix}.lora_magnitude_vector`, dtype, shape: [outFeatures] });
   return { specs, metadata };
 }
 

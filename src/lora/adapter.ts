@@ -25,6 +25,11 @@ export interface LoraModule {
   readonly b: Float32Array;
   /** LoRI-S: bit-packed [outFeatures, rank] mask (mask.ts); B is zero wherever the bit is clear. */
   readonly mask?: Uint8Array;
+  /**
+   * DoRA: the magnitude m of each output row ([outFeatures], PEFT lora_magnitude_vector, HF row order). The
+   * adapted weight is m * (W + s B A) / ||W + s B A|| per row: not a LoRA (src/lora/dora.ts).
+   */
+  readonly magnitude?: Float32Array;
 }
 
 export interface Adapter {
@@ -74,6 +79,11 @@ export function validateModule(m: LoraModule): void {
     bad(`A has ${m.a.data.length} values, expected rank*in = ${m.rank * m.inFeatures}`);
   }
   if (m.b.length !== m.outFeatures * m.rank) bad(`B has ${m.b.length} values, expected out*rank = ${m.outFeatures * m.rank}`);
+  if (m.magnitude) {
+    if (m.magnitude.length !== m.outFeatures) bad(`the magnitude vector has ${m.magnitude.length} values, expected out = ${m.outFeatures}`);
+    if (!m.magnitude.every(Number.isFinite)) bad("the magnitude vector has a non-finite value");
+    if (m.mask) bad("a DoRA module cannot have a sparse (masked) B");
+  }
   if (m.mask) {
     if (!hasCleanPadding(m.mask, m.b.length)) bad("mask has the wrong byte length or set padding bits");
     for (let i = 0; i < m.b.length; i++) {
@@ -102,6 +112,7 @@ export interface AdapterOptions {
 }
 
 function inferVariant(modules: readonly LoraModule[]): LoriVariant {
+  if (modules.some((m) => m.magnitude)) return "dora";
   if (modules.every((m) => m.mask)) return "lori-s";
   if (modules.every((m) => m.a.kind === "seeded")) return "lori-d";
   return "lora";
@@ -127,6 +138,10 @@ export function deriveConfig(config: AdapterConfig, modules: readonly LoraModule
   const masked = modules.every((m) => m.mask);
   const total = modules.reduce((n, m) => n + m.b.length, 0);
   const kept = masked ? modules.reduce((n, m) => n + maskPopcount(m.mask!, m.b.length), 0) : total;
+  const dora = modules.filter((m) => m.magnitude).length;
+  if (dora !== 0 && dora !== modules.length) {
+    throw new LoraError("ADAPTER_BAD_TENSORS", `${dora} of ${modules.length} modules have a DoRA magnitude vector; all or none must`);
+  }
   const [seed] = seeds;
   const previous = config.lori;
   return {
@@ -136,6 +151,7 @@ export function deriveConfig(config: AdapterConfig, modules: readonly LoraModule
     rank_pattern: rankPattern,
     alpha_pattern: alphaPattern,
     target_modules: [...new Set(sortModules(modules).map((m) => m.module))],
+    use_dora: dora !== 0,
     lori: {
       ...previous,
       format_version: LORI_FORMAT_VERSION,

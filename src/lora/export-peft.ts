@@ -54,7 +54,7 @@ export function peftConfigOf(adapter: Adapter, options: PeftExportOptions = {}):
   return { ...PEFT_DEFAULTS, ...peft, lori: deriveConfig(adapter.config, stored).lori };
 }
 
-/** The tensors of the dense PEFT file, in module order (A then B). */
+/** The tensors of the dense PEFT file, in module order (A then B, then m for DoRA). */
 export function peftTensorsOf(adapter: Adapter): SafetensorsTensorData[] {
   return denseModules(adapter).flatMap((m) => [
     {
@@ -69,6 +69,17 @@ export function peftTensorsOf(adapter: Adapter): SafetensorsTensorData[] {
       shape: [m.outFeatures, m.rank],
       data: encodeFloats(m.b, "F32"),
     },
+    // DoRA: PEFT's name and shape for m (use_dora comes from deriveConfig)
+    ...(m.magnitude
+      ? [
+          {
+            name: `${peftPrefix(m.layer, m.module)}.lora_magnitude_vector`,
+            dtype: "F32" as const,
+            shape: [m.outFeatures],
+            data: encodeFloats(m.magnitude, "F32"),
+          },
+        ]
+      : []),
   ]);
 }
 

@@ -3,6 +3,7 @@ import type { GgufFile, GgufMetadataValue, GgufTensorInput, GgufWriteInput } fro
 import { permuteRowsForRope } from "../model/llama-permute.js";
 import { materializeA, moduleScale, type Adapter, type LoraModule } from "./adapter.js";
 import { architectureLayout, baseTensorName, ropePermutationHeads, type ArchitectureLayout } from "./architectures.js";
+import { doraIsNotALoraError, isDoraAdapter } from "./dora.js";
 import { LoraError } from "./errors.js";
 import { validateGgufLora, type GgufLoraSummary } from "./gguf-lora-validate.js";
 
@@ -61,6 +62,7 @@ function loraB(m: LoraModule, factor: number, header: GgufFile, layout: Architec
 
 /** The GGUF file contents (metadata + tensors) for `adapter` on `baseHeader`; nothing is written. */
 export function planGgufLora(adapter: Adapter, baseHeader: GgufFile, options: CompileGgufLoraOptions = {}): GgufWriteInput {
+  if (isDoraAdapter(adapter)) throw doraIsNotALoraError(options.name);
   const architecture = metadataString(baseHeader, "general.architecture");
   const layout = architectureLayout(architecture);
   const dtype = options.dtype ?? "F32";

@@ -1,6 +1,7 @@
 import { makeAdapter, materializeA, moduleKey, moduleScale, type Adapter, type LoraModule } from "./adapter.js";
 import type { LoriVariant } from "./adapter-config.js";
 import type { BaseFingerprint } from "./base-fingerprint.js";
+import { doraIsNotALoraError, isDoraAdapter } from "./dora.js";
 import { LoraError } from "./errors.js";
 import { concatMaskColumns, orMasks } from "./mask.js";
 
@@ -63,7 +64,8 @@ export function collect(inputs: readonly MergeInput[]): Map<string, Part[]> {
   const duplicate = names.find((name, i) => names.indexOf(name) !== i);
   if (duplicate !== undefined) invalid(`the adapter '${duplicate}' is listed twice`);
   const groups = new Map<string, Part[]>();
-  inputs.forEach(({ adapter, weight }, i) => {
+  inputs.forEach(({ adapter, weight, name }, i) => {
+    if (isDoraAdapter(adapter)) throw doraIsNotALoraError(name);
     const problem = weightProblem(weight);
     if (problem) invalid(`weight ${i} (${weight}) ${problem}`);
     for (const m of adapter.modules) {

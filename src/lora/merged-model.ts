@@ -6,6 +6,7 @@ import { permuteRowsForRope } from "../model/llama-permute.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { materializeA, moduleScale, type Adapter, type LoraModule } from "./adapter.js";
 import { architectureLayout, baseTensorName, ropePermutationHeads } from "./architectures.js";
+import { doraMagnitudeInGgufRows, rescaleDoraRow } from "./dora.js";
 import { LoraError } from "./errors.js";
 
 /**
@@ -60,6 +61,8 @@ interface MergePlanEntry {
   readonly b: Float32Array;
   /** A, [rank, in] row-major. */
   readonly a: Float32Array;
+  /** DoRA: m per output row, GGUF row order; each merged row is rescaled to m * row / ||row|| (dora.ts). */
+  readonly magnitude?: Float32Array;
 }
 
 function mergeError(message: string): LoraError {
@@ -94,7 +97,8 @@ export function planMergedModel(adapter: Adapter, baseHeader: GgufFile, weight =
     const scaled = Float32Array.from(m.b, (x) => x * scale);
     const heads = ropePermutationHeads(layout, baseHeader, m.layer, m.module);
     const b = heads === null ? scaled : permuteRowsForRope(scaled, m.outFeatures, m.rank, heads);
-    plan.set(name, { info, module: m, b, a: materializeA(m) });
+    const magnitude = doraMagnitudeInGgufRows(m, heads);
+    plan.set(name, { info, module: m, b, a: materializeA(m), ...(magnitude ? { magnitude } : {}) });
   }
   return plan;
 }
@@ -103,7 +107,12 @@ export function planMergedModel(adapter: Adapter, baseHeader: GgufFile, weight =
  * Adds B A (float64 accumulation) to `rows` rows of W starting at `firstRow`; `w` holds those rows as
  * float32 values and receives the result. Zero entries of B (LoRI-S masks) are skipped.
  */
-export function addDeltaRows(w: Float32Array, entry: Pick<MergePlanEntry, "a" | "b" | "module">, firstRow: number, rows: number): void {
+export function addDeltaRows(
+  w: Float32Array,
+  entry: Pick<MergePlanEntry, "a" | "b" | "module" | "magnitude">,
+  firstRow: number,
+  rows: number,
+): void {
   const { rank, inFeatures } = entry.module;
   const acc = new Float64Array(inFeatures);
   for (let row = 0; row < rows; row++) {
@@ -116,6 +125,7 @@ export function addDeltaRows(w: Float32Array, entry: Pick<MergePlanEntry, "a" | 
       const aRow = r * inFeatures;
       for (let i = 0; i < inFeatures; i++) acc[i] = acc[i]! + coefficient * entry.a[aRow + i]!;
     }
+    if (entry.magnitude) rescaleDoraRow(acc, entry.magnitude[o]!);
     for (let i = 0; i < inFeatures; i++) {
       const value = Math.fround(acc[i]!);
       if (!Number.isFinite(value)) throw mergeError(`merged weight row ${o} overflows float32: adapter weights out of range?`);

@@ -15,7 +15,7 @@ import { generateSeededA } from "./seeded-a.js";
 /**
  * Imports a PEFT LoRA / LoRI-D / LoRI-S directory (or one of ours) for a GGUF base of any architecture in
  * architectures.ts. Everything that can be checked is checked before anything is returned, and each check lists
- * every problem it finds in one message: the config (DoRA & co. via parseAdapterConfig), target modules the
+ * every problem it finds in one message: the config (fan_in_fan_out & co. via parseAdapterConfig), target modules the
  * base's architecture cannot adapt (Phi-3's unfused q/k/v, ...), unknown tensors, the base's architecture, each
  * module's shape against the base tensor it adapts (ggml ne [in, out]), and non-finite values. B rows stay in
  * HF order (the format's convention; the GGUF compile applies the architecture's rope permutation).
@@ -106,8 +106,7 @@ async function precheck(dir: string, config: AdapterConfig, baseHeader: GgufFile
       const parsed = parseTensorName(name);
       const problem = parsed && layout ? moduleProblem(layout, parsed.module) : undefined;
       if (!parsed) {
-        const why = name.includes("lora_magnitude_vector") ? " (DoRA is not supported)" : "";
-        problems.push(`unsupported tensor '${name}'${why}`);
+        problems.push(`unsupported tensor '${name}'`);
       } else if (problem) {
         if (!moduleProblems.has(problem)) problems.push(problem);
         moduleProblems.add(problem);
@@ -214,18 +213,25 @@ export function recoverLoriStructure(
   readModules: readonly LoraModule[],
   options: ImportOptions = {},
 ): { modules: LoraModule[]; summary: ImportSummary } {
+  // DoRA (magnitudes present): never LoRI-S (a zero B is its fresh state, not a mask) and always variant "dora".
+  const dora = readModules.some((m) => m.magnitude);
+  if (dora && options.variant !== undefined && options.variant !== "dora") {
+    throw new LoraError("ADAPTER_UNSUPPORTED", `--variant ${options.variant} does not apply to a DoRA adapter (use_dora: true)`);
+  }
   let modules = recoverSeededA(readModules, config.lori?.a_init?.seed);
   const seededModules = modules.filter((m, i) => m.a.kind === "seeded" && readModules[i]!.a.kind === "dense").length;
   const hasMasks = modules.some((m) => m.mask);
   const threshold = options.sparseThreshold ?? DEFAULT_SPARSE_THRESHOLD;
   const detect = options.variant === undefined && (config.lori?.variant === "lori-s" || zeroFraction(modules) >= threshold);
-  const maskInferred = !hasMasks && (options.variant === "lori-s" || detect);
+  const maskInferred = !dora && !hasMasks && (options.variant === "lori-s" || detect);
   if (maskInferred) modules = modules.map((m) => ({ ...m, mask: maskOfNonZeroBits(m.b) }));
   modules.forEach(validateModule);
 
   const allSeeded = modules.every((m) => m.a.kind === "seeded");
   const allMasked = modules.every((m) => m.mask);
-  const variant: LoriVariant = options.variant ?? (allMasked ? "lori-s" : allSeeded ? "lori-d" : (config.lori?.variant ?? "lora"));
+  const variant: LoriVariant = dora
+    ? "dora"
+    : (options.variant ?? (allMasked ? "lori-s" : allSeeded ? "lori-d" : (config.lori?.variant ?? "lora")));
   return { modules, summary: { variant, maskInferred, seededModules } };
 }
 

@@ -1,3 +1,4 @@
+import { isDoraAdapter } from "../lora/dora.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -92,6 +93,8 @@ function trainerSpec(adapter: Adapter): { method: "lori-d" | "lora"; rank: numbe
   const first = adapter.modules[0];
   if (!first) throw new TrainError("loss: the adapter has no modules");
   if (adapter.config.use_rslora) throw new TrainError("loss: rsLoRA adapters are not supported by the trainer");
+  if (isDoraAdapter(adapter))
+    throw new TrainError("loss: DoRA adapters are scored as merged models (export --format merged-gguf, then evaluate that model)");
   if (adapter.modules.some((m) => m.rank !== first.rank || m.alpha !== first.alpha))
     throw new TrainError("loss: needs one rank and alpha over all modules");
   const targets = [...new Set(adapter.modules.map((m) => m.module))];

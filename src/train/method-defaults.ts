@@ -9,6 +9,7 @@ import type { TrainMethod } from "./native-trainer.js";
  * - LoRI-S trains a tenth of B, so it takes a larger step than dense B (1e-2; LoRI-D diverges there).
  * - Its calibration phase is a LoRI-D run and takes LoRI-D's rate (3e-3): a better dense B gives a better mask.
  * - LoRA trains A as well, and is best at 1e-3 (3e-3 overshoots).
+ * - DoRA trains what LoRA trains plus a magnitude per output row: LoRA's rate (not measured on its own).
  * - Full fine-tuning moves every weight of the base: 1e-4 (not re-measured; larger rates forget the base).
  * - Batch 1: with one epoch, a larger batch means fewer steps, and on small data sets that learned less.
  */
@@ -25,6 +26,7 @@ export const METHOD_DEFAULTS: Readonly<Record<TrainMethod | "full", MethodDefaul
   "lori-s": { lr: 1e-2, calibrateLr: 3e-3, batch: 1, rank: 32 },
   "lori-d": { lr: 3e-3, calibrateLr: 3e-3, batch: 1, rank: 32 },
   lora: { lr: 1e-3, calibrateLr: 3e-3, batch: 1, rank: 32 },
+  dora: { lr: 1e-3, calibrateLr: 3e-3, batch: 1, rank: 32 },
   full: { lr: 1e-4, calibrateLr: 3e-3, batch: 1, rank: 0 },
 };
 

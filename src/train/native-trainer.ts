@@ -20,9 +20,7 @@ export const NATIVE_EXIT_CODES = {
 export type NativeExitKind = keyof typeof NATIVE_EXIT_CODES | "crashed";
 
 /** Adapter training methods; full fine-tuning ("full") has its own config, {@link FullTrainConfig}. */
-export type TrainMethod = "lori-d" | "lori-s" | "lora";
-/** What the native trainer builds: the CLI's methods plus DoRA (written as a merged model, not a LoRA). */
-export type NativeAdapterMethod = TrainMethod | "dora";
+export type TrainMethod = "lori-d" | "lori-s" | "lora" | "dora";
 export type TargetModule = "q" | "k" | "v" | "o" | "gate" | "up" | "down";
 export type GpuMode = "auto" | "cuda" | "off";
 
@@ -48,7 +46,7 @@ interface AdapterOptions {
    * Default "lori-d". "dora": A, B and the per-row magnitude m trained, W' = m ⊙ (W + s B A) / ||W + s B A|| with
    * the norm per output row held constant in the gradient (PEFT's convention).
    */
-  method?: NativeAdapterMethod;
+  method?: TrainMethod;
   /** Default 8. */
   rank?: number;
   /** Default 2 * rank. */

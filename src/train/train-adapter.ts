@@ -1,3 +1,4 @@
+import { isDoraAdapter } from "../lora/dora.js";
 import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { basename, join } from "node:path";
@@ -217,6 +218,8 @@ function continuedSpec(
   method: TrainMethod,
   what: string,
 ): { rank: number; alpha: number; targets: TargetModule[]; seed: number | null } {
+  if (method === "dora" || isDoraAdapter(old))
+    throw new TrainError(`--continue-from is not supported for DoRA (--method ${method}, ${what}${isDoraAdapter(old) ? " is DoRA" : ""})`);
   const rank = old.modules[0]!.rank;
   const alpha = old.modules[0]!.alpha;
   if (old.modules.some((m) => m.rank !== rank || m.alpha !== alpha))
@@ -354,6 +357,8 @@ async function buildAdapter(
     const key = `${b.layer}.${b.module}`;
     const a = trained.a.get(key);
     const mask = masks?.get(key);
+    const magnitude = trained.magnitude.get(key);
+    if (plan.method === "dora" && !magnitude) throw new TrainError(`the trainer's DoRA output lacks the magnitude of layer ${key}`);
     return {
       layer: b.layer,
       module: b.module,
@@ -361,9 +366,10 @@ async function buildAdapter(
       alpha: plan.alpha,
       inFeatures,
       outFeatures: b.rows,
-      a: plan.method === "lora" && a ? { kind: "dense", data: a } : { kind: "seeded", seed: plan.seed },
+      a: (plan.method === "lora" || plan.method === "dora") && a ? { kind: "dense", data: a } : { kind: "seeded", seed: plan.seed },
       b: b.data,
       ...(mask ? { mask } : {}),
+      ...(plan.method === "dora" && magnitude ? { magnitude } : {}),
     };
   });
   const { tensors, metadata } = encodeAdapterTensors(modules, "F32");

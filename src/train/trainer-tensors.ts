@@ -66,7 +66,7 @@ export function baseInfo(header: GgufFile): BaseInfo {
   };
 }
 
-export const trainerTensorName = (layer: number, module: TargetModule, which: "lora_a" | "lora_b") =>
+export const trainerTensorName = (layer: number, module: TargetModule, which: "lora_a" | "lora_b" | "lora_magnitude_vector") =>
   `blk.${layer}.${GGUF_TENSOR_STEM[module]}.${which}`;
 
 /** The head count of the module's rope permutation, or null when its GGUF rows are in HF order. */
@@ -141,10 +141,12 @@ export async function writeTrainerMatrices(
   await writeSafetensors(path, tensors);
 }
 
-/** The trainer's output adapter, back in HF order: B per module, plus A for `lora`. */
+/** The trainer's output adapter, back in HF order: B per module, plus A for `lora` and `dora`, m for `dora`. */
 export interface TrainedTensors {
   readonly b: ModuleMatrix[];
   readonly a: Map<string, Float32Array>;
+  /** DoRA: m [out] per "layer.module", HF row order (q/k rows un-permuted like B's). */
+  readonly magnitude: Map<string, Float32Array>;
   readonly metadata: Readonly<Record<string, string>>;
 }
 
@@ -158,6 +160,7 @@ export async function readTrainerOutput(
   try {
     const b: ModuleMatrix[] = [];
     const a = new Map<string, Float32Array>();
+    const magnitude = new Map<string, Float32Array>();
     for (let layer = 0; layer < info.nLayer; layer++) {
       for (const module of targets) {
         const [inFeatures, out] = info.shape(layer, module);
@@ -172,9 +175,15 @@ export async function readTrainerOutput(
           if (aData.length !== rank * inFeatures) throw new Error(`${path}: ${aName} has ${aData.length} values`);
           a.set(`${layer}.${module}`, aData);
         }
+        const mName = trainerTensorName(layer, module, "lora_magnitude_vector");
+        if (file.tensors.has(mName)) {
+          const m = decodeFloats(file.info(mName).dtype, await file.readBytes(mName), mName);
+          if (m.length !== out) throw new Error(`${path}: ${mName} has ${m.length} values, expected ${out}`);
+          magnitude.set(`${layer}.${module}`, toHfRows(info, module, m, out, 1));
+        }
       }
     }
-    return { b, a, metadata: file.metadata };
+    return { b, a, magnitude, metadata: file.metadata };
   } finally {
     await file.close();
   }

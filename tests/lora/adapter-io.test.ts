@@ -227,8 +227,8 @@ describe("adapter directories reject inconsistent content", () => {
     );
   });
 
-  it("configs for DoRA, trained biases or a non-LoRA PEFT type, listing each problem", async () => {
-    expect(() => parseAdapterConfig(peftConfig({ use_dora: true }), "c.json")).toThrow(/use_dora: DoRA adapters are not supported/);
+  // DoRA configs are accepted now (tests/lora/dora-adapter.test.ts); their tensors must carry the magnitudes.
+  it("configs for trained biases or a non-LoRA PEFT type, listing each problem", async () => {
     expect(() => parseAdapterConfig(peftConfig({ bias: "all" }), "c.json")).toThrow(/trained biases/);
     expect(() => parseAdapterConfig(peftConfig({ peft_type: "IA3", r: 0 }), "c.json")).toThrow(/peft_type.*; r:/);
     await expectReadError(async (dir) => writeFile(join(dir, CONFIG_FILE), "{"), "ADAPTER_BAD_CONFIG", /adapter_config.json/);

@@ -73,7 +73,10 @@ export function asStored(tensors: Map<string, Float32Array>, dtype: "F32" | "F16
 /** Writes a directory the way PEFT's save_pretrained does: full LoraConfig JSON + safetensors with format "pt". */
 export async function writePeftDir(dir: string, spec: PeftAdapterSpec): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const targets = [...new Set([...spec.tensors.keys()].map((name) => name.split(".").at(-3)!))];
+  // P.lora_A.weight / P.lora_B.weight, or DoRA's P.lora_magnitude_vector: the module is P's last part
+  const targets = [
+    ...new Set([...spec.tensors.keys()].map((name) => name.split(".").at(name.endsWith(".lora_magnitude_vector") ? -2 : -3)!)),
+  ];
   const config = {
     alpha_pattern: {},
     auto_mapping: null,
@@ -105,7 +108,11 @@ export async function writePeftDir(dir: string, spec: PeftAdapterSpec): Promise<
   const dtype = spec.dtype ?? "F32";
   const data: SafetensorsTensorData[] = [...spec.tensors].map(([name, values]) => {
     const rows = name.includes("lora_A") ? spec.rank : values.length / spec.rank;
-    const shape = name.includes("lora_A") ? [rows, values.length / rows] : [rows, spec.rank];
+    const shape = name.endsWith(".lora_magnitude_vector")
+      ? [values.length]
+      : name.includes("lora_A")
+        ? [rows, values.length / rows]
+        : [rows, spec.rank];
     const bytes =
       dtype === "F32"
         ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength)

@@ -34,8 +34,9 @@ Options:
   --data FILE.jsonl        training data
   --out NAME|FILE.gguf     adapter name; with --method full the model file to write
   --adapters-dir DIR       adapter store (default ./${DEFAULT_ADAPTERS_DIR}); work files go to DIR/.train/NAME
-  --method M               lori-d (default; lori-s with --continue-from), lori-s, lora, full (every weight;
-                           work files go to FILE.gguf.train/; no adapter options)
+  --method M               lori-d (default; lori-s with --continue-from), lori-s, lora, dora, full (every
+                           weight; work files go to FILE.gguf.train/; no adapter options). dora: A, B and a
+                           magnitude per output row; served only as a merged model (export --format merged-gguf)
   --sparsity S             LoRI-S: fraction of B entries masked out (default 0.9)
   --mask-from ADAPTER      LoRI-S mask: global top-k |B| of this adapter (a LoRI-D adapter of the task)
   --calibrate              LoRI-S mask: train LoRI-D first (same seed), keep its top-k |B|, retrain from zero
@@ -46,7 +47,7 @@ Options:
   --rank R                 rank (default 32)
   --alpha A                alpha (default 2 * rank)
   --lr LR                  constant AdamW learning rate (default per method: lori-s 1e-2, lori-d 3e-3,
-                           lora 1e-3, full 1e-4; the run prints the defaults it applied)
+                           lora and dora 1e-3, full 1e-4; the run prints the defaults it applied)
   --epochs N | --steps N   training length (default 1 epoch)
   --batch N                sequences per micro-batch (default 1)
   --grad-accum N           micro-batches per optimizer step (default 1)
@@ -116,7 +117,7 @@ export const trainCommand: CliCommand = {
     const force = v.force === true || v.overwrite === true ? true : undefined;
     if (!v.out) throw new CliError("--out NAME (or FILE.gguf with --method full) is required");
     const method =
-      v.method === undefined ? undefined : oneOf<TrainMethod | "full">("--method", v.method, ["lori-d", "lori-s", "lora", "full"]);
+      v.method === undefined ? undefined : oneOf<TrainMethod | "full">("--method", v.method, ["lori-d", "lori-s", "lora", "dora", "full"]);
     const outIsModel = v.out.toLowerCase().endsWith(".gguf");
     const full = method === "full" || (v.resume === true && method === undefined && outIsModel);
     if (full) {
