@@ -1,8 +1,8 @@
-import { isDoraAdapter } from "../lora/dora.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Adapter } from "../lora/adapter.js";
+import { isDoraAdapter } from "../lora/dora.js";
 import type { TargetModule } from "../lora/target-modules.js";
 import { runNativeTrainer, type EvalEvent, type TrainConfig } from "./native-trainer.js";
 import { writeTokenShards } from "./token-shards.js";

@@ -1,10 +1,10 @@
-import { isDoraAdapter } from "../lora/dora.js";
 import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { makeAdapter, type Adapter, type LoraModule } from "../lora/adapter.js";
+import { makeAdapter, type Adapter } from "../lora/adapter.js";
 import { encodeAdapterTensors, writeAdapterDir } from "../lora/adapter-io.js";
 import { pathExists, readAdapterRef, storedAdapterDir } from "../lora/adapter-store.js";
+import { isDoraAdapter } from "../lora/dora.js";
 import { orMasks, packMask } from "../lora/mask.js";
 import { planSafetensors } from "../lora/safetensors.js";
 import { newRandomSeed } from "../lora/seeded-a.js";
@@ -26,6 +26,7 @@ import {
   type TrainData,
 } from "./train-common.js";
 import {
+  adapterModulesOf,
   maskMatrix,
   modulesAsMatrices,
   readTrainerOutput,
@@ -352,26 +353,7 @@ async function buildAdapter(
       }
     }
   }
-  const modules: LoraModule[] = trained.b.map((b) => {
-    const [inFeatures] = info.shape(b.layer, b.module);
-    const key = `${b.layer}.${b.module}`;
-    const a = trained.a.get(key);
-    const mask = masks?.get(key);
-    const magnitude = trained.magnitude.get(key);
-    if (plan.method === "dora" && !magnitude) throw new TrainError(`the trainer's DoRA output lacks the magnitude of layer ${key}`);
-    return {
-      layer: b.layer,
-      module: b.module,
-      rank: plan.rank,
-      alpha: plan.alpha,
-      inFeatures,
-      outFeatures: b.rows,
-      a: (plan.method === "lora" || plan.method === "dora") && a ? { kind: "dense", data: a } : { kind: "seeded", seed: plan.seed },
-      b: b.data,
-      ...(mask ? { mask } : {}),
-      ...(plan.method === "dora" && magnitude ? { magnitude } : {}),
-    };
-  });
+  const modules = adapterModulesOf(trained, info, { method: plan.method, rank: plan.rank, alpha: plan.alpha, seed: plan.seed, masks });
   const { tensors, metadata } = encodeAdapterTensors(modules, "F32");
   const adapterBytes = planSafetensors(tensors, metadata).fileBytes;
   const last = phases.at(-1)!;

@@ -7,6 +7,7 @@ import { maskBit, packMask } from "../lora/mask.js";
 import { SafetensorsFile, writeSafetensors, type SafetensorsTensorData } from "../lora/safetensors.js";
 import { GGUF_TENSOR_STEM, isProjectionModule, TARGET_MODULES, type ProjectionModule, type TargetModule } from "../lora/target-modules.js";
 import { decodeFloats } from "../lora/tensor-codec.js";
+import type { TrainMethod } from "./native-trainer.js";
 
 /**
  * The bridge between our adapter model (PEFT names, q/k rows in HF order) and the native trainer's tensors
@@ -187,6 +188,37 @@ export async function readTrainerOutput(
   } finally {
     await file.close();
   }
+}
+
+/**
+ * Our adapter modules from the trainer's output: A dense for lora and dora (seeded from `seed` otherwise), the
+ * LoRI-S masks given, and DoRA's magnitudes (which a dora run must have for every module).
+ */
+export function adapterModulesOf(
+  trained: TrainedTensors,
+  info: BaseInfo,
+  spec: { method: TrainMethod; rank: number; alpha: number; seed: number; masks?: ReadonlyMap<string, Uint8Array> | undefined },
+): LoraModule[] {
+  const denseA = spec.method === "lora" || spec.method === "dora";
+  return trained.b.map((b) => {
+    const key = `${b.layer}.${b.module}`;
+    const a = trained.a.get(key);
+    const mask = spec.masks?.get(key);
+    const magnitude = spec.method === "dora" ? trained.magnitude.get(key) : undefined;
+    if (spec.method === "dora" && !magnitude) throw new Error(`the trainer's DoRA output lacks the magnitude of layer ${key}`);
+    return {
+      layer: b.layer,
+      module: b.module,
+      rank: spec.rank,
+      alpha: spec.alpha,
+      inFeatures: info.shape(b.layer, b.module)[0],
+      outFeatures: b.rows,
+      a: denseA && a ? { kind: "dense", data: a } : { kind: "seeded", seed: spec.seed },
+      b: b.data,
+      ...(mask ? { mask } : {}),
+      ...(magnitude ? { magnitude } : {}),
+    };
+  });
 }
 
 /** B of an adapter's modules as matrices (HF order), for init_b and mask selection. */

@@ -9,12 +9,12 @@ import type { Token } from "node-llama-cpp";
 import { beforeAll, describe, expect, it } from "vitest";
 
 import { readGgufFile } from "../../src/gguf/gguf-reader.js";
-import { makeAdapter, type LoraModule } from "../../src/lora/adapter.js";
+import { makeAdapter } from "../../src/lora/adapter.js";
 import { writeMergedModel } from "../../src/lora/merged-model.js";
 import { TARGET_MODULES } from "../../src/lora/target-modules.js";
 import { createArchModel } from "../../src/model/arch-tiny-model.js";
 import { writeTokenShards, type TokenSequence } from "../../src/train/token-shards.js";
-import { baseInfo, readTrainerOutput } from "../../src/train/trainer-tensors.js";
+import { adapterModulesOf, baseInfo, readTrainerOutput } from "../../src/train/trainer-tensors.js";
 import { EXACT_CONTEXT_OPTIONS, getLastPositionLogProbs, maxAbsDifference } from "../support/llama-logits.js";
 import { logSoftmax } from "../support/reference-llama.js";
 import { useTempDir } from "../support/temp-dir.js";
@@ -78,25 +78,11 @@ describe.each(["llama", "qwen2"] as const)("a trained DoRA adapter as a merged %
       state[key] = await readLogits(logitsOut);
     }
 
-    // The trainer's file (GGUF rows) -> our adapter model (HF rows), as `train --method dora` builds it.
+    // The trainer's file (GGUF rows) -> our adapter model (HF rows), by the code `train --method dora` uses.
     const header = await readGgufFile(model);
     const info = baseInfo(header);
     const trained = await readTrainerOutput(adapterPath, info, TARGET_MODULES, RANK);
-    const modules: LoraModule[] = trained.b.map((b) => {
-      const key = `${b.layer}.${b.module}`;
-      const magnitude = trained.magnitude.get(key)!;
-      return {
-        layer: b.layer,
-        module: b.module,
-        rank: RANK,
-        alpha: ALPHA,
-        inFeatures: info.shape(b.layer, b.module)[0],
-        outFeatures: b.rows,
-        a: { kind: "dense", data: trained.a.get(key)! },
-        b: b.data,
-        magnitude,
-      };
-    });
+    const modules = adapterModulesOf(trained, info, { method: "dora", rank: RANK, alpha: ALPHA, seed: 3 });
     const adapter = makeAdapter(modules);
     expect(adapter.config.use_dora).toBe(true);
     expect(adapter.config.lori?.variant).toBe("dora");
