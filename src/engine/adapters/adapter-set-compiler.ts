@@ -4,6 +4,7 @@ import type { GgufFile } from "../../gguf/gguf-types.js";
 import { KindedError } from "../../errors/error-kinds.js";
 import type { Adapter } from "../../lora/adapter.js";
 import type { BaseFingerprint } from "../../lora/base-fingerprint.js";
+import { doraIsNotALoraError, isDoraAdapter } from "../../lora/dora.js";
 import { compileGgufLora } from "../../lora/gguf-lora.js";
 import { mergeCat } from "../../lora/merge.js";
 import { BASE_BINDING, type LaneBinding } from "../lanes/lane-binding.js";
@@ -150,6 +151,8 @@ export class AdapterSetCompiler {
         if (error instanceof AdapterChangedError) throw error;
         throw new AdapterIncompatibleError(set.label, (error as Error).message);
       });
+      // DoRA is no LoRA: the refusal names the adapter and the merged-model export to use instead.
+      if (isDoraAdapter(adapter)) throw new AdapterIncompatibleError(set.label, doraIsNotALoraError(set.label).message);
       // compileGgufLora re-reads and validates the header it wrote (what llama.cpp would abort on); later
       // uses rely on the cache's size + sha256 check that the file is still exactly that one.
       await compileGgufLora(adapter, this.baseHeader, outPath).catch((error: unknown) => {
