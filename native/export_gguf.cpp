@@ -36,6 +36,11 @@ int run_export_gguf(const Config & config) {
         if (it == file.metadata.end()) fail(EXIT_INPUT, adapter_path + ": metadata \"" + key + "\" is missing");
         return it->second;
     };
+    // DoRA rescales every output row (W' = m (W + s B A) / ||W + s B A||): no GGUF LoRA expresses that.
+    const auto method = file.metadata.find("method");
+    if (method != file.metadata.end() && method->second == "dora") {
+        fail(EXIT_INPUT, adapter_path + ": a DoRA adapter cannot be written as a GGUF LoRA; export it as a merged model");
+    }
     const int64_t rank = std::stoll(meta_of("rank"));
     const float alpha = std::stof(meta_of("alpha"));
     const uint64_t seed = std::stoull(meta_of("seed"));

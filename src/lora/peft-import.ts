@@ -218,6 +218,9 @@ export function recoverLoriStructure(
   if (dora && options.variant !== undefined && options.variant !== "dora") {
     throw new LoraError("ADAPTER_UNSUPPORTED", `--variant ${options.variant} does not apply to a DoRA adapter (use_dora: true)`);
   }
+  if (!dora && options.variant === "dora") {
+    throw new LoraError("ADAPTER_UNSUPPORTED", "--variant dora needs a DoRA adapter (use_dora: true and lora_magnitude_vector tensors)");
+  }
   let modules = recoverSeededA(readModules, config.lori?.a_init?.seed);
   const seededModules = modules.filter((m, i) => m.a.kind === "seeded" && readModules[i]!.a.kind === "dense").length;
   const hasMasks = modules.some((m) => m.mask);

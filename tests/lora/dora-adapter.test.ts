@@ -15,6 +15,7 @@ import { peftPrefix } from "../../src/lora/adapter-layout.js";
 import { CONFIG_FILE, readAdapterDir, writeAdapterDir } from "../../src/lora/adapter-io.js";
 import { peftConfigOf, peftTensorsOf } from "../../src/lora/export-peft.js";
 import { planGgufLora } from "../../src/lora/gguf-lora.js";
+import { recoverLoriStructure } from "../../src/lora/peft-import.js";
 import { mergeCat } from "../../src/lora/merge.js";
 import { writeMergedModel } from "../../src/lora/merged-model.js";
 import { SafetensorsFile } from "../../src/lora/safetensors.js";
@@ -167,6 +168,16 @@ describe("DoRA merged model", () => {
 });
 
 describe("a PEFT DoRA adapter (use_dora: true)", () => {
+  it("keeps variant dora, never infers a LoRI-S mask from a zero B, and --variant must agree", () => {
+    const fresh = makeAdapter(doraModules(10).map((m) => ({ ...m, b: new Float32Array(m.b.length) })));
+    const { modules, summary } = recoverLoriStructure(fresh.config, fresh.modules);
+    expect(summary).toMatchObject({ variant: "dora", maskInferred: false });
+    expect(modules.every((m) => m.mask === undefined && m.magnitude !== undefined)).toBe(true);
+    expect(() => recoverLoriStructure(fresh.config, fresh.modules, { variant: "lori-s" })).toThrow(/does not apply to a DoRA adapter/);
+    const plain = makeAdapter(tinyModules());
+    expect(() => recoverLoriStructure(plain.config, plain.modules, { variant: "dora" })).toThrow(/--variant dora needs a DoRA adapter/);
+  });
+
   it("imports, is refused as a GGUF LoRA, and exports as a merged model equal to the float64 reference", async () => {
     const source = makeAdapter(doraModules(9));
     const tensors = new Map<string, Float32Array>();

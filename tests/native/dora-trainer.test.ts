@@ -94,6 +94,13 @@ describe("native trainer, method dora", () => {
     // The logits mode reads the DoRA adapter back (m required, norms recomputed) and gives a finite loss.
     const done = last(await run({ mode: "logits", ...cpu, model: paths.model, shards: paths.shards, adapter: output }), "done");
     expect(Number.isFinite(done.loss)).toBe(true);
+
+    // No GGUF LoRA can express DoRA: export-gguf refuses it (exit 3) instead of dropping m.
+    const refused = await run({ mode: "export-gguf", model: paths.model, adapter: output, output: join(tmp.path, "dora.gguf") }).catch(
+      (e: unknown) => e,
+    );
+    expect((refused as NativeTrainerError).exitCode).toBe(3);
+    expect((refused as NativeTrainerError).message).toContain("export it as a merged model");
   });
 
   it("trains on a Q8_0 base held as Q8_0 (the norm converts W to F32)", async () => {

@@ -32,7 +32,7 @@ Options:
   --base MODEL.gguf        the base model the adapter is for (required)
   --adapters-dir DIR       adapter store (default ./${DEFAULT_ADAPTERS_DIR})
   --dtype f32|f16          dtype of stored A / B / B values (default f32: lossless)
-  --variant lora|lori-d|lori-s
+  --variant lora|lori-d|lori-s|dora
                            record this variant instead of detecting it (lori-s masks B != 0)
   --force                  replace an existing adapter NAME
   -h, --help               this help
@@ -118,6 +118,6 @@ export function floatDtype(text: string | undefined): "F32" | "F16" {
 
 function variantOption(text: string): LoriVariant {
   const result = loriVariantSchema.safeParse(text);
-  if (!result.success) throw new CliError(`--variant must be lora, lori-d or lori-s, got '${text}'`);
+  if (!result.success) throw new CliError(`--variant must be lora, lori-d, lori-s or dora, got '${text}'`);
   return result.data;
 }
