@@ -26,16 +26,20 @@ const two = (rng: SeededRandom) => [num(rng), num(rng)];
 const one = (rng: SeededRandom) => [num(rng)];
 const list = (rng: SeededRandom) => [Array.from({ length: randInt(rng, 1, 4) }, () => num(rng))];
 const word = (rng: SeededRandom) => [pick(rng, WORDS)];
+// Eight parameter spellings per kind: enough distinct prompts for a test split of more than 100.
 const PAIRS = [
   ["a", "b"],
   ["x", "y"],
   ["m", "n"],
   ["p", "q"],
   ["u", "v"],
+  ["i", "j"],
+  ["c", "d"],
+  ["r", "s"],
 ] as const;
-const SINGLES = [["x"], ["n"], ["v"], ["a"], ["y"]] as const;
-const LISTS = [["arr"], ["xs"], ["list"], ["nums"], ["items"]] as const;
-const STRINGS = [["s"], ["str"], ["text"], ["word"], ["name"]] as const;
+const SINGLES = [["x"], ["n"], ["v"], ["a"], ["y"], ["z"], ["t"], ["w"]] as const;
+const LISTS = [["arr"], ["xs"], ["list"], ["nums"], ["items"], ["vals"], ["data"], ["values"]] as const;
+const STRINGS = [["s"], ["str"], ["text"], ["word"], ["name"], ["txt"], ["label"], ["title"]] as const;
 
 const SPECS: readonly Spec[] = [
   {
@@ -198,7 +202,8 @@ export function createCodeTask(sandbox: SandboxOptions = {}): Task {
     summary: "a one-line JavaScript function from a description; 4 hidden tests run in a sandboxed node process",
     maxTokens: 64,
     stop: ["\n"],
-    defaultTestSize: 40,
+    defaultTestSize: 120,
+    maxSizes: { test: 120, dev: 60 },
     generate: (seed, sizes) => sampleSplits("code", seed, sizes, draw),
     async score(example: Example, output: string): Promise<boolean> {
       if (isChatExample(example)) return false;
