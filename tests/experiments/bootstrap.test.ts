@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { SeededRandom } from "../../src/model/seeded-random.js";
-import { allOf, atLeast, below, pairedBootstrap, quantile, type PairedCell } from "../../experiments/paper/report/bootstrap.js";
+import { above, allOf, atLeast, below, pairedBootstrap, quantile, type PairedCell } from "../../experiments/paper/report/bootstrap.js";
 
 /** Synthetic paired outcomes with a known true difference (see `trial`). */
 function bernoulli(rng: SeededRandom, p: number): number {
@@ -92,6 +92,9 @@ describe("verdicts from an interval", () => {
     expect(atLeast({ lo: -0.01, hi: 0.05 }, -0.02)).toBe("holds");
     expect(atLeast({ lo: -0.08, hi: -0.03 }, -0.02)).toBe("does not hold");
     expect(atLeast({ lo: -0.05, hi: 0.01 }, -0.02)).toBe("cannot tell at this size");
+    expect(above({ lo: 0, hi: 0.1 }, 0)).toBe("cannot tell at this size");
+    expect(above({ lo: 0.01, hi: 0.1 }, 0)).toBe("holds");
+    expect(above({ lo: -0.1, hi: 0 }, 0)).toBe("does not hold");
     expect(below({ lo: -0.2, hi: -0.1 }, 0)).toBe("holds");
     expect(below({ lo: 0.1, hi: 0.2 }, 0)).toBe("does not hold");
     expect(allOf(["holds", "cannot tell at this size"])).toBe("cannot tell at this size");

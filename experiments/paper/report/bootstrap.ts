@@ -128,6 +128,13 @@ export function atLeast(interval: Pick<PairedInterval, "lo" | "hi">, threshold: 
   return "cannot tell at this size";
 }
 
+/** "statistic > threshold" (strictly better): holds only when the whole interval is above it. */
+export function above(interval: Pick<PairedInterval, "lo" | "hi">, threshold: number): VerdictStatus {
+  if (interval.lo > threshold) return "holds";
+  if (interval.hi <= threshold) return "does not hold";
+  return "cannot tell at this size";
+}
+
 /** "statistic < threshold": the mirror of atLeast. */
 export function below(interval: Pick<PairedInterval, "lo" | "hi">, threshold: number): VerdictStatus {
   if (interval.hi < threshold) return "holds";
