@@ -101,6 +101,8 @@ export interface SingleTaskRun {
   /** Bytes of the stored adapter (or model, for full) on disk. */
   readonly bytes: number;
   readonly trainSeconds: number;
+  /** Wall seconds of the test eval (for wall-time estimates); absent in older results. */
+  readonly evalSeconds?: number;
   readonly finalLoss: number;
 }
 

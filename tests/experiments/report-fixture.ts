@@ -96,7 +96,8 @@ export function fixtureResults(): PaperResults {
           task,
           seed,
           aSharing: "per-task",
-          lr: 1e-3,
+          // LoRA's dev-best lr in the fixture's sweep
+          lr: method === "lora" ? 3e-3 : 1e-3,
           log: [{ step: 50, devLoss: 1.2 }],
           score: outcomeScore(task, SINGLE[method][task][i]!, seed),
           trainableParams: PARAMS[method],
@@ -162,7 +163,7 @@ export function fixtureResults(): PaperResults {
       trainSize: 512,
       testSize: { math: 100, code: 100, nlu: 100, safety: 100 },
       steps: { full: 200, lora: 300, "lori-d": 300, "lori-s": 300 },
-      learningRates: { full: 1e-4, lora: 1e-3, "lori-d": 1e-3, "lori-s": 5e-3 },
+      learningRates: { full: 1e-4, lora: 3e-3, "lori-d": 1e-3, "lori-s": 5e-3 },
       lrGrid: { full: [3e-5, 1e-4, 3e-4, 1e-3], lora: [3e-4, 1e-3, 3e-3, 1e-2], "lori-d": [3e-4, 1e-3, 3e-3, 1e-2], "lori-s": [1e-3, 3e-3, 1e-2, 3e-2] },
       sweepTasks: ["math", "safety"],
       devSize: { math: 50, code: 50, nlu: 50, safety: 50 },

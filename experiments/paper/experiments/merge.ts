@@ -22,7 +22,7 @@ export function mergeSteps(config: ExperimentConfig): Step[] {
   ];
   const steps: Step[] = [];
   for (const [method, seed, aSharing] of runs) {
-    for (const merge of config.merges) {
+    for (const merge of aSharing === "shared" ? config.merges.filter((m) => config.sharedAMerges.includes(m)) : config.merges) {
       steps.push(
         step<MergeRun>({
           id: mergeStepId(method, merge, seed, aSharing),

@@ -95,6 +95,8 @@ async function runSingle(ctx: StepContext, method: MethodId, task: TaskId, seed:
   const out = method === "full" ? join(ctx.work.models, fullModelFile(task, seed)) : singleAdapter(method, task, seed, aSharing);
   const options = await taskTrainOptions(ctx, method, task, seed, out, aSharing);
   const { log, devLoss: _devLoss, steps: _steps, ...trained } = await ctx.lori.train(options);
+  const started = performance.now();
   const [score] = method === "full" ? await evaluate(ctx, [], [task], out) : await evaluate(ctx, [{ name: out, weight: 1 }], [task]);
-  return { method, task, seed, aSharing, lr: options.lr, log, score: score!, ...trained };
+  const evalSeconds = (performance.now() - started) / 1000;
+  return { method, task, seed, aSharing, lr: options.lr, log, score: score!, ...trained, evalSeconds };
 }

@@ -74,36 +74,41 @@ export function pickBest(points: readonly SweepPoint[], tasks: readonly TaskId[]
   return scored[0]!.lr;
 }
 
-async function runSweep(ctx: StepContext, method: MethodId): Promise<SweepResult> {
-  const { sweep } = ctx.config;
-  const tasks = sweep.tasks.filter((t) => ctx.config.tasks.includes(t));
-  let grid = [...sweep.grid[method]].sort((a, b) => a - b);
+/**
+ * Grows `initial` past an edge while the best lr sits there (at most `maxExtensions` times), scoring each new lr with
+ * `score` (every sweep task of one lr). Returns the grid, every point, the best lr and whether it is still at an edge.
+ */
+export async function extendingSweep(
+  initial: readonly number[],
+  tasks: readonly TaskId[],
+  maxExtensions: number,
+  score: (lr: number) => Promise<SweepPoint[]>,
+): Promise<Pick<SweepResult, "grid" | "points" | "bestLr" | "extensions" | "atEdge">> {
+  let grid = [...initial].sort((a, b) => a - b);
   const points: SweepPoint[] = [];
   let extensions = 0;
-  let best: number;
   for (;;) {
-    for (const lr of grid) {
-      for (const task of tasks) {
-        if (!points.some((p) => p.lr === lr && p.task === task)) points.push(await sweepPoint(ctx, method, task, lr));
-      }
-    }
-    best = pickBest(points, tasks);
+    for (const lr of grid) if (!points.some((p) => p.lr === lr)) points.push(...(await score(lr)));
+    const best = pickBest(points, tasks);
     const edge = best === grid[0] ? "down" : best === grid.at(-1) ? "up" : null;
-    if (edge === null || extensions >= sweep.maxExtensions) break;
+    if (edge === null || extensions >= maxExtensions) {
+      return { grid, points, bestLr: best, extensions, atEdge: edge !== null };
+    }
     const next = ladderStep(edge === "down" ? grid[0]! : grid.at(-1)!, edge);
     grid = edge === "down" ? [next, ...grid] : [...grid, next];
     extensions++;
   }
-  return {
-    method,
-    seed: sweep.seed,
-    tasks,
-    grid,
-    points,
-    bestLr: best,
-    extensions,
-    atEdge: best === grid[0] || best === grid.at(-1),
-  };
+}
+
+async function runSweep(ctx: StepContext, method: MethodId): Promise<SweepResult> {
+  const { sweep } = ctx.config;
+  const tasks = sweep.tasks.filter((t) => ctx.config.tasks.includes(t));
+  const found = await extendingSweep(sweep.grid[method], tasks, sweep.maxExtensions, async (lr) => {
+    const out: SweepPoint[] = [];
+    for (const task of tasks) out.push(await sweepPoint(ctx, method, task, lr));
+    return out;
+  });
+  return { method, seed: sweep.seed, tasks, ...found };
 }
 
 /** Trains one (method, task, lr) and scores it on dev; cached under the sweep step's key. */

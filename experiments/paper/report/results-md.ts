@@ -46,6 +46,7 @@ function chartLink(prefix: string, name: string): string {
 
 function producedSection(results: PaperResults): string {
   const c = results.config;
+  const tuned = (results.sweeps ?? []).length > 0;
   const methods = METHODS.filter((m) => c.steps[m] !== undefined || c.learningRates[m] !== undefined);
   const testSizes = Object.entries(c.testSize)
     .map(([task, n]) => `${task} ${n}`)
@@ -59,18 +60,28 @@ function producedSection(results: PaperResults): string {
       (c.continualSeeds ? `; continual learning: seed ${c.continualSeeds.join(", ")} only.` : "."),
     `- Training examples per task: ${count(c.trainSize)}; test examples: ${testSizes || NOT_MEASURED}` +
       (c.devSize ? `; dev examples (selection only): ${Object.entries(c.devSize).map(([t, n]) => `${t} ${n}`).join(", ")}.` : "."),
-    `- Splits: train, dev and test are disjoint by a hash of the prompt. Learning rates are chosen on dev; the test ` +
-      `split is read only by the final runs.`,
+    tuned
+      ? `- Splits: train, dev and test are disjoint by a hash of the prompt. Learning rates are chosen on dev; the test ` +
+        `split is read only by the final runs.`
+      : `- **This run predates the dev split, the learning-rate sweep, the strict scoring of benign safety answers and ` +
+        `per-example outcomes**: its learning rates are fixed (below), its benign safety half counts any non-refusal ` +
+        `as correct, and its claims have no confidence intervals ("not measured" below).`,
     `- Adapters: rank ${c.rank}; LoRI sparsity ${pct(c.sparsity)} of B masked out (LoRI-S).`,
     `- Merge weight of each of the four adapters (cat and linear): ${ADAPTER_METHODS.map((m) => `${METHOD_LABELS[m]} ${c.mergeWeights[m] ?? NOT_MEASURED}`).join(", ")}.`,
   ];
   const table = markdownTable(
-    ["Method", "Optimizer steps", "Learning rate (dev-best)", "Initial sweep grid"],
+    [
+      "Method",
+      "Optimizer steps",
+      // results from before the sweep existed carry fixed, untuned learning rates: say so
+      tuned ? "Learning rate (dev-best)" : "Learning rate (fixed, NOT tuned)",
+      "Initial sweep grid",
+    ],
     methods.map((m) => [
       METHOD_LABELS[m],
       count(c.steps[m]),
       c.learningRates[m] === undefined ? "not swept yet" : String(c.learningRates[m]),
-      c.lrGrid?.[m]?.join(", ") ?? NOT_MEASURED,
+      c.lrGrid?.[m]?.join(", ") ?? "no sweep",
     ]),
   );
   return [lines.join("\n"), table].join("\n\n");
