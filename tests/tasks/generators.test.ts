@@ -50,7 +50,8 @@ describe.each(Object.values(TASKS))("the $id generator", (task) => {
     expect(task.defaultTestSize).toBeLessThanOrEqual(maxSizes.test);
   });
 
-  it("writes JSONL the trainer reads, in the task's format, and scores its own references as correct", async () => {
+  // The code task runs a sandboxed node process per example: a loaded 2-core machine needs far more than the default 5 s.
+  it("writes JSONL the trainer reads, in the task's format, and scores its own references as correct", { timeout: 60_000 }, async () => {
     const { train, test } = task.generate(0, { train: 5, test: 3 });
     const records = parseTrainingJsonl(toJsonl([...train, ...test]), `${task.id}.jsonl`);
     expect(records).toHaveLength(8);
