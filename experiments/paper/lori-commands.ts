@@ -169,7 +169,9 @@ export class LoriCli {
       .flatMap((e) => {
         const step = num(e.step);
         const devLoss = num(e.loss_per_token) ?? num(e.nll_per_token);
-        return step === undefined || devLoss === undefined ? [] : [{ step, devLoss }];
+        if (step === undefined || devLoss === undefined) return [];
+        const extra = { bNorm: num(e.b_norm), bMaxAbs: num(e.b_max_abs), aDrift: num(e.a_drift) };
+        return [{ step, devLoss, ...Object.fromEntries(Object.entries(extra).filter(([, v]) => v !== undefined)) }];
       });
     const steps = events.filter((e) => e.event === "step").length;
     return {

@@ -54,6 +54,12 @@ export interface TrainLogPoint {
   readonly step: number;
   /** Mean loss per supervised token on the task's dev split, nats. */
   readonly devLoss: number;
+  /** ||B||_F over every target of the adapter (absent for full fine-tuning, or from a trainer without it). */
+  readonly bNorm?: number;
+  /** max |B| over every target. */
+  readonly bMaxAbs?: number;
+  /** LoRA only: ||A − A0||_F / ||A0||_F, A0 the A the run started from. */
+  readonly aDrift?: number;
 }
 
 /** One training of the learning-rate sweep, scored on the dev split. */
