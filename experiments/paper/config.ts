@@ -1,7 +1,14 @@
 import { availableParallelism } from "node:os";
 import { TASK_IDS, type TaskId } from "../../src/tasks/task.js";
 import { TASKS } from "../../src/tasks/tasks.js";
-import { PAPER_MERGE_METHODS, type AdapterMethodId, type ASharing, type MergeMethodId, type MethodId, type PaperConfig } from "./results-schema.js";
+import {
+  PAPER_MERGE_METHODS,
+  type AdapterMethodId,
+  type ASharing,
+  type MergeMethodId,
+  type MethodId,
+  type PaperConfig,
+} from "./results-schema.js";
 
 /** The experiments `npm run paper` runs, and with what settings. `full` is the default; `smoke` is for CI. */
 

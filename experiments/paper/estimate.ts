@@ -57,10 +57,7 @@ export function countWork(config: ExperimentConfig): WorkCounts {
     }
   }
   const sharedMethods = trainedMethods(config).filter((m) => (SHARED_A_METHODS as readonly string[]).includes(m));
-  const singles: MethodId[] = [
-    ...config.seeds.flatMap(() => trainedMethods(config)),
-    ...sharedASeeds(config).flatMap(() => sharedMethods),
-  ];
+  const singles: MethodId[] = [...config.seeds.flatMap(() => trainedMethods(config)), ...sharedASeeds(config).flatMap(() => sharedMethods)];
   for (const method of singles) {
     for (const task of config.tasks) {
       train(method, task, true);

@@ -130,13 +130,6 @@ export class LoriCli {
     );
   }
 
-  async writeData(dir: string, tasks: readonly TaskId[], trainSize: number, seed: number): Promise<void> {
-    await runCli(
-      ["eval", "--write-data", dir, "--task", tasks.join(","), "--train-size", `${trainSize}`, "--seed", `${seed}`, "--limit", "1"],
-      this.o.cwd,
-    );
-  }
-
   async train(o: TrainOptions): Promise<TrainOutcome> {
     const args = ["train", "--base", o.base, "--data", o.data, "--out", o.out, "--method", o.method];
     args.push("--steps", `${o.steps}`, "--lr", `${o.lr}`, "--batch", `${o.batch}`, "--max-len", `${o.maxLen}`);
@@ -197,11 +190,18 @@ export class LoriCli {
       await server.waitFor(o.adapters.map((a) => a.name));
       const scores: TaskScore[] = [];
       for (const [task, examples] of o.examples) {
-        const report = await evaluateTask(TASKS[task], examples, { baseUrl: server.url, model: server.modelId }, { adapter: o.adapters, concurrency: 4 }).catch(
-          (error: unknown) => {
-            throw new CommandError(`eval ${task} on ${o.model} with ${o.adapters.map((a) => a.name).join(",") || "no adapter"}`, 1, (error as Error).message);
-          },
-        );
+        const report = await evaluateTask(
+          TASKS[task],
+          examples,
+          { baseUrl: server.url, model: server.modelId },
+          { adapter: o.adapters, concurrency: 4 },
+        ).catch((error: unknown) => {
+          throw new CommandError(
+            `eval ${task} on ${o.model} with ${o.adapters.map((a) => a.name).join(",") || "no adapter"}`,
+            1,
+            (error as Error).message,
+          );
+        });
         scores.push(toScore(report));
       }
       return scores;

@@ -4,7 +4,16 @@ import { BASE_EVAL_STEP, BASE_MODEL_STEP } from "./ids.js";
 import type { TaskId } from "../../src/tasks/task.js";
 import { TASKS } from "../../src/tasks/tasks.js";
 import { testExamples } from "./experiments/base.js";
-import type { ContinualRun, InterferenceRow, MergeRun, MethodId, PaperResults, SingleTaskRun, SweepResult, TaskScore } from "./results-schema.js";
+import type {
+  ContinualRun,
+  InterferenceRow,
+  MergeRun,
+  MethodId,
+  PaperResults,
+  SingleTaskRun,
+  SweepResult,
+  TaskScore,
+} from "./results-schema.js";
 import type { ExperimentId, Step } from "./step.js";
 import { readRecord, type WorkPaths } from "./work-dir.js";
 

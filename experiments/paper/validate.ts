@@ -38,7 +38,8 @@ export function checkResults(results: PaperResults): string[] {
     // the issue's rule for a sweep that decides anything; the CI smoke run sweeps two values to stay short
     if (!results.config.smoke) {
       if (grid.length < 4) problems.push(`${where}: only ${grid.length} learning rates (at least 4)`);
-      if (grid.length > 0 && grid.at(-1)! / grid[0]! < 30 - 1e-9) problems.push(`${where}: the grid spans ${(grid.at(-1)! / grid[0]!).toFixed(1)}x (at least 30x)`);
+      if (grid.length > 0 && grid.at(-1)! / grid[0]! < 30 - 1e-9)
+        problems.push(`${where}: the grid spans ${(grid.at(-1)! / grid[0]!).toFixed(1)}x (at least 30x)`);
     }
     if (!grid.includes(sw.bestLr)) problems.push(`${where}: best lr ${sw.bestLr} is not in its grid`);
     for (const p of sw.points) {

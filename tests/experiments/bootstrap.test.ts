@@ -33,8 +33,28 @@ describe("the paired two-way bootstrap", () => {
 
   it("gives the per-seed paired differences and their mean as the estimate (float64 reference)", () => {
     const cells: PairedCell[] = [
-      { label: "x", a: [[1, 1, 0, 1], [0, 1, 0, 1]], b: [[0, 1, 0, 0], [0, 0, 0, 1]] },
-      { label: "y", a: [[1, 0], [1, 1]], b: [[1, 1], [0, 1]] },
+      {
+        label: "x",
+        a: [
+          [1, 1, 0, 1],
+          [0, 1, 0, 1],
+        ],
+        b: [
+          [0, 1, 0, 0],
+          [0, 0, 0, 1],
+        ],
+      },
+      {
+        label: "y",
+        a: [
+          [1, 0],
+          [1, 1],
+        ],
+        b: [
+          [1, 1],
+          [0, 1],
+        ],
+      },
     ];
     const r = pairedBootstrap(cells, { seed: 1, replicates: 100 });
     // seed 0: x (3-1)/4 = 0.5, y (1-2)/2 = -0.5 -> 0; seed 1: x (2-1)/4 = 0.25, y (2-1)/2 = 0.5 -> 0.375
@@ -66,19 +86,22 @@ describe("the paired two-way bootstrap", () => {
   it.each([
     { seeds: 1, examples: 150, spread: 0, max: 0.99 },
     { seeds: 10, examples: 100, spread: 0.08, max: 1 },
-  ])("covers the true difference at least about 95 % of the time ($seeds seeds, $examples examples)", ({ seeds, examples, spread, max }) => {
-    const rng = new SeededRandom(2026, seeds);
-    const trials = 300;
-    let covered = 0;
-    for (let t = 0; t < trials; t++) {
-      const r = pairedBootstrap([trial(rng, seeds, examples, 0.1, spread)], { seed: t + 1, replicates: 400 });
-      if (r.lo <= 0.1 && 0.1 <= r.hi) covered++;
-    }
-    // 300 trials: the binomial standard error at 0.95 is 0.0126, so [0.90, 0.99] is about 4 of them each way;
-    // the data are seeded, so this is not a flaky bound, only a tolerance on a known property.
-    expect(covered / trials).toBeGreaterThanOrEqual(0.9);
-    expect(covered / trials).toBeLessThanOrEqual(max);
-  });
+  ])(
+    "covers the true difference at least about 95 % of the time ($seeds seeds, $examples examples)",
+    ({ seeds, examples, spread, max }) => {
+      const rng = new SeededRandom(2026, seeds);
+      const trials = 300;
+      let covered = 0;
+      for (let t = 0; t < trials; t++) {
+        const r = pairedBootstrap([trial(rng, seeds, examples, 0.1, spread)], { seed: t + 1, replicates: 400 });
+        if (r.lo <= 0.1 && 0.1 <= r.hi) covered++;
+      }
+      // 300 trials: the binomial standard error at 0.95 is 0.0126, so [0.90, 0.99] is about 4 of them each way;
+      // the data are seeded, so this is not a flaky bound, only a tolerance on a known property.
+      expect(covered / trials).toBeGreaterThanOrEqual(0.9);
+      expect(covered / trials).toBeLessThanOrEqual(max);
+    },
+  );
 
   it("refuses ragged or empty input with a clear error", () => {
     expect(() => pairedBootstrap([])).toThrow(/no cells/);

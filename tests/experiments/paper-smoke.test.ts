@@ -58,8 +58,14 @@ describe("npm run paper -- --config smoke", () => {
       expect(results.config.learningRates[sweep.method]).toBe(sweep.bestLr);
       for (const r of results.single.filter((x) => x.method === sweep.method)) expect(r.lr).toBe(sweep.bestLr);
     }
-    // dev loss logged every logEvery (2) steps and at the end (3)
-    for (const r of results.single) expect(r.log.map((p) => p.step)).toEqual([2, 3]);
+    // dev loss logged every logEvery (2) steps and at the end (3), with ||B||, max|B| and LoRA's A drift
+    for (const r of results.single) {
+      expect(r.log.map((p) => p.step)).toEqual([2, 3]);
+      for (const p of r.log) {
+        expect(p.bNorm === undefined).toBe(r.method === "full");
+        expect(p.aDrift === undefined).toBe(r.method !== "lora");
+      }
+    }
     for (const p of results.sweeps.flatMap((s) => s.points)) expect(p.devLoss).not.toBeNull();
     // per-example outcomes for the bootstrap; safety's test split is half harmful
     for (const s of [...results.baseScores, ...results.single.map((r) => r.score)]) expect(s.outcomes).toHaveLength(s.examples);

@@ -164,7 +164,12 @@ export function fixtureResults(): PaperResults {
       testSize: { math: 100, code: 100, nlu: 100, safety: 100 },
       steps: { full: 200, lora: 300, "lori-d": 300, "lori-s": 300 },
       learningRates: { full: 1e-4, lora: 3e-3, "lori-d": 1e-3, "lori-s": 5e-3 },
-      lrGrid: { full: [3e-5, 1e-4, 3e-4, 1e-3], lora: [3e-4, 1e-3, 3e-3, 1e-2], "lori-d": [3e-4, 1e-3, 3e-3, 1e-2], "lori-s": [1e-3, 3e-3, 1e-2, 3e-2] },
+      lrGrid: {
+        full: [3e-5, 1e-4, 3e-4, 1e-3],
+        lora: [3e-4, 1e-3, 3e-3, 1e-2],
+        "lori-d": [3e-4, 1e-3, 3e-3, 1e-2],
+        "lori-s": [1e-3, 3e-3, 1e-2, 3e-2],
+      },
       sweepTasks: ["math", "safety"],
       devSize: { math: 50, code: 50, nlu: 50, safety: 50 },
       logEvery: 50,
@@ -219,7 +224,7 @@ export function fixtureResults(): PaperResults {
 export function outcomeScore(task: TaskId, accuracy: number, seed: number) {
   const n = 100;
   const k = Math.round(accuracy * n);
-  const outcomes = Array.from({ length: n }, (_, i) => (((i + seed * 7) % n) < k ? "1" : "0")).join("");
+  const outcomes = Array.from({ length: n }, (_, i) => ((i + seed * 7) % n < k ? "1" : "0")).join("");
   return { task, accuracy, examples: n, outcomes };
 }
 

@@ -148,7 +148,9 @@ describe("paper claims, judged from paired bootstrap intervals", () => {
     const claim = mergeClaim(results);
     const part = claim.parts.find((p) => p.label === "code: lori-d merged − 0.9 × single")!;
     // float64 reference from the fixture's own accuracies (outcome strings round them to whole examples)
-    const merged = results.merges.filter((m) => m.method === "lori-d" && m.merge === "cat").map((m) => m.scores.find((s) => s.task === "code")!);
+    const merged = results.merges
+      .filter((m) => m.method === "lori-d" && m.merge === "cat")
+      .map((m) => m.scores.find((s) => s.task === "code")!);
     const single = results.single.filter((r) => r.method === "lori-d" && r.task === "code").map((r) => r.score);
     const expected = (merged[0]!.accuracy - 0.9 * single[0]!.accuracy + merged[1]!.accuracy - 0.9 * single[1]!.accuracy) / 2;
     expect(part.interval!.estimate).toBeCloseTo(expected, 2);

@@ -21,14 +21,21 @@ const peaked = (peak: number) => async (lr: number) => {
 
 describe("the learning-rate ladder", () => {
   it("steps by half-decades on 1-3-10", () => {
-    expect([ladderStep(1e-3, "down"), ladderStep(3e-3, "down"), ladderStep(1e-3, "up"), ladderStep(3e-3, "up")]).toEqual([3e-4, 1e-3, 3e-3, 1e-2]);
+    expect([ladderStep(1e-3, "down"), ladderStep(3e-3, "down"), ladderStep(1e-3, "up"), ladderStep(3e-3, "up")]).toEqual([
+      3e-4, 1e-3, 3e-3, 1e-2,
+    ]);
     expect(ladderStep(3e-5, "down")).toBe(1e-5);
   });
 });
 
 describe("pickBest", () => {
   it("takes the best mean dev accuracy over tasks, then the lower dev loss, then the smaller lr", () => {
-    expect(pickBest([point(1e-3, "math", 0.5), point(1e-3, "safety", 0.7), point(3e-3, "math", 0.7), point(3e-3, "safety", 0.4)], ["math", "safety"])).toBe(1e-3);
+    expect(
+      pickBest(
+        [point(1e-3, "math", 0.5), point(1e-3, "safety", 0.7), point(3e-3, "math", 0.7), point(3e-3, "safety", 0.4)],
+        ["math", "safety"],
+      ),
+    ).toBe(1e-3);
     expect(pickBest([point(1e-3, "math", 0.5, 1.2), point(3e-3, "math", 0.5, 0.8)], ["math"])).toBe(3e-3);
     expect(pickBest([point(1e-3, "math", 0.5, null), point(3e-3, "math", 0.5, null)], ["math"])).toBe(1e-3);
     // an lr not scored on every task is not a candidate

@@ -14,7 +14,17 @@ import { useTempDir } from "../support/temp-dir.js";
 const REPO_ROOT = new URL("../../", import.meta.url).pathname;
 
 async function train(dir: string, name: string, method: string, lr: string): Promise<Record<string, unknown>[]> {
-  const args = ["train", "--base", join(dir, "base.gguf"), "--data", join(dir, "math.jsonl"), "--out", name, "--adapters-dir", join(dir, "adapters")];
+  const args = [
+    "train",
+    "--base",
+    join(dir, "base.gguf"),
+    "--data",
+    join(dir, "math.jsonl"),
+    "--out",
+    name,
+    "--adapters-dir",
+    join(dir, "adapters"),
+  ];
   args.push("--method", method, "--steps", "2", "--eval-every", "2", "--val-fraction", "0.2", "--rank", "4", "--batch", "2");
   args.push("--seed", "7", "--lr", lr, "--threads", "1", "--json", "--force");
   const { stdout } = await runCli(args, REPO_ROOT);
@@ -27,7 +37,10 @@ describe("the trainer's adapter norms in eval events", () => {
   it("match ||B||, max|B| and LoRA's A drift computed from the written adapters", { timeout: 300_000 }, async () => {
     expect(existsSync(CLI_PATH), `${CLI_PATH} missing: run npm run build`).toBe(true);
     const dir = tmp.path;
-    await runCli(["model", "create", "--out", join(dir, "base.gguf"), "--layers", "1", "--embd", "32", "--heads", "2", "--ff", "64", "--seed", "0"], REPO_ROOT);
+    await runCli(
+      ["model", "create", "--out", join(dir, "base.gguf"), "--layers", "1", "--embd", "32", "--heads", "2", "--ff", "64", "--seed", "0"],
+      REPO_ROOT,
+    );
     await writeFile(join(dir, "math.jsonl"), toJsonl(TASKS.math.generate(0, { train: 20, test: 0 }).train));
 
     const last: Record<string, Record<string, unknown>> = {};
@@ -37,7 +50,12 @@ describe("the trainer's adapter norms in eval events", () => {
       const adapter = await readAdapterDir(join(dir, "adapters", `n-${method}`));
       let sum = 0;
       let max = 0;
-      for (const m of adapter.modules) for (const v of m.b) (sum += v * v), (max = Math.max(max, Math.abs(v)));
+      for (const m of adapter.modules) {
+        for (const v of m.b) {
+          sum += v * v;
+          max = Math.max(max, Math.abs(v));
+        }
+      }
       expect(sum).toBeGreaterThan(0);
       // the same float32 values summed in float64 on both sides: only the summation order differs
       expect(Math.abs((event!.b_norm as number) - Math.sqrt(sum)) / Math.sqrt(sum)).toBeLessThan(1e-9);

@@ -54,7 +54,13 @@ export async function baseSteps(config: ExperimentConfig, repoRoot: string): Pro
       label: "train and dev data",
       deps: [],
       // the split rules live in the generators: a change there (say, a new dev split) must redo this step
-      spec: { tasks: config.tasks, trainSize: config.trainSize, devSize: config.devSize, seed: config.dataSeed, splits: "train/dev/test by hash, v2" },
+      spec: {
+        tasks: config.tasks,
+        trainSize: config.trainSize,
+        devSize: config.devSize,
+        seed: config.dataSeed,
+        splits: "train/dev/test by hash, v2",
+      },
       async run(ctx) {
         await mkdir(ctx.work.data, { recursive: true });
         for (const task of config.tasks) {

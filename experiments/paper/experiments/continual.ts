@@ -39,7 +39,9 @@ export function continualSteps(config: ExperimentConfig): Step[] {
   const runs: [AdapterMethodId, number, ASharing][] = [
     ...seeds.flatMap((seed) => config.adapterMethods.map((m): [AdapterMethodId, number, ASharing] => [m, seed, "per-task"])),
     ...shared.flatMap((seed) =>
-      config.adapterMethods.filter((m) => SHARED_A_METHODS.includes(m)).map((m): [AdapterMethodId, number, ASharing] => [m, seed, "shared"]),
+      config.adapterMethods
+        .filter((m) => SHARED_A_METHODS.includes(m))
+        .map((m): [AdapterMethodId, number, ASharing] => [m, seed, "shared"]),
     ),
   ];
   const needsMask = new Set<string>();

@@ -17,7 +17,9 @@ export function mergeSteps(config: ExperimentConfig): Step[] {
   const runs: [AdapterMethodId, number, ASharing][] = [
     ...config.seeds.flatMap((seed) => config.adapterMethods.map((m): [AdapterMethodId, number, ASharing] => [m, seed, "per-task"])),
     ...sharedASeeds(config).flatMap((seed) =>
-      config.adapterMethods.filter((m) => SHARED_A_METHODS.includes(m)).map((m): [AdapterMethodId, number, ASharing] => [m, seed, "shared"]),
+      config.adapterMethods
+        .filter((m) => SHARED_A_METHODS.includes(m))
+        .map((m): [AdapterMethodId, number, ASharing] => [m, seed, "shared"]),
     ),
   ];
   const steps: Step[] = [];
@@ -39,7 +41,13 @@ export function mergeSteps(config: ExperimentConfig): Step[] {
   return steps;
 }
 
-async function runMerge(ctx: StepContext, method: AdapterMethodId, merge: MergeMethodId, seed: number, aSharing: ASharing): Promise<MergeRun> {
+async function runMerge(
+  ctx: StepContext,
+  method: AdapterMethodId,
+  merge: MergeMethodId,
+  seed: number,
+  aSharing: ASharing,
+): Promise<MergeRun> {
   const { config, work } = ctx;
   const weight = mergeWeight(config, method, merge);
   const name = mergedAdapter(method, merge, seed, aSharing);

@@ -145,7 +145,9 @@ async function sweepPoint(ctx: StepContext, method: MethodId, task: TaskId, lr: 
     devLog: { every: config.logEvery, valFraction: data.valFraction },
     ...(method === "lori-s" ? { sparsity: config.sparsity, maskFrom: sweepAdapter("lori-d", task, bestLr(ctx, "lori-d")) } : {}),
   });
-  const [score] = full ? await evaluate(ctx, [], [task], out, "dev") : await evaluate(ctx, [{ name: out, weight: 1 }], [task], undefined, "dev");
+  const [score] = full
+    ? await evaluate(ctx, [], [task], out, "dev")
+    : await evaluate(ctx, [{ name: out, weight: 1 }], [task], undefined, "dev");
   // a fully fine-tuned model is a whole base: nothing later needs the sweep's
   if (full) await rm(out, { force: true });
   const point: SweepPoint = {

@@ -315,7 +315,9 @@ export function sweepChart(results: PaperResults): ChartSpec | null {
     s.grid.flatMap((lr) => {
       const at = s.tasks.map((t) => s.points.find((p) => p.lr === lr && p.task === t));
       if (at.some((p) => p === undefined)) return [];
-      return [{ method: METHOD_LABELS[s.method], lr, mean: at.reduce((sum, p) => sum + p!.devAccuracy, 0) / at.length, best: lr === s.bestLr }];
+      return [
+        { method: METHOD_LABELS[s.method], lr, mean: at.reduce((sum, p) => sum + p!.devAccuracy, 0) / at.length, best: lr === s.bestLr },
+      ];
     }),
   );
   if (values.length === 0) return null;
@@ -329,7 +331,10 @@ export function sweepChart(results: PaperResults): ChartSpec | null {
     height: 260,
     layer: [
       { mark: { type: "line" as const, point: false }, encoding: { x, y, color: methodColor(methods) } },
-      { mark: { type: "point" as const, size: 50 }, encoding: { x, y, color: methodColor(methods), fillOpacity: { condition: { test: "datum.best", value: 1 }, value: 0 } } },
+      {
+        mark: { type: "point" as const, size: 50 },
+        encoding: { x, y, color: methodColor(methods), fillOpacity: { condition: { test: "datum.best", value: 1 }, value: 0 } },
+      },
     ],
     config: CONFIG,
   } as ChartSpec;

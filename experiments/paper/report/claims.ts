@@ -1,5 +1,15 @@
 import type { TaskId } from "../../../src/tasks/task.js";
-import type { AdapterMethodId, ASharing, CapabilityTaskId, ContinualRun, MergeRun, MethodId, PaperResults, SingleTaskRun, TaskScore } from "../results-schema.js";
+import type {
+  AdapterMethodId,
+  ASharing,
+  CapabilityTaskId,
+  ContinualRun,
+  MergeRun,
+  MethodId,
+  PaperResults,
+  SingleTaskRun,
+  TaskScore,
+} from "../results-schema.js";
 import { above, allOf, atLeast, below, pairedBootstrap, type PairedCell, type PairedInterval, type VerdictStatus } from "./bootstrap.js";
 
 /**
@@ -51,7 +61,12 @@ function commonSeeds(a: readonly { seed: number }[], b: readonly { seed: number 
 }
 
 /** A cell from per-seed scores of two arms; null when a seed lacks outcomes or the example lists differ. */
-function cell(label: string, seeds: readonly number[], a: (seed: number) => number[] | null, b: (seed: number) => number[] | null): PairedCell | null {
+function cell(
+  label: string,
+  seeds: readonly number[],
+  a: (seed: number) => number[] | null,
+  b: (seed: number) => number[] | null,
+): PairedCell | null {
   if (seeds.length === 0) return null;
   const as = seeds.map(a);
   const bs = seeds.map(b);
@@ -84,7 +99,8 @@ function combine(parts: readonly ComparisonPart[]): Status {
 const single = (results: PaperResults, method: MethodId, sharing: ASharing = "per-task") =>
   results.single.filter((r) => r.method === method && sharingOf(r) === sharing);
 const scoreOf = (runs: readonly SingleTaskRun[], task: TaskId, seed: number) => runs.find((r) => r.task === task && r.seed === seed)?.score;
-const mergeScore = (runs: readonly MergeRun[], task: TaskId, seed: number) => runs.find((r) => r.seed === seed)?.scores.find((s) => s.task === task);
+const mergeScore = (runs: readonly MergeRun[], task: TaskId, seed: number) =>
+  runs.find((r) => r.seed === seed)?.scores.find((s) => s.task === task);
 
 /** Tasks in results order that both arms ran. */
 function tasksOf(results: PaperResults, a: readonly { task: TaskId }[], b: readonly { task: TaskId }[]): TaskId[] {
@@ -101,14 +117,20 @@ export function loriSVsLoraClaim(results: PaperResults): Claim {
       loriS.filter((r) => r.task === task),
       lora.filter((r) => r.task === task),
     );
-    const c = cell(task, seeds, (s) => outcomes(scoreOf(loriS, task, s)), (s) => outcomes(scoreOf(lora, task, s)));
+    const c = cell(
+      task,
+      seeds,
+      (s) => outcomes(scoreOf(loriS, task, s)),
+      (s) => outcomes(scoreOf(lora, task, s)),
+    );
     return part(`${task}: LoRI-S − LoRA`, [c], -0.02, atLeast);
   });
   return { claim: CLAIM_TEXT.loriSVsLora, parts, status: combine(parts) };
 }
 
 export function mergeClaim(results: PaperResults, merge: MergeRun["merge"] = "cat"): Claim {
-  const merges = (method: AdapterMethodId) => results.merges.filter((m) => m.method === method && m.merge === merge && sharingOf(m) === "per-task");
+  const merges = (method: AdapterMethodId) =>
+    results.merges.filter((m) => m.method === method && m.merge === merge && sharingOf(m) === "per-task");
   const parts: ComparisonPart[] = [];
   for (const method of ["lori-d", "lori-s"] as const) {
     const merged = merges(method);
@@ -116,12 +138,24 @@ export function mergeClaim(results: PaperResults, merge: MergeRun["merge"] = "ca
     const tasks = [...new Set(merged.flatMap((m) => m.scores.map((s) => s.task)))];
     const seeds = commonSeeds(merged, singles);
     for (const task of tasks) {
-      const c = cell(task, seeds, (s) => outcomes(mergeScore(merged, task, s)), (s) => outcomes(scoreOf(singles, task, s)));
+      const c = cell(
+        task,
+        seeds,
+        (s) => outcomes(mergeScore(merged, task, s)),
+        (s) => outcomes(scoreOf(singles, task, s)),
+      );
       parts.push(part(`${task}: ${method} merged − 0.9 × single`, [c], 0, atLeast, 0.9));
     }
     const lora = merges("lora");
     const both = commonSeeds(merged, lora);
-    const cells = tasks.map((task) => cell(task, both, (s) => outcomes(mergeScore(merged, task, s)), (s) => outcomes(mergeScore(lora, task, s))));
+    const cells = tasks.map((task) =>
+      cell(
+        task,
+        both,
+        (s) => outcomes(mergeScore(merged, task, s)),
+        (s) => outcomes(mergeScore(lora, task, s)),
+      ),
+    );
     parts.push(part(`mean over tasks: ${method} merged − LoRA merged`, cells, 0, above));
   }
   return { claim: CLAIM_TEXT.merge, parts, status: combine(parts) };
@@ -187,7 +221,14 @@ export function sharingComparison(results: PaperResults, method: MethodId): Comp
   const perTask = single(results, method, "per-task");
   const tasks = tasksOf(results, shared, perTask);
   const seeds = commonSeeds(shared, perTask);
-  const cells = tasks.map((task) => cell(task, seeds, (s) => outcomes(scoreOf(shared, task, s)), (s) => outcomes(scoreOf(perTask, task, s))));
+  const cells = tasks.map((task) =>
+    cell(
+      task,
+      seeds,
+      (s) => outcomes(scoreOf(shared, task, s)),
+      (s) => outcomes(scoreOf(perTask, task, s)),
+    ),
+  );
   return part(`${method}: shared A − per-task A (mean over tasks)`, cells, 0, atLeast);
 }
 
@@ -198,7 +239,14 @@ export function sharingMergeComparison(results: PaperResults, method: AdapterMet
   const perTask = of("per-task");
   const tasks = [...new Set(shared.flatMap((m) => m.scores.map((s) => s.task)))];
   const seeds = commonSeeds(shared, perTask);
-  const cells = tasks.map((task) => cell(task, seeds, (s) => outcomes(mergeScore(shared, task, s)), (s) => outcomes(mergeScore(perTask, task, s))));
+  const cells = tasks.map((task) =>
+    cell(
+      task,
+      seeds,
+      (s) => outcomes(mergeScore(shared, task, s)),
+      (s) => outcomes(mergeScore(perTask, task, s)),
+    ),
+  );
   return part(`${method} ${merge}: shared A − per-task A`, cells, 0, atLeast);
 }
 
@@ -219,7 +267,12 @@ export function pairingComparison(results: PaperResults): ComparisonPart[] {
     ),
   );
   const accuracy = tasks.map((task) =>
-    cell(task, seeds, (s) => outcomes(at(fixed, task, s)?.taskScore), (s) => outcomes(at(old, task, s)?.taskScore)),
+    cell(
+      task,
+      seeds,
+      (s) => outcomes(at(fixed, task, s)?.taskScore),
+      (s) => outcomes(at(old, task, s)?.taskScore),
+    ),
   );
   return [
     part("harmful refusals after: fixed − old pairing (mean over tasks)", refusals, 0, atLeast),

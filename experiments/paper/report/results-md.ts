@@ -15,7 +15,16 @@ import {
 } from "./claims.js";
 import { NOT_MEASURED, bytes, count, duration, fixedStat, pct, pctStat, points } from "./format.js";
 import { markdownTable } from "./markdown.js";
-import { ADAPTER_METHODS, MERGE_LABELS, MERGE_METHODS, METHOD_LABELS, METHODS, mainResults, summarize, type PaperSummary } from "./summary.js";
+import {
+  ADAPTER_METHODS,
+  MERGE_LABELS,
+  MERGE_METHODS,
+  METHOD_LABELS,
+  METHODS,
+  mainResults,
+  summarize,
+  type PaperSummary,
+} from "./summary.js";
 
 /** docs/results.md, rendered from docs/results.json (PaperResults). */
 
@@ -59,7 +68,11 @@ function producedSection(results: PaperResults): string {
       `(${c.seeds.length} per configuration; ± is the sample standard deviation over seeds)` +
       (c.continualSeeds ? `; continual learning: seed ${c.continualSeeds.join(", ")} only.` : "."),
     `- Training examples per task: ${count(c.trainSize)}; test examples: ${testSizes || NOT_MEASURED}` +
-      (c.devSize ? `; dev examples (selection only): ${Object.entries(c.devSize).map(([t, n]) => `${t} ${n}`).join(", ")}.` : "."),
+      (c.devSize
+        ? `; dev examples (selection only): ${Object.entries(c.devSize)
+            .map(([t, n]) => `${t} ${n}`)
+            .join(", ")}.`
+        : "."),
     tuned
       ? `- Splits: train, dev and test are disjoint by a hash of the prompt. Learning rates are chosen on dev; the test ` +
         `split is read only by the final runs.`
@@ -254,14 +267,24 @@ function sharingSection(results: PaperResults): string {
         (r) => r.method === m && (r.aSharing ?? "per-task") === a && r.maskPairing !== "task-A" && shared.some((s) => s.seed === r.seed),
       );
       const mean = (xs: number[]) => (xs.length ? xs.reduce((x, y) => x + y, 0) / xs.length : null);
-      return [METHOD_LABELS[m], a, String(runs.length), pct(mean(runs.map((r) => r.safetyAfter))), pct(mean(runs.map((r) => r.taskAccuracy)))];
+      return [
+        METHOD_LABELS[m],
+        a,
+        String(runs.length),
+        pct(mean(runs.map((r) => r.safetyAfter))),
+        pct(mean(runs.map((r) => r.taskAccuracy))),
+      ];
     }),
   );
   return [
     `"per-task": each task's adapter has its own A (seed × 100 + task index); "shared": every task of a seed uses ` +
       `one A (seed × 100 + 50). Only LoRI's A is frozen, so only LoRI-D and LoRI-S have the variant. Single-task ` +
       `scores should match within noise; merging and continual learning may not.`,
-    markdownTable(["Comparison", "Difference, points: estimate [95 % CI]; per seed", "Reading"], comparisonRows(parts), ["left", "left", "left"]),
+    markdownTable(["Comparison", "Difference, points: estimate [95 % CI]; per seed", "Reading"], comparisonRows(parts), [
+      "left",
+      "left",
+      "left",
+    ]),
     markdownTable(["Method", "A", "Continual runs", "Refusals after", "Task accuracy"], continualRows, ["left", "left"]),
   ].join("\n\n");
 }
@@ -275,7 +298,11 @@ function pairingSection(results: PaperResults): string {
       `LoRI-D, trained under the task's A ("old pairing"): the mask's rank columns then refer to another A. The fix ` +
       `calibrates the mask with a LoRI-D trained on the task under the safety adapter's A. The old pairing is run ` +
       `once (seed ${[...new Set(old.map((r) => r.seed))].join(", ")}) to show the effect, and is left out of every other table.`,
-    markdownTable(["Comparison", "Difference, points: estimate [95 % CI]; per seed", "Reading"], comparisonRows(parts), ["left", "left", "left"]),
+    markdownTable(["Comparison", "Difference, points: estimate [95 % CI]; per seed", "Reading"], comparisonRows(parts), [
+      "left",
+      "left",
+      "left",
+    ]),
   ].join("\n\n");
 }
 
@@ -299,7 +326,10 @@ function sweepSection(results: PaperResults): string {
   );
   const notes = results.sweeps
     .filter((s) => s.extensions > 0 || s.atEdge)
-    .map((s) => `${METHOD_LABELS[s.method]}: grid extended ${s.extensions}×${s.atEdge ? ", best still at an edge (a wider sweep is needed)" : ""}`);
+    .map(
+      (s) =>
+        `${METHOD_LABELS[s.method]}: grid extended ${s.extensions}×${s.atEdge ? ", best still at an edge (a wider sweep is needed)" : ""}`,
+    );
   return [
     markdownTable(
       ["Method", "Learning rate", ...tasks.map((t) => `${t} dev accuracy`), ...tasks.map((t) => `${t} dev loss`), "Mean dev accuracy"],

@@ -1,5 +1,13 @@
 import { TASK_IDS, type TaskId } from "../../../src/tasks/task.js";
-import { PAPER_MERGE_METHODS, type AdapterMethodId, type CapabilityTaskId, type MergeMethodId, type MethodId, type PaperResults, type TaskScore } from "../results-schema.js";
+import {
+  PAPER_MERGE_METHODS,
+  type AdapterMethodId,
+  type CapabilityTaskId,
+  type MergeMethodId,
+  type MethodId,
+  type PaperResults,
+  type TaskScore,
+} from "../results-schema.js";
 
 /**
  * Pure functions from PaperResults to the numbers of docs/results.md: table rows, relative merge scores and the
