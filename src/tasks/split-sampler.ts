@@ -13,10 +13,15 @@ export interface Candidate {
  */
 export type Draw = (rng: SeededRandom, slot: number) => Candidate;
 
-/** Fraction of every task's item space reserved for the test split (by a fixed hash of the key). */
-export const TEST_FRACTION_PERCENT = 20;
-/** Fraction reserved for the dev split (selection: learning rates, steps, merge weights), next to the test range. */
-export const DEV_FRACTION_PERCENT = 10;
+/**
+ * Fraction of every task's item space held out from training (by a fixed hash of the key): the test split and,
+ * carved out of the same range, the dev split. Train keeps exactly the items it always had, so adapters and files
+ * made from the train split before dev existed stay valid.
+ */
+export const HELD_OUT_PERCENT = 20;
+/** The part of the held-out range that is dev (selection: learning rates, steps, merge weights); the rest is test. */
+export const DEV_FRACTION_PERCENT = 7;
+export const TEST_FRACTION_PERCENT = HELD_OUT_PERCENT - DEV_FRACTION_PERCENT;
 
 export const SPLITS: readonly Split[] = ["train", "dev", "test"];
 
@@ -69,11 +74,11 @@ export function keyHash(key: string): number {
   return h;
 }
 
-/** The split an item belongs to, for every seed: test below 20 (as before dev existed), dev the next 10, train the rest. */
+/** The split an item belongs to, for every seed: train at or above 20 (as before dev existed), below it test, then dev. */
 export function splitOf(key: string): Split {
   const bucket = keyHash(key) % 100;
-  if (bucket < TEST_FRACTION_PERCENT) return "test";
-  return bucket < TEST_FRACTION_PERCENT + DEV_FRACTION_PERCENT ? "dev" : "train";
+  if (bucket >= HELD_OUT_PERCENT) return "train";
+  return bucket < TEST_FRACTION_PERCENT ? "test" : "dev";
 }
 
 export function checkSeed(seed: number): void {
