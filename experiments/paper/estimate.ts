@@ -1,6 +1,6 @@
 import { TASKS } from "../../src/tasks/tasks.js";
-import { continualSeeds, SHARED_A_METHODS, sharedASeeds, trainedMethods, type ExperimentConfig } from "./config.js";
-import type { MethodId, PaperResults } from "./results-schema.js";
+import { continualSeeds, mergesFor, SHARED_A_METHODS, sharedASeeds, trainedMethods, type ExperimentConfig } from "./config.js";
+import type { AdapterMethodId, ASharing, MethodId, PaperResults } from "./results-schema.js";
 
 /**
  * How much work a config is, and how long it takes on this machine from measured timings: every training's
@@ -66,9 +66,10 @@ export function countWork(config: ExperimentConfig): WorkCounts {
   }
   const allTasks = config.tasks.reduce((sum, t) => sum + test(t), 0);
   const sharedAdapterMethods = config.adapterMethods.filter((m) => SHARED_A_METHODS.includes(m));
-  const sharedMerges = config.merges.filter((m) => config.sharedAMerges.includes(m)).length;
-  evalExamples += config.seeds.length * config.adapterMethods.length * config.merges.length * allTasks;
-  evalExamples += sharedASeeds(config).length * sharedAdapterMethods.length * sharedMerges * allTasks;
+  const merges = (methods: readonly AdapterMethodId[], aSharing: ASharing) =>
+    methods.reduce((n, m) => n + mergesFor(config, m, aSharing).length, 0);
+  evalExamples += config.seeds.length * merges(config.adapterMethods, "per-task") * allTasks;
+  evalExamples += sharedASeeds(config).length * merges(sharedAdapterMethods, "shared") * allTasks;
   if (config.tasks.includes("safety")) {
     const seeds = continualSeeds(config);
     const shared = sharedASeeds(config).filter((s) => seeds.includes(s));

@@ -94,6 +94,12 @@ export const MERGE_FLAGS: Readonly<Record<MergeMethodId, readonly string[]>> = {
   cat: ["--method", "cat"],
   linear: ["--method", "linear"],
   stack: ["--method", "cat"],
+  // The seed's baselines at PEFT's usual settings: half of each task's entries kept, a fixed dare seed.
+  ties: ["--method", "ties", "--density", "0.5"],
+  dare_linear: ["--method", "dare_linear", "--density", "0.5", "--seed", "0"],
+  dare_ties: ["--method", "dare_ties", "--density", "0.5", "--seed", "0"],
+  magnitude_prune: ["--method", "magnitude_prune", "--density", "0.5"],
+  svd: ["--method", "svd"],
 };
 
 export class LoriCli {

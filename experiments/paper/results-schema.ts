@@ -17,8 +17,10 @@ export type AdapterMethodId = Exclude<MethodId, "full">;
  * "magnitude_prune" and "svd" here, their labels in report/summary.ts MERGE_LABELS and their extra flags
  * (--density, --seed) in lori-commands.ts MERGE_FLAGS. Every merge step, table row and verdict follows this list.
  */
-export const PAPER_MERGE_METHODS = ["cat", "linear", "stack"] as const;
+export const PAPER_MERGE_METHODS = ["cat", "linear", "stack", "ties", "dare_linear", "dare_ties", "magnitude_prune", "svd"] as const;
 export type MergeMethodId = (typeof PAPER_MERGE_METHODS)[number];
+/** The seed's merge baselines (PEFT's add_weighted_adapter methods beyond linear): see ExperimentConfig.baselineMergeMethods. */
+export const BASELINE_MERGES: readonly MergeMethodId[] = ["ties", "dare_linear", "dare_ties", "magnitude_prune", "svd"];
 
 /**
  * How the A of each task's adapter is seeded: "per-task", a seed per task (seed*100 + task index, our original

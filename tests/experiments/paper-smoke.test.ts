@@ -70,7 +70,9 @@ describe("npm run paper -- --config smoke", () => {
     // per-example outcomes for the bootstrap; safety's test split is half harmful
     for (const s of [...results.baseScores, ...results.single.map((r) => r.score)]) expect(s.outcomes).toHaveLength(s.examples);
     expect(results.testGroups.safety).toEqual(["harmful", "benign", "harmful", "benign"]);
-    expect(results.merges).toHaveLength(3 + 2);
+    // cat for 3 methods per-task and 2 shared; the ties baseline for LoRA only (baselineMergeMethods)
+    expect(results.merges).toHaveLength(3 + 2 + 1);
+    expect(results.merges.filter((m) => m.merge === "ties").map((m) => m.method)).toEqual(["lora"]);
     // continual on math: 3 methods per-task, LoRI-D and LoRI-S shared, and the old LoRI-S pairing once
     expect(results.continual).toHaveLength(3 + 2 + 1);
     expect(results.continual.filter((r) => r.maskPairing === "task-A")).toHaveLength(1);

@@ -1,7 +1,7 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { TaskId } from "../../../src/tasks/task.js";
-import { SHARED_A_METHODS, sharedASeeds, type ExperimentConfig } from "../config.js";
+import { mergesFor, SHARED_A_METHODS, sharedASeeds, type ExperimentConfig } from "../config.js";
 import { mergedAdapter, mergeStepId, singleAdapter, singleStepId } from "../ids.js";
 import type { AdapterMethodId, ASharing, MergeMethodId, MergeRun } from "../results-schema.js";
 import { step, type Step, type StepContext } from "../step.js";
@@ -24,7 +24,7 @@ export function mergeSteps(config: ExperimentConfig): Step[] {
   ];
   const steps: Step[] = [];
   for (const [method, seed, aSharing] of runs) {
-    for (const merge of aSharing === "shared" ? config.merges.filter((m) => config.sharedAMerges.includes(m)) : config.merges) {
+    for (const merge of mergesFor(config, method, aSharing)) {
       steps.push(
         step<MergeRun>({
           id: mergeStepId(method, merge, seed, aSharing),

@@ -33,7 +33,16 @@ export const METHOD_LABELS: Readonly<Record<MethodId, string>> = {
   "lori-s": "LoRI-S",
 };
 /** One label per merge method of PAPER_MERGE_METHODS (add the new methods' labels here too). */
-export const MERGE_LABELS: Readonly<Record<MergeMethodId, string>> = { cat: "concat", linear: "linear", stack: "concat, weight 1" };
+export const MERGE_LABELS: Readonly<Record<MergeMethodId, string>> = {
+  cat: "concat",
+  linear: "linear",
+  stack: "concat, weight 1",
+  ties: "TIES (density 0.5)",
+  dare_linear: "DARE linear (density 0.5)",
+  dare_ties: "DARE TIES (density 0.5)",
+  magnitude_prune: "magnitude prune (density 0.5)",
+  svd: "SVD (largest input rank)",
+};
 
 /**
  * The runs of the main tables: per-task A (the shared-A variant has a section of its own) and, for continual
