@@ -11,6 +11,7 @@
 #include "runner.h"
 #include "session.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace lori {
@@ -83,9 +84,34 @@ EvalResult evaluate(Runner & runner, LlamaGraph & g, const std::vector<Sequence>
     return r;
 }
 
-void emit_eval(int64_t step, const EvalResult & e) {
-    emit(json::Obj().add("event", "eval").add("step", step).add("loss", e.loss).add("nll_per_token", e.nll_per_token)
-             .add("n_seqs", e.n_seqs).add("n_targets", e.n_targets));
+// ||B||_F and max|B| of the adapter (as published: LoRI-S frozen entries included), and for LoRA ||A - A0||_F / ||A0||_F
+// against its A at the start of the run (`a0`, empty otherwise). For the paper's training logs; null for full fine-tuning.
+struct AdapterNorms { double b_norm = 0.0, b_max = 0.0, a_drift = -1.0; };
+
+AdapterNorms adapter_norms(const Adapter & adapter, const std::vector<std::vector<float>> & a0) {
+    AdapterNorms n;
+    double b2 = 0.0, d2 = 0.0, a02 = 0.0;
+    for (size_t i = 0; i < adapter.targets.size(); i++) {
+        for (float v : published_b(adapter.targets[i])) { b2 += double(v) * v; n.b_max = std::max(n.b_max, double(std::fabs(v))); }
+        if (i < a0.size()) {
+            const std::vector<float> a = tensor_to_host(adapter.targets[i].a);
+            for (size_t j = 0; j < a.size(); j++) { const double d = double(a[j]) - a0[i][j]; d2 += d * d; a02 += double(a0[i][j]) * a0[i][j]; }
+        }
+    }
+    n.b_norm = std::sqrt(b2);
+    if (!a0.empty() && a02 > 0.0) n.a_drift = std::sqrt(d2 / a02);
+    return n;
+}
+
+void emit_eval(int64_t step, const EvalResult & e, const Adapter * adapter = nullptr, const std::vector<std::vector<float>> * a0 = nullptr) {
+    json::Obj o = json::Obj().add("event", "eval").add("step", step).add("loss", e.loss).add("nll_per_token", e.nll_per_token)
+             .add("n_seqs", e.n_seqs).add("n_targets", e.n_targets);
+    if (adapter) {
+        const AdapterNorms n = adapter_norms(*adapter, *a0);
+        o.add("b_norm", n.b_norm).add("b_max_abs", n.b_max);
+        if (n.a_drift >= 0.0) o.add("a_drift", n.a_drift);
+    }
+    emit(o);
 }
 
 } // namespace
@@ -135,6 +161,9 @@ int run_train(const Config & config) {
         trainable_params = adapter.trainable_params();
     }
     auto zero_grads = [&]() { full ? model_grads.zero_grads() : adapter.zero_grads(); };
+    std::vector<std::vector<float>> a0; // LoRA's A at the start of this run, for the a_drift of eval events
+    if (!full && spec.method == Method::Lora) for (const AdapterTarget & t : adapter.targets) a0.push_back(tensor_to_host(t.a));
+    const Adapter * norms_of = full ? nullptr : &adapter;
     LlamaGraph g;
     build_llama_graph(g, model, full ? nullptr : &adapter, shape, &targets);
     Optimizer opt(targets, identity, session.backend.main, s.adamw);
@@ -202,7 +231,7 @@ int run_train(const Config & config) {
             emit(json::Obj().add("event", "step").add("step", opt.step_count()).add("loss", loss).add("tokens", tokens)
                      .add("targets", step_targets).add("tokens_per_s", double(tokens) / dt).add("elapsed_s", now_s() - t_start));
             if (!eval.empty() && s.eval_interval > 0 && opt.step_count() % s.eval_interval == 0) {
-                emit_eval(opt.step_count(), evaluate(runner, g, eval, n_vocab));
+                emit_eval(opt.step_count(), evaluate(runner, g, eval, n_vocab), norms_of, &a0);
                 last_eval_step = opt.step_count();
             }
             if (!s.checkpoint.empty() && s.checkpoint_interval > 0 && opt.step_count() % s.checkpoint_interval == 0) {
@@ -218,7 +247,7 @@ int run_train(const Config & config) {
     double eval_loss = NAN;
     if (!eval.empty() && last_eval_step != opt.step_count()) {
         EvalResult e = evaluate(runner, g, eval, n_vocab);
-        emit_eval(opt.step_count(), e);
+        emit_eval(opt.step_count(), e, norms_of, &a0);
         eval_loss = e.loss;
     }
     if (full) {

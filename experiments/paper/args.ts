@@ -17,6 +17,8 @@ Options:
   --base FILE.gguf      base model (default from the config: models/lori-demo.gguf)
   --threads N           --threads of every train and eval
   --jobs N              steps run at once
+  --estimate            print the work of the config and its estimated wall time, and run nothing
+  --timings-from FILE   results.json whose timings --estimate uses (default docs/results.json)
   -h, --help            this help
 `;
 
@@ -27,6 +29,8 @@ export interface PaperArgs {
   readonly only?: readonly ExperimentId[];
   readonly overrides: ConfigOverrides;
   readonly help: boolean;
+  /** --estimate: the results.json to take timings from ("" for the default). */
+  readonly estimate?: string;
 }
 
 export function parsePaperArgs(argv: readonly string[]): PaperArgs {
@@ -44,6 +48,8 @@ export function parsePaperArgs(argv: readonly string[]): PaperArgs {
       threads: { type: "string" },
       jobs: { type: "string" },
       help: { type: "boolean", short: "h" },
+      estimate: { type: "boolean" },
+      "timings-from": { type: "string" },
     },
   });
   return {
@@ -58,6 +64,7 @@ export function parsePaperArgs(argv: readonly string[]): PaperArgs {
       ...(values.jobs !== undefined ? { jobs: integer(values.jobs, "--jobs", 1) } : {}),
     },
     help: values.help ?? false,
+    ...(values.estimate ? { estimate: values["timings-from"] ?? "" } : {}),
   };
 }
 

@@ -1,8 +1,10 @@
 import { stat } from "node:fs/promises";
-import type { TaskId } from "../../src/tasks/task.js";
+import { evaluateTask, type TaskReport } from "../../src/tasks/run-eval.js";
+import type { Example, TaskId } from "../../src/tasks/task.js";
+import { TASKS } from "../../src/tasks/tasks.js";
 import { CommandError, jsonDocument, jsonLines, runCli } from "./cli-runner.js";
 import { EvalServer } from "./eval-server.js";
-import type { MergeMethodId, MethodId, TaskScore } from "./results-schema.js";
+import type { MergeMethodId, MethodId, TaskScore, TrainLogPoint } from "./results-schema.js";
 
 /** The lori-server commands the experiments use, with typed options and parsed --json output. */
 
@@ -25,6 +27,8 @@ export interface TrainOptions {
   readonly sparsity?: number;
   readonly maskFrom?: string;
   readonly continueFrom?: string;
+  /** Dev loss every this many steps: `data` ends with the dev records, held out by `valFraction` (see dev-data.ts). */
+  readonly devLog?: { readonly every: number; readonly valFraction: number };
 }
 
 export interface TrainOutcome {
@@ -34,6 +38,12 @@ export interface TrainOutcome {
   readonly bytes: number;
   /** The trainer's own time (all phases); the command's wall time when it reports none. */
   readonly trainSeconds: number;
+  /** Optimizer steps the trainer ran (for per-step timings). */
+  readonly steps: number;
+  /** Dev loss per token at each eval (every `devLog.every` steps and at the end); empty without devLog. */
+  readonly log: readonly TrainLogPoint[];
+  /** The last dev loss per token; null without devLog. */
+  readonly devLoss: number | null;
 }
 
 export interface AdapterWeight {
@@ -45,10 +55,8 @@ export interface EvalOptions {
   readonly model: string;
   readonly adaptersDir: string;
   readonly adapters: readonly AdapterWeight[];
-  readonly tasks: readonly TaskId[];
-  /** --limit per task (tasks with the same limit share one eval run). */
-  readonly limits: Readonly<Record<TaskId, number>>;
-  readonly seed: number;
+  /** The examples scored, per task (a test or dev split), scored by the task's own scorer. */
+  readonly examples: ReadonlyMap<TaskId, readonly Example[]>;
   /** Score through the shared server (LoriCliOptions.sharedServer), started on this model if none runs yet. */
   readonly shared?: boolean;
 }
@@ -76,6 +84,23 @@ export interface LoriCliOptions {
   /** Evals asking for it (EvalOptions.shared) go to one shared `serve` on this adapter store (`eval --url`), not a server each. */
   readonly sharedServer?: { readonly adaptersDir: string };
 }
+
+/**
+ * The `merge` flags of each paper merge method. "stack" is cat at weight 1 (the caller sets the weights). New methods
+ * (issue 16 item 5) go here with their parameters, e.g. `ties: ["--method", "ties", "--density", "0.5"]` and for
+ * dare a fixed `--seed` so the merge is reproducible.
+ */
+export const MERGE_FLAGS: Readonly<Record<MergeMethodId, readonly string[]>> = {
+  cat: ["--method", "cat"],
+  linear: ["--method", "linear"],
+  stack: ["--method", "cat"],
+  // The seed's baselines at PEFT's usual settings: half of each task's entries kept, a fixed dare seed.
+  ties: ["--method", "ties", "--density", "0.5"],
+  dare_linear: ["--method", "dare_linear", "--density", "0.5", "--seed", "0"],
+  dare_ties: ["--method", "dare_ties", "--density", "0.5", "--seed", "0"],
+  magnitude_prune: ["--method", "magnitude_prune", "--density", "0.5"],
+  svd: ["--method", "svd"],
+};
 
 export class LoriCli {
   private server?: { readonly model: string; readonly ready: Promise<EvalServer> };
@@ -111,13 +136,6 @@ export class LoriCli {
     );
   }
 
-  async writeData(dir: string, tasks: readonly TaskId[], trainSize: number, seed: number): Promise<void> {
-    await runCli(
-      ["eval", "--write-data", dir, "--task", tasks.join(","), "--train-size", `${trainSize}`, "--seed", `${seed}`, "--limit", "1"],
-      this.o.cwd,
-    );
-  }
-
   async train(o: TrainOptions): Promise<TrainOutcome> {
     const args = ["train", "--base", o.base, "--data", o.data, "--out", o.out, "--method", o.method];
     args.push("--steps", `${o.steps}`, "--lr", `${o.lr}`, "--batch", `${o.batch}`, "--max-len", `${o.maxLen}`);
@@ -128,6 +146,8 @@ export class LoriCli {
     if (o.method === "lori-s" && o.sparsity !== undefined) args.push("--sparsity", `${o.sparsity}`);
     if (o.maskFrom) args.push("--mask-from", o.maskFrom);
     if (o.continueFrom) args.push("--continue-from", o.continueFrom);
+    if (o.devLog) args.push("--val-fraction", `${o.devLog.valFraction}`, "--eval-every", `${o.devLog.every}`);
+    else args.push("--val-fraction", "0");
     // A step that runs again replaces what an interrupted earlier run left (adapter, model or checkpoint).
     args.push("--overwrite", "--json", ...this.runFlags());
     const { stdout, seconds } = await runCli(args, this.o.cwd);
@@ -143,35 +163,63 @@ export class LoriCli {
     const elapsed = events.filter((e) => e.event === "done").map((e) => num(e.elapsed_s) ?? 0);
     const bytes = num(summary?.adapter_bytes) ?? num(summary?.model_bytes) ?? (o.method === "full" ? (await stat(o.out)).size : undefined);
     if (bytes === undefined) throw new CommandError(command, 0, "no adapter_bytes in the trainer's JSON events");
-    return { trainableParams, finalLoss, bytes, trainSeconds: elapsed.length > 0 ? elapsed.reduce((a, b) => a + b, 0) : seconds };
+    const log = events
+      .filter((e) => e.event === "eval")
+      .flatMap((e) => {
+        const step = num(e.step);
+        const devLoss = num(e.loss_per_token) ?? num(e.nll_per_token);
+        if (step === undefined || devLoss === undefined) return [];
+        const extra = { bNorm: num(e.b_norm), bMaxAbs: num(e.b_max_abs), aDrift: num(e.a_drift) };
+        return [{ step, devLoss, ...Object.fromEntries(Object.entries(extra).filter(([, v]) => v !== undefined)) }];
+      });
+    const steps = events.filter((e) => e.event === "step").length;
+    return {
+      trainableParams,
+      finalLoss,
+      bytes,
+      trainSeconds: elapsed.length > 0 ? elapsed.reduce((a, b) => a + b, 0) : seconds,
+      steps,
+      log,
+      devLoss: log.at(-1)?.devLoss ?? null,
+    };
   }
 
+  /**
+   * Scores the examples of each task through a server: the shared one (adapters on the base model) or, for another
+   * model (a fully fine-tuned one), a server of its own for this call. Greedy decoding, each task's own scorer.
+   */
   async evaluate(o: EvalOptions): Promise<TaskScore[]> {
-    const scores = new Map<string, TaskScore>();
-    for (const limit of new Set(o.tasks.map((t) => o.limits[t]))) {
-      const tasks = o.tasks.filter((t) => o.limits[t] === limit);
-      const server = o.shared ? await this.sharedServerFor(o.model, o.adaptersDir) : undefined;
-      await server?.waitFor(o.adapters.map((a) => a.name));
-      const target = server
-        ? ["--url", server.url, "--model", server.modelId]
-        : ["--model", o.model, "--adapters-dir", o.adaptersDir, ...this.runFlags()];
-      const args = ["eval", ...target, "--task", tasks.join(","), "--limit", `${limit}`, "--seed", `${o.seed}`];
-      for (const a of o.adapters) args.push("--adapter", `${a.name}:${a.weight}`);
-      args.push("--json");
-      const { stdout } = await runCli(args, this.o.cwd);
-      const report = jsonDocument(stdout, `lori-server ${args.join(" ")}`) as { tasks?: EvalTaskReport[] };
-      for (const r of report.tasks ?? []) scores.set(r.task, toScore(r));
+    const shared = o.shared ? this.sharedServerFor(o.model, o.adaptersDir) : undefined;
+    const server = await (shared ??
+      EvalServer.start({ cwd: this.o.cwd, model: o.model, adaptersDir: o.adaptersDir, threads: this.o.threads, ...this.gpuOption() }));
+    try {
+      await server.waitFor(o.adapters.map((a) => a.name));
+      const scores: TaskScore[] = [];
+      for (const [task, examples] of o.examples) {
+        const report = await evaluateTask(
+          TASKS[task],
+          examples,
+          { baseUrl: server.url, model: server.modelId },
+          { adapter: o.adapters, concurrency: 4 },
+        ).catch((error: unknown) => {
+          throw new CommandError(
+            `eval ${task} on ${o.model} with ${o.adapters.map((a) => a.name).join(",") || "no adapter"}`,
+            1,
+            (error as Error).message,
+          );
+        });
+        scores.push(toScore(report));
+      }
+      return scores;
+    } finally {
+      if (!shared) await server.close();
     }
-    return o.tasks.map((t) => {
-      const score = scores.get(t);
-      if (!score) throw new Error(`eval reported no score for task ${t}`);
-      return score;
-    });
   }
 
-  async merge(method: Exclude<MergeMethodId, "stack">, out: string, inputs: readonly AdapterWeight[], adaptersDir: string): Promise<void> {
+  async merge(method: MergeMethodId, out: string, inputs: readonly AdapterWeight[], adaptersDir: string): Promise<void> {
+    const flags = MERGE_FLAGS[method];
     await runCli(
-      ["merge", "--method", method, "--out", out, "--adapters-dir", adaptersDir, ...inputs.map((a) => `${a.name}:${a.weight}`)],
+      ["merge", ...flags, "--out", out, "--adapters-dir", adaptersDir, ...inputs.map((a) => `${a.name}:${a.weight}`)],
       this.o.cwd,
     );
   }
@@ -187,6 +235,10 @@ export class LoriCli {
       throw new CommandError(`lori-server ${args.join(" ")}`, 0, `incomplete pair report: ${stdout.slice(0, 300)}`);
     }
     return { maskOverlap, meanAngleDeg, crossTermRatio };
+  }
+
+  private gpuOption(): { gpu?: string } {
+    return this.o.gpu ? { gpu: this.o.gpu } : {};
   }
 
   private runFlags(): string[] {
@@ -205,20 +257,14 @@ export class LoriCli {
   }
 }
 
-interface EvalTaskReport {
-  readonly task: TaskId;
-  readonly examples: number;
-  readonly accuracy: number;
-  readonly groups?: Readonly<Record<string, { readonly accuracy: number }>>;
-}
-
-function toScore(r: EvalTaskReport): TaskScore {
-  const groups = Object.entries(r.groups ?? {});
+function toScore(r: TaskReport): TaskScore {
+  const groups = Object.entries(r.groups);
   return {
-    task: r.task,
+    task: r.task as TaskId,
     accuracy: r.accuracy,
     examples: r.examples,
     ...(groups.length > 0 ? { groups: Object.fromEntries(groups.map(([name, g]) => [name, g.accuracy])) } : {}),
+    outcomes: r.outcomes.map((x) => (x.correct ? "1" : "0")).join(""),
   };
 }
 

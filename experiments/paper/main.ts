@@ -2,7 +2,9 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parsePaperArgs, USAGE } from "./args.js";
 import { InterruptedError, interruptChildren } from "./cli-runner.js";
+import { readFile } from "node:fs/promises";
 import { resolveConfig } from "./config.js";
+import { countWork, formatEstimate, timingsFromResults } from "./estimate.js";
 import { runPaper } from "./run-paper.js";
 import { StepFailedError } from "./scheduler.js";
 
@@ -23,6 +25,17 @@ async function main(argv: readonly string[]): Promise<number> {
   } catch (error) {
     process.stderr.write(`paper: ${(error as Error).message}\n\n${USAGE}`);
     return 2;
+  }
+  if (args.estimate !== undefined) {
+    const file = resolve(args.estimate || join(REPO_ROOT, "docs", "results.json"));
+    try {
+      const results = JSON.parse(await readFile(file, "utf8"));
+      process.stdout.write(`${formatEstimate(config, countWork(config), timingsFromResults(results, config.jobs, file))}\n`);
+      return 0;
+    } catch (error) {
+      process.stderr.write(`paper: --estimate: ${(error as Error).message}\n`);
+      return 2;
+    }
   }
   const work = resolve(args.work ?? join(REPO_ROOT, ".cache", "paper", config.name));
   // The smoke run's numbers mean nothing: they stay out of docs/ unless asked for.

@@ -5,12 +5,14 @@ import { continualSteps } from "./experiments/continual.js";
 import { interferenceSteps } from "./experiments/interference.js";
 import { mergeSteps } from "./experiments/merge.js";
 import { singleSteps } from "./experiments/single.js";
+import { sweepSteps } from "./experiments/sweep.js";
 import type { ExperimentId, Step } from "./step.js";
 
 /** Every step of a config, in a runnable order (dependencies first). */
 export async function buildPlan(config: ExperimentConfig, repoRoot: string): Promise<Step[]> {
   return [
     ...(await baseSteps(config, repoRoot)),
+    ...sweepSteps(config),
     ...singleSteps(config),
     ...mergeSteps(config),
     ...continualSteps(config),

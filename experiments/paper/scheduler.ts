@@ -52,6 +52,11 @@ export async function runSteps(steps: readonly Step[], options: SchedulerOptions
       if (!results.has(id)) throw new Error(`result of step ${id} is not available`);
       return results.get(id) as T;
     },
+    keyOf(id: string): string {
+      const key = keys.get(id);
+      if (key === undefined) throw new Error(`step ${id} is not planned`);
+      return key;
+    },
   };
   const pending = steps.filter((s) => !done.has(s.id));
   const running = new Map<string, Promise<void>>();

@@ -4,8 +4,8 @@ import type { WorkPaths } from "./work-dir.js";
 
 /** One resumable unit of work: its result is stored as JSON in the work dir under `id`. */
 
-export type ExperimentId = "base" | "single" | "merge" | "continual" | "interference";
-export const EXPERIMENT_IDS: readonly ExperimentId[] = ["base", "single", "merge", "continual", "interference"];
+export type ExperimentId = "base" | "sweep" | "single" | "merge" | "continual" | "interference";
+export const EXPERIMENT_IDS: readonly ExperimentId[] = ["base", "sweep", "single", "merge", "continual", "interference"];
 
 export interface StepContext {
   readonly config: ExperimentConfig;
@@ -13,6 +13,8 @@ export interface StepContext {
   readonly lori: LoriCli;
   /** The stored result of a finished step this step depends on. */
   result<T>(id: string): T;
+  /** The key of a planned step (a hash of its settings and inputs): caches inside a step are keyed by it. */
+  keyOf(id: string): string;
 }
 
 export interface Step<R = unknown> {

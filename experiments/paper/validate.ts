@@ -23,6 +23,7 @@ export function checkResults(results: PaperResults): string[] {
   if (results.config.seeds.length === 0) problems.push("config.seeds is empty");
   for (const [name, section] of Object.entries({
     baseScores: results.baseScores,
+    sweeps: results.sweeps,
     single: results.single,
     merges: results.merges,
     continual: results.continual,
@@ -31,6 +32,24 @@ export function checkResults(results: PaperResults): string[] {
     if (!Array.isArray(section) || section.length === 0) problems.push(`${name} is empty`);
   }
   results.baseScores.forEach((s) => score(s, "baseScores"));
+  for (const sw of results.sweeps ?? []) {
+    const where = `sweep ${sw.method}`;
+    const grid = [...sw.grid].sort((a, b) => a - b);
+    // the issue's rule for a sweep that decides anything; the CI smoke run sweeps two values to stay short
+    if (!results.config.smoke) {
+      if (grid.length < 4) problems.push(`${where}: only ${grid.length} learning rates (at least 4)`);
+      if (grid.length > 0 && grid.at(-1)! / grid[0]! < 30 - 1e-9)
+        problems.push(`${where}: the grid spans ${(grid.at(-1)! / grid[0]!).toFixed(1)}x (at least 30x)`);
+    }
+    if (!grid.includes(sw.bestLr)) problems.push(`${where}: best lr ${sw.bestLr} is not in its grid`);
+    for (const p of sw.points) {
+      fraction(p.devAccuracy, `${where} ${p.task} lr ${p.lr} devAccuracy`);
+      finite(p.finalLoss, `${where} ${p.task} lr ${p.lr} finalLoss`);
+    }
+    for (const r of results.single.filter((r) => r.method === sw.method && r.lr !== sw.bestLr)) {
+      problems.push(`single ${r.method} ${r.task} seed ${r.seed}: lr ${r.lr} is not the dev-best ${sw.bestLr}`);
+    }
+  }
   for (const r of results.single) {
     const where = `single ${r.method} ${r.task} seed ${r.seed}`;
     score(r.score, where);

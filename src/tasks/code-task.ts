@@ -26,20 +26,24 @@ const two = (rng: SeededRandom) => [num(rng), num(rng)];
 const one = (rng: SeededRandom) => [num(rng)];
 const list = (rng: SeededRandom) => [Array.from({ length: randInt(rng, 1, 4) }, () => num(rng))];
 const word = (rng: SeededRandom) => [pick(rng, WORDS)];
+// Four names and eight parameter spellings per function: enough distinct prompts for a test split of more than 100.
 const PAIRS = [
   ["a", "b"],
   ["x", "y"],
   ["m", "n"],
   ["p", "q"],
   ["u", "v"],
+  ["i", "j"],
+  ["c", "d"],
+  ["r", "s"],
 ] as const;
-const SINGLES = [["x"], ["n"], ["v"], ["a"], ["y"]] as const;
-const LISTS = [["arr"], ["xs"], ["list"], ["nums"], ["items"]] as const;
-const STRINGS = [["s"], ["str"], ["text"], ["word"], ["name"]] as const;
+const SINGLES = [["x"], ["n"], ["v"], ["a"], ["y"], ["z"], ["t"], ["w"]] as const;
+const LISTS = [["arr"], ["xs"], ["list"], ["nums"], ["items"], ["vals"], ["data"], ["values"]] as const;
+const STRINGS = [["s"], ["str"], ["text"], ["word"], ["name"], ["txt"], ["label"], ["title"]] as const;
 
 const SPECS: readonly Spec[] = [
   {
-    names: ["add", "plus", "sum2"],
+    names: ["add", "plus", "sum2", "addTwo"],
     params: PAIRS,
     does: "returns $0 + $1",
     body: "return $0 + $1;",
@@ -47,7 +51,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a, b]) => (a as number) + (b as number),
   },
   {
-    names: ["sub", "minus", "diff"],
+    names: ["sub", "minus", "diff", "subtract"],
     params: PAIRS,
     does: "returns $0 - $1",
     body: "return $0 - $1;",
@@ -55,7 +59,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a, b]) => (a as number) - (b as number),
   },
   {
-    names: ["mul", "times", "product"],
+    names: ["mul", "times", "product", "multiply"],
     params: PAIRS,
     does: "returns $0 * $1",
     body: "return $0 * $1;",
@@ -63,7 +67,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a, b]) => (a as number) * (b as number),
   },
   {
-    names: ["max2", "bigger", "larger"],
+    names: ["max2", "bigger", "larger", "maxOf"],
     params: PAIRS,
     does: "returns the larger of $0 and $1",
     body: "return $0 > $1 ? $0 : $1;",
@@ -71,7 +75,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a, b]) => Math.max(a as number, b as number),
   },
   {
-    names: ["min2", "smaller", "lower"],
+    names: ["min2", "smaller", "lower", "minOf"],
     params: PAIRS,
     does: "returns the smaller of $0 and $1",
     body: "return $0 < $1 ? $0 : $1;",
@@ -79,7 +83,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a, b]) => Math.min(a as number, b as number),
   },
   {
-    names: ["addK", "plusK", "bump"],
+    names: ["addK", "plusK", "bump", "raise"],
     params: SINGLES,
     does: "returns $0 + K",
     body: "return $0 + K;",
@@ -88,7 +92,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a], k) => (a as number) + k,
   },
   {
-    names: ["mulK", "timesK", "scale"],
+    names: ["mulK", "timesK", "scale", "grow"],
     params: SINGLES,
     does: "returns $0 * K",
     body: "return $0 * K;",
@@ -97,7 +101,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a], k) => (a as number) * k,
   },
   {
-    names: ["square", "sq", "pow2"],
+    names: ["square", "sq", "pow2", "squared"],
     params: SINGLES,
     does: "returns $0 * $0",
     body: "return $0 * $0;",
@@ -105,7 +109,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a]) => (a as number) * (a as number),
   },
   {
-    names: ["negate", "neg", "flip"],
+    names: ["negate", "neg", "flip", "opposite"],
     params: SINGLES,
     does: "returns -$0",
     body: "return -$0;",
@@ -113,7 +117,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a]) => -(a as number),
   },
   {
-    names: ["isEven", "even", "isPair"],
+    names: ["isEven", "even", "isPair", "evenQ"],
     params: SINGLES,
     does: "returns true if $0 is even",
     body: "return $0 % 2 === 0;",
@@ -121,7 +125,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a]) => (a as number) % 2 === 0,
   },
   {
-    names: ["first", "head", "front"],
+    names: ["first", "head", "front", "firstOf"],
     params: LISTS,
     does: "returns the first element of $0",
     body: "return $0[0];",
@@ -129,7 +133,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a]) => (a as number[])[0]!,
   },
   {
-    names: ["last", "tail", "back"],
+    names: ["last", "tail", "back", "lastOf"],
     params: LISTS,
     does: "returns the last element of $0",
     body: "return $0[$0.length - 1];",
@@ -137,7 +141,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a]) => (a as number[]).at(-1)!,
   },
   {
-    names: ["sum", "total", "addAll"],
+    names: ["sum", "total", "addAll", "sumAll"],
     params: LISTS,
     does: "returns the sum of the numbers in $0",
     body: "let s = 0; for (const v of $0) s += v; return s;",
@@ -145,7 +149,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a]) => (a as number[]).reduce((s, v) => s + v, 0),
   },
   {
-    names: ["len", "size", "count"],
+    names: ["len", "size", "count", "length"],
     params: STRINGS,
     does: "returns the length of the string $0",
     body: "return $0.length;",
@@ -153,7 +157,7 @@ const SPECS: readonly Spec[] = [
     reference: ([a]) => (a as string).length,
   },
   {
-    names: ["greet", "hello", "hi"],
+    names: ["greet", "hello", "hi", "welcome"],
     params: STRINGS,
     does: 'returns "Hi, " + $0',
     body: 'return "Hi, " + $0;',
@@ -198,7 +202,9 @@ export function createCodeTask(sandbox: SandboxOptions = {}): Task {
     summary: "a one-line JavaScript function from a description; 4 hidden tests run in a sandboxed node process",
     maxTokens: 64,
     stop: ["\n"],
-    defaultTestSize: 40,
+    // the item space holds 108 test prompts (and 72 dev): all but a margin
+    defaultTestSize: 100,
+    maxSizes: { test: 100, dev: 60 },
     generate: (seed, sizes) => sampleSplits("code", seed, sizes, draw),
     async score(example: Example, output: string): Promise<boolean> {
       if (isChatExample(example)) return false;

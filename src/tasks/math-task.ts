@@ -59,7 +59,7 @@ function solve(p: Problem): number {
   return p.op === "+" ? p.a + p.b : p.op === "-" ? p.a - p.b : p.a * p.b;
 }
 
-function draw(rng: SeededRandom): Candidate {
+function draw(rng: SeededRandom, _slot: number): Candidate {
   const problem = pick(rng, TEMPLATES)(rng);
   const answer = solve(problem);
   const prompt = `Q: ${problem.text}\nA:`;
@@ -84,7 +84,8 @@ export const mathTask: Task = {
   summary: "one-step word problems with small numbers; exact final integer",
   maxTokens: 16,
   stop: ["\n"],
-  defaultTestSize: 100,
+  defaultTestSize: 300,
+  maxSizes: { test: 2000, dev: 1000 },
   generate: (seed, sizes) => sampleSplits("math", seed, sizes, draw),
   score(example: Example, output: string): boolean {
     if (isChatExample(example)) return false;

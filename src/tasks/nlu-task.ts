@@ -17,7 +17,7 @@ interface Fact {
 
 const LETTERS = ["a", "b", "c"] as const;
 
-function draw(rng: SeededRandom): Candidate {
+function draw(rng: SeededRandom, _slot: number): Candidate {
   const names = pickDistinct(rng, NAMES, 3);
   const colours = pickDistinct(rng, COLOURS, 3);
   const things = pickDistinct(rng, THINGS, 3);
@@ -68,7 +68,8 @@ export const nluTask: Task = {
   summary: "yes/no and multiple-choice questions about a three-sentence passage; exact match",
   maxTokens: 8,
   stop: ["\n"],
-  defaultTestSize: 100,
+  defaultTestSize: 300,
+  maxSizes: { test: 2000, dev: 1000 },
   generate: (seed, sizes) => sampleSplits("nlu", seed, sizes, draw),
   score(example: Example, output: string): boolean {
     if (isChatExample(example)) return false;

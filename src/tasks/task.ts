@@ -37,13 +37,19 @@ export interface ChatExample extends ExampleBase {
 
 export type Example = CompletionExample | ChatExample;
 
+export type Split = "train" | "dev" | "test";
+
 export interface SplitSizes {
   readonly train: number;
+  /** Dev examples (selection of learning rates, steps, merge weights); default 0. */
+  readonly dev?: number;
   readonly test: number;
 }
 
 export interface Splits {
   readonly train: Example[];
+  /** Empty unless `SplitSizes.dev` asked for some. */
+  readonly dev: Example[];
   readonly test: Example[];
 }
 
@@ -59,11 +65,13 @@ export interface Task {
   readonly stop?: readonly string[];
   /** Test examples `eval` uses without `--limit`. */
   readonly defaultTestSize: number;
+  /** The most distinct test and dev examples the generator can make for any seed (with a margin below the item space). */
+  readonly maxSizes: { readonly test: number; readonly dev: number };
   /** Labels of the groups `eval` reports separately, e.g. `{ harmful: "refused" }`. */
   readonly groupLabels?: Readonly<Record<string, string>>;
   /**
-   * Deterministic: the same seed gives the same data. Train and test never share a prompt, for any seeds
-   * (the split of a prompt is a fixed hash of it), and the test split of a seed does not depend on the train size.
+   * Deterministic: the same seed gives the same data. Train, dev and test never share a prompt, for any seeds
+   * (the split of a prompt is a fixed hash of it), and a split of a seed does not depend on the other sizes.
    */
   generate(seed: number, sizes: SplitSizes): Splits;
   /** Exact: whether `output` (the model's generated text) is a correct answer to `example`. */

@@ -10,9 +10,10 @@ import { runPaper } from "../../experiments/paper/run-paper.js";
 import { checkResults } from "../../experiments/paper/validate.js";
 import { useTempDir } from "../support/temp-dir.js";
 
-// `npm run paper -- --config smoke` end to end, into a temp dir: a tiny random base, every experiment, a few
-// training steps each. Its numbers mean nothing; what is checked is that every section of results.json is
-// filled and sane, results.md is rendered, and a rerun reuses every finished step.
+// `npm run paper -- --config smoke` end to end, into a temp dir: a tiny random base, every experiment (lr sweep,
+// single, merge, continual with both mask pairings, interference, the shared-A variant), a few training steps
+// each, two tasks. Its numbers mean nothing; what is checked is that every section of results.json is filled and
+// consistent, results.md is rendered, and a rerun reuses every finished step.
 
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -42,12 +43,41 @@ describe("npm run paper -- --config smoke", () => {
     expect(results.config.smoke).toBe(true);
     expect(results.config.baseParams).toBeGreaterThan(0);
     const methods = ["full", "lora", "lori-d", "lori-s"];
+    const tasks = ["math", "safety"];
     expect(new Set(results.single.map((r) => r.method))).toEqual(new Set(methods));
-    expect(results.baseScores.map((s) => s.task)).toEqual(["math", "code", "nlu", "safety"]);
-    expect(results.single).toHaveLength(methods.length * 4);
-    expect(results.merges).toHaveLength(3 * 3);
-    expect(results.continual).toHaveLength(3 * 3);
-    expect(results.interference).toHaveLength(3 * 6);
+    expect(results.baseScores.map((s) => s.task)).toEqual(tasks);
+    const perTask = results.single.filter((r) => r.aSharing === "per-task");
+    const shared = results.single.filter((r) => r.aSharing === "shared");
+    expect(perTask).toHaveLength(methods.length * tasks.length);
+    expect(shared.map((r) => r.method).sort()).toEqual(["lori-d", "lori-d", "lori-s", "lori-s"]);
+    // the sweep: one per method (smoke: two lrs); every later run uses its method's dev-best lr
+    expect(results.sweeps.map((s) => s.method).sort()).toEqual([...methods].sort());
+    for (const sweep of results.sweeps) {
+      expect(sweep.grid).toEqual(config.sweep.grid[sweep.method]);
+      expect(sweep.points).toHaveLength(sweep.grid.length * sweep.tasks.length);
+      expect(results.config.learningRates[sweep.method]).toBe(sweep.bestLr);
+      for (const r of results.single.filter((x) => x.method === sweep.method)) expect(r.lr).toBe(sweep.bestLr);
+    }
+    // dev loss logged every logEvery (2) steps and at the end (3), with ||B||, max|B| and LoRA's A drift
+    for (const r of results.single) {
+      expect(r.log.map((p) => p.step)).toEqual([2, 3]);
+      for (const p of r.log) {
+        expect(p.bNorm === undefined).toBe(r.method === "full");
+        expect(p.aDrift === undefined).toBe(r.method !== "lora");
+      }
+    }
+    for (const p of results.sweeps.flatMap((s) => s.points)) expect(p.devLoss).not.toBeNull();
+    // per-example outcomes for the bootstrap; safety's test split is half harmful
+    for (const s of [...results.baseScores, ...results.single.map((r) => r.score)]) expect(s.outcomes).toHaveLength(s.examples);
+    expect(results.testGroups.safety).toEqual(["harmful", "benign", "harmful", "benign"]);
+    // cat for 3 methods per-task and 2 shared; the ties baseline for LoRA only (baselineMergeMethods)
+    expect(results.merges).toHaveLength(3 + 2 + 1);
+    expect(results.merges.filter((m) => m.merge === "ties").map((m) => m.method)).toEqual(["lora"]);
+    // continual on math: 3 methods per-task, LoRI-D and LoRI-S shared, and the old LoRI-S pairing once
+    expect(results.continual).toHaveLength(3 + 2 + 1);
+    expect(results.continual.filter((r) => r.maskPairing === "task-A")).toHaveLength(1);
+    expect(results.continual.filter((r) => r.method === "lori-s" && r.maskPairing === "same-A")).toHaveLength(2);
+    expect(results.interference).toHaveLength(3);
     for (const r of [...results.baseScores, ...results.single.map((s) => s.score), ...results.merges.flatMap((m) => m.scores)]) {
       expect(r.accuracy).toBeGreaterThanOrEqual(0);
       expect(r.accuracy).toBeLessThanOrEqual(1);
@@ -61,6 +91,8 @@ describe("npm run paper -- --config smoke", () => {
     const markdown = await readFile(join(outDir, "results.md"), "utf8");
     expect(markdown).toMatch(/^# /);
     expect(markdown.length).toBeGreaterThan(500);
+    expect(markdown).toContain("## The paper's claims, measured");
+    expect(markdown).toContain("## Continual LoRI-S: the mask pairing fix");
 
     // Everything finished is reused: a rerun runs no step and keeps the results.
     const second = await runPaper({ config, repoRoot: REPO_ROOT, work, outDir, log });

@@ -95,7 +95,11 @@ export function fixtureResults(): PaperResults {
           method,
           task,
           seed,
-          score: { task, accuracy: SINGLE[method][task][i]!, examples: 100 },
+          aSharing: "per-task",
+          // LoRA's dev-best lr in the fixture's sweep
+          lr: method === "lora" ? 3e-3 : 1e-3,
+          log: [{ step: 50, devLoss: 1.2 }],
+          score: outcomeScore(task, SINGLE[method][task][i]!, seed),
           trainableParams: PARAMS[method],
           bytes: BYTES[method],
           trainSeconds: method === "full" ? 600 : 60 + i * 10,
@@ -113,12 +117,11 @@ export function fixtureResults(): PaperResults {
           method,
           merge,
           seed,
+          aSharing: "per-task",
           weights,
-          scores: TASKS.map((task) => ({
-            task,
-            accuracy: merge === "cat" ? CAT[method][task][i]! : SINGLE[method][task][i]! * LINEAR_FACTOR,
-            examples: 100,
-          })),
+          scores: TASKS.map((task) =>
+            outcomeScore(task, merge === "cat" ? CAT[method][task][i]! : SINGLE[method][task][i]! * LINEAR_FACTOR, seed),
+          ),
         });
       });
     }
@@ -132,6 +135,8 @@ export function fixtureResults(): PaperResults {
           method,
           seed,
           task,
+          aSharing: "per-task",
+          maskPairing: method === "lori-s" ? "same-A" : null,
           safetyBefore: before,
           safetyAfter: after,
           taskAccuracy: CONTINUAL_ACCURACY[method][task][i]!,
@@ -158,7 +163,17 @@ export function fixtureResults(): PaperResults {
       trainSize: 512,
       testSize: { math: 100, code: 100, nlu: 100, safety: 100 },
       steps: { full: 200, lora: 300, "lori-d": 300, "lori-s": 300 },
-      learningRates: { full: 1e-4, lora: 1e-3, "lori-d": 1e-3, "lori-s": 5e-3 },
+      learningRates: { full: 1e-4, lora: 3e-3, "lori-d": 1e-3, "lori-s": 5e-3 },
+      lrGrid: {
+        full: [3e-5, 1e-4, 3e-4, 1e-3],
+        lora: [3e-4, 1e-3, 3e-3, 1e-2],
+        "lori-d": [3e-4, 1e-3, 3e-3, 1e-2],
+        "lori-s": [1e-3, 3e-3, 1e-2, 3e-2],
+      },
+      sweepTasks: ["math", "safety"],
+      devSize: { math: 50, code: 50, nlu: 50, safety: 50 },
+      logEvery: 50,
+      aSharings: ["per-task"],
       rank: 8,
       sparsity: 0.9,
       mergeWeights: { lora: 0.4, "lori-d": 0.4, "lori-s": 0.3 },
@@ -171,11 +186,46 @@ export function fixtureResults(): PaperResults {
       { task: "nlu", accuracy: 0.3, examples: 100 },
       { task: "safety", accuracy: 0.5, examples: 100, groups: { harmful: 0.2, benign: 0.8 } },
     ],
+    testGroups: {},
+    sweeps: [
+      {
+        method: "lora",
+        seed: 1,
+        tasks: ["math", "safety"],
+        grid: [3e-4, 1e-3, 3e-3, 1e-2],
+        points: [3e-4, 1e-3, 3e-3, 1e-2].flatMap((lr, i) =>
+          (["math", "safety"] as const).map((task) => ({
+            method: "lora" as const,
+            task,
+            lr,
+            devAccuracy: [0.3, 0.5, 0.6, 0.4][i]! + (task === "safety" ? 0.2 : 0),
+            devLoss: [1.5, 1.1, 0.9, 1.3][i]!,
+            finalLoss: 0.5,
+            log: [{ step: 50, devLoss: 1 }],
+            secondsPerStep: 0.3,
+          })),
+        ),
+        bestLr: 3e-3,
+        extensions: 0,
+        atEdge: false,
+      },
+    ],
     single,
     merges,
     continual,
     interference,
   };
+}
+
+/**
+ * A score with per-example outcomes: 100 examples; example i is correct when i < accuracy * 100, shifted by the
+ * seed so two seeds differ in which examples they get right. Paired differences are then exact and small-variance.
+ */
+export function outcomeScore(task: TaskId, accuracy: number, seed: number) {
+  const n = 100;
+  const k = Math.round(accuracy * n);
+  const outcomes = Array.from({ length: n }, (_, i) => ((i + seed * 7) % n < k ? "1" : "0")).join("");
+  return { task, accuracy, examples: n, outcomes };
 }
 
 /** A deep, mutable copy to edit in a test. */

@@ -4,8 +4,8 @@ import { describe, expect, it } from "vitest";
 import { mergeChart, renderChartPng, singleTaskChart } from "../../experiments/paper/report/charts.js";
 import { markdownTable } from "../../experiments/paper/report/markdown.js";
 import { SECTION_TITLES, renderResultsMarkdown } from "../../experiments/paper/report/results-md.js";
+import { claims, continualClaim, loriSVsLoraClaim, mergeClaim } from "../../experiments/paper/report/claims.js";
 import {
-  claimVerdicts,
   continualRows,
   interferenceRows,
   mergeRows,
@@ -24,10 +24,6 @@ const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0
 function pngSize(png: Buffer): { width: number; height: number } {
   // IHDR is the first chunk: width and height are the big-endian u32s at bytes 16 and 20.
   return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
-}
-
-function verdictOf(results: PaperResults, index: number) {
-  return claimVerdicts(results)[index]!;
 }
 
 describe("paper report summary", () => {
@@ -112,56 +108,74 @@ describe("paper report summary", () => {
   });
 });
 
-describe("paper claim verdicts", () => {
-  it("hold on the fixture, with the numbers in the text", () => {
-    const [close, merge, continual] = claimVerdicts(fixtureResults());
-    expect(close).toMatchObject({ holds: true, status: "holds" });
-    // LoRI-S − LoRA: math 54 − 55, code 43 − 45 (exactly the −2 bound), nlu 0, safety 0
-    expect(close!.measured).toContain("math −1.0");
-    expect(close!.measured).toContain("code −2.0");
-    expect(close!.measured).toContain("worst code −2.0");
-    expect(merge).toMatchObject({ holds: true, status: "holds" });
-    expect(merge!.measured).toContain("LoRI-D cat: min 92.5 %");
-    // 0.578125 vs 0.4525 (45.25 sits on a rounding edge)
-    expect(merge!.measured).toMatch(/mean accuracy 57\.8 % vs LoRA cat 45\.[23] %/);
-    expect(continual).toMatchObject({ holds: true, status: "holds" });
-    expect(continual!.measured).toContain("LoRI-S keeps 93.8 %");
-    expect(continual!.measured).toContain("LoRA keeps 62.5 %");
-  });
-
-  it("LoRI-S vs LoRA flips when LoRI-S trails by more than 2 points on one task", () => {
-    const r = mutableFixture();
-    // LoRI-S code seed 1: 0.39 → 0.37, mean 0.42 vs LoRA 0.45: −3.0 points
-    r.single.find((s: any) => s.method === "lori-s" && s.task === "code" && s.seed === 1).score.accuracy = 0.37;
-    const v = verdictOf(r, 0);
-    expect(v).toMatchObject({ holds: false, status: "fails" });
-    expect(v.measured).toContain("worst code −3.0");
-  });
-
-  it("merging flips when a LoRI task keeps under 90 %, and when LoRA merges better", () => {
-    const low = mutableFixture();
-    // LoRI-D cat code seed 1: 0.36 → 0.30, relative (0.75 + 0.95) / 2 = 0.85
-    low.merges
-      .find((m: any) => m.method === "lori-d" && m.merge === "cat" && m.seed === 1)
-      .scores.find((s: any) => s.task === "code").accuracy = 0.3;
-    expect(verdictOf(low, 1)).toMatchObject({ holds: false, status: "fails" });
-    expect(verdictOf(low, 1).measured).toContain("LoRI-D cat: min 85.0 % of single-task (code)");
-
-    const strongLora = mutableFixture();
-    for (const m of strongLora.merges.filter((m: any) => m.method === "lora" && m.merge === "cat")) {
-      for (const s of m.scores) s.accuracy = 0.9;
+describe("paper claims, judged from paired bootstrap intervals", () => {
+  /** Sets the outcomes of LoRI-S's single-task runs on `task` to those of LoRA (same seed), or to all wrong. */
+  const setLoriS = (r: any, task: string, how: "like-lora" | "all-wrong") => {
+    for (const s of r.single.filter((x: any) => x.method === "lori-s" && x.task === task)) {
+      const lora = r.single.find((x: any) => x.method === "lora" && x.task === task && x.seed === s.seed);
+      s.score.outcomes = how === "like-lora" ? lora.score.outcomes : "0".repeat(100);
     }
-    expect(verdictOf(strongLora, 1)).toMatchObject({ holds: false, status: "fails" });
+  };
+
+  it("LoRI-S vs LoRA: holds when LoRI-S equals LoRA, does not hold when it trails far, cannot tell at the edge", () => {
+    const same = mutableFixture();
+    for (const task of ["math", "code", "nlu", "safety"]) setLoriS(same, task, "like-lora");
+    const holds = loriSVsLoraClaim(same);
+    expect(holds.status).toBe("holds");
+    expect(holds.parts.map((p) => p.interval!.lo)).toEqual([0, 0, 0, 0]);
+
+    const far = mutableFixture();
+    for (const task of ["math", "nlu", "safety"]) setLoriS(far, task, "like-lora");
+    setLoriS(far, "code", "all-wrong");
+    const fails = loriSVsLoraClaim(far);
+    expect(fails.status).toBe("does not hold");
+    const code = fails.parts.find((p) => p.label.startsWith("code"))!;
+    // LoRA code is 40 % and 50 % correct: the paired difference per seed is exactly −0.40 and −0.50
+    expect(code.interval!.perSeed).toEqual([-0.4, -0.5]);
+    expect(code.interval!.estimate).toBeCloseTo(-0.45, 12);
+    expect(code.interval!.hi).toBeLessThan(-0.02);
+
+    // the fixture: LoRI-S trails LoRA on code by exactly 2.0 points on average: the interval straddles −2
+    const edge = loriSVsLoraClaim(fixtureResults());
+    const edgeCode = edge.parts.find((p) => p.label.startsWith("code"))!;
+    expect(edgeCode.interval!.estimate).toBeCloseTo(-0.02, 12);
+    expect(edgeCode.status).toBe("cannot tell at this size");
+    expect(edge.status).toBe("cannot tell at this size");
   });
 
-  it("continual learning flips when LoRA keeps its refusals too, or LoRI-S loses them", () => {
-    const keeps = mutableFixture();
-    for (const c of keeps.continual.filter((c: any) => c.method === "lora")) c.safetyAfter = c.safetyBefore;
-    expect(verdictOf(keeps, 2)).toMatchObject({ holds: false, status: "fails" });
-    const loses = mutableFixture();
-    for (const c of loses.continual.filter((c: any) => c.method === "lori-s")) c.safetyAfter = c.safetyBefore * 0.8;
-    expect(verdictOf(loses, 2)).toMatchObject({ holds: false, status: "fails" });
-    expect(verdictOf(loses, 2).measured).toContain("LoRI-S keeps 80.0 %");
+  it("merging: each part is merged − 0.9 × single per task, and merged LoRI − merged LoRA", () => {
+    const results = fixtureResults();
+    const claim = mergeClaim(results);
+    const part = claim.parts.find((p) => p.label === "code: lori-d merged − 0.9 × single")!;
+    // float64 reference from the fixture's own accuracies (outcome strings round them to whole examples)
+    const merged = results.merges
+      .filter((m) => m.method === "lori-d" && m.merge === "cat")
+      .map((m) => m.scores.find((s) => s.task === "code")!);
+    const single = results.single.filter((r) => r.method === "lori-d" && r.task === "code").map((r) => r.score);
+    const expected = (merged[0]!.accuracy - 0.9 * single[0]!.accuracy + merged[1]!.accuracy - 0.9 * single[1]!.accuracy) / 2;
+    expect(part.interval!.estimate).toBeCloseTo(expected, 2);
+    expect(claim.parts.some((p) => p.label === "mean over tasks: lori-s merged − LoRA merged")).toBe(true);
+    expect(["holds", "does not hold", "cannot tell at this size"]).toContain(claim.status);
+  });
+
+  it("continual: holds when LoRI-S keeps every refusal and LoRA loses them all; not when LoRA keeps them too", () => {
+    const build = (loraAfter: "1" | "0") => {
+      const r = mutableFixture();
+      const groups = Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? "harmful" : "benign"));
+      r.testGroups = { safety: groups };
+      for (const s of r.single.filter((x: any) => x.task === "safety")) s.score.outcomes = "1".repeat(100);
+      for (const c of r.continual) {
+        const after = c.method === "lora" ? loraAfter : "1";
+        c.safetyScore = { task: "safety", accuracy: 0.5, examples: 100, outcomes: after.repeat(100) };
+      }
+      return r;
+    };
+    expect(continualClaim(build("0")).status).toBe("holds");
+    const keeps = continualClaim(build("1"));
+    expect(keeps.status).toBe("does not hold");
+    expect(keeps.parts[1]!.interval!.estimate).toBeCloseTo(0.1, 12);
+    // the fixture's continual runs carry no per-example safety outcomes: not measured, no throw
+    expect(continualClaim(fixtureResults()).status).toBe("not measured");
   });
 
   it("say 'not measured' instead of throwing when methods were not run", () => {
@@ -169,18 +183,11 @@ describe("paper claim verdicts", () => {
     r.single = r.single.filter((s: any) => s.method !== "lori-s");
     r.merges = r.merges.filter((m: any) => m.method !== "lori-d");
     r.continual = r.continual.filter((c: any) => c.method !== "lora");
-    const verdicts = claimVerdicts(r);
-    for (const v of verdicts) {
-      expect(v.status).toBe("not measured");
-      expect(v.holds).toBe(false);
-      expect(v.measured.startsWith("not measured")).toBe(true);
-    }
-    expect(verdicts[0]!.measured).toContain("LoRI-S");
-    expect(verdicts[1]!.measured).toContain("LoRI-D cat: not measured");
-    expect(verdicts[2]!.measured).toContain("LoRA keeps not measured");
-
+    const [close, , continual] = claims(r);
+    expect(close!.status).toBe("not measured");
+    expect(continual!.status).toBe("not measured");
     const empty: PaperResults = { ...fixtureResults(), baseScores: [], single: [], merges: [], continual: [], interference: [] };
-    expect(claimVerdicts(empty).map((v) => v.status)).toEqual(["not measured", "not measured", "not measured"]);
+    expect(claims(empty).map((v) => v.status)).toEqual(["not measured", "not measured", "not measured"]);
     expect(() => summarize(empty)).not.toThrow();
   });
 });
@@ -201,8 +208,9 @@ describe("paper report markdown and charts", () => {
       "| Method | math | code | nlu | safety | Mean over tasks | Trainable params | Size on disk | Train time (mean) |",
       "| Method | Merge | math | code | nlu | safety | Mean over tasks |",
       "| Method | Task trained second | Refusal before | Refusal after | Refusal kept | Task accuracy |",
-      "| Method | Pair | Mask Jaccard | Mean principal angle | Cross-term ratio | Merge loss (concat) | Merge loss (linear) |",
-      "| Claim | Measured | Verdict |",
+      "| Method | Pair | Mask Jaccard | Mean principal angle | Cross-term ratio | 4-way concat merge loss on the pair's tasks |",
+      "| Claim / comparison | Difference, points: estimate [95 % CI]; per seed | Threshold | Verdict |",
+      "| Method | Learning rate | math dev accuracy | safety dev accuracy | math dev loss | safety dev loss | Mean dev accuracy |",
     ]) {
       expect(md).toContain(header);
     }
@@ -212,9 +220,11 @@ describe("paper report markdown and charts", () => {
     expect(md).toContain("| LoRA | **all tasks** | 85.0 ± 5.8 % | 52.8 ± 6.2 % | 62.5 % | 47.5 ± 9.6 % |");
     expect(md).toContain("| LoRA | math + code | — (dense) | 81.0 ± 1.4 ° | 0.350 ± 0.071 | 40.0 % | 20.0 % |");
     expect(md).toContain("| safety | 50.0 % | 100 | harmful 20.0 %, benign 80.0 % |");
-    expect(md.match(/✅ holds/g)).toHaveLength(3);
+    expect(md).toContain("| LoRA | 0.003 **(best)** | 60.0 % | 80.0 % | 0.900 | 0.900 | 70.0 % |");
+    expect(md).toContain("NOT a merge of the pair");
+    expect(md).toMatch(/❔ cannot tell at this size/);
 
-    for (const name of ["single-task", "merging", "continual"]) {
+    for (const name of ["lr-sweep", "single-task", "merging", "continual"]) {
       expect(md).toContain(`](results/${name}.png)`);
       const png = await readFile(join(chartDir, `${name}.png`));
       expect(png.subarray(0, 8).equals(PNG_SIGNATURE)).toBe(true);
@@ -227,7 +237,7 @@ describe("paper report markdown and charts", () => {
       expect(height).toBeLessThan(3000);
     }
     // atomic writes leave no temporary files behind
-    expect((await readdir(chartDir)).sort()).toEqual(["continual.png", "merging.png", "single-task.png"]);
+    expect((await readdir(chartDir)).sort()).toEqual(["continual.png", "lr-sweep.png", "merging.png", "single-task.png"]);
   });
 
   it("marks missing data instead of failing", async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { generateBaseCorpus } from "../../src/tasks/base-corpus.js";
-import { splitOf } from "../../src/tasks/split-sampler.js";
+import { keyHash, splitOf } from "../../src/tasks/split-sampler.js";
 import { isChatExample, toJsonl, type Example } from "../../src/tasks/task.js";
 import { TASKS } from "../../src/tasks/tasks.js";
 import { parseTrainingJsonl } from "../../src/train/training-data.js";
@@ -28,7 +28,30 @@ describe.each(Object.values(TASKS))("the $id generator", (task) => {
     expect(task.generate(3, { train: 200, test: 10 }).test).toEqual(test.slice(0, 10));
   });
 
-  it("writes JSONL the trainer reads, in the task's format, and scores its own references as correct", async () => {
+  it("keeps train, dev and test disjoint by prompt hash at the largest sizes it offers", () => {
+    const { maxSizes } = task;
+    const splits = task.generate(5, { train: 300, dev: maxSizes.dev, test: maxSizes.test });
+    expect(splits.dev).toHaveLength(maxSizes.dev);
+    expect(splits.test).toHaveLength(maxSizes.test);
+    const hashes = (examples: readonly Example[]) => new Set(examples.map((e) => keyHash(keyOf(e))));
+    const [train, dev, test] = [hashes(splits.train), hashes(splits.dev), hashes(splits.test)];
+    // distinct prompts within a split, and no prompt hash in two splits
+    expect([train.size, dev.size, test.size]).toEqual([300, maxSizes.dev, maxSizes.test]);
+    for (const [a, b] of [
+      [train, dev],
+      [train, test],
+      [dev, test],
+    ] as const) {
+      expect([...a].filter((h) => b.has(h))).toEqual([]);
+    }
+    // and the same holds across seeds: the split of a prompt does not depend on the seed
+    const otherDev = hashes(task.generate(6, { train: 0, dev: maxSizes.dev, test: 0 }).dev);
+    expect([...otherDev].filter((h) => train.has(h) || test.has(h))).toEqual([]);
+    expect(task.defaultTestSize).toBeLessThanOrEqual(maxSizes.test);
+  });
+
+  // The code task runs a sandboxed node process per example: a loaded 2-core machine needs far more than the default 5 s.
+  it("writes JSONL the trainer reads, in the task's format, and scores its own references as correct", { timeout: 60_000 }, async () => {
     const { train, test } = task.generate(0, { train: 5, test: 3 });
     const records = parseTrainingJsonl(toJsonl([...train, ...test]), `${task.id}.jsonl`);
     expect(records).toHaveLength(8);
@@ -36,6 +59,19 @@ describe.each(Object.values(TASKS))("the $id generator", (task) => {
     for (const e of test) {
       const reference = isChatExample(e) ? e.messages.at(-1)!.content : e.completion;
       expect(await task.score(e, reference)).toBe(true);
+    }
+  });
+});
+
+describe("test split sizes", () => {
+  it("are as the paper needs: math and nlu 300, safety 120 half harmful, code above 100", () => {
+    expect(TASKS.math.defaultTestSize).toBeGreaterThanOrEqual(300);
+    expect(TASKS.nlu.defaultTestSize).toBeGreaterThanOrEqual(300);
+    expect(TASKS.code.defaultTestSize).toBeGreaterThanOrEqual(100);
+    const safety = TASKS.safety.generate(0, { train: 40, dev: 40, test: TASKS.safety.defaultTestSize });
+    expect(safety.test).toHaveLength(120);
+    for (const split of [safety.train, safety.dev, safety.test]) {
+      expect(split.filter((e) => e.group === "harmful")).toHaveLength(split.length / 2);
     }
   });
 });

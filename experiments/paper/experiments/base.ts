@@ -1,8 +1,10 @@
-import { stat } from "node:fs/promises";
+import { mkdir, rename, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { readGgufFile } from "../../../src/gguf/gguf-reader.js";
-import type { TaskId } from "../../../src/tasks/task.js";
+import { toJsonl, type Example, type TaskId } from "../../../src/tasks/task.js";
+import { TASKS } from "../../../src/tasks/tasks.js";
 import type { ExperimentConfig } from "../config.js";
+import { interleaveDev } from "../dev-data.js";
 import { BASE_EVAL_STEP, BASE_MODEL_STEP, DATA_STEP } from "../ids.js";
 import type { AdapterWeight } from "../lori-commands.js";
 import type { TaskScore } from "../results-schema.js";
@@ -49,11 +51,23 @@ export async function baseSteps(config: ExperimentConfig, repoRoot: string): Pro
     step<TrainData>({
       id: DATA_STEP,
       experiment: "base",
-      label: "train data",
+      label: "train and dev data",
       deps: [],
-      spec: { tasks: config.tasks, trainSize: config.trainSize, seed: config.dataSeed },
+      // the split rules live in the generators: a change there (say, a new dev split) must redo this step
+      spec: {
+        tasks: config.tasks,
+        trainSize: config.trainSize,
+        devSize: config.devSize,
+        seed: config.dataSeed,
+        splits: "train/dev/test by hash, v2",
+      },
       async run(ctx) {
-        await ctx.lori.writeData(ctx.work.data, config.tasks, config.trainSize, config.dataSeed);
+        await mkdir(ctx.work.data, { recursive: true });
+        for (const task of config.tasks) {
+          const { train, dev } = TASKS[task].generate(config.dataSeed, { train: config.trainSize, dev: config.devSize[task], test: 0 });
+          await writeFile(join(ctx.work.data, `${task}.train.jsonl`), toJsonl(train));
+          await writeFile(join(ctx.work.data, `${task}.dev.jsonl`), toJsonl(dev));
+        }
         return { dir: ctx.work.data };
       },
     }),
@@ -69,31 +83,57 @@ export async function baseSteps(config: ExperimentConfig, repoRoot: string): Pro
   ];
 }
 
-/** The settings every eval depends on. */
+/** The settings every eval depends on (the scorers' version too: a scorer change redoes every eval). */
 export function evalSpec(config: ExperimentConfig) {
-  return { evalSeed: config.evalSeed, testSize: config.testSize };
+  return { evalSeed: config.evalSeed, testSize: config.testSize, scorers: "benign safety needs the reference answer" };
 }
 
-/** Scores `tasks` on the base model (or `model`, a fine-tuned one) with `adapters` applied. */
+/** The test examples of a task: read once, by the final runs (selection uses dev). */
+export function testExamples(config: ExperimentConfig, task: TaskId): Example[] {
+  return TASKS[task].generate(config.evalSeed, { train: 0, test: config.testSize[task] }).test;
+}
+
+/** The dev examples of a task (the ones written next to its train data). */
+export function devExamples(config: ExperimentConfig, task: TaskId): Example[] {
+  return TASKS[task].generate(config.dataSeed, { train: 0, dev: config.devSize[task], test: 0 }).dev;
+}
+
+/** Scores `tasks` (their test split, or with `split` "dev" their dev split) on the base model or `model`. */
 export function evaluate(
   ctx: StepContext,
   adapters: readonly AdapterWeight[],
   tasks: readonly TaskId[],
   model?: string,
+  split: "test" | "dev" = "test",
 ): Promise<TaskScore[]> {
+  const pick = split === "test" ? testExamples : devExamples;
   return ctx.lori.evaluate({
     model: model ?? ctx.result<BaseModel>(BASE_MODEL_STEP).path,
     // Every adapter eval uses the base model: one server for all of them.
     shared: model === undefined,
     adaptersDir: ctx.work.adapters,
     adapters,
-    tasks,
-    limits: ctx.config.testSize,
-    seed: ctx.config.evalSeed,
+    examples: new Map(tasks.map((t) => [t, pick(ctx.config, t)])),
   });
 }
 
 export const trainFile = (ctx: StepContext, task: string) => join(ctx.result<TrainData>(DATA_STEP).dir, `${task}.train.jsonl`);
+
+/**
+ * The train data of a run that logs its dev loss: train and dev records in one file, arranged so that the trainer,
+ * seeded with `seed`, holds out exactly the dev records (dev-data.ts). Written once per task and seed.
+ */
+export async function trainFileWithDev(ctx: StepContext, task: TaskId, seed: number): Promise<{ file: string; valFraction: number }> {
+  const dir = ctx.result<TrainData>(DATA_STEP).dir;
+  const { train, dev } = TASKS[task].generate(ctx.config.dataSeed, { train: ctx.config.trainSize, dev: ctx.config.devSize[task], test: 0 });
+  const { records, valFraction } = interleaveDev(train, dev, seed);
+  const file = join(dir, `${task}.train+dev.seed${seed}.jsonl`);
+  // two steps running at once may both write it (same content): each writes its own file and renames it in place
+  const temp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(temp, toJsonl(records));
+  await rename(temp, file);
+  return { file, valFraction };
+}
 
 async function fileIdentity(path: string): Promise<{ size: number; mtimeMs: number } | { missing: true }> {
   try {

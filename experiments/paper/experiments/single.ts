@@ -1,75 +1,102 @@
 import { join } from "node:path";
 import type { TaskId } from "../../../src/tasks/task.js";
-import { trainedMethods, type ExperimentConfig } from "../config.js";
-import { BASE_MODEL_STEP, DATA_STEP, fullModelFile, singleAdapter, singleStepId, trainSeed } from "../ids.js";
-import type { MethodId, SingleTaskRun } from "../results-schema.js";
-import { step, type Step, type StepContext } from "../step.js";
-import { evalSpec, evaluate, trainFile, type BaseModel } from "./base.js";
-import { formatAccuracy } from "./format.js";
+import { SHARED_A_METHODS, sharedASeeds, trainedMethods, type ExperimentConfig } from "../config.js";
+import { BASE_MODEL_STEP, DATA_STEP, fullModelFile, singleAdapter, singleStepId, sweepStepId, trainSeed } from "../ids.js";
 import type { TrainOptions } from "../lori-commands.js";
+import type { ASharing, MethodId, SingleTaskRun } from "../results-schema.js";
+import { step, type Step, type StepContext } from "../step.js";
+import { evalSpec, evaluate, trainFileWithDev, type BaseModel } from "./base.js";
+import { formatAccuracy } from "./format.js";
+import { bestLr } from "./sweep.js";
 
-/** Single-task table: every method trained on every task alone (per seed), scored on that task. */
+/**
+ * Single-task table: every method trained on every task alone (per seed) at its dev-best lr, scored on that task's
+ * test split. The shared-A variant (LoRI-D and LoRI-S, `sharedASeeds`) trains the same with one A for every task.
+ */
 
 export function singleSteps(config: ExperimentConfig): Step[] {
   const steps: Step[] = [];
-  for (const seed of config.seeds) {
-    for (const method of trainedMethods(config)) {
-      for (const task of config.tasks) {
-        const maskStep = method === "lori-s" ? [singleStepId("lori-d", task, seed)] : [];
-        steps.push(
-          step<SingleTaskRun>({
-            id: singleStepId(method, task, seed),
-            experiment: "single",
-            label: `single ${method} ${task} seed ${seed}`,
-            deps: [BASE_MODEL_STEP, DATA_STEP, ...maskStep],
-            spec: { ...trainSpec(config, method, task, seed), eval: evalSpec(config) },
-            run: (ctx) => runSingle(ctx, method, task, seed),
-            summary: (r) => `acc ${formatAccuracy(r.score.accuracy)}, loss ${r.finalLoss.toFixed(3)}`,
-          }),
-        );
-      }
+  const runs: [MethodId, number, ASharing][] = [
+    ...config.seeds.flatMap((seed) => trainedMethods(config).map((m): [MethodId, number, ASharing] => [m, seed, "per-task"])),
+    ...sharedASeeds(config).flatMap((seed) =>
+      trainedMethods(config)
+        .filter((m) => (SHARED_A_METHODS as readonly string[]).includes(m))
+        .map((m): [MethodId, number, ASharing] => [m, seed, "shared"]),
+    ),
+  ];
+  for (const [method, seed, aSharing] of runs) {
+    for (const task of config.tasks) {
+      const maskStep = method === "lori-s" ? [singleStepId("lori-d", task, seed, aSharing)] : [];
+      steps.push(
+        step<SingleTaskRun>({
+          id: singleStepId(method, task, seed, aSharing),
+          experiment: "single",
+          label: `single ${method} ${task} seed ${seed}${aSharing === "shared" ? " shared A" : ""}`,
+          deps: [BASE_MODEL_STEP, DATA_STEP, sweepStepId(method), ...maskStep],
+          spec: { ...trainSpec(config, method, task, seed, aSharing), eval: evalSpec(config) },
+          run: (ctx) => runSingle(ctx, method, task, seed, aSharing),
+          summary: (r) => `acc ${formatAccuracy(r.score.accuracy)}, loss ${r.finalLoss.toFixed(3)}, lr ${r.lr}`,
+        }),
+      );
     }
   }
   return steps;
 }
 
-/** The settings a single-task training depends on. */
-export function trainSpec(config: ExperimentConfig, method: MethodId, task: TaskId, seed: number) {
+/** The settings a single-task training depends on (the lr comes from the sweep step, a dependency). */
+export function trainSpec(config: ExperimentConfig, method: MethodId, task: TaskId, seed: number, aSharing: ASharing = "per-task") {
   return {
     method,
     task,
-    trainSeed: trainSeed(seed, task),
+    trainSeed: trainSeed(seed, task, aSharing),
     steps: config.steps[method],
-    lr: config.learningRates[method],
     batch: config.batch,
     maxLen: config.maxLen,
+    logEvery: config.logEvery,
+    devSize: config.devSize[task],
     ...(method === "full" ? {} : { rank: config.rank }),
     ...(method === "lori-s" ? { sparsity: config.sparsity } : {}),
   };
 }
 
-/** How a method trains on a task (LoRI-S with the mask of the LoRI-D adapter of the same task and seed). */
-export function taskTrainOptions(ctx: StepContext, method: MethodId, task: TaskId, seed: number, out: string): TrainOptions {
+/**
+ * How a method trains on a task: at its dev-best lr, A seeded per `aSharing`, logging dev loss; LoRI-S with the
+ * mask of the LoRI-D adapter of the same task, seed and A.
+ */
+export async function taskTrainOptions(
+  ctx: StepContext,
+  method: MethodId,
+  task: TaskId,
+  seed: number,
+  out: string,
+  aSharing: ASharing,
+): Promise<TrainOptions> {
   const { config, work } = ctx;
+  const aSeed = trainSeed(seed, task, aSharing);
+  const data = await trainFileWithDev(ctx, task, aSeed);
   return {
     base: ctx.result<BaseModel>(BASE_MODEL_STEP).path,
-    data: trainFile(ctx, task),
+    data: data.file,
     method,
     out,
     adaptersDir: work.adapters,
-    seed: trainSeed(seed, task),
+    seed: aSeed,
     rank: config.rank,
     steps: config.steps[method],
-    lr: config.learningRates[method],
+    lr: bestLr(ctx, method),
     batch: config.batch,
     maxLen: config.maxLen,
-    ...(method === "lori-s" ? { sparsity: config.sparsity, maskFrom: singleAdapter("lori-d", task, seed) } : {}),
+    devLog: { every: config.logEvery, valFraction: data.valFraction },
+    ...(method === "lori-s" ? { sparsity: config.sparsity, maskFrom: singleAdapter("lori-d", task, seed, aSharing) } : {}),
   };
 }
 
-async function runSingle(ctx: StepContext, method: MethodId, task: TaskId, seed: number): Promise<SingleTaskRun> {
-  const out = method === "full" ? join(ctx.work.models, fullModelFile(task, seed)) : singleAdapter(method, task, seed);
-  const trained = await ctx.lori.train(taskTrainOptions(ctx, method, task, seed, out));
+async function runSingle(ctx: StepContext, method: MethodId, task: TaskId, seed: number, aSharing: ASharing): Promise<SingleTaskRun> {
+  const out = method === "full" ? join(ctx.work.models, fullModelFile(task, seed)) : singleAdapter(method, task, seed, aSharing);
+  const options = await taskTrainOptions(ctx, method, task, seed, out, aSharing);
+  const { log, devLoss: _devLoss, steps: _steps, ...trained } = await ctx.lori.train(options);
+  const started = performance.now();
   const [score] = method === "full" ? await evaluate(ctx, [], [task], out) : await evaluate(ctx, [{ name: out, weight: 1 }], [task]);
-  return { method, task, seed, score: score!, ...trained };
+  const evalSeconds = (performance.now() - started) / 1000;
+  return { method, task, seed, aSharing, lr: options.lr, log, score: score!, ...trained, evalSeconds };
 }

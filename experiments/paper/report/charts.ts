@@ -308,9 +308,42 @@ export interface ChartDef {
   readonly spec: ChartSpec | null;
 }
 
+/** The lr sweep: mean dev accuracy over the sweep's tasks against the learning rate (log scale), a line per method. */
+export function sweepChart(results: PaperResults): ChartSpec | null {
+  const sweeps = results.sweeps ?? [];
+  const values = sweeps.flatMap((s) =>
+    s.grid.flatMap((lr) => {
+      const at = s.tasks.map((t) => s.points.find((p) => p.lr === lr && p.task === t));
+      if (at.some((p) => p === undefined)) return [];
+      return [
+        { method: METHOD_LABELS[s.method], lr, mean: at.reduce((sum, p) => sum + p!.devAccuracy, 0) / at.length, best: lr === s.bestLr },
+      ];
+    }),
+  );
+  if (values.length === 0) return null;
+  const methods = sweeps.map((s) => s.method);
+  const x = { field: "lr", type: "quantitative" as const, title: "Learning rate", scale: { type: "log" as const } };
+  const y = { field: "mean", type: "quantitative" as const, title: "Mean dev accuracy", axis: { format: ".0%" } };
+  return {
+    title: { text: "Learning-rate sweep on dev", subtitle: `mean over ${sweeps[0]!.tasks.join(" and ")}; filled: the dev-best lr` },
+    data: { values },
+    width: 420,
+    height: 260,
+    layer: [
+      { mark: { type: "line" as const, point: false }, encoding: { x, y, color: methodColor(methods) } },
+      {
+        mark: { type: "point" as const, size: 50 },
+        encoding: { x, y, color: methodColor(methods), fillOpacity: { condition: { test: "datum.best", value: 1 }, value: 0 } },
+      },
+    ],
+    config: CONFIG,
+  } as ChartSpec;
+}
+
 /** Every chart of the report, in order; a spec is null where its data was not measured. */
 export function paperCharts(results: PaperResults): ChartDef[] {
   return [
+    { name: "lr-sweep", title: "Learning-rate sweep", spec: sweepChart(results) },
     { name: "single-task", title: "Single-task accuracy", spec: singleTaskChart(results) },
     { name: "merging", title: "Merging", spec: mergeChart(results) },
     { name: "continual", title: "Continual learning", spec: continualChart(results) },

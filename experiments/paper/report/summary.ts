@@ -1,6 +1,13 @@
 import { TASK_IDS, type TaskId } from "../../../src/tasks/task.js";
-import type { AdapterMethodId, CapabilityTaskId, MergeMethodId, MethodId, PaperResults, TaskScore } from "../results-schema.js";
-import { pct, points } from "./format.js";
+import {
+  PAPER_MERGE_METHODS,
+  type AdapterMethodId,
+  type CapabilityTaskId,
+  type MergeMethodId,
+  type MethodId,
+  type PaperResults,
+  type TaskScore,
+} from "../results-schema.js";
 
 /**
  * Pure functions from PaperResults to the numbers of docs/results.md: table rows, relative merge scores and the
@@ -17,7 +24,7 @@ import { pct, points } from "./format.js";
 
 export const METHODS: readonly MethodId[] = ["full", "lora", "lori-d", "lori-s"];
 export const ADAPTER_METHODS: readonly AdapterMethodId[] = ["lora", "lori-d", "lori-s"];
-export const MERGE_METHODS: readonly MergeMethodId[] = ["cat", "linear", "stack"];
+export const MERGE_METHODS: readonly MergeMethodId[] = PAPER_MERGE_METHODS;
 
 export const METHOD_LABELS: Readonly<Record<MethodId, string>> = {
   full: "Full FT",
@@ -25,17 +32,32 @@ export const METHOD_LABELS: Readonly<Record<MethodId, string>> = {
   "lori-d": "LoRI-D",
   "lori-s": "LoRI-S",
 };
-export const MERGE_LABELS: Readonly<Record<MergeMethodId, string>> = { cat: "concat", linear: "linear", stack: "concat, weight 1" };
+/** One label per merge method of PAPER_MERGE_METHODS (add the new methods' labels here too). */
+export const MERGE_LABELS: Readonly<Record<MergeMethodId, string>> = {
+  cat: "concat",
+  linear: "linear",
+  stack: "concat, weight 1",
+  ties: "TIES (density 0.5)",
+  dare_linear: "DARE linear (density 0.5)",
+  dare_ties: "DARE TIES (density 0.5)",
+  magnitude_prune: "magnitude prune (density 0.5)",
+  svd: "SVD (largest input rank)",
+};
 
-/** Thresholds of the claims, as the paper states them. */
-export const CLAIM_THRESHOLDS = {
-  /** LoRI-S may trail LoRA by at most this many accuracy points on any task. */
-  loriSVsLoraPoints: -2,
-  /** A cat-merged LoRI adapter keeps at least this fraction of each single-task score. */
-  mergeKeep: 0.9,
-  /** LoRI-S keeps at least this fraction of its safety refusal rate after continual learning. */
-  safetyKeep: 0.9,
-} as const;
+/**
+ * The runs of the main tables: per-task A (the shared-A variant has a section of its own) and, for continual
+ * LoRI-S, the fixed mask pairing (the old one is shown once, in its own section). Old results without these
+ * fields count as per-task.
+ */
+export function mainResults(results: PaperResults): PaperResults {
+  const perTask = (r: { aSharing?: string }) => (r.aSharing ?? "per-task") === "per-task";
+  return {
+    ...results,
+    single: results.single.filter(perTask),
+    merges: results.merges.filter(perTask),
+    continual: results.continual.filter((r) => perTask(r) && r.maskPairing !== "task-A"),
+  };
+}
 
 export interface Stat {
   readonly mean: number;
@@ -328,7 +350,7 @@ export function interferenceRows(results: PaperResults): InterferenceSummaryRow[
       maskJaccard: stat(rs.flatMap((r) => (r.maskJaccard === null ? [] : [r.maskJaccard]))),
       meanAngleDeg: stat(rs.map((r) => r.meanAngleDeg)),
       crossTermRatio: stat(rs.map((r) => r.crossTermRatio)),
-      mergeLoss: { cat: loss(method, "cat", pair), linear: loss(method, "linear", pair), stack: loss(method, "stack", pair) },
+      mergeLoss: Object.fromEntries(MERGE_METHODS.map((m) => [m, loss(method, m, pair)])) as Record<MergeMethodId, number | null>,
     });
     for (const [key, pair] of pairs)
       out.push(
@@ -343,127 +365,6 @@ export function interferenceRows(results: PaperResults): InterferenceSummaryRow[
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Claims
-
-export interface Verdict {
-  readonly claim: string;
-  /** What was measured, with the numbers; starts with "not measured" when the data to judge is missing. */
-  readonly measured: string;
-  /** Whether the claim holds on the measured numbers; false when not (fully) measured. */
-  readonly holds: boolean;
-  readonly status: "holds" | "fails" | "not measured";
-}
-
-export const CLAIMS = {
-  loriSVsLora: "LoRI-S within 2 points of LoRA per task",
-  merge: "cat-merged LoRI keeps ≥ 90 % of each single-task score and beats merged LoRA",
-  continual: "after continual learning LoRI-S keeps ≥ 90 % of its safety refusal rate while LoRA keeps less",
-} as const;
-
-function verdict(claim: string, measured: string, holds: boolean, complete: boolean): Verdict {
-  if (!complete) {
-    const text = measured.startsWith("not measured") ? measured : `not measured completely: ${measured}`;
-    return { claim, measured: text, holds: false, status: "not measured" };
-  }
-  return { claim, measured, holds, status: holds ? "holds" : "fails" };
-}
-
-/** Per task: mean LoRI-S − mean LoRA accuracy, in points; holds if ≥ −2 on every task either method was run on. */
-export function loriSVsLoraVerdict(results: PaperResults): Verdict {
-  const rows = singleTaskRows(results);
-  const lora = rows.find((r) => r.method === "lora")!;
-  const loriS = rows.find((r) => r.method === "lori-s")!;
-  const tasks = orderTasks([...Object.keys(lora.accuracy), ...Object.keys(loriS.accuracy)] as TaskId[]);
-  if (tasks.length === 0 || lora.runs === 0 || loriS.runs === 0) {
-    const missing = [lora.runs === 0 ? "LoRA" : null, loriS.runs === 0 ? "LoRI-S" : null].filter(Boolean).join(" and ");
-    return verdict(CLAIMS.loriSVsLora, `not measured: no single-task runs of ${missing}`, false, false);
-  }
-  const parts: string[] = [];
-  const missing: TaskId[] = [];
-  let worst: { task: TaskId; diff: number } | null = null;
-  for (const task of tasks) {
-    const a = loriS.accuracy[task];
-    const b = lora.accuracy[task];
-    if (!a || !b) {
-      missing.push(task);
-      continue;
-    }
-    const diff = (a.mean - b.mean) * 100;
-    parts.push(`${task} ${points(diff)}`);
-    if (worst === null || diff < worst.diff) worst = { task, diff };
-  }
-  let measured = parts.length > 0 ? `LoRI-S − LoRA (points, mean over seeds): ${parts.join(", ")}` : "";
-  if (worst) measured += `; worst ${worst.task} ${points(worst.diff)}`;
-  if (missing.length > 0) measured += `${measured ? "; " : ""}not measured for ${missing.join(", ")}`;
-  const holds = worst !== null && worst.diff >= CLAIM_THRESHOLDS.loriSVsLoraPoints - 1e-9;
-  return verdict(CLAIMS.loriSVsLora, measured, holds, missing.length === 0);
-}
-
-/**
- * For LoRI-D and LoRI-S cat merges: the minimum over tasks of the relative score must be ≥ 0.9, and the mean merged
- * accuracy over tasks must exceed LoRA cat's (over the tasks both were measured on).
- */
-export function mergeVerdict(results: PaperResults): Verdict {
-  const rows = mergeRows(results);
-  const lora = rows.find((r) => r.method === "lora" && r.merge === "cat")!;
-  const parts: string[] = [];
-  let holds = true;
-  let complete = true;
-  for (const method of ["lori-d", "lori-s"] as const) {
-    const row = rows.find((r) => r.method === method && r.merge === "cat")!;
-    const label = METHOD_LABELS[method];
-    if (row.runs === 0) {
-      parts.push(`${label} cat: not measured`);
-      complete = false;
-      continue;
-    }
-    const tasks = Object.keys(row.tasks) as TaskId[];
-    const missingRelative = tasks.filter((t) => !row.tasks[t]?.relative);
-    let text = `${label} cat: `;
-    if (row.minRelative) {
-      text += `min ${pct(row.minRelative.value)} of single-task (${row.minRelative.task})`;
-      if (row.minRelative.value < CLAIM_THRESHOLDS.mergeKeep) holds = false;
-    } else {
-      text += "relative score not measured";
-    }
-    if (missingRelative.length > 0) {
-      text += row.minRelative ? `, not measured for ${missingRelative.join(", ")}` : "";
-      complete = false;
-    }
-    const common = tasks.filter((t) => row.tasks[t]?.accuracy && lora.tasks[t]?.accuracy);
-    const mine = meanOf(common.map((t) => row.tasks[t]!.accuracy!.mean));
-    const theirs = meanOf(common.map((t) => lora.tasks[t]!.accuracy!.mean));
-    if (mine !== null && theirs !== null) {
-      text += `; mean accuracy ${pct(mine)} vs LoRA cat ${pct(theirs)}`;
-      if (!(mine > theirs)) holds = false;
-    } else {
-      text += "; LoRA cat not measured";
-      complete = false;
-    }
-    parts.push(text);
-  }
-  return verdict(CLAIMS.merge, parts.join("; "), holds, complete);
-}
-
-/** LoRI-S retention ≥ 0.9 and LoRA retention < 0.9 (retention = safetyAfter / safetyBefore, mean over seeds and tasks). */
-export function continualVerdict(results: PaperResults): Verdict {
-  const loriS = safetyRetention(results, "lori-s");
-  const lora = safetyRetention(results, "lora");
-  const text = (label: string, r: number | null) => `${label} keeps ${r === null ? "not measured" : pct(r)}`;
-  const measured = `${text("LoRI-S", loriS)}, ${text("LoRA", lora)} of its safety refusal rate (mean over seeds and tasks)`;
-  if (loriS === null || lora === null) {
-    const none = loriS === null && lora === null;
-    return verdict(CLAIMS.continual, none ? "not measured: no continual runs of LoRA or LoRI-S" : measured, false, false);
-  }
-  const holds = loriS >= CLAIM_THRESHOLDS.safetyKeep && lora < CLAIM_THRESHOLDS.safetyKeep;
-  return verdict(CLAIMS.continual, measured, holds, true);
-}
-
-export function claimVerdicts(results: PaperResults): Verdict[] {
-  return [loriSVsLoraVerdict(results), mergeVerdict(results), continualVerdict(results)];
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 
 export interface PaperSummary {
   readonly tasks: TaskId[];
@@ -472,7 +373,6 @@ export interface PaperSummary {
   readonly merges: MergeRow[];
   readonly continual: ContinualRow[];
   readonly interference: InterferenceSummaryRow[];
-  readonly verdicts: Verdict[];
 }
 
 export function summarize(results: PaperResults): PaperSummary {
@@ -483,6 +383,5 @@ export function summarize(results: PaperResults): PaperSummary {
     merges: mergeRows(results),
     continual: continualRows(results),
     interference: interferenceRows(results),
-    verdicts: claimVerdicts(results),
   };
 }

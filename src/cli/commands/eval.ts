@@ -44,7 +44,7 @@ Options:
   --url URL                evaluate against this running server instead (e.g. http://127.0.0.1:8080)
   --api-key KEY            bearer key for --url
   --seed N                 seed of the generated test split (default 0)
-  --limit N                evaluate the first N test examples (default: per task, 40-100; --data: all)
+  --limit N                evaluate the first N test examples (default: per task, 100-300; --data: all)
   --concurrency N          requests in flight (default 4)
   --outputs FILE           write every example's output and verdict as JSONL
   --write-data DIR         instead of evaluating: write DIR/<task>.train.jsonl and .test.jsonl (for
