@@ -161,8 +161,10 @@ int run_train(const Config & config) {
         trainable_params = adapter.trainable_params();
     }
     auto zero_grads = [&]() { full ? model_grads.zero_grads() : adapter.zero_grads(); };
-    std::vector<std::vector<float>> a0; // LoRA's A at the start of this run, for the a_drift of eval events
-    if (!full && spec.method == Method::Lora) for (const AdapterTarget & t : adapter.targets) a0.push_back(tensor_to_host(t.a));
+    std::vector<std::vector<float>> a0; // LoRA's (and DoRA's) A at the start of this run, for the a_drift of eval events
+    if (!full && (spec.method == Method::Lora || spec.method == Method::Dora)) { // the methods that train A
+        for (const AdapterTarget & t : adapter.targets) a0.push_back(tensor_to_host(t.a));
+    }
     const Adapter * norms_of = full ? nullptr : &adapter;
     LlamaGraph g;
     build_llama_graph(g, model, full ? nullptr : &adapter, shape, &targets);

@@ -227,6 +227,11 @@ export interface EvalEvent {
   nll_per_token: number;
   n_seqs: number;
   n_targets: number;
+  /** Adapter runs: ||B||_F and max |B| (as published). */
+  b_norm?: number;
+  b_max_abs?: number;
+  /** Runs that train A (lora, dora): ||A - A0||_F / ||A0||_F against A at the start of the run. */
+  a_drift?: number;
 }
 export interface CheckpointEvent {
   event: "checkpoint";
