@@ -33,6 +33,8 @@ import { fileURLToPath } from "node:url";
 /** The cmake options of the engine build. src/engine/engine-build.ts passes the same ones to getLlama(). */
 export const ENGINE_CMAKE_OPTIONS = { GGML_OPENMP: "ON" };
 export const MANIFEST_NAME = "lori-engine.json";
+/** node-llama-cpp 3.21.1's name for the build options it records next to every build (prebuilt ones too). */
+export const BUILD_METADATA_NAME = "_nlcBuildMetadata.json";
 const CMAKE_ENV_PREFIX = "NODE_LLAMA_CPP_CMAKE_OPTION_";
 
 class BuildError extends Error {}
@@ -153,9 +155,11 @@ function findFiles(dir, test) {
 /** The result folder of a finished build must hold the addon and a CPU backend that links OpenMP's runtime. */
 function verifyBuild(folder) {
   if (!existsSync(join(folder, "buildDone.status"))) throw new BuildError(`${folder} has no buildDone.status (the build did not finish)`);
-  const addons = findFiles(folder, (n) => n === "llama-addon.node");
-  if (addons.length === 0) throw new BuildError(`no llama-addon.node under ${folder}`);
-  const cpuLibs = findFiles(folder, (n) => /^libggml-cpu.*\.so$/.test(n) || /^libggml\.so$/.test(n));
+  const release = join(folder, "Release");
+  if (!existsSync(release)) throw new BuildError(`${folder} has no Release/ folder`);
+  const addons = findFiles(release, (n) => n === "llama-addon.node");
+  if (addons.length === 0) throw new BuildError(`no llama-addon.node under ${release}`);
+  const cpuLibs = findFiles(release, (n) => /^libggml-cpu.*\.so$/.test(n) || /^libggml\.so$/.test(n));
   const withGomp = cpuLibs.filter((lib) => neededLibraries(lib).some((n) => n.startsWith("libgomp")));
   if (withGomp.length === 0) {
     throw new BuildError(
@@ -223,6 +227,15 @@ async function main() {
     return;
   }
 
+  const adopted = !force && findExistingBuild(nlc, localBuilds, inputs);
+  if (adopted) {
+    log(`adopting node-llama-cpp's finished build with the same options: localBuilds/${adopted}`);
+    const manifest = record(localBuilds, adopted, key, inputs, { adopted: true });
+    keepCopy(localBuilds, manifest, cached, log);
+    console.log(`[build-engine] adopted the existing ${manifest.build} build: node-llama-cpp/llama/localBuilds/${adopted}`);
+    return;
+  }
+
   for (const tool of ["cmake", process.env.CC || "cc", process.env.CXX || "c++", "readelf"]) {
     if (!toolVersion(tool))
       throw new BuildError(`"${tool}" is not available; the engine needs cmake (>= 3.19), a C/C++ compiler and binutils`);
@@ -241,7 +254,6 @@ async function main() {
     { ...env, GIT_ALLOW_PROTOCOL: "file" },
     quiet,
   );
-  const cloned = run("git", ["-C", join(nlc, "llama", "llama.cpp"), "rev-parse", "HEAD"]).trim();
   const sourceSeconds = (performance.now() - started) / 1000;
 
   // 2. The build: node-llama-cpp's own `source build` (cmake-js), CPU only, with our cmake options; it writes
@@ -251,48 +263,70 @@ async function main() {
   await spawnLogged(process.execPath, [cli, "source", "build", "--gpu", "false", "--noUsageExample"], env, quiet);
   const folder = readJson(join(nlc, "llama", "lastBuild.json"))?.folderName;
   if (!folder) throw new BuildError("node-llama-cpp's build finished without naming its folder in llama/lastBuild.json");
-  const built = verifyBuild(join(localBuilds, folder));
   const buildSeconds = (performance.now() - started) / 1000 - sourceSeconds;
-
-  const manifest = {
-    build: "source-openmp",
-    key,
-    folder,
-    ...inputs,
-    llama_cpp_cloned_head: cloned,
-    openmp_library: built.openmpLibrary.slice(join(localBuilds, folder).length + 1),
-    built_at: new Date().toISOString(),
+  const manifest = record(localBuilds, folder, key, inputs, {
     source_seconds: Math.round(sourceSeconds * 10) / 10,
     build_seconds: Math.round(buildSeconds * 10) / 10,
-  };
-  writeJsonAtomic(manifestPath, manifest);
-
-  // 3. The cache copy: only the result folder (the compiled libraries and the addon), not cmake's work tree.
-  try {
-    const tmp = `${cached}.tmp-${process.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp, { recursive: true });
-    copyResult(join(localBuilds, folder), join(tmp, folder));
-    writeFileSync(join(tmp, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`);
-    rmSync(cached, { recursive: true, force: true });
-    renameSync(tmp, cached);
-  } catch (error) {
-    log(`could not keep a copy in ${cached}: ${error.message} (the build itself is fine)`);
-  }
+  });
+  keepCopy(localBuilds, manifest, cached, log);
   console.log(
     `[build-engine] built the source-openmp engine in ${manifest.build_seconds} s (+${manifest.source_seconds} s sources): ` +
       `node-llama-cpp/llama/localBuilds/${folder}`,
   );
 }
 
-/** A build folder without cmake's intermediate objects: what getLlama() loads. */
-function copyResult(from, to) {
-  mkdirSync(to, { recursive: true });
-  for (const entry of readdirSync(from, { withFileTypes: true })) {
-    if (entry.isDirectory() && (entry.name === "CMakeFiles" || entry.name === "llama.cpp")) continue;
-    if (entry.isFile() && /^(CMakeCache\.txt|build\.ninja|Makefile|cmake_install\.cmake|\.ninja_.*)$/.test(entry.name)) continue;
-    cpSync(join(from, entry.name), join(to, entry.name), { recursive: true });
+/** Verifies a finished build folder and writes the manifest the server reads. */
+function record(localBuilds, folder, key, inputs, extra) {
+  const built = verifyBuild(join(localBuilds, folder));
+  const manifest = {
+    build: "source-openmp",
+    key,
+    folder,
+    ...inputs,
+    openmp_library: built.openmpLibrary.slice(join(localBuilds, folder).length + 1),
+    built_at: new Date().toISOString(),
+    ...extra,
+  };
+  writeJsonAtomic(join(localBuilds, MANIFEST_NAME), manifest);
+  return manifest;
+}
+
+/** The cache copy: only what getLlama() loads (Release/ and buildDone.status), not cmake's work tree. */
+function keepCopy(localBuilds, manifest, cached, log) {
+  const tmp = `${cached}.tmp-${process.pid}`;
+  try {
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(join(tmp, manifest.folder), { recursive: true });
+    cpSync(join(localBuilds, manifest.folder, "Release"), join(tmp, manifest.folder, "Release"), { recursive: true });
+    cpSync(join(localBuilds, manifest.folder, "buildDone.status"), join(tmp, manifest.folder, "buildDone.status"));
+    writeFileSync(join(tmp, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`);
+    rmSync(cached, { recursive: true, force: true });
+    renameSync(tmp, cached);
+  } catch (error) {
+    rmSync(tmp, { recursive: true, force: true });
+    log(`could not keep a copy in ${cached}: ${error.message} (the build itself is fine)`);
   }
+}
+
+/**
+ * A finished node-llama-cpp build of the bundled commit with exactly our cmake options (for example from
+ * `NODE_LLAMA_CPP_CMAKE_OPTION_GGML_OPENMP=ON npx node-llama-cpp source build --gpu false`), CPU only:
+ * the same files this script would produce, so it is adopted instead of compiled again.
+ */
+export function findExistingBuild(nlc, localBuilds, inputs) {
+  if (!existsSync(localBuilds)) return undefined;
+  const clone = join(nlc, "llama", "llama.cpp");
+  if (!existsSync(join(clone, ".git"))) return undefined;
+  const head = spawnSync("git", ["-C", clone, "rev-parse", "HEAD"], { encoding: "utf8" }).stdout?.trim();
+  if (head !== inputs.llama_cpp_commit) return undefined;
+  for (const entry of readdirSync(localBuilds, { withFileTypes: true })) {
+    if (!entry.isDirectory() || !existsSync(join(localBuilds, entry.name, "buildDone.status"))) continue;
+    const options = readJson(join(localBuilds, entry.name, "Release", BUILD_METADATA_NAME))?.buildOptions;
+    if (options?.gpu !== false || options.platform !== "linux" || options.arch !== process.arch) continue;
+    const sorted = Object.fromEntries(Object.entries(options.customCmakeOptions ?? {}).sort(([a], [b]) => a.localeCompare(b)));
+    if (JSON.stringify(sorted) === JSON.stringify(inputs.cmake_options)) return entry.name;
+  }
+  return undefined;
 }
 
 function readJson(file) {

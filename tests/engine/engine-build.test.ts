@@ -1,7 +1,10 @@
 // The engine build's bookkeeping: the CPU fingerprint (the script that builds and the server that loads must
 // compute the same one), LORI_ENGINE parsing, and when a build on disk may be used.
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { cpuFingerprint, ENGINE_CMAKE_OPTIONS, engineChoiceFromEnv, findBuiltEngine } from "../../src/engine/engine-build.js";
 import { errorKindOf } from "../../src/errors/error-kinds.js";
@@ -14,6 +17,12 @@ const script = (await import(scriptUrl)) as {
   cpuFingerprint: (cpuinfo?: string) => string;
   ENGINE_CMAKE_OPTIONS: Record<string, string>;
   effectiveCmakeOptions: (env: NodeJS.ProcessEnv) => Record<string, string>;
+  BUILD_METADATA_NAME: string;
+  findExistingBuild: (
+    nlc: string,
+    localBuilds: string,
+    inputs: { llama_cpp_commit: string; cmake_options: Record<string, string> },
+  ) => string | undefined;
 };
 
 const cpuinfo = (flags: string) =>
@@ -82,5 +91,41 @@ describe("engine build bookkeeping", () => {
     expect(findBuiltEngine(manifestPath)).toEqual({ reason: "the engine was built for another CPU (npm run build:engine to rebuild)" });
     await writeFile(manifestPath, "{not json");
     expect((findBuiltEngine(manifestPath) as { reason: string }).reason).toMatch(/^unreadable .*lori-engine\.json: /);
+  });
+});
+
+describe("adopting a build node-llama-cpp already made", () => {
+  const dir = useTempDir();
+
+  it("node-llama-cpp records build options under the name the script reads (its prebuilt binaries carry one)", () => {
+    const prebuilt = dirname(dirname(createRequire(import.meta.url).resolve(`@node-llama-cpp/${process.platform}-${process.arch}`)));
+    expect(existsSync(join(prebuilt, "bins", `${process.platform}-${process.arch}`, script.BUILD_METADATA_NAME))).toBe(true);
+  });
+
+  it("adopts only a finished CPU build of the bundled commit with exactly the engine's cmake options", async () => {
+    const nlc = dir.path;
+    const clone = join(nlc, "llama", "llama.cpp");
+    await mkdir(clone, { recursive: true });
+    const git = (...args: string[]) => execFileSync("git", ["-C", clone, ...args], { encoding: "utf8" }).trim();
+    git("init", "-q");
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "bundle");
+    const commit = git("rev-parse", "HEAD");
+    const localBuilds = join(nlc, "llama", "localBuilds");
+    const inputs = { llama_cpp_commit: commit, cmake_options: { ...ENGINE_CMAKE_OPTIONS } };
+    const addBuild = async (folder: string, buildOptions: object, done = true) => {
+      await mkdir(join(localBuilds, folder, "Release"), { recursive: true });
+      await writeFile(join(localBuilds, folder, "Release", script.BUILD_METADATA_NAME), JSON.stringify({ buildOptions }));
+      if (done) await writeFile(join(localBuilds, folder, "buildDone.status"), "");
+    };
+    const cpu = { platform: "linux", arch: process.arch, gpu: false };
+    await addBuild("a-cuda", { ...cpu, gpu: "cuda", customCmakeOptions: { ...ENGINE_CMAKE_OPTIONS } });
+    await addBuild("b-plain", { ...cpu, customCmakeOptions: {} });
+    await addBuild("c-more", { ...cpu, customCmakeOptions: { ...ENGINE_CMAKE_OPTIONS, GGML_AVX512: "OFF" } });
+    await addBuild("d-unfinished", { ...cpu, customCmakeOptions: { ...ENGINE_CMAKE_OPTIONS } }, false);
+    expect(script.findExistingBuild(nlc, localBuilds, inputs)).toBeUndefined();
+    await addBuild("e-engine", { ...cpu, customCmakeOptions: { ...ENGINE_CMAKE_OPTIONS } });
+    expect(script.findExistingBuild(nlc, localBuilds, inputs)).toBe("e-engine");
+    // sources of another commit: compiled from something else, so not adopted
+    expect(script.findExistingBuild(nlc, localBuilds, { ...inputs, llama_cpp_commit: "0".repeat(40) })).toBeUndefined();
   });
 });
