@@ -106,7 +106,7 @@ if (process.env.BENCH_CHILD === "1") {
       openmp: engine.openmp,
       results: byThreads.map((m) => ({ ...m, ratio_to_best: round(m.decode_tokens_per_s / best.decode_tokens_per_s) })),
       fastest: best.threads,
-      server_default: defaultThreadCount(os.availableParallelism(), engine.build),
+      server_default: defaultThreadCount(os.availableParallelism()),
       load_per_round: list.map((l) => ({ before: l.load_before, after: l.load_after })),
     };
   });

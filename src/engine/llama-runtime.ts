@@ -79,11 +79,13 @@ function deviceUnavailable(gpu: GpuChoice, reason: string): KindedError {
 }
 
 /**
- * Default thread count. Measured on a 2-core machine: node-llama-cpp decoded 4.7x slower with 2 threads
- * than with 1, because llama.cpp's spinning workers compete with Node's own thread for the cores. So we
- * leave one core to Node and, on bigger machines, cap at the physical-core estimate.
+ * Default thread count. Measured on a 2-core machine: node-llama-cpp's prebuilt binaries decoded 4.7x slower
+ * with 2 threads than with 1 (a fresh ggml thread pool per decode). The OpenMP engine build (docs/engine.md)
+ * reuses its threads and removes most of that loss, yet 1 thread still decoded fastest there (302 vs 218
+ * tokens/s, median of 8 rounds): the addon's worker and Node's main thread share the two cores. So we leave one
+ * core to Node on every engine and, on bigger machines, cap at the physical-core estimate.
  */
-export function defaultThreadCount(cpuCount = os.availableParallelism(), _build: EngineInfo["build"] = "prebuilt"): number {
+export function defaultThreadCount(cpuCount = os.availableParallelism()): number {
   if (cpuCount <= 2) return 1;
   return Math.max(1, Math.min(cpuCount - 1, Math.floor(cpuCount / 2) + 1));
 }

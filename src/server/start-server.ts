@@ -58,7 +58,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   const keys = resolveKeys(config);
   const llama = options.llama ?? (await loadLlama(config.gpu));
   const engine = engineInfo(llama);
-  const threads = config.threads === "auto" ? defaultThreadCount(undefined, engine.build) : config.threads;
+  const threads = config.threads === "auto" ? defaultThreadCount() : config.threads;
   logger.info("engine", {
     build: engine.build,
     openmp: engine.openmp,
