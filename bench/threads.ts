@@ -1,53 +1,116 @@
 /**
- * bench/threads: decode tokens/s of node-llama-cpp on the bench shape for each thread count from 1 to the
- * number of cores, measured side by side (interleaved rounds), next to the server's `--threads auto`
- * default. This is the measurement behind that default; rerun it on a new machine.
+ * bench/threads: decode tokens/s on the bench shape for each thread count from 1 to the number of cores,
+ * for each llama.cpp engine (node-llama-cpp's prebuilt binaries, and the OpenMP build of `npm run build:engine`
+ * when it exists), next to what `--threads auto` picks for that engine. This is the measurement behind that
+ * default; rerun it on a new machine.
+ *
+ * One process can load only one engine (both ship libraries with the same names), so each engine runs in a
+ * child process, one round at a time, alternating engines (and, inside a round, thread counts): a burst of
+ * load from elsewhere then hits every configuration alike. The load average before and after each round is
+ * kept next to its numbers.
+ *
+ * Env: BENCH_ENGINE (both [default] | prebuilt | source | auto), BENCH_TOKENS [64], BENCH_REPEATS [3] (rounds).
  */
+import { spawnSync } from "node:child_process";
 import os from "node:os";
-import { getLlama, LlamaLogLevel } from "node-llama-cpp";
-import { defaultThreadCount } from "../src/engine/llama-runtime.js";
+import { fileURLToPath } from "node:url";
+import { LlamaLogLevel } from "node-llama-cpp";
+import type { EngineChoice, EngineInfo } from "../src/engine/engine-build.js";
+import { findBuiltEngine } from "../src/engine/engine-build.js";
+import { defaultThreadCount, engineInfo, loadLlama } from "../src/engine/llama-runtime.js";
 import { ensureBenchModel, median, round } from "./support/bench-model.js";
 
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 64);
 const ROUNDS = Number(process.env.BENCH_REPEATS ?? 3);
-
-const modelPath = await ensureBenchModel();
-const llama = await getLlama({ gpu: false, logLevel: LlamaLogLevel.error, build: "never", maxThreads: os.availableParallelism() });
-const model = await llama.loadModel({ modelPath });
+const ENGINE = process.env.BENCH_ENGINE ?? "both";
 const counts = Array.from({ length: os.availableParallelism() }, (_, i) => i + 1);
-const contexts = new Map<number, Awaited<ReturnType<typeof model.createContext>>>();
-for (const threads of counts) contexts.set(threads, await model.createContext({ contextSize: 512, threads }));
-const rates = new Map<number, number[]>(counts.map((c) => [c, []]));
-const prompt = model.tokenize("Once upon a time");
-for (let r = 0; r < ROUNDS; r++) {
+const loadavg = () => os.loadavg().map((v) => round(v, 2));
+
+interface RoundResult {
+  engine: EngineInfo;
+  /** tokens/s by thread count */
+  rates: Record<number, number>;
+  load_before: number[];
+  load_after: number[];
+}
+
+/** One round in this process: every thread count once, on the engine `choice`. */
+async function measureRound(choice: EngineChoice): Promise<RoundResult> {
+  const load_before = loadavg();
+  const modelPath = await ensureBenchModel();
+  const llama = await loadLlama("off", LlamaLogLevel.error, process.platform, choice);
+  const model = await llama.loadModel({ modelPath });
+  const prompt = model.tokenize("Once upon a time");
+  const rates: Record<number, number> = {};
   for (const threads of counts) {
-    const sequence = contexts.get(threads)!.getSequence();
+    const context = await model.createContext({ contextSize: 512, threads });
+    const sequence = context.getSequence();
     let first = 0;
     let n = 0;
     for await (const _ of sequence.evaluate(prompt, { temperature: 0, yieldEogToken: true })) {
       if (n === 0) first = performance.now();
       if (++n >= TOKENS) break;
     }
-    rates.get(threads)!.push(((n - 1) * 1000) / (performance.now() - first));
+    rates[threads] = ((n - 1) * 1000) / (performance.now() - first);
     sequence.dispose();
+    await context.dispose();
   }
+  const engine = engineInfo(llama);
+  await model.dispose();
+  await llama.dispose();
+  return { engine, rates, load_before, load_after: loadavg() };
 }
-const medians = counts.map((threads) => ({ threads, decode_tokens_per_s: round(median(rates.get(threads)!), 1) }));
-const best = medians.reduce((a, b) => (b.decode_tokens_per_s > a.decode_tokens_per_s ? b : a));
-console.log(
-  JSON.stringify(
-    {
-      bench: "threads",
-      cores: os.availableParallelism(),
-      tokens: TOKENS,
-      rounds: ROUNDS,
-      results: medians.map((m) => ({ ...m, ratio_to_best: round(m.decode_tokens_per_s / best.decode_tokens_per_s) })),
+
+function runChild(choice: EngineChoice): RoundResult {
+  const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
+    env: { ...process.env, BENCH_ENGINE: choice, BENCH_CHILD: "1" },
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  if (child.status !== 0) throw new Error(`bench child for engine ${choice} failed (exit ${child.status})`);
+  return JSON.parse(child.stdout) as RoundResult;
+}
+
+if (process.env.BENCH_CHILD === "1") {
+  console.log(JSON.stringify(await measureRound(ENGINE as EngineChoice)));
+} else {
+  const engines: EngineChoice[] =
+    ENGINE === "both" ? ["prebuilt", ...("manifest" in findBuiltEngine() ? (["source"] as const) : [])] : [ENGINE as EngineChoice];
+  const rounds = new Map<EngineChoice, RoundResult[]>(engines.map((e) => [e, []]));
+  for (let r = 0; r < ROUNDS; r++) {
+    // Alternate which engine goes first, so neither always runs right after the other's load.
+    const order = r % 2 === 0 ? engines : [...engines].reverse();
+    for (const choice of order) {
+      const result = runChild(choice);
+      rounds.get(choice)!.push(result);
+      console.error(
+        `[bench:threads] round ${r + 1}/${ROUNDS} ${result.engine.build}: ${counts.map((c) => `${c}t ${round(result.rates[c]!, 1)}`).join(", ")} tok/s (load ${result.load_before.join(" ")} -> ${result.load_after.join(" ")})`,
+      );
+    }
+  }
+  const results = [...rounds.entries()].map(([choice, list]) => {
+    const engine = list[0]!.engine;
+    const byThreads = counts.map((threads) => {
+      const values = list.map((l) => l.rates[threads]!);
+      return {
+        threads,
+        decode_tokens_per_s: round(median(values), 1),
+        min: round(Math.min(...values), 1),
+        max: round(Math.max(...values), 1),
+      };
+    });
+    const best = byThreads.reduce((a, b) => (b.decode_tokens_per_s > a.decode_tokens_per_s ? b : a));
+    return {
+      engine: choice,
+      build: engine.build,
+      openmp: engine.openmp,
+      results: byThreads.map((m) => ({ ...m, ratio_to_best: round(m.decode_tokens_per_s / best.decode_tokens_per_s) })),
       fastest: best.threads,
-      server_default: defaultThreadCount(),
-    },
-    null,
-    2,
-  ),
-);
-for (const context of contexts.values()) await context.dispose();
-await model.dispose();
+      server_default: defaultThreadCount(os.availableParallelism()),
+      load_per_round: list.map((l) => ({ before: l.load_before, after: l.load_after })),
+    };
+  });
+  console.log(
+    JSON.stringify({ bench: "threads", cores: os.availableParallelism(), tokens: TOKENS, rounds: ROUNDS, engines: results }, null, 2),
+  );
+}

@@ -1,13 +1,15 @@
 import os from "node:os";
 import { getLlama, type Llama, type LlamaLogLevel } from "node-llama-cpp";
 import { KindedError } from "../errors/error-kinds.js";
+import { describeEngine, type EngineChoice, engineChoiceFromEnv, engineCmakeOptions, type EngineInfo } from "./engine-build.js";
 import { explainUnloadableBackend } from "./gpu-diagnosis.js";
 
 export type GpuChoice = "auto" | "cuda" | "vulkan" | "metal" | "off";
 
 /**
- * Loads llama.cpp's bindings. Never builds from source or downloads at run time: only the prebuilt
- * binaries installed with node-llama-cpp are used. An explicit GPU that is unavailable is an error
+ * Loads llama.cpp's bindings. Never builds from source or downloads at run time: it loads the engine built
+ * ahead of time by `npm run build:engine` when there is one for this CPU (and `engine` allows it), otherwise
+ * the prebuilt binaries installed with node-llama-cpp (docs/engine.md). An explicit GPU that is unavailable is an error
  * (kind device_unavailable), never a silent CPU fallback: node-llama-cpp 3.21.1 answers `gpu: "metal"` on
  * Linux with a CPU build and no error, so the result is checked as well as the call.
  */
@@ -15,10 +17,12 @@ export async function loadLlama(
   gpu: GpuChoice,
   logLevel: LlamaLogLevel = "warn" as LlamaLogLevel,
   platform: NodeJS.Platform = process.platform,
+  engine: EngineChoice = engineChoiceFromEnv(),
 ): Promise<Llama> {
-  const common = { build: "never", skipDownload: true, logLevel, progressLogs: false } as const;
-  if (gpu === "off") return getLlama({ ...common, gpu: false });
-  if (gpu === "auto") return getLlama({ ...common, gpu: "auto" });
+  const { options: cmakeOptions, reason } = engineCmakeOptions(engine);
+  const common = { build: "never", skipDownload: true, logLevel, progressLogs: false, cmakeOptions } as const;
+  if (gpu === "off") return checkEngine(await getLlama({ ...common, gpu: false }), engine, reason);
+  if (gpu === "auto") return checkEngine(await getLlama({ ...common, gpu: "auto" }), engine, reason);
   if (gpu === "metal" && platform !== "darwin") {
     throw deviceUnavailable(gpu, `Metal exists only on macOS (this is ${platform})`);
   }
@@ -33,6 +37,35 @@ export async function loadLlama(
     await llama.dispose();
     throw deviceUnavailable(gpu, `node-llama-cpp loaded ${llama.gpu === false ? "its CPU build" : `its ${llama.gpu} build`} instead`);
   }
+  return checkEngine(llama, engine, reason);
+}
+
+const engines = new WeakMap<Llama, EngineInfo>();
+
+/** Which engine a Llama is (for the start log and `lori_engine_info`); works for Llamas loaded elsewhere too. */
+export function engineInfo(llama: Llama): EngineInfo {
+  return engines.get(llama) ?? describeEngine(llama);
+}
+
+/** Records what was loaded, and why it is not the built engine when one was asked for. */
+async function checkEngine(llama: Llama, engine: EngineChoice, reason: string | undefined): Promise<Llama> {
+  let why = reason;
+  if (why === undefined && llama.buildType === "prebuilt") {
+    why =
+      llama.gpu === false
+        ? "the engine build did not load (node-llama-cpp logged why) and the prebuilt binaries were used"
+        : `the ${llama.gpu} backend comes prebuilt (the engine build is CPU-only)`;
+  }
+  const info = describeEngine(llama, why);
+  if (engine === "source" && info.build !== "source-openmp") {
+    await llama.dispose();
+    throw new KindedError(
+      "device_unavailable",
+      `LORI_ENGINE=source, but ${why ?? "the loaded engine has no OpenMP"}`,
+      "engine_unavailable",
+    );
+  }
+  engines.set(llama, info);
   return llama;
 }
 
@@ -46,9 +79,11 @@ function deviceUnavailable(gpu: GpuChoice, reason: string): KindedError {
 }
 
 /**
- * Default thread count. Measured on a 2-core machine: node-llama-cpp decoded 4.7x slower with 2 threads
- * than with 1, because llama.cpp's spinning workers compete with Node's own thread for the cores. So we
- * leave one core to Node and, on bigger machines, cap at the physical-core estimate.
+ * Default thread count. Measured on a 2-core machine: node-llama-cpp's prebuilt binaries decoded 4.7x slower
+ * with 2 threads than with 1 (a fresh ggml thread pool per decode). The OpenMP engine build (docs/engine.md)
+ * reuses its threads and removes most of that loss, yet 1 thread still decoded fastest there (302 vs 218
+ * tokens/s, median of 8 rounds): the addon's worker and Node's main thread share the two cores. So we leave one
+ * core to Node on every engine and, on bigger machines, cap at the physical-core estimate.
  */
 export function defaultThreadCount(cpuCount = os.availableParallelism()): number {
   if (cpuCount <= 2) return 1;

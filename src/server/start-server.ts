@@ -12,10 +12,12 @@ import { CompiledCache } from "../engine/adapters/compiled-cache.js";
 import { readChatTemplateOption } from "../engine/chat-prompt.js";
 import { ShuttingDownError } from "../engine/engine-errors.js";
 import type { LaneEvents } from "../engine/lanes/lane-scheduler.js";
-import { defaultThreadCount, loadLlama } from "../engine/llama-runtime.js";
+import type { EngineInfo } from "../engine/engine-build.js";
+import { defaultThreadCount, engineInfo, loadLlama } from "../engine/llama-runtime.js";
 import { ModelRegistry } from "../engine/model-registry.js";
 import { registerFineTuningMetrics } from "../fine-tuning/fine-tuning-metrics.js";
 import { registerCompiledCacheMetrics } from "../metrics/compiled-cache-metrics.js";
+import { registerEngineMetrics } from "../metrics/engine-metrics.js";
 import { registerMergedLanesMetrics } from "../metrics/merged-lanes-metrics.js";
 import { defaultTrainingThreads, FineTuningService } from "../fine-tuning/fine-tuning-service.js";
 import { parseModelSpec, ServedModel } from "../engine/served-model.js";
@@ -36,6 +38,8 @@ export interface ServerCore {
   readonly compiledCache: CompiledCache;
   readonly logger: Logger;
   readonly fineTuning: FineTuningService;
+  /** The llama.cpp binaries in use (docs/engine.md). */
+  readonly engine: EngineInfo;
   /** Sequences generating right now, over all models. */
   inFlight(): number;
   /** Frees models, lanes and the registry's poller; idempotent. */
@@ -54,7 +58,16 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   const logger = options.logger ?? (config.logRequests ? createJsonLogger() : silentLogger);
   const keys = resolveKeys(config);
   const llama = options.llama ?? (await loadLlama(config.gpu));
+  const engine = engineInfo(llama);
   const threads = config.threads === "auto" ? defaultThreadCount() : config.threads;
+  logger.info("engine", {
+    build: engine.build,
+    openmp: engine.openmp,
+    gpu: engine.gpu,
+    llama_cpp: engine.llamaCpp,
+    threads,
+    ...(engine.reason ? { reason: engine.reason } : {}),
+  });
   const chatTemplate = readChatTemplateOption(config.chatTemplate);
   const specs = config.models.length > 0 ? config.models.map(parseModelSpec) : [await resolveDefaultModel(config.modelsDir)];
   for (const spec of specs)
@@ -164,6 +177,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   registerFineTuningMetrics(metrics.registry, fineTuning);
   registerCompiledCacheMetrics(metrics.registry, compiledCache);
   registerMergedLanesMetrics(metrics.registry, () => models.list(), metrics.adapterSets);
+  registerEngineMetrics(metrics.registry, engine, threads);
   lifecycle.ready = true;
   warnAboutUnusableAdapters(adapters, logger);
 
@@ -193,7 +207,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
       await models.dispose();
     })());
   const inFlight = () => models.list().reduce((n, m) => n + m.busySequences, 0);
-  return { app, models, adapters, lifecycle, metrics, compiledCache, logger, fineTuning, inFlight, dispose };
+  return { app, models, adapters, lifecycle, metrics, compiledCache, logger, fineTuning, engine, inFlight, dispose };
 }
 
 /** Loads the models, then listens. Used by `lori-server serve` and by the tests (port 0). */

@@ -195,7 +195,7 @@ export const serveCommand: CliCommand = {
       `lori-server listening on ${server.url} (models: ${server.models
         .list()
         .map((m) => m.spec.id)
-        .join(", ")})\n`,
+        .join(", ")}; engine: ${server.engine.build})\n`,
     );
     return waitForShutdown(server, config.drainTimeoutMs);
   },
