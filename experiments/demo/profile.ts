@@ -18,6 +18,7 @@ export interface DemoProfile {
   /** `eval --limit`; 0 = each task's default test size. */
   readonly evalLimit: number;
   readonly adapter: {
+    /** Task examples; a completion task's adapter trains on each in both forms (2 x trainSize records). */
     readonly trainSize: number;
     readonly rank: number;
     readonly sparsity: number;
