@@ -203,6 +203,9 @@ async function trainAdapters(options: Options, base: string): Promise<string> {
   // get more of the CPU than one multi-threaded one). Results do not depend on the order.
   await mapConcurrently([...TASK_IDS.entries()], options.jobs, async ([index, task]) => {
     const resume = await exists(join(adaptersDir, ".train", task));
+    // Steps scale with the records, so each form of an example is seen as often as one form alone would be.
+    const records = (await readFile(mixed(task), "utf8")).split("\n").filter((l) => l.trim() !== "").length;
+    const steps = Math.round((a.steps * records) / a.trainSize);
     const events = await step(
       `adapter ${task} (LoRI-S, calibrated mask)`,
       join(adaptersDir, task),
@@ -226,7 +229,7 @@ async function trainAdapters(options: Options, base: string): Promise<string> {
             "--rank",
             String(a.rank),
             "--steps",
-            String(a.steps),
+            String(steps),
             "--batch",
             String(a.batch),
             "--lr",

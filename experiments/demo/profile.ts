@@ -22,6 +22,7 @@ export interface DemoProfile {
     readonly trainSize: number;
     readonly rank: number;
     readonly sparsity: number;
+    /** Steps per `trainSize` records: an adapter trained on both forms (2 x trainSize records) gets twice as many. */
     readonly steps: number;
     readonly batch: number;
     /** LoRI-S trains ~10 % of B, so it gets a larger learning rate than its LoRI-D calibration phase. */
