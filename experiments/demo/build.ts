@@ -1,22 +1,31 @@
 /**
  * `npm run demo:build`: pretrains the demo base model (full fine-tuning of a random llama on the generated base
  * corpus) and trains the four LoRI-S demo adapters on it, every step seeded, then installs them as
- * models/lori-demo.gguf and adapters/{math,code,nlu,safety} (the server's default model and adapters).
+ * models/lori-demo.gguf and adapters/{math,code,nlu,safety} (the server's default model and adapters), with the
+ * scores in experiments/demo/report.json.
  *
- *   npm run demo:build [-- --work DIR] [--threads N] [--smoke] [--no-install]
+ *   npm run demo:build [-- --work DIR] [--threads N] [--jobs N] [--smoke] [--no-install] [--keep-base]
+ *
+ * The adapters of the completion tasks train on each prompt in both forms a client may send it: the completion
+ * prompt and its chat rendering (chat-rendering.ts), so the README's chat examples answer as its completion
+ * examples do. `--keep-base` trains only the adapters, on the committed models/lori-demo.gguf (same base, same
+ * fingerprint), and installs only the adapters.
  *
  * Resumable: each finished step leaves its output in the work dir (default .cache/demo/<profile>) and is skipped
  * on a rerun; an interrupted training run continues from its checkpoint. `--smoke` runs the same pipeline on a
  * tiny shape with a few steps (CI), and never installs.
  */
-import { cp, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { cp, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
 import { generateBaseCorpus } from "../../src/tasks/base-corpus.js";
-import { TASK_IDS, type TaskId } from "../../src/tasks/task.js";
-import { checkCliBuilt, jsonDocument, jsonLines, runCli } from "../paper/cli-runner.js";
+import { TASK_IDS, toJsonl, type Example, type TaskId } from "../../src/tasks/task.js";
+import { checkCliBuilt, jsonLines, runCli } from "../paper/cli-runner.js";
+import { withChatRenderings } from "./chat-rendering.js";
+import { mapConcurrently } from "../../src/tasks/run-eval.js";
+import { scoreDemo } from "./scores.js";
 import { DEMO_PROFILES, type DemoProfile } from "./profile.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -26,6 +35,9 @@ interface Options {
   readonly threads: number | undefined;
   readonly profile: DemoProfile;
   readonly install: boolean;
+  readonly keepBase: boolean;
+  /** Adapters trained at once. */
+  readonly jobs: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -36,17 +48,23 @@ function parseOptions(argv: string[]): Options {
       threads: { type: "string" },
       smoke: { type: "boolean" },
       "no-install": { type: "boolean" },
+      "keep-base": { type: "boolean" },
+      jobs: { type: "string" },
     },
   });
   const profile = values.smoke ? DEMO_PROFILES.smoke : DEMO_PROFILES.demo;
   const threads = values.threads === undefined ? undefined : Number(values.threads);
   if (threads !== undefined && !(Number.isInteger(threads) && threads > 0))
     throw new Error(`--threads must be a positive integer, got '${values.threads}'`);
+  const jobs = values.jobs === undefined ? 1 : Number(values.jobs);
+  if (!(Number.isInteger(jobs) && jobs > 0)) throw new Error(`--jobs must be a positive integer, got '${values.jobs}'`);
   return {
     work: resolve(values.work ?? join(repoRoot, ".cache", "demo", profile.name)),
     threads,
     profile,
     install: !values.smoke && !values["no-install"],
+    keepBase: values["keep-base"] === true,
+    jobs,
   };
 }
 
@@ -74,6 +92,17 @@ async function step(label: string, output: string, args: string[], cwd: string):
 
 function threadArgs(options: Options): string[] {
   return options.threads === undefined ? [] : ["--threads", String(options.threads)];
+}
+
+/** `--keep-base`: the committed demo model, copied into the work dir, stands for the pretraining steps. */
+async function committedBase(options: Options): Promise<string> {
+  const base = join(options.work, "lori-demo.gguf");
+  if (!(await exists(base))) {
+    await cp(join(repoRoot, "models", "lori-demo.gguf"), `${base}.tmp`);
+    await rename(`${base}.tmp`, base);
+  }
+  log(`base: the committed models/lori-demo.gguf (--keep-base)`);
+  return base;
 }
 
 async function pretrainBase(options: Options): Promise<string> {
@@ -159,10 +188,24 @@ async function trainAdapters(options: Options, base: string): Promise<string> {
     ["eval", "--write-data", data, "--task", "all", "--train-size", String(profile.adapter.trainSize), "--seed", String(profile.dataSeed)],
     work,
   );
+  // Completion tasks train on each prompt in completion and chat form (chat tasks have one form).
+  const mixed = (task: TaskId) => join(data, `${task}.train-with-chat.jsonl`);
+  for (const task of TASK_IDS) {
+    if (await exists(mixed(task))) continue;
+    const lines = (await readFile(join(data, `${task}.train.jsonl`), "utf8")).split("\n").filter((l) => l.trim() !== "");
+    const examples = lines.map((l) => JSON.parse(l) as Example);
+    await writeFile(`${mixed(task)}.tmp`, toJsonl(withChatRenderings(examples)));
+    await rename(`${mixed(task)}.tmp`, mixed(task));
+  }
   const adaptersDir = join(work, "adapters");
   const a = profile.adapter;
-  for (const [index, task] of TASK_IDS.entries()) {
+  // The adapters are independent: --jobs N trains N at once (on a shared machine, more single-threaded trainers
+  // get more of the CPU than one multi-threaded one). Results do not depend on the order.
+  await mapConcurrently([...TASK_IDS.entries()], options.jobs, async ([index, task]) => {
     const resume = await exists(join(adaptersDir, ".train", task));
+    // Steps scale with the records, so each form of an example is seen as often as one form alone would be.
+    const records = (await readFile(mixed(task), "utf8")).split("\n").filter((l) => l.trim() !== "").length;
+    const steps = Math.round((a.steps * records) / a.trainSize);
     const events = await step(
       `adapter ${task} (LoRI-S, calibrated mask)`,
       join(adaptersDir, task),
@@ -173,7 +216,7 @@ async function trainAdapters(options: Options, base: string): Promise<string> {
             "--base",
             base,
             "--data",
-            join(data, `${task}.train.jsonl`),
+            mixed(task),
             "--out",
             task,
             "--adapters-dir",
@@ -186,7 +229,7 @@ async function trainAdapters(options: Options, base: string): Promise<string> {
             "--rank",
             String(a.rank),
             "--steps",
-            String(a.steps),
+            String(steps),
             "--batch",
             String(a.batch),
             "--lr",
@@ -203,7 +246,7 @@ async function trainAdapters(options: Options, base: string): Promise<string> {
       work,
     );
     reportTraining(task, events);
-  }
+  });
   return adaptersDir;
 }
 
@@ -231,61 +274,27 @@ function reportTraining(label: string, events: Record<string, unknown>[]): void 
   );
 }
 
-interface Score {
-  readonly task: TaskId;
-  readonly adapter: string | null;
-  readonly accuracy: number;
-  readonly examples: number;
+/** Every task without adapter and with its own adapter, in each format (scores.ts). */
+function evaluate(options: Options, base: string, adaptersDir: string) {
+  const { evalSeed, evalLimit } = options.profile;
+  return scoreDemo({ model: base, adaptersDir, cwd: options.work, seed: evalSeed, limit: evalLimit, threads: options.threads }, log);
 }
-
-/** Every task without adapter and with its own adapter, through the real server path (`eval`). */
-async function evaluate(options: Options, base: string, adaptersDir: string): Promise<Score[]> {
-  const scores: Score[] = [];
-  for (const adapter of [null, ...TASK_IDS]) {
-    const tasks = adapter === null ? TASK_IDS : [adapter];
-    const args = [
-      "eval",
-      "--model",
-      base,
-      "--adapters-dir",
-      adaptersDir,
-      "--task",
-      tasks.join(","),
-      "--seed",
-      String(options.profile.evalSeed),
-      "--json",
-      ...(options.profile.evalLimit ? ["--limit", String(options.profile.evalLimit)] : []),
-      ...threadArgs(options),
-    ];
-    if (adapter) args.push("--adapter", adapter);
-    const result = await runCli(args, options.work);
-    const report = jsonDocument(result.stdout, "eval") as { tasks: { task: TaskId; accuracy: number; examples: number }[] };
-    for (const t of report.tasks) scores.push({ task: t.task, adapter, accuracy: t.accuracy, examples: t.examples });
-  }
-  for (const task of TASK_IDS) {
-    const without = scores.find((s) => s.task === task && s.adapter === null);
-    const withAdapter = scores.find((s) => s.task === task && s.adapter === task);
-    log(
-      `${task}: base ${pct(without?.accuracy)}, with adapter '${task}' ${pct(withAdapter?.accuracy)} (${withAdapter?.examples ?? 0} test examples)`,
-    );
-  }
-  return scores;
-}
-
-const pct = (x: number | undefined) => (x === undefined ? "-" : `${(x * 100).toFixed(1)} %`);
 
 /** Copies the base and adapters into models/ and adapters/, replacing earlier demo builds. */
-async function install(base: string, adaptersDir: string): Promise<void> {
-  const models = join(repoRoot, "models");
-  await mkdir(models, { recursive: true });
-  await cp(base, join(models, "lori-demo.gguf.tmp"));
-  await rename(join(models, "lori-demo.gguf.tmp"), join(models, "lori-demo.gguf"));
+async function install(base: string, adaptersDir: string, options: Options, reportJson: string): Promise<void> {
+  if (!options.keepBase) {
+    const models = join(repoRoot, "models");
+    await mkdir(models, { recursive: true });
+    await cp(base, join(models, "lori-demo.gguf.tmp"));
+    await rename(join(models, "lori-demo.gguf.tmp"), join(models, "lori-demo.gguf"));
+  }
   for (const task of TASK_IDS) {
     const target = join(repoRoot, "adapters", task);
     await rm(target, { recursive: true, force: true });
     await cp(join(adaptersDir, task), target, { recursive: true });
   }
-  log(`installed models/lori-demo.gguf and adapters/{${TASK_IDS.join(",")}}`);
+  await writeFile(join(repoRoot, "experiments", "demo", "report.json"), reportJson);
+  log(`installed ${options.keepBase ? "" : "models/lori-demo.gguf, "}adapters/{${TASK_IDS.join(",")}} and experiments/demo/report.json`);
 }
 
 async function main(): Promise<void> {
@@ -294,14 +303,14 @@ async function main(): Promise<void> {
   await mkdir(options.work, { recursive: true });
   const started = performance.now();
   log(`profile ${options.profile.name}, work dir ${options.work}`);
-  const base = await pretrainBase(options);
+  const base = options.keepBase ? await committedBase(options) : await pretrainBase(options);
   const adaptersDir = await trainAdapters(options, base);
   const scores = await evaluate(options, base, adaptersDir);
   const seconds = (performance.now() - started) / 1000;
-  const report = { profile: options.profile, seconds, scores, base: (await stat(base)).size };
+  const report = { profile: options.profile, keepBase: options.keepBase, seconds, scores, base: (await stat(base)).size };
   const reportJson = `${JSON.stringify(report, null, 2)}\n`;
   await writeFile(join(options.work, "report.json"), reportJson);
-  if (options.install) await install(base, adaptersDir);
+  if (options.install) await install(base, adaptersDir, options, reportJson);
   log(`done in ${seconds.toFixed(0)} s; report in ${join(options.work, "report.json")}`);
   process.stdout.write(reportJson);
 }

@@ -18,9 +18,11 @@ export interface DemoProfile {
   /** `eval --limit`; 0 = each task's default test size. */
   readonly evalLimit: number;
   readonly adapter: {
+    /** Task examples; a completion task's adapter trains on each in both forms (2 x trainSize records). */
     readonly trainSize: number;
     readonly rank: number;
     readonly sparsity: number;
+    /** Steps per `trainSize` records: an adapter trained on both forms (2 x trainSize records) gets twice as many. */
     readonly steps: number;
     readonly batch: number;
     /** LoRI-S trains ~10 % of B, so it gets a larger learning rate than its LoRI-D calibration phase. */

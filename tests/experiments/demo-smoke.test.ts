@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { TASKS } from "../../src/tasks/tasks.js";
 import { TASK_IDS } from "../../src/tasks/task.js";
 import { useTempDir } from "../support/temp-dir.js";
 
@@ -28,19 +29,31 @@ describe("npm run demo:build -- --smoke", () => {
     const first = await run(process.execPath, args, { cwd: REPO_ROOT, maxBuffer: 16 << 20 });
     const report = JSON.parse(await readFile(join(dir.path, "report.json"), "utf8")) as {
       profile: { name: string };
-      scores: { task: string; adapter: string | null; accuracy: number; examples: number }[];
+      scores: { task: string; adapter: string | null; format: string; accuracy: number; examples: number }[];
     };
     expect(report.profile.name).toBe("smoke");
     for (const task of TASK_IDS) {
+      // Completion tasks are scored in both request formats, safety (a chat task) in its own.
+      const formats = TASKS[task].format === "completion" ? ["completion", "chat"] : ["chat"];
       for (const adapter of [null, task]) {
-        const score = report.scores.find((s) => s.task === task && s.adapter === adapter);
-        expect(score, `${task} with adapter ${adapter}`).toBeDefined();
-        expect(score!.examples).toBe(2);
-        expect(score!.accuracy).toBeGreaterThanOrEqual(0);
-        expect(score!.accuracy).toBeLessThanOrEqual(1);
+        for (const format of formats) {
+          const score = report.scores.find((s) => s.task === task && s.adapter === adapter && s.format === format);
+          expect(score, `${task} (${format}) with adapter ${adapter}`).toBeDefined();
+          expect(score!.examples).toBe(2);
+          expect(score!.accuracy).toBeGreaterThanOrEqual(0);
+          expect(score!.accuracy).toBeLessThanOrEqual(1);
+        }
       }
+      // Each completion example is trained on in completion and chat form.
+      const records = (await readFile(join(dir.path, "data", `${task}.train-with-chat.jsonl`), "utf8"))
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { prompt?: string; messages?: unknown[] });
+      const chats = records.filter((r) => r.messages !== undefined).length;
+      expect(chats, task).toBe(TASKS[task].format === "completion" ? records.length / 2 : records.length);
       const config = JSON.parse(await readFile(join(dir.path, "adapters", task, "adapter_config.json"), "utf8")) as Record<string, unknown>;
       expect(JSON.stringify(config)).toContain("lori-s");
+      expect(JSON.stringify(config)).toContain(`${task}.train-with-chat.jsonl`);
     }
     expect(first.stderr).toContain("pretraining");
     expect(
