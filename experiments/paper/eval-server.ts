@@ -49,7 +49,7 @@ export class EvalServer {
       }, START_TIMEOUT_MS);
       const onData = (chunk: Buffer) => {
         stderr += chunk.toString("utf8");
-        const match = /listening on (\S+) \(models: ([^,)]+)/.exec(stderr);
+        const match = /listening on (\S+) \(models: ([^,;)]+)/.exec(stderr);
         if (!match) return;
         clearTimeout(timer);
         child.stderr!.off("data", onData);
