@@ -446,14 +446,16 @@ export class FineTuningService {
 
   private async finish(job: JobRecord, change: Parameters<JobStore["update"]>[1]): Promise<void> {
     const status = change.status!;
-    await this.jobs.update(job.id, { ...change, finished_at: Math.floor(Date.now() / 1000), estimated_finish: null });
+    const after = { ...job, ...change };
     const message =
       status === "succeeded"
-        ? `The job has successfully completed: ${job.fine_tuned_model}`
+        ? `The job has successfully completed: ${after.fine_tuned_model}`
         : status === "cancelled"
           ? "The job was cancelled"
-          : `The job failed: ${job.error?.message ?? ""}`;
+          : `The job failed: ${after.error?.message ?? ""}`;
+    // The final event first: a client that sees the terminal status and then lists the events must find it.
     await this.jobs.addEvent(job.id, { level: status === "failed" ? "error" : "info", type: "message", message, data: null });
+    await this.jobs.update(job.id, { ...change, finished_at: Math.floor(Date.now() / 1000), estimated_finish: null });
     this.jobs.endEvents(job.id);
     this.logger.info("fine_tuning_job", { job: job.id, status, fine_tuned_model: job.fine_tuned_model });
   }
