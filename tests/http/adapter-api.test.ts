@@ -9,8 +9,7 @@ import { createInProcessServer, demoAdaptersDir, demoModelPath } from "../suppor
 import { useTempDir } from "../support/temp-dir.js";
 
 // The adapter registry, its HTTP API, per-key access and the metrics names, on the committed demo model and its
-// four adapters, in process: every clone runs it (tests/lanes/adapter-api.test.ts runs the same on stories260K
-// where ../shared/fixtures exists).
+// four adapters, in process: every clone runs it.
 
 const ADMIN = "admin-key-0001";
 const USER = "user-key-0001";
