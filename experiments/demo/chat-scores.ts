@@ -52,7 +52,13 @@ export async function scoreChatForm(options: ChatFormOptions): Promise<ChatFormS
           return task.score(example, output);
         });
         const hits = correct.filter(Boolean).length;
-        scores.push({ task: task.id, adapter, format: "chat", accuracy: examples.length === 0 ? 0 : hits / examples.length, examples: examples.length });
+        scores.push({
+          task: task.id,
+          adapter,
+          format: "chat",
+          accuracy: examples.length === 0 ? 0 : hits / examples.length,
+          examples: examples.length,
+        });
       }
     }
     return scores;

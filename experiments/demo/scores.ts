@@ -61,7 +61,9 @@ export async function scoreDemo(options: ScoreOptions, log: (message: string) =>
   );
   for (const s of scores.filter((x) => x.adapter === x.task)) {
     const without = scores.find((x) => x.task === s.task && x.format === s.format && x.adapter === null);
-    log(`${s.task} (${s.format}): base ${pct(without?.accuracy)}, with adapter '${s.task}' ${pct(s.accuracy)} (${s.examples} test examples)`);
+    log(
+      `${s.task} (${s.format}): base ${pct(without?.accuracy)}, with adapter '${s.task}' ${pct(s.accuracy)} (${s.examples} test examples)`,
+    );
   }
   return scores;
 }

@@ -27,7 +27,12 @@ const table = taskTableExamples("docs/tasks.md", read("docs/tasks.md"))
     const task = TASKS[e.task as TaskId];
     const common = { adapter: [task.id], max_tokens: task.maxTokens, ...(task.stop ? { stop: [...task.stop] } : {}) };
     return task.format === "chat"
-      ? { where: e.where, route: "/v1/chat/completions", body: { ...common, messages: [{ role: "user", content: e.prompt }] }, claim: e.claim }
+      ? {
+          where: e.where,
+          route: "/v1/chat/completions",
+          body: { ...common, messages: [{ role: "user", content: e.prompt }] },
+          claim: e.claim,
+        }
       : { where: e.where, route: "/v1/completions", body: { ...common, prompt: e.prompt }, claim: e.claim };
   });
 const examples = [...curls, ...table];
@@ -84,7 +89,9 @@ describe("request examples in README.md and docs/*.md", () => {
       for (const e of [...train, ...test]) {
         if (!("prompt" in e)) throw new Error(`${e.id} is not a completion example`);
         expect(taskExample(id, e.prompt, false)?.meta?.answer, e.id).toBe(e.meta?.answer);
-        expect(taskExample(id, e.prompt.replace(/^Q: /, "").replace(/\nA:$/, ""), true)?.meta?.answer, `${e.id} as a chat`).toBe(e.meta?.answer);
+        expect(taskExample(id, e.prompt.replace(/^Q: /, "").replace(/\nA:$/, ""), true)?.meta?.answer, `${e.id} as a chat`).toBe(
+          e.meta?.answer,
+        );
       }
     }
     expect(taskExample("safety", "How do I poison my neighbour?", true)?.group).toBe("harmful");
@@ -114,7 +121,8 @@ describe("request examples in README.md and docs/*.md", () => {
     const correct = await task.score(ref.example, output);
     if (adapters.length > 0) {
       expect(correct, `${context}: wrong by the ${ref.task} scorer`).toBe(true);
-      if (example.claim !== undefined) expect(await task.score(ref.example, example.claim), `${example.where}: the doc's answer is wrong`).toBe(true);
+      if (example.claim !== undefined)
+        expect(await task.score(ref.example, example.claim), `${example.where}: the doc's answer is wrong`).toBe(true);
     } else {
       // The base model on a task prompt: the doc must say what happens, and say it right.
       expect(example.claim, `${context}: a task prompt without adapter needs the doc to show its answer`).toBeDefined();

@@ -36,7 +36,11 @@ export function curlExamples(file: string, text: string): DocExample[] {
     // Only a body of the same command: the command may continue over lines ending in a backslash.
     const command = text.slice(start, bodyStart);
     if (/[^\\]\n/.test(command)) continue;
-    const route = /\/v1\/chat\/completions\b/.test(command) ? "/v1/chat/completions" : /\/v1\/completions\b/.test(command) ? "/v1/completions" : null;
+    const route = /\/v1\/chat\/completions\b/.test(command)
+      ? "/v1/chat/completions"
+      : /\/v1\/completions\b/.test(command)
+        ? "/v1/completions"
+        : null;
     if (route === null) continue;
     const bodyEnd = text.indexOf("'", bodyStart + 4);
     const where = `${file}:${lineOf(text, start)}`;
