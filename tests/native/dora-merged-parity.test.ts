@@ -5,7 +5,6 @@
 // qwen2 has none, plus q/k/v biases (which DoRA does not rescale).
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Token } from "node-llama-cpp";
 import { beforeAll, describe, expect, it } from "vitest";
 
 import { readGgufFile } from "../../src/gguf/gguf-reader.js";
@@ -15,8 +14,7 @@ import { TARGET_MODULES } from "../../src/lora/target-modules.js";
 import { createArchModel } from "../../src/model/arch-tiny-model.js";
 import { writeTokenShards, type TokenSequence } from "../../src/train/token-shards.js";
 import { adapterModulesOf, baseInfo, readTrainerOutput } from "../../src/train/trainer-tensors.js";
-import { EXACT_CONTEXT_OPTIONS, getLastPositionLogProbs, maxAbsDifference } from "../support/llama-logits.js";
-import { logSoftmax } from "../support/reference-llama.js";
+import { EXACT_CONTEXT_OPTIONS, trainerParity } from "../support/llama-logits.js";
 import { useTempDir } from "../support/temp-dir.js";
 import { getTestLlama } from "../support/test-llama.js";
 import { cpu, ensureTrainerBuilt, run, rng } from "./helpers.js";
@@ -95,19 +93,11 @@ describe.each(["llama", "qwen2"] as const)("a trained DoRA adapter as a merged %
     const merged = await llama.loadModel({ modelPath: state.merged });
     const context = await merged.createContext({ ...EXACT_CONTEXT_OPTIONS, contextSize: 64 });
     try {
-      const sequence = context.getSequence();
-      const V = state.vocab;
-      let worst = 0;
-      let adapterEffect = 0;
-      for (const [s, seq] of sequences.entries()) {
-        for (const t of [0, 4, seq.tokens.length - 1]) {
-          const offset = (s * seq.tokens.length + t) * V;
-          const trainer = logSoftmax(state.trained.subarray(offset, offset + V));
-          const llamaCpp = await getLastPositionLogProbs(sequence, seq.tokens.slice(0, t + 1) as Token[]);
-          worst = Math.max(worst, maxAbsDifference(trainer, llamaCpp));
-          adapterEffect = Math.max(adapterEffect, maxAbsDifference(trainer, logSoftmax(state.base.subarray(offset, offset + V))));
-        }
-      }
+      const { worst, effect: adapterEffect } = await trainerParity(context.getSequence(), sequences, state, state.vocab, (n) => [
+        0,
+        4,
+        n - 1,
+      ]);
       console.log(
         `[${architecture}] DoRA merged parity: max |trainer - node-llama-cpp| = ${worst.toExponential(2)} ` +
           `(the adapter moves log-probs by up to ${adapterEffect.toFixed(3)})`,

@@ -1,14 +1,13 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { LlamaModel, Token } from "node-llama-cpp";
+import type { LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { readGgufFile } from "../../src/gguf/gguf-reader.js";
 import { createTinyModel } from "../../src/model/tiny-model.js";
 import type { NativeTrainerConfig } from "../../src/train/native-trainer.js";
 import { writeTokenShards } from "../../src/train/token-shards.js";
-import { EXACT_CONTEXT_OPTIONS, getLastPositionLogProbs, maxAbsDifference } from "../support/llama-logits.js";
-import { logSoftmax } from "../support/reference-llama.js";
+import { EXACT_CONTEXT_OPTIONS, trainerParity } from "../support/llama-logits.js";
 import { useTempDir } from "../support/temp-dir.js";
 import { getTestLlama } from "../support/test-llama.js";
 import { cpu, ensureTrainerBuilt, last, rng, run } from "./helpers.js";
@@ -89,18 +88,7 @@ describe("full fine-tuning in the native trainer (generated tiny model, F32)", (
   it("node-llama-cpp reproduces the trainer's logits of the trained model within 1e-4", async () => {
     const context = await model!.createContext({ ...EXACT_CONTEXT_OPTIONS, contextSize: 64 });
     try {
-      const sequence = context.getSequence();
-      let worst = 0;
-      let trainingEffect = 0;
-      for (const [s, seq] of sequences.entries()) {
-        for (const t of [0, 7, seq.tokens.length - 1]) {
-          const offset = (s * seq.tokens.length + t) * VOCAB;
-          const trainer = logSoftmax(logits.trained.subarray(offset, offset + VOCAB));
-          const llamaCpp = await getLastPositionLogProbs(sequence, seq.tokens.slice(0, t + 1) as Token[]);
-          worst = Math.max(worst, maxAbsDifference(trainer, llamaCpp));
-          trainingEffect = Math.max(trainingEffect, maxAbsDifference(trainer, logSoftmax(logits.base.subarray(offset, offset + VOCAB))));
-        }
-      }
+      const { worst, effect: trainingEffect } = await trainerParity(context.getSequence(), sequences, logits, VOCAB, (n) => [0, 7, n - 1]);
       console.log(
         `full parity: max |trainer - node-llama-cpp| = ${worst.toExponential(2)} (training moved log-probs by up to ${trainingEffect.toFixed(2)})`,
       );

@@ -1,11 +1,10 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { LlamaModel, Token } from "node-llama-cpp";
+import type { LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { writeTokenShards } from "../../src/train/token-shards.js";
-import { EXACT_CONTEXT_OPTIONS, getLastPositionLogProbs, maxAbsDifference } from "../support/llama-logits.js";
-import { logSoftmax } from "../support/reference-llama.js";
+import { EXACT_CONTEXT_OPTIONS, trainerParity } from "../support/llama-logits.js";
 import { useTempDir } from "../support/temp-dir.js";
 import { getTestLlama } from "../support/test-llama.js";
 import { cpu, ensureTrainerBuilt, haveStories, rng, run, storiesPath, storiesSkipMessage } from "./helpers.js";
@@ -69,18 +68,7 @@ describe.skipIf(!haveStories)("trained adapter in node-llama-cpp (stories260K, F
       lora: { adapters: [{ filePath: state.gguf, scale: 1 }] },
     });
     try {
-      const sequence = context.getSequence();
-      let worst = 0;
-      let adapterEffect = 0;
-      for (const [s, seq] of sequences.entries()) {
-        for (const t of [0, 4, seq.tokens.length - 1]) {
-          const offset = (s * seq.tokens.length + t) * VOCAB;
-          const trainer = logSoftmax(state.trained.subarray(offset, offset + VOCAB));
-          const llamaCpp = await getLastPositionLogProbs(sequence, seq.tokens.slice(0, t + 1) as Token[]);
-          worst = Math.max(worst, maxAbsDifference(trainer, llamaCpp));
-          adapterEffect = Math.max(adapterEffect, maxAbsDifference(trainer, logSoftmax(state.base.subarray(offset, offset + VOCAB))));
-        }
-      }
+      const { worst, effect: adapterEffect } = await trainerParity(context.getSequence(), sequences, state, VOCAB, (n) => [0, 4, n - 1]);
       console.log(
         `parity: max |trainer - node-llama-cpp| = ${worst.toExponential(2)} (adapter moves log-probs by up to ${adapterEffect.toFixed(3)})`,
       );

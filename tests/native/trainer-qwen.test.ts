@@ -4,14 +4,13 @@
 // trainer's own log-probabilities in node-llama-cpp (whose qwen2/qwen3 graphs are the reference here).
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { LlamaModel, Token } from "node-llama-cpp";
+import type { LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createArchModel } from "../../src/model/arch-tiny-model.js";
 import type { NativeTrainerConfig } from "../../src/train/native-trainer.js";
 import { writeTokenShards, type TokenSequence } from "../../src/train/token-shards.js";
-import { EXACT_CONTEXT_OPTIONS, getLastPositionLogProbs, maxAbsDifference } from "../support/llama-logits.js";
-import { logSoftmax } from "../support/reference-llama.js";
+import { EXACT_CONTEXT_OPTIONS, trainerParity } from "../support/llama-logits.js";
 import { useTempDir } from "../support/temp-dir.js";
 import { getTestLlama } from "../support/test-llama.js";
 import { cpu, ensureTrainerBuilt, last, readSafetensors, rng, run } from "./helpers.js";
@@ -103,18 +102,7 @@ describe.each(["qwen2", "qwen3"] as const)("native trainer on a tiny random %s",
       lora: { adapters: [{ filePath: paths.gguf, scale: 1 }] },
     });
     try {
-      const sequence = context.getSequence();
-      let worst = 0;
-      let adapterEffect = 0;
-      for (const [s, seq] of sequences.entries()) {
-        for (const t of [0, 4, seq.tokens.length - 1]) {
-          const offset = (s * seq.tokens.length + t) * vocab;
-          const trainer = logSoftmax(logits.trained.subarray(offset, offset + vocab));
-          const llamaCpp = await getLastPositionLogProbs(sequence, seq.tokens.slice(0, t + 1) as Token[]);
-          worst = Math.max(worst, maxAbsDifference(trainer, llamaCpp));
-          adapterEffect = Math.max(adapterEffect, maxAbsDifference(trainer, logSoftmax(logits.base.subarray(offset, offset + vocab))));
-        }
-      }
+      const { worst, effect: adapterEffect } = await trainerParity(context.getSequence(), sequences, logits, vocab, (n) => [0, 4, n - 1]);
       console.log(
         `[${arch}] parity: max |trainer - node-llama-cpp| = ${worst.toExponential(2)} (adapter moves log-probs by up to ${adapterEffect.toFixed(3)})`,
       );

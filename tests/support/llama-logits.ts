@@ -1,4 +1,5 @@
 import type { LlamaContextOptions, LlamaContextSequence, Token } from "node-llama-cpp";
+import { logSoftmax } from "./reference-llama.js";
 
 /**
  * Context options for float32-exact comparisons (measured: ~1e-6 max abs vs a float64 reference).
@@ -47,4 +48,32 @@ export function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): nu
   let max = 0;
   for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
   return max;
+}
+
+/**
+ * The trainer-parity check: node-llama-cpp's log-probs on `sequence` (a context over the trained model, or the
+ * base with the exported adapter) against the trainer's own logits, at the chosen positions of each training
+ * sequence. The trainer dumps logits as float32 [sequence][position][vocab], once for the trained weights and
+ * once for the base. Returns the largest difference (`worst`) and how far training moved the trainer's
+ * log-probs from the base's (`effect`), so a test can show the comparison is not of two untouched models.
+ */
+export async function trainerParity(
+  sequence: LlamaContextSequence,
+  sequences: readonly { readonly tokens: readonly number[] }[],
+  logits: { readonly trained: Float32Array; readonly base: Float32Array },
+  vocab: number,
+  positions: (length: number) => readonly number[],
+): Promise<{ worst: number; effect: number }> {
+  let worst = 0;
+  let effect = 0;
+  for (const [s, seq] of sequences.entries()) {
+    for (const t of positions(seq.tokens.length)) {
+      const offset = (s * seq.tokens.length + t) * vocab;
+      const trainer = logSoftmax(logits.trained.subarray(offset, offset + vocab));
+      const llamaCpp = await getLastPositionLogProbs(sequence, seq.tokens.slice(0, t + 1) as Token[]);
+      worst = Math.max(worst, maxAbsDifference(trainer, llamaCpp));
+      effect = Math.max(effect, maxAbsDifference(trainer, logSoftmax(logits.base.subarray(offset, offset + vocab))));
+    }
+  }
+  return { worst, effect };
 }
