@@ -176,10 +176,10 @@ describe("lori-server eval --data on the demo model with the shipped examples", 
   const demo = join(import.meta.dirname, "..", "..", "models", "lori-demo.gguf");
   const adapters = join(import.meta.dirname, "..", "..", "adapters");
   const heldOut = join(import.meta.dirname, "..", "..", "examples", "math.test.jsonl");
-  const evalFile = async (extra: string[]) => {
+  const evalFile = async (extra: string[], data = heldOut) => {
     const { code, stdout } = await runCli([
       "--data",
-      heldOut,
+      data,
       "--model",
       demo,
       "--adapters-dir",
@@ -223,24 +223,7 @@ describe("lori-server eval --data on the demo model with the shipped examples", 
       file,
       `${[hello("Hello! How can I help you?"), hello("Goodbye, see you tomorrow.")].map((r) => JSON.stringify(r)).join("\n")}\n`,
     );
-    const run = async (extra: string[]) => {
-      const { code, stdout } = await runCli([
-        "--data",
-        file,
-        "--model",
-        demo,
-        "--adapters-dir",
-        adapters,
-        "--gpu",
-        "off",
-        "--threads",
-        "1",
-        "--json",
-        ...extra,
-      ]);
-      expect(code).toBe(0);
-      return (JSON.parse(stdout) as FileReportJson).data;
-    };
+    const run = async (extra: string[]) => (await evalFile(extra, file)).data;
     const both = await run([]);
     expect(both).toMatchObject({ examples: 2, correct: 1, exact_match: 0.5 });
     const first = await run(["--limit", "1"]);
