@@ -85,7 +85,7 @@ export interface ExperimentConfig {
   readonly smoke: boolean;
 }
 
-const ALL_METHODS: readonly MethodId[] = ["full", "lora", "lori-d", "lori-s"];
+const ALL_METHODS: readonly MethodId[] = ["full", "lora", "dora", "lori-d", "lori-s"];
 const ADAPTER_METHODS: readonly AdapterMethodId[] = ["lora", "lori-d", "lori-s"];
 const perTask = <T>(f: (task: TaskId) => T) => Object.fromEntries(TASK_IDS.map((t) => [t, f(t)])) as Record<TaskId, T>;
 
@@ -114,7 +114,7 @@ const full: ExperimentConfig = {
   devSize: { math: 100, code: 60, nlu: 100, safety: 80 },
   logEvery: 50,
   // 150 steps of batch 8 are 3.4 epochs of the 350 training records
-  steps: { full: 150, lora: 150, "lori-d": 150, "lori-s": 150 },
+  steps: { full: 150, lora: 150, dora: 150, "lori-d": 150, "lori-s": 150 },
   // Four half-decade values (30x) per method around where each method is expected to do best: LoRI-S updates
   // ~10 % of B and LoRI-D's A is frozen, so their effective steps are smaller than LoRA's at equal lr.
   sweep: {
@@ -123,6 +123,7 @@ const full: ExperimentConfig = {
     grid: {
       full: [3e-5, 1e-4, 3e-4, 1e-3],
       lora: [1e-4, 3e-4, 1e-3, 3e-3],
+      dora: [1e-4, 3e-4, 1e-3, 3e-3],
       "lori-d": [3e-4, 1e-3, 3e-3, 1e-2],
       "lori-s": [1e-3, 3e-3, 1e-2, 3e-2],
     },
@@ -151,13 +152,13 @@ const smoke: ExperimentConfig = {
   testSize: perTask(() => 4),
   devSize: perTask(() => 2),
   logEvery: 2,
-  steps: { full: 3, lora: 3, "lori-d": 3, "lori-s": 3 },
+  steps: { full: 3, lora: 3, dora: 3, "lori-d": 3, "lori-s": 3 },
   // two learning rates per method (the full config's rule of 4 values over 30x is not checked for smoke runs),
   // one task, no extension (extending is unit-tested in tests/experiments/sweep.test.ts): few trainings for CI
   sweep: {
     seed: 1,
     tasks: ["math"],
-    grid: { full: [1e-4, 1e-3], lora: [1e-4, 1e-3], "lori-d": [1e-4, 1e-3], "lori-s": [1e-3, 1e-2] },
+    grid: { full: [1e-4, 1e-3], lora: [1e-4, 1e-3], dora: [1e-4, 1e-3], "lori-d": [1e-4, 1e-3], "lori-s": [1e-3, 1e-2] },
     maxExtensions: 0,
   },
   rank: 4,

@@ -30,7 +30,7 @@ export interface Timings {
   readonly source: string;
 }
 
-const zero = (): Record<MethodId, number> => ({ full: 0, lora: 0, "lori-d": 0, "lori-s": 0 });
+const zero = (): Record<MethodId, number> => ({ full: 0, lora: 0, dora: 0, "lori-d": 0, "lori-s": 0 });
 
 export function countWork(config: ExperimentConfig): WorkCounts {
   const steps = zero();
@@ -113,15 +113,22 @@ export function estimateSeconds(counts: WorkCounts, timings: Timings, config: Ex
  */
 export function timingsFromResults(results: PaperResults, jobs: number, source: string): Timings {
   const perStep = zero();
+  const untimed: MethodId[] = [];
   for (const method of Object.keys(perStep) as MethodId[]) {
     const runs = results.single.filter((r) => r.method === method && results.config.steps[method]);
-    if (runs.length === 0) throw new Error(`no single-task ${method} runs to time in ${source}`);
-    perStep[method] = runs.reduce((s, r) => s + r.trainSeconds / results.config.steps[method], 0) / runs.length;
+    if (runs.length === 0) untimed.push(method);
+    else perStep[method] = runs.reduce((s, r) => s + r.trainSeconds / results.config.steps[method], 0) / runs.length;
   }
-  const timed = results.single.filter((r) => typeof r.evalSeconds === "number");
+  // a method the results predate (DoRA in older runs) gets the slowest measured rate
+  const timed = (Object.keys(perStep) as MethodId[]).filter((m) => !untimed.includes(m));
+  if (timed.length === 0) throw new Error(`no single-task runs to time in ${source}`);
+  const slowest = Math.max(...timed.map((m) => perStep[m]));
+  for (const method of untimed) perStep[method] = slowest;
+  if (untimed.length > 0) source = `${source} (${untimed.join(", ")}: not in it, timed as its slowest method)`;
+  const evalTimed = results.single.filter((r) => typeof r.evalSeconds === "number");
   const evalSeconds =
-    timed.length > 0
-      ? timed.reduce((s, r) => s + r.evalSeconds!, 0) / timed.reduce((s, r) => s + r.score.examples, 0)
+    evalTimed.length > 0
+      ? evalTimed.reduce((s, r) => s + r.evalSeconds!, 0) / evalTimed.reduce((s, r) => s + r.score.examples, 0)
       : wholeRunEvalSeconds(results, perStep, jobs);
   return { secondsPerStep: perStep, secondsPerEvalExample: evalSeconds, source };
 }

@@ -1,5 +1,5 @@
 import { TASK_IDS, type TaskId } from "../../src/tasks/task.js";
-import type { AdapterMethodId, ASharing, MergeMethodId, MethodId } from "./results-schema.js";
+import type { AdapterMethodId, ASharing, MergeMethodId, MethodId, ModelMethodId } from "./results-schema.js";
 
 /** Stable names of steps, adapters and models: a rerun finds what an earlier run made by these. */
 
@@ -24,19 +24,22 @@ export const continualMaskStepId = (task: TaskId, seed: number) => `continual-ma
 export const interferenceStepId = (method: AdapterMethodId, a: TaskId, b: TaskId, seed: number) =>
   `interference-${method}-${a}-${b}-s${seed}`;
 
+/** Methods that train an adapter (DoRA's is scored as a merged model, but trained and stored as an adapter). */
+type TrainedAdapterMethodId = Exclude<MethodId, "full">;
+
 /** Adapter names in the work dir's adapter store. */
-export const singleAdapter = (method: AdapterMethodId, task: TaskId, seed: number, a: ASharing = "per-task") =>
+export const singleAdapter = (method: TrainedAdapterMethodId, task: TaskId, seed: number, a: ASharing = "per-task") =>
   `${method}-${task}-s${seed}${sharing(a)}`;
-export const sweepAdapter = (method: AdapterMethodId, task: TaskId, lr: number) => `sweep-${method}-${task}-lr${lrLabel(lr)}`;
+export const sweepAdapter = (method: TrainedAdapterMethodId, task: TaskId, lr: number) => `sweep-${method}-${task}-lr${lrLabel(lr)}`;
 export const mergedAdapter = (method: AdapterMethodId, merge: MergeMethodId, seed: number, a: ASharing = "per-task") =>
   `merged-${merge}-${method}-s${seed}${sharing(a)}`;
 export const continualAdapter = (method: AdapterMethodId, task: TaskId, seed: number, a: ASharing = "per-task") =>
   `continual-${method}-safety-${task}-s${seed}${sharing(a)}`;
 export const continualOldMaskAdapter = (task: TaskId, seed: number) => `continual-lori-s-safety-${task}-s${seed}-taskAmask`;
 export const continualMaskAdapter = (task: TaskId, seed: number) => `continual-mask-lori-d-${task}-s${seed}`;
-/** File name of a fully fine-tuned model, under the work dir's models/. */
-export const fullModelFile = (task: TaskId, seed: number) => `full-${task}-s${seed}.gguf`;
-export const sweepModelFile = (task: TaskId, lr: number) => `sweep-full-${task}-lr${lrLabel(lr)}.gguf`;
+/** File name of a fully fine-tuned model or of a DoRA adapter merged into the base, under the work dir's models/. */
+export const modelFile = (method: ModelMethodId, task: TaskId, seed: number) => `${method}-${task}-s${seed}.gguf`;
+export const sweepModelFile = (method: ModelMethodId, task: TaskId, lr: number) => `sweep-${method}-${task}-lr${lrLabel(lr)}.gguf`;
 
 /** `3e-3`, `1.5e-4` -> `3e-3`, `1p5e-4`: file-name safe. */
 export const lrLabel = (lr: number) => lr.toExponential().replace("+", "").replace(".", "p");

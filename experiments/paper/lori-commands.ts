@@ -224,6 +224,14 @@ export class LoriCli {
     );
   }
 
+  /** Writes a stored adapter folded into `base` as a model of its own (`export --format merged-gguf`). */
+  async exportMerged(adapter: string, base: string, out: string, adaptersDir: string): Promise<void> {
+    await runCli(
+      ["export", adapter, "--format", "merged-gguf", "--base", base, "--out", out, "--adapters-dir", adaptersDir, "--force"],
+      this.o.cwd,
+    );
+  }
+
   async inspectPair(a: string, b: string, weights: readonly [number, number], adaptersDir: string): Promise<PairInterference> {
     const args = ["inspect", "--pair", a, b, "--weights", weights.join(","), "--adapters-dir", adaptersDir, "--json"];
     const { stdout } = await runCli(args, this.o.cwd);

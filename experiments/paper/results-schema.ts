@@ -5,9 +5,15 @@ import type { TaskId } from "../../src/tasks/task.js";
  * Accuracies are fractions in [0, 1]; every run names its seed.
  */
 
-/** Training methods of the single-task table; "full" is full fine-tuning (a new model, not an adapter). */
-export type MethodId = "full" | "lora" | "lori-d" | "lori-s";
-export type AdapterMethodId = Exclude<MethodId, "full">;
+/**
+ * Training methods of the single-task table. "full" is full fine-tuning (a new model, not an adapter); "dora" trains
+ * an adapter that no GGUF LoRA can express, so it is scored as a merged model (`export --format merged-gguf`).
+ */
+export type MethodId = "full" | "lora" | "dora" | "lori-d" | "lori-s";
+/** Methods scored as a model of their own rather than as an adapter on the base. */
+export type ModelMethodId = "full" | "dora";
+/** Methods whose adapters are served, merged, continued and compared. */
+export type AdapterMethodId = Exclude<MethodId, ModelMethodId>;
 /**
  * The merge methods the paper run uses, in table order: the ONE list to extend. "cat" and "linear" at the paper's
  * merge weights (`PaperConfig.mergeWeights`); "stack" is `cat` at weight 1 for every adapter: exactly what serving

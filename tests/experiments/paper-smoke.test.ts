@@ -42,7 +42,7 @@ describe("npm run paper -- --config smoke", () => {
     expect(checkResults(results)).toEqual([]);
     expect(results.config.smoke).toBe(true);
     expect(results.config.baseParams).toBeGreaterThan(0);
-    const methods = ["full", "lora", "lori-d", "lori-s"];
+    const methods = ["full", "lora", "dora", "lori-d", "lori-s"];
     const tasks = ["math", "safety"];
     expect(new Set(results.single.map((r) => r.method))).toEqual(new Set(methods));
     expect(results.baseScores.map((s) => s.task)).toEqual(tasks);
@@ -58,12 +58,12 @@ describe("npm run paper -- --config smoke", () => {
       expect(results.config.learningRates[sweep.method]).toBe(sweep.bestLr);
       for (const r of results.single.filter((x) => x.method === sweep.method)) expect(r.lr).toBe(sweep.bestLr);
     }
-    // dev loss logged every logEvery (2) steps and at the end (3), with ||B||, max|B| and LoRA's A drift
+    // dev loss logged every logEvery (2) steps and at the end (3), with ||B||, max|B| and LoRA's and DoRA's A drift
     for (const r of results.single) {
       expect(r.log.map((p) => p.step)).toEqual([2, 3]);
       for (const p of r.log) {
         expect(p.bNorm === undefined).toBe(r.method === "full");
-        expect(p.aDrift === undefined).toBe(r.method !== "lora");
+        expect(p.aDrift === undefined).toBe(r.method !== "lora" && r.method !== "dora");
       }
     }
     for (const p of results.sweeps.flatMap((s) => s.points)) expect(p.devLoss).not.toBeNull();
@@ -87,6 +87,9 @@ describe("npm run paper -- --config smoke", () => {
     expect(params("lori-s")).toBeLessThan(params("lori-d") * 0.2);
     expect(results.interference.filter((r) => r.method === "lori-s").every((r) => r.maskJaccard !== null)).toBe(true);
     expect(results.interference.filter((r) => r.method !== "lori-s").every((r) => r.maskJaccard === null)).toBe(true);
+    // DoRA is scored as its adapter merged into the base (no GGUF LoRA expresses it): the merged models are kept
+    for (const task of tasks) expect(existsSync(join(work, "models", `dora-${task}-s1.gguf`))).toBe(true);
+    expect(params("dora")).toBeGreaterThan(params("lora"));
 
     const markdown = await readFile(join(outDir, "results.md"), "utf8");
     expect(markdown).toMatch(/^# /);

@@ -23,12 +23,13 @@ export const TASKS: readonly TaskId[] = ["math", "code", "nlu", "safety"];
 export const SINGLE: Record<MethodId, Record<TaskId, [number, number]>> = {
   full: { math: [0.8, 0.9], code: [0.6, 0.7], nlu: [0.7, 0.7], safety: [0.9, 0.9] },
   lora: { math: [0.5, 0.6], code: [0.4, 0.5], nlu: [0.6, 0.7], safety: [0.8, 0.9] },
+  dora: { math: [0.52, 0.62], code: [0.42, 0.5], nlu: [0.62, 0.7], safety: [0.82, 0.9] },
   "lori-d": { math: [0.48, 0.58], code: [0.4, 0.44], nlu: [0.62, 0.66], safety: [0.8, 0.8] },
   "lori-s": { math: [0.5, 0.58], code: [0.39, 0.47], nlu: [0.6, 0.7], safety: [0.85, 0.85] },
 };
 
-const PARAMS: Record<MethodId, number> = { full: 1_000_000, lora: 40_000, "lori-d": 20_000, "lori-s": 2_000 };
-const BYTES: Record<MethodId, number> = { full: 4_000_000, lora: 163_840, "lori-d": 81_920, "lori-s": 12_288 };
+const PARAMS: Record<MethodId, number> = { full: 1_000_000, lora: 40_000, dora: 42_000, "lori-d": 20_000, "lori-s": 2_000 };
+const BYTES: Record<MethodId, number> = { full: 4_000_000, lora: 163_840, dora: 172_032, "lori-d": 81_920, "lori-s": 12_288 };
 
 /** Cat-merged accuracy per method and task: [seed 1, seed 2]. */
 export const CAT: Record<AdapterMethodId, Record<TaskId, [number, number]>> = {
@@ -85,7 +86,7 @@ const CONTINUAL_ACCURACY: Record<AdapterMethodId, Record<"math" | "code", [numbe
 };
 
 export function fixtureResults(): PaperResults {
-  const methods: MethodId[] = ["full", "lora", "lori-d", "lori-s"];
+  const methods: MethodId[] = ["full", "lora", "dora", "lori-d", "lori-s"];
   const adapters: AdapterMethodId[] = ["lora", "lori-d", "lori-s"];
   const single: SingleTaskRun[] = [];
   for (const method of methods) {
@@ -96,8 +97,8 @@ export function fixtureResults(): PaperResults {
           task,
           seed,
           aSharing: "per-task",
-          // LoRA's dev-best lr in the fixture's sweep
-          lr: method === "lora" ? 3e-3 : 1e-3,
+          // LoRA's and DoRA's dev-best lr in the fixture's sweep
+          lr: method === "lora" || method === "dora" ? 3e-3 : 1e-3,
           log: [{ step: 50, devLoss: 1.2 }],
           score: outcomeScore(task, SINGLE[method][task][i]!, seed),
           trainableParams: PARAMS[method],
@@ -162,11 +163,12 @@ export function fixtureResults(): PaperResults {
       seeds: [...SEEDS],
       trainSize: 512,
       testSize: { math: 100, code: 100, nlu: 100, safety: 100 },
-      steps: { full: 200, lora: 300, "lori-d": 300, "lori-s": 300 },
-      learningRates: { full: 1e-4, lora: 3e-3, "lori-d": 1e-3, "lori-s": 5e-3 },
+      steps: { full: 200, lora: 300, dora: 300, "lori-d": 300, "lori-s": 300 },
+      learningRates: { full: 1e-4, lora: 3e-3, dora: 3e-3, "lori-d": 1e-3, "lori-s": 5e-3 },
       lrGrid: {
         full: [3e-5, 1e-4, 3e-4, 1e-3],
         lora: [3e-4, 1e-3, 3e-3, 1e-2],
+        dora: [3e-4, 1e-3, 3e-3, 1e-2],
         "lori-d": [3e-4, 1e-3, 3e-3, 1e-2],
         "lori-s": [1e-3, 3e-3, 1e-2, 3e-2],
       },

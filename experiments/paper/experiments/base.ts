@@ -7,7 +7,7 @@ import type { ExperimentConfig } from "../config.js";
 import { interleaveDev } from "../dev-data.js";
 import { BASE_EVAL_STEP, BASE_MODEL_STEP, DATA_STEP } from "../ids.js";
 import type { AdapterWeight } from "../lori-commands.js";
-import type { TaskScore } from "../results-schema.js";
+import type { MethodId, ModelMethodId, TaskScore } from "../results-schema.js";
 import { step, type Step, type StepContext } from "../step.js";
 import { formatScores } from "./format.js";
 
@@ -116,6 +116,34 @@ export function evaluate(
     examples: new Map(tasks.map((t) => [t, pick(ctx.config, t)])),
   });
 }
+
+/** What a training wrote: an adapter name, or the model file of full fine-tuning or of a merged DoRA adapter. */
+export interface Trained {
+  readonly method: MethodId;
+  /** The adapter name (the model file for full fine-tuning). */
+  readonly out: string;
+  /** Full fine-tuning's model, or where a DoRA adapter is written merged into the base. */
+  readonly model?: string;
+}
+
+/**
+ * Scores a training's result on `tasks`. A DoRA adapter cannot be served as a GGUF LoRA: it is exported as a merged
+ * model (`export --format merged-gguf`) and scored as that.
+ */
+export async function evaluateTrained(
+  ctx: StepContext,
+  t: Trained,
+  tasks: readonly TaskId[],
+  split: "test" | "dev" = "test",
+): Promise<TaskScore[]> {
+  if (t.model === undefined) return evaluate(ctx, [{ name: t.out, weight: 1 }], tasks, undefined, split);
+  if (t.method === "dora") await ctx.lori.exportMerged(t.out, ctx.result<BaseModel>(BASE_MODEL_STEP).path, t.model, ctx.work.adapters);
+  return evaluate(ctx, [], tasks, t.model, split);
+}
+
+/** Where a method that is scored as a model of its own (full fine-tuning, DoRA) writes it; undefined for the rest. */
+export const modelPathOf = (ctx: StepContext, method: MethodId, file: (m: ModelMethodId) => string): string | undefined =>
+  method === "full" || method === "dora" ? join(ctx.work.models, file(method)) : undefined;
 
 export const trainFile = (ctx: StepContext, task: string) => join(ctx.result<TrainData>(DATA_STEP).dir, `${task}.train.jsonl`);
 

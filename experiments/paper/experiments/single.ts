@@ -1,11 +1,10 @@
-import { join } from "node:path";
 import type { TaskId } from "../../../src/tasks/task.js";
 import { SHARED_A_METHODS, sharedASeeds, trainedMethods, type ExperimentConfig } from "../config.js";
-import { BASE_MODEL_STEP, DATA_STEP, fullModelFile, singleAdapter, singleStepId, sweepStepId, trainSeed } from "../ids.js";
+import { BASE_MODEL_STEP, DATA_STEP, modelFile, singleAdapter, singleStepId, sweepStepId, trainSeed } from "../ids.js";
 import type { TrainOptions } from "../lori-commands.js";
 import type { ASharing, MethodId, SingleTaskRun } from "../results-schema.js";
 import { step, type Step, type StepContext } from "../step.js";
-import { evalSpec, evaluate, trainFileWithDev, type BaseModel } from "./base.js";
+import { evalSpec, evaluateTrained, modelPathOf, trainFileWithDev, type BaseModel } from "./base.js";
 import { formatAccuracy } from "./format.js";
 import { bestLr } from "./sweep.js";
 
@@ -92,11 +91,12 @@ export async function taskTrainOptions(
 }
 
 async function runSingle(ctx: StepContext, method: MethodId, task: TaskId, seed: number, aSharing: ASharing): Promise<SingleTaskRun> {
-  const out = method === "full" ? join(ctx.work.models, fullModelFile(task, seed)) : singleAdapter(method, task, seed, aSharing);
+  const model = modelPathOf(ctx, method, (m) => modelFile(m, task, seed));
+  const out = method === "full" ? model! : singleAdapter(method, task, seed, aSharing);
   const options = await taskTrainOptions(ctx, method, task, seed, out, aSharing);
   const { log, devLoss: _devLoss, steps: _steps, ...trained } = await ctx.lori.train(options);
   const started = performance.now();
-  const [score] = method === "full" ? await evaluate(ctx, [], [task], out) : await evaluate(ctx, [{ name: out, weight: 1 }], [task]);
+  const [score] = await evaluateTrained(ctx, { method, out, ...(model ? { model } : {}) }, [task]);
   const evalSeconds = (performance.now() - started) / 1000;
   return { method, task, seed, aSharing, lr: options.lr, log, score: score!, ...trained, evalSeconds };
 }

@@ -7,7 +7,7 @@ import { BASE_MODEL_STEP, DATA_STEP, lrLabel, sweepAdapter, sweepModelFile, swee
 import type { MethodId, SweepPoint, SweepResult } from "../results-schema.js";
 import { step, type Step, type StepContext } from "../step.js";
 import { writeJsonAtomic } from "../work-dir.js";
-import { evaluate, trainFileWithDev, type BaseModel } from "./base.js";
+import { evaluateTrained, modelPathOf, trainFileWithDev, type BaseModel } from "./base.js";
 
 /**
  * The learning-rate sweep on dev, one step per method: every lr of the method's grid trained on each sweep task
@@ -128,8 +128,8 @@ async function sweepPoint(ctx: StepContext, method: MethodId, task: TaskId, lr: 
 
   const seed = trainSeed(config.sweep.seed, task);
   const data = await trainFileWithDev(ctx, task, seed);
-  const full = method === "full";
-  const out = full ? join(work.models, sweepModelFile(task, lr)) : sweepAdapter(method, task, lr);
+  const model = modelPathOf(ctx, method, (m) => sweepModelFile(m, task, lr));
+  const out = method === "full" ? model! : sweepAdapter(method, task, lr);
   const trained = await ctx.lori.train({
     base: ctx.result<BaseModel>(BASE_MODEL_STEP).path,
     data: data.file,
@@ -145,11 +145,9 @@ async function sweepPoint(ctx: StepContext, method: MethodId, task: TaskId, lr: 
     devLog: { every: config.logEvery, valFraction: data.valFraction },
     ...(method === "lori-s" ? { sparsity: config.sparsity, maskFrom: sweepAdapter("lori-d", task, bestLr(ctx, "lori-d")) } : {}),
   });
-  const [score] = full
-    ? await evaluate(ctx, [], [task], out, "dev")
-    : await evaluate(ctx, [{ name: out, weight: 1 }], [task], undefined, "dev");
-  // a fully fine-tuned model is a whole base: nothing later needs the sweep's
-  if (full) await rm(out, { force: true });
+  const [score] = await evaluateTrained(ctx, { method, out, ...(model ? { model } : {}) }, [task], "dev");
+  // a whole model per sweep point (full fine-tuning, merged DoRA): nothing later needs them
+  if (model) await rm(model, { force: true });
   const point: SweepPoint = {
     method,
     task,

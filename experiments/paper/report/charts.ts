@@ -69,6 +69,7 @@ export async function renderChartPng(spec: ChartSpec, outFile: string): Promise<
 const METHOD_COLORS: Readonly<Record<MethodId, string>> = {
   full: "#8c8c8c",
   lora: "#e45756",
+  dora: "#f58518",
   "lori-d": "#4c78a8",
   "lori-s": "#54a24b",
 };

@@ -339,7 +339,7 @@ function sweepSection(results: PaperResults): string {
     `Seed ${results.sweeps[0]!.seed}, rank ${results.config.rank}, each method's own steps. Best: highest mean dev ` +
       `accuracy over the sweep's tasks, ties broken by lower dev loss (nats per token), then the smaller lr. LoRI-S ` +
       `takes its masks from the dev-best LoRI-D of each task. Every later run uses its method's best. Every training's ` +
-      `log (dev loss, ‖B‖, max |B| and for LoRA ‖A − A0‖ / ‖A0‖, every ${results.config.logEvery ?? 50} steps) is in results.json.` +
+      `log (dev loss, ‖B‖, max |B| and for LoRA and DoRA ‖A − A0‖ / ‖A0‖, every ${results.config.logEvery ?? 50} steps) is in results.json.` +
       (notes.length > 0 ? ` ${notes.join("; ")}.` : ""),
   ].join("\n\n");
 }

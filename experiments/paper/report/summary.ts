@@ -22,13 +22,14 @@ import {
  * - a mean "over tasks" is the mean of the per-task means (each task weighs the same, whatever its seed count).
  */
 
-export const METHODS: readonly MethodId[] = ["full", "lora", "lori-d", "lori-s"];
+export const METHODS: readonly MethodId[] = ["full", "lora", "dora", "lori-d", "lori-s"];
 export const ADAPTER_METHODS: readonly AdapterMethodId[] = ["lora", "lori-d", "lori-s"];
 export const MERGE_METHODS: readonly MergeMethodId[] = PAPER_MERGE_METHODS;
 
 export const METHOD_LABELS: Readonly<Record<MethodId, string>> = {
   full: "Full FT",
   lora: "LoRA",
+  dora: "DoRA",
   "lori-d": "LoRI-D",
   "lori-s": "LoRI-S",
 };
