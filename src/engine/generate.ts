@@ -32,6 +32,9 @@ export interface GenerateInput {
   readonly signal: AbortSignal;
 }
 
+/** What node-llama-cpp's evaluation yields: a token, or with metadata its next-token probabilities. */
+type EvaluatedToken = Token | { token: Token; probabilities?: Map<Token, number> };
+
 /**
  * Generates text for one request on one leased sequence. Reuses the sequence's KV cache for the longest
  * common prefix with the previous request (the caller guarantees the sequence's adapter set never changed
@@ -66,12 +69,21 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
   const options = evaluateOptions(model, params, generated, input.grammar);
   // Probabilities cost a full-vocabulary pass per token, so only ask for them when logprobs are wanted.
   // Without logprobs node-llama-cpp's plain token iterator is used as it is (no wrapper generator per token).
-  const iterator: AsyncGenerator<Token | { token: Token; probabilities?: Map<Token, number> }, void, void> = wantLogprobs
+  const iterator: AsyncGenerator<EvaluatedToken, void, void> = wantLogprobs
     ? sequence.evaluateWithMetadata(newTokens, { probabilities: true } as const, options)
     : (sequence.evaluate(newTokens, options) as AsyncGenerator<Token, void, void>);
 
+  // The next token's decode is requested before this token's text is made, matched and handed on, so that
+  // per-token work on the main thread overlaps the decode on the engine's thread instead of adding to it.
+  // At most one decode is ahead; ending on a stop string lets it finish (one token of KV the next request
+  // may erase) before the iterator is closed, so the sequence is never released with a decode queued.
+  let pending: Promise<IteratorResult<EvaluatedToken, void>> | undefined = iterator.next();
   try {
-    for await (const output of iterator) {
+    while (pending) {
+      const step = await pending;
+      pending = undefined;
+      if (step.done) break;
+      const output = step.value;
       if (signal.aborted) {
         finishReason = "cancelled";
         break;
@@ -81,7 +93,13 @@ export async function* generate(input: GenerateInput): AsyncGenerator<GeneratedP
         stoppedBy = { stopToken: token };
         break;
       }
+      // pushed first: the repeat penalty reads `generated` when it samples the next token
       generated.push(token);
+      if (generated.length < limit) {
+        pending = iterator.next();
+        // a rejection is seen where it is awaited; one left behind by a stop must not go unhandled
+        pending.catch(() => undefined);
+      }
       if (typeof output !== "number") pendingLogprobs.push(positionLogprobs(model, token, output.probabilities, params.topLogprobs ?? 0));
       const emit = stops.push(text.push(token));
       const stopString = stops.matched;
