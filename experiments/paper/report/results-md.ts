@@ -139,7 +139,8 @@ function singleSection(summary: PaperSummary, tasks: readonly TaskId[]): string 
 function mergeSection(summary: PaperSummary, tasks: readonly TaskId[]): string {
   const measured = summary.merges.filter((r) => r.runs > 0);
   if (measured.length === 0) return "_Not measured._";
-  const rows = summary.merges.map((r) => [
+  // rows of merges that were not run are left out (the seed's baselines run for some methods only)
+  const rows = measured.map((r) => [
     METHOD_LABELS[r.method],
     MERGE_LABELS[r.merge],
     ...tasks.map((t) => {
@@ -155,7 +156,9 @@ function mergeSection(summary: PaperSummary, tasks: readonly TaskId[]): string {
       `single-task adapter's accuracy of the same method, task and seed (mean over seeds). "concat" and "linear" ` +
       `use the paper's merge weights (above); "concat, weight 1" merges the four adapters at full weight, which is ` +
       `exactly what serving them stacked per request computes: the gap between the two separates the loss from ` +
-      `down-weighting each adapter from the loss from interference between them.`,
+      `down-weighting each adapter from the loss from interference between them. The seed's baselines (TIES, DARE, ` +
+      `magnitude pruning, SVD; PEFT's semantics, docs/adapter-format.md) merge LoRA adapters only, as the paper's Table 3 ` +
+      `applies them to LoRA; merges that were not run have no row.`,
   ].join("\n\n");
 }
 
@@ -225,7 +228,7 @@ function intervalText(p: ComparisonPart): string {
   return `${points(i.estimate * 100)} [${points(i.lo * 100)}, ${points(i.hi * 100)}]; per seed ${perSeed}`;
 }
 
-function claimsSection(list: readonly Claim[]): string {
+function claimsSection(list: readonly Claim[], seeds: number): string {
   const rows = list.flatMap((c) => [
     [`**${c.claim}**`, "", "", `**${STATUS_TEXT[c.status]}**`],
     ...c.parts.map((p) => [`  ${p.label}`, intervalText(p), points(p.threshold * 100), STATUS_TEXT[p.status]]),
@@ -242,8 +245,8 @@ function claimsSection(list: readonly Claim[]): string {
       `both the seeds and the test examples; fixed resampling seed ${BOOTSTRAP.seed}). A claim holds when the whole ` +
       `interval is on the claimed side of its threshold, does not hold when the whole interval is on the other side, ` +
       `and otherwise the data cannot tell at this size. "× 0.9" comparisons test "keeps at least 90 %" as ` +
-      `after − 0.9 × before ≥ 0. With few seeds the seed part of the interval is coarse (three seeds have ten ` +
-      `distinct resamples), and per-task parts are not corrected for multiple comparisons.`,
+      `after − 0.9 × before ≥ 0. With few seeds the seed part of the interval is coarse (${seedResamples(seeds)}), ` +
+      `and per-task parts are not corrected for multiple comparisons.`,
   ].join("\n\n");
 }
 
@@ -258,7 +261,9 @@ function sharingSection(results: PaperResults): string {
   }
   const parts = [
     ...(["lori-d", "lori-s"] as const).map((m) => sharingComparison(results, m)),
-    ...(["lori-d", "lori-s"] as const).flatMap((m) => MERGE_METHODS.map((merge) => sharingMergeComparison(results, m, merge))),
+    ...(["lori-d", "lori-s"] as const).flatMap((m) =>
+      MERGE_METHODS.map((merge) => sharingMergeComparison(results, m, merge)).filter((p) => p.interval !== null),
+    ),
   ];
   const shared = results.continual.filter((r) => r.aSharing === "shared");
   const continualRows = (["lori-d", "lori-s"] as const).flatMap((m) =>
@@ -398,7 +403,14 @@ export async function renderResultsMarkdown(results: PaperResults, options: Resu
     `## ${SECTION_TITLES.pairing}`,
     pairingSection(results),
     `## ${SECTION_TITLES.claims}`,
-    claimsSection(claims(mainResults(results))),
+    claimsSection(claims(mainResults(results)), results.config.seeds.length),
   );
   return `${parts.join("\n\n")}\n`;
+}
+
+/** "n seeds have k distinct resamples": resampling n seeds with replacement gives C(2n − 1, n) multisets. */
+function seedResamples(n: number): string {
+  let k = 1;
+  for (let i = 1; i <= n; i++) k = (k * (n - 1 + i)) / i;
+  return n === 1 ? "one seed: none" : `${n} seeds have ${Math.round(k)} distinct resamples`;
 }
