@@ -141,9 +141,22 @@ export async function evaluateTrained(
   return evaluate(ctx, [], tasks, t.model, split);
 }
 
-/** Where a method that is scored as a model of its own (full fine-tuning, DoRA) writes it; undefined for the rest. */
-export const modelPathOf = (ctx: StepContext, method: MethodId, file: (m: ModelMethodId) => string): string | undefined =>
-  method === "full" || method === "dora" ? join(ctx.work.models, file(method)) : undefined;
+/**
+ * Where a training writes and how it is scored: full fine-tuning writes the model `file` names (under the work dir's
+ * models/); DoRA writes the adapter `adapter` names and is scored as that file; every other method is the adapter.
+ */
+export function trainedTarget(
+  ctx: StepContext,
+  method: MethodId,
+  file: (m: ModelMethodId) => string,
+  adapter: (m: Exclude<MethodId, "full">) => string,
+): Trained {
+  if (method === "full") {
+    const model = join(ctx.work.models, file(method));
+    return { method, out: model, model };
+  }
+  return { method, out: adapter(method), ...(method === "dora" ? { model: join(ctx.work.models, file(method)) } : {}) };
+}
 
 export const trainFile = (ctx: StepContext, task: string) => join(ctx.result<TrainData>(DATA_STEP).dir, `${task}.train.jsonl`);
 

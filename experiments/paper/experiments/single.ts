@@ -4,7 +4,7 @@ import { BASE_MODEL_STEP, DATA_STEP, modelFile, singleAdapter, singleStepId, swe
 import type { TrainOptions } from "../lori-commands.js";
 import type { ASharing, MethodId, SingleTaskRun } from "../results-schema.js";
 import { step, type Step, type StepContext } from "../step.js";
-import { evalSpec, evaluateTrained, modelPathOf, trainFileWithDev, type BaseModel } from "./base.js";
+import { evalSpec, evaluateTrained, trainedTarget, trainFileWithDev, type BaseModel } from "./base.js";
 import { formatAccuracy } from "./format.js";
 import { bestLr } from "./sweep.js";
 
@@ -91,12 +91,16 @@ export async function taskTrainOptions(
 }
 
 async function runSingle(ctx: StepContext, method: MethodId, task: TaskId, seed: number, aSharing: ASharing): Promise<SingleTaskRun> {
-  const model = modelPathOf(ctx, method, (m) => modelFile(m, task, seed));
-  const out = method === "full" ? model! : singleAdapter(method, task, seed, aSharing);
-  const options = await taskTrainOptions(ctx, method, task, seed, out, aSharing);
+  const target = trainedTarget(
+    ctx,
+    method,
+    (m) => modelFile(m, task, seed),
+    (m) => singleAdapter(m, task, seed, aSharing),
+  );
+  const options = await taskTrainOptions(ctx, method, task, seed, target.out, aSharing);
   const { log, devLoss: _devLoss, steps: _steps, ...trained } = await ctx.lori.train(options);
   const started = performance.now();
-  const [score] = await evaluateTrained(ctx, { method, out, ...(model ? { model } : {}) }, [task]);
+  const [score] = await evaluateTrained(ctx, target, [task]);
   const evalSeconds = (performance.now() - started) / 1000;
   return { method, task, seed, aSharing, lr: options.lr, log, score: score!, ...trained, evalSeconds };
 }

@@ -7,7 +7,7 @@ import { BASE_MODEL_STEP, DATA_STEP, lrLabel, sweepAdapter, sweepModelFile, swee
 import type { MethodId, SweepPoint, SweepResult } from "../results-schema.js";
 import { step, type Step, type StepContext } from "../step.js";
 import { writeJsonAtomic } from "../work-dir.js";
-import { evaluateTrained, modelPathOf, trainFileWithDev, type BaseModel } from "./base.js";
+import { evaluateTrained, trainedTarget, trainFileWithDev, type BaseModel } from "./base.js";
 
 /**
  * The learning-rate sweep on dev, one step per method: every lr of the method's grid trained on each sweep task
@@ -128,13 +128,17 @@ async function sweepPoint(ctx: StepContext, method: MethodId, task: TaskId, lr: 
 
   const seed = trainSeed(config.sweep.seed, task);
   const data = await trainFileWithDev(ctx, task, seed);
-  const model = modelPathOf(ctx, method, (m) => sweepModelFile(m, task, lr));
-  const out = method === "full" ? model! : sweepAdapter(method, task, lr);
+  const target = trainedTarget(
+    ctx,
+    method,
+    (m) => sweepModelFile(m, task, lr),
+    (m) => sweepAdapter(m, task, lr),
+  );
   const trained = await ctx.lori.train({
     base: ctx.result<BaseModel>(BASE_MODEL_STEP).path,
     data: data.file,
     method,
-    out,
+    out: target.out,
     adaptersDir: work.adapters,
     seed,
     rank: config.rank,
@@ -145,9 +149,9 @@ async function sweepPoint(ctx: StepContext, method: MethodId, task: TaskId, lr: 
     devLog: { every: config.logEvery, valFraction: data.valFraction },
     ...(method === "lori-s" ? { sparsity: config.sparsity, maskFrom: sweepAdapter("lori-d", task, bestLr(ctx, "lori-d")) } : {}),
   });
-  const [score] = await evaluateTrained(ctx, { method, out, ...(model ? { model } : {}) }, [task], "dev");
+  const [score] = await evaluateTrained(ctx, target, [task], "dev");
   // a whole model per sweep point (full fine-tuning, merged DoRA): nothing later needs them
-  if (model) await rm(model, { force: true });
+  if (target.model) await rm(target.model, { force: true });
   const point: SweepPoint = {
     method,
     task,
