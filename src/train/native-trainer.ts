@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants, existsSync, readFileSync } from "node:fs";
+import { accessSync, constants } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { setPriority, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
+import { findPackageRoot } from "../util/package-root.js";
 
 /** Exit codes of native/build/lori-train (native/errors.h, native/README.md). */
 export const NATIVE_EXIT_CODES = {
@@ -524,18 +524,7 @@ function snakeKeys(value: unknown): unknown {
 }
 
 function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (true) {
-    const pkg = join(dir, "package.json");
-    if (existsSync(pkg)) {
-      try {
-        if ((JSON.parse(readFileSync(pkg, "utf8")) as { name?: string }).name === "lori-server") return dir;
-      } catch {
-        // keep walking up
-      }
-    }
-    const parent = dirname(dir);
-    if (parent === dir) throw new NativeTrainerError("cannot locate the lori-server package root", "usage", null);
-    dir = parent;
-  }
+  const root = findPackageRoot();
+  if (root === undefined) throw new NativeTrainerError("cannot locate the lori-server package root", "usage", null);
+  return root;
 }
