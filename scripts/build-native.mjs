@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Builds the native LoRI trainer (native/*.cpp -> native/build/lori-train).
+// Builds the native LoRI trainer (native/*.cpp -> native/build/lori-train) and the thread-pool helper that
+// the server attaches to its contexts (native/threadpool/threadpool.cpp -> native/build/lori-threadpool.node).
 //
 // It compiles against the ggml shared libraries that node-llama-cpp already installs
 // (@node-llama-cpp/<platform>-<arch>/bins/...: libggml-base.so, libggml*.so) and the ggml headers of the
@@ -17,6 +18,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,6 +30,9 @@ const headersDir = join(buildDir, "llama.cpp");
 const objDir = join(buildDir, "obj");
 const output = join(buildDir, "lori-train");
 const stampFile = join(buildDir, "lori-train.stamp");
+const threadPoolDir = join(nativeDir, "threadpool");
+const threadPoolOutput = join(buildDir, "lori-threadpool.node");
+const threadPoolStamp = join(buildDir, "lori-threadpool.stamp");
 
 const args = new Set(process.argv.slice(2));
 const force = args.has("--force");
@@ -78,10 +83,11 @@ function findGgmlLibDir() {
   const files = readdirSync(dir);
   const ggml = files.find((f) => f === "libggml.so") ?? files.find((f) => /^libggml\.v[\d.]+\.so$/.test(f));
   if (!ggml) throw new BuildError(`no libggml.so / libggml.v*.so in ${dir}`);
-  return { dir, libs: [join(dir, "libggml-base.so"), join(dir, ggml)] };
+  const llama = files.find((f) => f === "libllama.so") ?? files.find((f) => /^libllama\.v[\d.]+\.so$/.test(f));
+  return { dir, libs: [join(dir, "libggml-base.so"), join(dir, ggml)], llama: llama && join(dir, llama) };
 }
 
-/** ggml headers of the exact commit node-llama-cpp bundles, cloned from its git bundle (offline, ~1 s). */
+/** ggml and llama headers of the exact commit node-llama-cpp bundles, cloned from its git bundle (offline, ~1 s). */
 function ensureHeaders() {
   const pkg = packageDir("node-llama-cpp");
   const bundle = pkg && join(pkg, "llama", "gitRelease.bundle");
@@ -91,16 +97,18 @@ function ensureHeaders() {
   const head = run("git", ["bundle", "list-heads", bundle]).trim().split(/\s+/)[0];
   const commitFile = join(headersDir, ".lori-commit");
   const include = join(headersDir, "ggml", "include");
-  if (existsSync(commitFile) && readFileSync(commitFile, "utf8").trim() === head && existsSync(join(include, "ggml.h"))) {
-    return { include, commit: head };
+  const llamaInclude = join(headersDir, "include");
+  const complete = existsSync(join(include, "ggml.h")) && existsSync(join(llamaInclude, "llama.h"));
+  if (existsSync(commitFile) && readFileSync(commitFile, "utf8").trim() === head && complete) {
+    return { include, llamaInclude, commit: head };
   }
   log(`extracting ggml headers of llama.cpp ${head.slice(0, 12)} from ${relative(repoRoot, bundle)}`);
   rmSync(headersDir, { recursive: true, force: true });
   mkdirSync(buildDir, { recursive: true });
   run("git", ["clone", "--quiet", "--depth", "1", "--no-checkout", bundle, headersDir]);
-  run("git", ["-C", headersDir, "checkout", "--quiet", head, "--", "ggml/include"]);
+  run("git", ["-C", headersDir, "checkout", "--quiet", head, "--", "ggml/include", "include"]);
   writeFileSync(commitFile, `${head}\n`);
-  return { include, commit: head };
+  return { include, llamaInclude, commit: head };
 }
 
 function findCompiler() {
@@ -203,14 +211,92 @@ async function build() {
   log(`built ${relative(repoRoot, output)} in ${seconds} s (ggml ${headers.commit.slice(0, 12)}, libs ${ggml.dir})`);
 }
 
-try {
-  await build();
-} catch (error) {
-  const message = error instanceof BuildError ? error.message : (error?.stack ?? String(error));
-  console.error(`[build-native] cannot build the native trainer: ${message}`);
-  if (optional) {
-    console.error("[build-native] continuing without it (`lori-server train` will not work until `npm run build:native` succeeds)");
-    process.exit(0);
+/** node-addon-api's headers: a dependency of node-llama-cpp, which compiles its own addon with them. */
+function findNodeAddonApi() {
+  const pkg = packageDir("node-llama-cpp");
+  try {
+    const dir = pkg && dirname(createRequire(join(pkg, "package.json")).resolve("node-addon-api/package.json"));
+    if (dir && existsSync(join(dir, "napi.h"))) return dir;
+  } catch {
+    // reported below
   }
-  process.exit(1);
+  throw new BuildError("node-addon-api (a dependency of node-llama-cpp) is not installed");
 }
+
+/** Node's own C headers (node_api.h), next to the running node binary as installers put them. */
+function findNodeHeaders() {
+  const dir = resolve(process.execPath, "..", "..", "include", "node");
+  if (!existsSync(join(dir, "node_api.h"))) {
+    throw new BuildError(`Node's headers are not installed (no ${join(dir, "node_api.h")})`);
+  }
+  return dir;
+}
+
+/**
+ * The thread-pool helper: one small addon compiled against node-llama-cpp's own addon headers (for the layout
+ * of its context object) and linked to the llama/ggml libraries node-llama-cpp loads (docs/engine.md).
+ */
+async function buildThreadPool() {
+  const started = performance.now();
+  const { cxx, version } = findCompiler();
+  const ggml = findGgmlLibDir();
+  if (!ggml.llama) throw new BuildError(`no libllama.so / libllama.v*.so in ${ggml.dir}`);
+  const headers = ensureHeaders();
+  const addonApi = findNodeAddonApi();
+  const nodeHeaders = findNodeHeaders();
+  const addonHeaders = join(packageDir("node-llama-cpp"), "llama", "addon");
+  const source = join(threadPoolDir, "threadpool.cpp");
+  const cflags = [
+    "-std=c++17",
+    "-O2",
+    "-fPIC",
+    "-shared",
+    "-fexceptions",
+    // node-llama-cpp's addon is compiled with NAPI_VERSION=7; the same headers give the same object layout
+    "-DNAPI_VERSION=7",
+    "-DNAPI_DISABLE_CPP_EXCEPTIONS",
+    "-Wall",
+    "-Wno-unused-parameter",
+    ...[nodeHeaders, addonApi, addonHeaders, headers.llamaInclude, headers.include].flatMap((dir) => ["-I", dir]),
+  ];
+  const ldflags = [ggml.llama, ...ggml.libs, `-Wl,-rpath,${ggml.dir}`, "-pthread"];
+  const buildKey = hash(
+    version,
+    cflags.join(" "),
+    ldflags.join(" "),
+    headers.commit,
+    readFileSync(source),
+    ...readdirSync(addonHeaders)
+      .filter((f) => f.endsWith(".h"))
+      .sort()
+      .map((f) => readFileSync(join(addonHeaders, f))),
+  );
+  if (!force && existsSync(threadPoolOutput) && existsSync(threadPoolStamp) && readFileSync(threadPoolStamp, "utf8").trim() === buildKey) {
+    log(`up to date: ${relative(repoRoot, threadPoolOutput)}`);
+    return;
+  }
+  mkdirSync(buildDir, { recursive: true });
+  const tmp = `${threadPoolOutput}.tmp`;
+  await spawnAsync(cxx, [...cflags, source, "-o", tmp, ...ldflags]);
+  renameSync(tmp, threadPoolOutput);
+  writeFileSync(threadPoolStamp, `${buildKey}\n`);
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  log(`built ${relative(repoRoot, threadPoolOutput)} in ${seconds} s`);
+}
+
+const targets = [
+  { name: "the native trainer", build, without: "`lori-server train` will not work" },
+  { name: "the thread-pool helper", build: buildThreadPool, without: "the server runs without a persistent thread pool" },
+];
+let failed = false;
+for (const target of targets) {
+  try {
+    await target.build();
+  } catch (error) {
+    const message = error instanceof BuildError ? error.message : (error?.stack ?? String(error));
+    console.error(`[build-native] cannot build ${target.name}: ${message}`);
+    if (optional) console.error(`[build-native] continuing without it (${target.without} until \`npm run build:native\` succeeds)`);
+    failed = true;
+  }
+}
+process.exit(failed && !optional ? 1 : 0);
