@@ -41,6 +41,9 @@ export const serveConfigSchema = z.object({
     .describe("requests in the window a hot set needs at least"),
   agingMs: z.coerce.number().int().min(0).default(250),
   batchWaitMs: z.coerce.number().min(0).max(100).default(1),
+  // 0: pool threads sleep as soon as a compute ends (llama.cpp's tools default to 50, spinning for a while):
+  // here Node's main thread needs the other core between two decodes (docs/engine.md)
+  poll: z.coerce.number().int().min(0).max(100).default(0),
   adaptersPollMs: z.coerce.number().int().min(0).default(1000),
   adapterRoots: z.array(z.string().min(1)).default([]),
   keysFile: z.string().optional(),
@@ -105,6 +108,7 @@ export const serveEnvVars = {
   mergedLanesMinRequests: "LORI_MERGED_LANES_MIN_REQUESTS",
   agingMs: "LORI_AGING_MS",
   batchWaitMs: "LORI_BATCH_WAIT_MS",
+  poll: "LORI_POLL",
   adaptersPollMs: "LORI_ADAPTERS_POLL_MS",
   adapterRoots: "LORI_ADAPTER_ROOT",
   keysFile: "LORI_KEYS_FILE",

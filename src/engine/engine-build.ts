@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Llama } from "node-llama-cpp";
 import { KindedError } from "../errors/error-kinds.js";
+import { type ThreadPoolMode, threadPoolMode } from "./thread-pool.js";
 
 /**
  * Which llama.cpp binaries to load (env LORI_ENGINE): `auto` prefers the engine built by
@@ -45,6 +46,10 @@ export interface EngineInfo {
   readonly llamaCpp: string;
   /** Why the built engine is not in use, when it is not (absent for `source-openmp`). */
   readonly reason?: string;
+  /** How compute threads live between decodes (src/engine/thread-pool.ts). */
+  readonly threadPool: ThreadPoolMode;
+  /** Why contexts get no persistent pool, when they do not (absent for `persistent` and `openmp`). */
+  readonly threadPoolReason?: string;
 }
 
 export function engineChoiceFromEnv(env: NodeJS.ProcessEnv = process.env): EngineChoice {
@@ -132,11 +137,15 @@ export function engineCmakeOptions(choice: EngineChoice): { options: Readonly<Re
 export function describeEngine(llama: Llama, reason?: string): EngineInfo {
   const openmp = /\bOPENMP = 1\b/.test(llama.systemInfo);
   const build = llama.buildType === "prebuilt" ? "prebuilt" : openmp ? "source-openmp" : "source";
+  const gpu = llama.gpu === false ? "cpu" : llama.gpu;
+  const pool = threadPoolMode({ openmp, gpu });
   return {
     build,
     openmp,
-    gpu: llama.gpu === false ? "cpu" : llama.gpu,
+    gpu,
     llamaCpp: llama.llamaCppRelease.release,
     ...(build === "source-openmp" ? {} : { reason: reason ?? (llama.gpu === false ? "prebuilt binaries" : `GPU backend ${llama.gpu}`) }),
+    threadPool: pool.mode,
+    ...(pool.reason ? { threadPoolReason: pool.reason } : {}),
   };
 }

@@ -3,6 +3,7 @@ import { getLlama, type Llama, type LlamaLogLevel } from "node-llama-cpp";
 import { KindedError } from "../errors/error-kinds.js";
 import { describeEngine, type EngineChoice, engineChoiceFromEnv, engineCmakeOptions, type EngineInfo } from "./engine-build.js";
 import { explainUnloadableBackend } from "./gpu-diagnosis.js";
+import type { ThreadPoolMode } from "./thread-pool.js";
 
 export type GpuChoice = "auto" | "cuda" | "vulkan" | "metal" | "off";
 
@@ -79,13 +80,17 @@ function deviceUnavailable(gpu: GpuChoice, reason: string): KindedError {
 }
 
 /**
- * Default thread count. Measured on a 2-core machine: node-llama-cpp's prebuilt binaries decoded 4.7x slower
- * with 2 threads than with 1 (a fresh ggml thread pool per decode). The OpenMP engine build (docs/engine.md)
- * reuses its threads and removes most of that loss, yet 1 thread still decoded fastest there (302 vs 218
- * tokens/s, median of 8 rounds): the addon's worker and Node's main thread share the two cores. So we leave one
- * core to Node on every engine and, on bigger machines, cap at the physical-core estimate.
+ * Default thread count (`--threads auto`; docs/engine.md, "Speed and --threads auto").
+ *
+ * On 2 cores or fewer it depends on how threads live between decodes. node-llama-cpp's prebuilt binaries as
+ * they are (`per-compute`) decoded 4.7x slower with 2 threads than with 1 (a fresh ggml thread pool per
+ * decode), and the OpenMP build still decoded fastest with 1 (302 vs 218 tokens/s: its spinning team competes
+ * with Node's main thread for the second core), so those get 1. With our persistent pool (`persistent`:
+ * threads sleep at once after each compute by default, and lanes share the cores decode by decode) 2 threads
+ * decoded faster than 1 in process (median 269 vs 223 tokens/s, 5 rounds) and 4 busy lanes as fast (376 vs
+ * 399), so it gets all the cores. On bigger machines: all cores but one, capped at the physical-core estimate.
  */
-export function defaultThreadCount(cpuCount = os.availableParallelism()): number {
-  if (cpuCount <= 2) return 1;
+export function defaultThreadCount(cpuCount = os.availableParallelism(), threadPool: ThreadPoolMode = "per-compute"): number {
+  if (cpuCount <= 2) return threadPool === "persistent" ? cpuCount : 1;
   return Math.max(1, Math.min(cpuCount - 1, Math.floor(cpuCount / 2) + 1));
 }

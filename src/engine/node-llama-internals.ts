@@ -191,3 +191,61 @@ export function observeDecodes(context: LlamaContext, onDecode: (tokens: number,
     return decode(...args);
   });
 }
+
+/**
+ * The addon object of a context (node-llama-cpp's `AddonContext`), for native helpers that read the
+ * llama_context it wraps (native/threadpool).
+ */
+export function nativeContextObject(context: LlamaContext): object {
+  return contextInternals(context)._ctx as unknown as object;
+}
+
+interface NativeThreads {
+  initBatch(size: number): unknown;
+  setThreads(threads: number): unknown;
+  decodeBatch(...args: unknown[]): Promise<unknown>;
+}
+
+/** How a context's decodes get their threads (see `governDecodeThreads`). */
+export interface DecodeThreadGovernor {
+  /** The thread count for the decode about to start, of a batch of `batchTokens` tokens. */
+  threadsFor(batchTokens: number): number;
+  decodeStarted(): void;
+  decodeEnded(): void;
+}
+
+/**
+ * Puts `governor` in charge of each decode's thread count. node-llama-cpp builds a batch (`initBatch(size)`,
+ * then `addToBatch` per sequence) and calls the addon's `setThreads(n)` with its own allocation right before
+ * every `decodeBatch` of the context (inside the context's dispatch lock, so no compute of this context runs
+ * then); the shadow passes `threadsFor(size)` instead, and brackets each decode with `decodeStarted` /
+ * `decodeEnded`.
+ */
+export function governDecodeThreads(context: LlamaContext, governor: DecodeThreadGovernor): void {
+  const native = contextInternals(context)._ctx as unknown as NativeThreads;
+  if (typeof native.initBatch !== "function" || typeof native.setThreads !== "function" || typeof native.decodeBatch !== "function") {
+    throw new Error("node-llama-cpp internals changed: native initBatch/setThreads/decodeBatch missing (expected 3.21.1)");
+  }
+  const init = native.initBatch.bind(native);
+  const setThreads = native.setThreads.bind(native);
+  const decode = native.decodeBatch.bind(native);
+  const shadow = (name: keyof NativeThreads, value: (...args: never[]) => unknown) =>
+    Object.defineProperty(native, name, { configurable: true, value });
+  let batchTokens = 1;
+  shadow("initBatch", (size: number) => {
+    batchTokens = size;
+    return init(size);
+  });
+  shadow("setThreads", () => setThreads(governor.threadsFor(batchTokens)));
+  shadow("decodeBatch", (...args: unknown[]) => {
+    governor.decodeStarted();
+    let result: Promise<unknown>;
+    try {
+      result = decode(...args);
+    } catch (error) {
+      governor.decodeEnded();
+      throw error;
+    }
+    return result.finally(() => governor.decodeEnded());
+  });
+}

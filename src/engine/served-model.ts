@@ -14,6 +14,7 @@ import type { ResolvedAdapterSet } from "./adapters/adapter-set-compiler.js";
 import { BASE_BINDING } from "./lanes/lane-binding.js";
 import { LaneScheduler, type LaneEvents, type SequenceLease } from "./lanes/lane-scheduler.js";
 import { MergedLanes, type MergedLanesOptions } from "./lanes/merged-lanes.js";
+import type { ThreadPoolMode } from "./thread-pool.js";
 import type { Token } from "node-llama-cpp";
 
 export interface ModelSpec {
@@ -35,6 +36,8 @@ export interface ServedModelOptions {
   readonly agingMs: number;
   /** How long a decode may wait for every generating sequence of a lane to queue its token (ms; 0 = off). */
   readonly batchWaitMs?: number;
+  /** The engine's thread-pool mode and polling level; absent = no pool attached (src/engine/thread-pool.ts). */
+  readonly threadPool?: { readonly mode: ThreadPoolMode; readonly poll: number };
   readonly chatTemplate: string | undefined;
   /** Where compiled adapter sets are cached. */
   readonly compiledAdaptersDir: string;
@@ -96,6 +99,7 @@ export class ServedModel {
         agingMs: options.agingMs,
         maxAdapters: options.maxAdapters,
         batchWaitMs: options.batchWaitMs,
+        ...(options.threadPool ? { threadPool: options.threadPool } : {}),
       };
       const lanes = LaneScheduler.forModel(model, laneOptions, events);
       await lanes.start(BASE_BINDING);

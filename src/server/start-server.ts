@@ -59,14 +59,20 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
   const keys = resolveKeys(config);
   const llama = options.llama ?? (await loadLlama(config.gpu));
   const engine = engineInfo(llama);
-  const threads = config.threads === "auto" ? defaultThreadCount() : config.threads;
+  const threads = config.threads === "auto" ? defaultThreadCount(undefined, engine.threadPool) : config.threads;
+  // Lanes share the cores through governContextThreads (src/engine/thread-pool.ts), decode by decode;
+  // node-llama-cpp's own thread splitter (at most max(4, cores) threads in all) would make a third busy lane
+  // wait for a thread instead of decoding on one.
+  if (threads > 1) llama.maxThreads = 0;
   logger.info("engine", {
     build: engine.build,
     openmp: engine.openmp,
     gpu: engine.gpu,
     llama_cpp: engine.llamaCpp,
     threads,
+    thread_pool: engine.threadPool,
     ...(engine.reason ? { reason: engine.reason } : {}),
+    ...(engine.threadPoolReason ? { thread_pool_reason: engine.threadPoolReason } : {}),
   });
   const chatTemplate = readChatTemplateOption(config.chatTemplate);
   const specs = config.models.length > 0 ? config.models.map(parseModelSpec) : [await resolveDefaultModel(config.modelsDir)];
@@ -122,6 +128,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
           maxAdapters: config.maxAdapters,
           agingMs: config.agingMs,
           batchWaitMs: config.batchWaitMs,
+          threadPool: { mode: engine.threadPool, poll: config.poll },
           chatTemplate,
           compiledAdaptersDir: compiledCache.root,
           compiledCache,

@@ -4,6 +4,7 @@
 // fallback everywhere, and the fallback serves tokens.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { describe, expect, it } from "vitest";
@@ -75,15 +76,23 @@ function engineLogLine(log: string): Record<string, unknown> {
 describe("engine selection in a real server", () => {
   const dir = useTempDir();
   const built = "manifest" in findBuiltEngine();
+  const helperBuilt = existsSync(fileURLToPath(new URL("../../native/build/lori-threadpool.node", import.meta.url)));
 
   it("LORI_ENGINE=prebuilt serves on node-llama-cpp's prebuilt binaries and reports them", async () => {
     const server = await startServe(dir.path, { LORI_ENGINE: "prebuilt" });
     try {
-      expect(server.log()).toMatch(/listening on http:\S+ \(models: [^;]+; engine: prebuilt\)/);
-      expect(engineLogLine(server.log())).toMatchObject({ build: "prebuilt", openmp: false, gpu: "cpu", reason: "LORI_ENGINE=prebuilt" });
+      const pool = helperBuilt ? "persistent" : "per-compute";
+      expect(server.log()).toMatch(new RegExp(`listening on http:\\S+ \\(models: [^;]+; engine: prebuilt, thread pool: ${pool}\\)`));
+      expect(engineLogLine(server.log())).toMatchObject({
+        build: "prebuilt",
+        openmp: false,
+        gpu: "cpu",
+        reason: "LORI_ENGINE=prebuilt",
+        thread_pool: pool,
+      });
       const [labels, ...rest] = await engineGauge(server.url);
       expect(rest).toEqual([]);
-      expect(labels).toMatchObject({ build: "prebuilt", openmp: "false", gpu: "cpu" });
+      expect(labels).toMatchObject({ build: "prebuilt", openmp: "false", gpu: "cpu", thread_pool: pool });
       expect(Number(labels!.threads)).toBeGreaterThanOrEqual(1);
       const response = await fetch(`${server.url}/v1/completions`, {
         method: "POST",
@@ -125,6 +134,53 @@ describe("engine selection in a real server", () => {
       expect(source.code).toBe(ERROR_KINDS.device_unavailable.exitCode);
       expect(source.stderr.trim().split("\n")).toHaveLength(1);
       expect(source.stderr).toContain("LORI_ENGINE=source, but no engine build (npm run build:engine)");
+    }
+  });
+
+  /** Four concurrent greedy completions; the texts in request order. */
+  async function fourCompletions(url: string): Promise<string[]> {
+    const prompts = ["Once", "Mia had", "The cat", "One day"];
+    const bodies = await Promise.all(
+      prompts.map(async (prompt) => {
+        const response = await fetch(`${url}/v1/completions`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ prompt, max_tokens: 24, ignore_eos: true, temperature: 0 }),
+        });
+        expect(response.status).toBe(200);
+        return (await response.json()) as { choices: Array<{ text: string }> };
+      }),
+    );
+    return bodies.map((b) => b.choices[0]!.text);
+  }
+
+  it("at 2 threads serves the 1-thread texts, with the pool and with LORI_THREAD_POOL=off (the fallback)", async () => {
+    const single = await startServe(dir.path, { LORI_THREADS: "1" });
+    let expected: string[];
+    try {
+      expected = await fourCompletions(single.url);
+    } finally {
+      await single.stop();
+    }
+    const pooled = await startServe(dir.path, { LORI_THREADS: "2" });
+    try {
+      expect(engineLogLine(pooled.log())).toMatchObject({ threads: 2, thread_pool: helperBuilt ? "persistent" : "per-compute" });
+      expect(await fourCompletions(pooled.url)).toEqual(expected);
+    } finally {
+      await pooled.stop();
+    }
+    const fallback = await startServe(dir.path, { LORI_THREADS: "2", LORI_THREAD_POOL: "off" });
+    try {
+      expect(engineLogLine(fallback.log())).toMatchObject({
+        threads: 2,
+        thread_pool: "per-compute",
+        thread_pool_reason: "LORI_THREAD_POOL=off",
+      });
+      const [labels] = await engineGauge(fallback.url);
+      expect(labels).toMatchObject({ thread_pool: "per-compute", threads: "2" });
+      expect(await fourCompletions(fallback.url)).toEqual(expected);
+    } finally {
+      await fallback.stop();
     }
   });
 });

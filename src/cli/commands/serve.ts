@@ -20,7 +20,7 @@ Options (each also read from the environment variable shown):
   --port N                 port (default 8080; 0 = any free port)                       [${serveEnvVars.port}]
   --gpu auto|cuda|vulkan|metal|off   compute backend (default auto: CUDA, then Vulkan, then CPU) [${serveEnvVars.gpu}]
   --gpu-layers auto|max|N  layers to offload to the GPU (default auto)                  [${serveEnvVars.gpuLayers}]
-  --threads auto|N         CPU threads per context (default auto: 1 on <=2 cores, measured fastest) [${serveEnvVars.threads}]
+  --threads auto|N         CPU threads per context (default auto: all of <=2 cores with the persistent thread pool, else 1; docs/engine.md) [${serveEnvVars.threads}]
   --context-size N         tokens of context per sequence (default 4096, capped at the model's) [${serveEnvVars.contextSize}]
   --parallel N             concurrent sequences per model, batched together (default 4) [${serveEnvVars.parallel}]
   --max-queue N            requests that may wait for a lane; beyond it 429 (default 64) [${serveEnvVars.maxQueue}]
@@ -34,6 +34,8 @@ Options (each also read from the environment variable shown):
   --merged-lanes-share F   share of that window that makes a set hot, 0 < F <= 1 (default 0.5) [${serveEnvVars.mergedLanesShare}]
   --merged-lanes-min-requests N  requests in the window a hot set needs at least (default 16) [${serveEnvVars.mergedLanesMinRequests}]
   --aging-ms N             a request waiting longer than this is not overtaken by younger ones (default 250) [${serveEnvVars.agingMs}]
+  --poll 0-100             how long idle threads of the persistent thread pool poll for work before they sleep
+                           (default 0 = sleep at once, which leaves the core to Node; llama.cpp uses 50) [${serveEnvVars.poll}]
   --batch-wait-ms N        a decode waits up to this for every generating sequence of its lane, so batches are full (default 1; 0 = off) [${serveEnvVars.batchWaitMs}]
   --adapters-poll-ms N     how often --adapters-dir is rescanned for added/changed/removed adapters (default 1000; 0 = never) [${serveEnvVars.adaptersPollMs}]
   --adapter-root DIR       another directory POST /adapters {path} may register from; repeatable [${serveEnvVars.adapterRoots}, comma-separated]
@@ -103,6 +105,7 @@ export const serveCommand: CliCommand = {
       gpu: { type: "string" },
       "gpu-layers": { type: "string" },
       threads: { type: "string" },
+      poll: { type: "string" },
       "context-size": { type: "string" },
       parallel: { type: "string" },
       "max-queue": { type: "string" },
@@ -162,6 +165,7 @@ export const serveCommand: CliCommand = {
         mergedLanesMinRequests: v["merged-lanes-min-requests"],
         agingMs: v["aging-ms"],
         batchWaitMs: v["batch-wait-ms"],
+        poll: v.poll,
         adaptersPollMs: v["adapters-poll-ms"],
         adapterRoots: v["adapter-root"],
         keysFile: v["keys-file"],
@@ -195,7 +199,7 @@ export const serveCommand: CliCommand = {
       `lori-server listening on ${server.url} (models: ${server.models
         .list()
         .map((m) => m.spec.id)
-        .join(", ")}; engine: ${server.engine.build})\n`,
+        .join(", ")}; engine: ${server.engine.build}, thread pool: ${server.engine.threadPool})\n`,
     );
     return waitForShutdown(server, config.drainTimeoutMs);
   },

@@ -7,6 +7,7 @@ import {
   unloadLora,
   type LoraApplication,
 } from "../node-llama-internals.js";
+import { type AttachedThreadPool, attachThreadPool, governContextThreads, type ThreadPoolMode } from "../thread-pool.js";
 import type { LaneBinding } from "./lane-binding.js";
 import type { DecodeStats, LaneContext, LaneEngine } from "./lane-context.js";
 
@@ -19,6 +20,8 @@ export interface LaneContextOptions {
    * 0 = node-llama-cpp's own schedule (the next event-loop cycle). Default 1.
    */
   readonly batchWaitMs?: number;
+  /** The engine's thread-pool mode and polling level (src/engine/thread-pool.ts); absent = none attached. */
+  readonly threadPool?: { readonly mode: ThreadPoolMode; readonly poll: number };
 }
 
 const DEFAULT_BATCH_WAIT_MS = 1;
@@ -40,7 +43,7 @@ export function llamaLaneEngine(
   return {
     async openContext(binding: LaneBinding): Promise<LaneContext<LlamaContextSequence>> {
       const gate = new FullBatchGate(options.batchWaitMs ?? DEFAULT_BATCH_WAIT_MS);
-      const context = await createBoundContext(model, binding, options, gate, recordDecode);
+      const { context, pool } = await createBoundContext(model, binding, options, gate, recordDecode);
       open.add(context);
       const sequences = Array.from({ length: options.sequences }, () => context.getSequence());
       return {
@@ -54,6 +57,7 @@ export function llamaLaneEngine(
           open.delete(context);
           gate.context = undefined;
           await context.dispose();
+          pool?.free();
         },
       };
     },
@@ -103,7 +107,7 @@ async function createBoundContext(
   options: LaneContextOptions,
   gate: FullBatchGate,
   onDecode: (tokens: number, sequences: number) => void,
-): Promise<LlamaContext> {
+): Promise<{ context: LlamaContext; pool: AttachedThreadPool | undefined }> {
   const waitForFullBatches = (options.batchWaitMs ?? DEFAULT_BATCH_WAIT_MS) > 0;
   const context = await model.createContext({
     sequences: options.sequences,
@@ -112,7 +116,10 @@ async function createBoundContext(
     batchSize: Math.min(512, options.contextSize),
     ...(waitForFullBatches ? { batching: { dispatchSchedule: gate.schedule } } : {}),
   });
+  let pool: AttachedThreadPool | undefined;
   try {
+    if (options.threadPool) pool = attachThreadPool(context, options.threadPool.mode, options.threads, options.threadPool.poll);
+    if (options.threads > 1) governContextThreads(context, options.threads, pool);
     serializeSampling(context);
     observeDecodes(context, onDecode);
     if (waitForFullBatches) {
@@ -122,7 +129,8 @@ async function createBoundContext(
     if (binding.loras.length > 0) await setContextLoras(context, binding.loras);
   } catch (error) {
     await context.dispose();
+    pool?.free();
     throw error;
   }
-  return context;
+  return { context, pool };
 }
