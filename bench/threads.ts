@@ -9,6 +9,10 @@
  * load from elsewhere then hits every configuration alike. The load average before and after each round is
  * kept next to its numbers.
  *
+ * The prebuilt engine runs twice: as node-llama-cpp leaves it (`per-compute`: ggml starts threads for every
+ * decode) and with the server's persistent thread pool attached (`persistent`, poll BENCH_POLL [0], when
+ * `npm run build:native` built the helper), as `serve` does.
+ *
  * Env: BENCH_ENGINE (both [default] | prebuilt | source | auto), BENCH_TOKENS [64], BENCH_REPEATS [3] (rounds).
  */
 import { spawnSync } from "node:child_process";
@@ -18,6 +22,7 @@ import { LlamaLogLevel } from "node-llama-cpp";
 import type { EngineChoice, EngineInfo } from "../src/engine/engine-build.js";
 import { findBuiltEngine } from "../src/engine/engine-build.js";
 import { defaultThreadCount, engineInfo, loadLlama } from "../src/engine/llama-runtime.js";
+import { attachThreadPool, governContextThreads, type ThreadPoolMode, threadPoolMode } from "../src/engine/thread-pool.js";
 import { ensureBenchModel, median, round } from "./support/bench-model.js";
 
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 64);
@@ -26,8 +31,12 @@ const ENGINE = process.env.BENCH_ENGINE ?? "both";
 const counts = Array.from({ length: os.availableParallelism() }, (_, i) => i + 1);
 const loadavg = () => os.loadavg().map((v) => round(v, 2));
 
+const POLL = Number(process.env.BENCH_POLL ?? 0);
+type Variant = EngineChoice | "pooled";
+
 interface RoundResult {
   engine: EngineInfo;
+  threadPool: ThreadPoolMode;
   /** tokens/s by thread count */
   rates: Record<number, number>;
   load_before: number[];
@@ -35,15 +44,20 @@ interface RoundResult {
 }
 
 /** One round in this process: every thread count once, on the engine `choice`. */
-async function measureRound(choice: EngineChoice): Promise<RoundResult> {
+async function measureRound(variant: Variant): Promise<RoundResult> {
   const load_before = loadavg();
   const modelPath = await ensureBenchModel();
+  const choice: EngineChoice = variant === "pooled" ? "prebuilt" : variant;
   const llama = await loadLlama("off", LlamaLogLevel.error, process.platform, choice);
+  const threadPool: ThreadPoolMode = variant === "pooled" ? "persistent" : llama.buildType === "prebuilt" ? "per-compute" : "openmp";
+  llama.maxThreads = 0; // as serve does: the core sharing below decides, not node-llama-cpp's splitter
   const model = await llama.loadModel({ modelPath });
   const prompt = model.tokenize("Once upon a time");
   const rates: Record<number, number> = {};
   for (const threads of counts) {
     const context = await model.createContext({ contextSize: 512, threads });
+    const pool = attachThreadPool(context, threadPool, threads, POLL);
+    if (threads > 1) governContextThreads(context, threads, pool);
     const sequence = context.getSequence();
     let first = 0;
     let n = 0;
@@ -54,14 +68,15 @@ async function measureRound(choice: EngineChoice): Promise<RoundResult> {
     rates[threads] = ((n - 1) * 1000) / (performance.now() - first);
     sequence.dispose();
     await context.dispose();
+    pool?.free();
   }
   const engine = engineInfo(llama);
   await model.dispose();
   await llama.dispose();
-  return { engine, rates, load_before, load_after: loadavg() };
+  return { engine, threadPool, rates, load_before, load_after: loadavg() };
 }
 
-function runChild(choice: EngineChoice): RoundResult {
+function runChild(choice: Variant): RoundResult {
   const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
     env: { ...process.env, BENCH_ENGINE: choice, BENCH_CHILD: "1" },
     encoding: "utf8",
@@ -72,11 +87,14 @@ function runChild(choice: EngineChoice): RoundResult {
 }
 
 if (process.env.BENCH_CHILD === "1") {
-  console.log(JSON.stringify(await measureRound(ENGINE as EngineChoice)));
+  console.log(JSON.stringify(await measureRound(ENGINE as Variant)));
 } else {
-  const engines: EngineChoice[] =
-    ENGINE === "both" ? ["prebuilt", ...("manifest" in findBuiltEngine() ? (["source"] as const) : [])] : [ENGINE as EngineChoice];
-  const rounds = new Map<EngineChoice, RoundResult[]>(engines.map((e) => [e, []]));
+  const pooled = threadPoolMode({ openmp: false, gpu: "cpu" }).mode === "persistent";
+  const engines: Variant[] =
+    ENGINE === "both"
+      ? ["prebuilt", ...(pooled ? (["pooled"] as const) : []), ...("manifest" in findBuiltEngine() ? (["source"] as const) : [])]
+      : [ENGINE as Variant];
+  const rounds = new Map<Variant, RoundResult[]>(engines.map((e) => [e, []]));
   for (let r = 0; r < ROUNDS; r++) {
     // Alternate which engine goes first, so neither always runs right after the other's load.
     const order = r % 2 === 0 ? engines : [...engines].reverse();
@@ -84,7 +102,7 @@ if (process.env.BENCH_CHILD === "1") {
       const result = runChild(choice);
       rounds.get(choice)!.push(result);
       console.error(
-        `[bench:threads] round ${r + 1}/${ROUNDS} ${result.engine.build}: ${counts.map((c) => `${c}t ${round(result.rates[c]!, 1)}`).join(", ")} tok/s (load ${result.load_before.join(" ")} -> ${result.load_after.join(" ")})`,
+        `[bench:threads] round ${r + 1}/${ROUNDS} ${result.engine.build} (${result.threadPool}): ${counts.map((c) => `${c}t ${round(result.rates[c]!, 1)}`).join(", ")} tok/s (load ${result.load_before.join(" ")} -> ${result.load_after.join(" ")})`,
       );
     }
   }
@@ -104,9 +122,10 @@ if (process.env.BENCH_CHILD === "1") {
       engine: choice,
       build: engine.build,
       openmp: engine.openmp,
+      thread_pool: list[0]!.threadPool,
       results: byThreads.map((m) => ({ ...m, ratio_to_best: round(m.decode_tokens_per_s / best.decode_tokens_per_s) })),
       fastest: best.threads,
-      server_default: defaultThreadCount(os.availableParallelism()),
+      server_default: defaultThreadCount(os.availableParallelism(), list[0]!.threadPool),
       load_per_round: list.map((l) => ({ before: l.load_before, after: l.load_after })),
     };
   });
