@@ -22,7 +22,7 @@ import { LlamaLogLevel } from "node-llama-cpp";
 import type { EngineChoice, EngineInfo } from "../src/engine/engine-build.js";
 import { findBuiltEngine } from "../src/engine/engine-build.js";
 import { defaultThreadCount, engineInfo, loadLlama } from "../src/engine/llama-runtime.js";
-import { attachThreadPool, governContextThreads, type ThreadPoolMode, threadPoolMode } from "../src/engine/thread-pool.js";
+import { attachThreadPool, type ThreadPoolMode, threadPoolMode } from "../src/engine/thread-pool.js";
 import { ensureBenchModel, median, round } from "./support/bench-model.js";
 
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 64);
@@ -50,14 +50,15 @@ async function measureRound(variant: Variant): Promise<RoundResult> {
   const choice: EngineChoice = variant === "pooled" ? "prebuilt" : variant;
   const llama = await loadLlama("off", LlamaLogLevel.error, process.platform, choice);
   const threadPool: ThreadPoolMode = variant === "pooled" ? "persistent" : llama.buildType === "prebuilt" ? "per-compute" : "openmp";
-  llama.maxThreads = 0; // as serve does: the core sharing below decides, not node-llama-cpp's splitter
+  llama.maxThreads = 0; // every context gets the threads it asks for
   const model = await llama.loadModel({ modelPath });
   const prompt = model.tokenize("Once upon a time");
   const rates: Record<number, number> = {};
   for (const threads of counts) {
     const context = await model.createContext({ contextSize: 512, threads });
+    // the raw pool at this thread count; serve then picks each decode's threads (decodeThreads), which for one
+    // sequence on 2 cores is 1
     const pool = attachThreadPool(context, threadPool, threads, POLL);
-    if (threads > 1) governContextThreads(context, threads, pool);
     const sequence = context.getSequence();
     let first = 0;
     let n = 0;
