@@ -29,7 +29,8 @@
  *
  * Env: BENCH_TOKENS (128), BENCH_REPEATS (5), BENCH_AGG_REPEATS (3), BENCH_SWAP_ROUNDS (24), BENCH_THREADS (1),
  * BENCH_PROFILE (1; 0 skips the CPU profile), BENCH_IN_PROCESS (1; 0 skips the in-process engine rates),
- * BENCH_LLAMA_FA (off; llama-server's -fa at equal threads: "off" matches our contexts; at defaults it is auto),
+ * BENCH_FA (auto; flash attention of both servers at equal threads: ours --flash-attention, llama-server -fa; at
+ * defaults both use their own default, which is auto for both),
  * BENCH_SETTINGS (defaults,equal_threads), BENCH_MAX_FOREIGN_CORES (0.1), BENCH_MAX_LOAD (0.5),
  * BENCH_SETTLE_SECONDS (180), BENCH_ALLOW_BUSY (0; 1 prints a busy run's figures, marked),
  * LORI_BENCH_CACHE (where the bench model and the llama-server build are cached).
@@ -66,7 +67,7 @@ const THREADS = Number(process.env.BENCH_THREADS ?? 1);
 const PROFILE = (process.env.BENCH_PROFILE ?? "1") !== "0";
 const IN_PROCESS = (process.env.BENCH_IN_PROCESS ?? "1") !== "0";
 /** llama-server's flash attention; "off" matches node-llama-cpp's default (our contexts); "auto" is llama-server's. */
-const LLAMA_FA = process.env.BENCH_LLAMA_FA ?? "off";
+const FLASH_ATTENTION = process.env.BENCH_FA ?? process.env.BENCH_LLAMA_FA ?? "auto";
 const CONTEXT_PER_SEQUENCE = 1024;
 const PROMPT = "Once upon a time there was a benchmark";
 const RANK = 32;
@@ -201,14 +202,16 @@ async function prepareAdapters(modelPath: string) {
  * How both servers are configured. "defaults": each as its user starts it, with no tuning flag (ours: threads
  * auto, context 4096, --parallel 4; llama-server: its own thread count, context from the model, 4 auto slots,
  * flash attention auto). "equal_threads": both pinned to BENCH_THREADS threads, the same context per sequence,
- * 4 slots and no flash attention (node-llama-cpp's contexts have none).
+ * 4 slots and the same flash attention setting (BENCH_FA).
  */
 type Settings = "defaults" | "equal_threads";
 
 const loriArgs = (modelPath: string, adaptersDir: string, extra: string[], settings: Settings = "equal_threads") => [
   "--model",
   `bench=${modelPath}`,
-  ...(settings === "equal_threads" ? ["--threads", String(THREADS), "--context-size", String(CONTEXT_PER_SEQUENCE)] : []),
+  ...(settings === "equal_threads"
+    ? ["--threads", String(THREADS), "--context-size", String(CONTEXT_PER_SEQUENCE), "--flash-attention", FLASH_ATTENTION]
+    : []),
   "--gpu",
   "off",
   "--adapters-dir",
@@ -222,7 +225,18 @@ const llamaArgs = (modelPath: string, ggufs: string[], slots: number, settings: 
   "-m",
   modelPath,
   ...(settings === "equal_threads"
-    ? ["-t", String(THREADS), "-tb", String(THREADS), "-c", String(CONTEXT_PER_SEQUENCE * slots), "-np", String(slots), "-fa", LLAMA_FA]
+    ? [
+        "-t",
+        String(THREADS),
+        "-tb",
+        String(THREADS),
+        "-c",
+        String(CONTEXT_PER_SEQUENCE * slots),
+        "-np",
+        String(slots),
+        "-fa",
+        FLASH_ATTENTION,
+      ]
     : []),
   "--metrics",
   // Per-request adapter selection: every adapter loaded at scale 0, each request names its own ("lora" field).
@@ -437,6 +451,7 @@ class InProcessEngine {
         sequences: 1,
         contextSize: CONTEXT_PER_SEQUENCE,
         threads: THREADS,
+        flashAttention: FLASH_ATTENTION === "auto" ? "auto" : FLASH_ATTENTION === "on",
         ...(adapters.length > 0 ? { lora: { adapters } } : {}),
       });
       const native = (context as unknown as { _ctx: Record<string, unknown> })._ctx;
@@ -492,6 +507,7 @@ class InProcessEngine {
       sequences: 1,
       contextSize: CONTEXT_PER_SEQUENCE,
       threads: THREADS,
+      flashAttention: FLASH_ATTENTION === "auto" ? "auto" : FLASH_ATTENTION === "on",
       lora: { adapters: [{ filePath: files[0], scale: 1 }] },
     });
     const native = (context as unknown as { _ctx: Record<string, unknown> })._ctx;

@@ -44,6 +44,8 @@ export const serveConfigSchema = z.object({
   // 0: pool threads sleep as soon as a compute ends (llama.cpp's tools default to 50, spinning for a while):
   // here Node's main thread needs the other core between two decodes (docs/engine.md)
   poll: z.coerce.number().int().min(0).max(100).default(0),
+  // as llama.cpp's own default: llama.cpp enables it where the backend supports it (docs/engine.md)
+  flashAttention: z.enum(["auto", "on", "off"]).default("auto"),
   adaptersPollMs: z.coerce.number().int().min(0).default(1000),
   adapterRoots: z.array(z.string().min(1)).default([]),
   keysFile: z.string().optional(),
@@ -109,6 +111,7 @@ export const serveEnvVars = {
   agingMs: "LORI_AGING_MS",
   batchWaitMs: "LORI_BATCH_WAIT_MS",
   poll: "LORI_POLL",
+  flashAttention: "LORI_FLASH_ATTENTION",
   adaptersPollMs: "LORI_ADAPTERS_POLL_MS",
   adapterRoots: "LORI_ADAPTER_ROOT",
   keysFile: "LORI_KEYS_FILE",

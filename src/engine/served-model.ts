@@ -38,6 +38,8 @@ export interface ServedModelOptions {
   readonly batchWaitMs?: number;
   /** The engine's thread-pool mode and polling level; absent = no pool attached (src/engine/thread-pool.ts). */
   readonly threadPool?: { readonly mode: ThreadPoolMode; readonly poll: number };
+  /** Flash attention in the lanes' contexts (default off, node-llama-cpp's; `serve` defaults to auto). */
+  readonly flashAttention?: "auto" | "on" | "off";
   readonly chatTemplate: string | undefined;
   /** Where compiled adapter sets are cached. */
   readonly compiledAdaptersDir: string;
@@ -100,6 +102,7 @@ export class ServedModel {
         maxAdapters: options.maxAdapters,
         batchWaitMs: options.batchWaitMs,
         ...(options.threadPool ? { threadPool: options.threadPool } : {}),
+        ...(options.flashAttention ? { flashAttention: options.flashAttention } : {}),
       };
       const lanes = LaneScheduler.forModel(model, laneOptions, events);
       await lanes.start(BASE_BINDING);

@@ -129,6 +129,7 @@ export async function createServerCore(config: ServeConfig, options: { logger?: 
           agingMs: config.agingMs,
           batchWaitMs: config.batchWaitMs,
           threadPool: { mode: engine.threadPool, poll: config.poll },
+          flashAttention: config.flashAttention,
           chatTemplate,
           compiledAdaptersDir: compiledCache.root,
           compiledCache,

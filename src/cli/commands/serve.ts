@@ -34,6 +34,8 @@ Options (each also read from the environment variable shown):
   --merged-lanes-share F   share of that window that makes a set hot, 0 < F <= 1 (default 0.5) [${serveEnvVars.mergedLanesShare}]
   --merged-lanes-min-requests N  requests in the window a hot set needs at least (default 16) [${serveEnvVars.mergedLanesMinRequests}]
   --aging-ms N             a request waiting longer than this is not overtaken by younger ones (default 250) [${serveEnvVars.agingMs}]
+  --flash-attention auto|on|off  flash attention in the lanes' contexts (default auto: llama.cpp enables it where
+                           the backend supports it, as llama-server does) [${serveEnvVars.flashAttention}]
   --poll 0-100             how long idle threads of the persistent thread pool poll for work before they sleep
                            (default 0 = sleep at once, which leaves the core to Node; llama.cpp uses 50) [${serveEnvVars.poll}]
   --batch-wait-ms N        a decode waits up to this for every generating sequence of its lane, so batches are full (default 1; 0 = off) [${serveEnvVars.batchWaitMs}]
@@ -106,6 +108,7 @@ export const serveCommand: CliCommand = {
       "gpu-layers": { type: "string" },
       threads: { type: "string" },
       poll: { type: "string" },
+      "flash-attention": { type: "string" },
       "context-size": { type: "string" },
       parallel: { type: "string" },
       "max-queue": { type: "string" },
@@ -166,6 +169,7 @@ export const serveCommand: CliCommand = {
         agingMs: v["aging-ms"],
         batchWaitMs: v["batch-wait-ms"],
         poll: v.poll,
+        flashAttention: v["flash-attention"],
         adaptersPollMs: v["adapters-poll-ms"],
         adapterRoots: v["adapter-root"],
         keysFile: v["keys-file"],

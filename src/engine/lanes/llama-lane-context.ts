@@ -22,6 +22,8 @@ export interface LaneContextOptions {
   readonly batchWaitMs?: number;
   /** The engine's thread-pool mode and polling level (src/engine/thread-pool.ts); absent = none attached. */
   readonly threadPool?: { readonly mode: ThreadPoolMode; readonly poll: number };
+  /** Flash attention: `auto` lets llama.cpp enable it where the backend supports it. Default off (node-llama-cpp's). */
+  readonly flashAttention?: "auto" | "on" | "off";
 }
 
 const DEFAULT_BATCH_WAIT_MS = 1;
@@ -114,6 +116,7 @@ async function createBoundContext(
     contextSize: options.contextSize,
     threads: options.threads,
     batchSize: Math.min(512, options.contextSize),
+    flashAttention: options.flashAttention === "auto" ? "auto" : options.flashAttention === "on",
     ...(waitForFullBatches ? { batching: { dispatchSchedule: gate.schedule } } : {}),
   });
   let pool: AttachedThreadPool | undefined;
