@@ -88,7 +88,8 @@ function deviceUnavailable(gpu: GpuChoice, reason: string): KindedError {
  * with Node's main thread for the second core), so those get 1. With our persistent pool (`persistent`:
  * threads sleep at once after each compute by default, and lanes share the cores decode by decode) 2 threads
  * decoded faster than 1 in process (median 269 vs 223 tokens/s, 5 rounds) and 4 busy lanes as fast (376 vs
- * 399), so it gets all the cores. On bigger machines: all cores but one, capped at the physical-core estimate.
+ * 399), so it gets all the cores; each decode then takes its share (`decodeThreads`: a 1-token batch decodes
+ * on 1 of 2 cores). On bigger machines: all cores but one, capped at the physical-core estimate.
  */
 export function defaultThreadCount(cpuCount = os.availableParallelism(), threadPool: ThreadPoolMode = "per-compute"): number {
   if (cpuCount <= 2) return threadPool === "persistent" ? cpuCount : 1;

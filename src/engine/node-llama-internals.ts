@@ -27,7 +27,6 @@ interface ContextInternals {
 
 interface NativeContext {
   setLoras(loras: NativeLora[], scales: number[]): void;
-  sampleToken(...args: unknown[]): Promise<unknown>;
 }
 
 interface ModelInternals {
@@ -95,10 +94,8 @@ const serialized = new WeakSet<object>();
 export function serializeSampling(context: LlamaContext): void {
   const native = contextInternals(context)._ctx;
   if (serialized.has(native)) return;
-  if (typeof native.sampleToken !== "function") {
-    throw new Error("node-llama-cpp internals changed: native sampleToken missing (expected 3.21.1)");
-  }
-  const sample = native.sampleToken.bind(native);
+  const { original, shadow } = nativeMethods(context, ["sampleToken"] as const);
+  const sample = original.sampleToken;
   let queue: Promise<unknown> = Promise.resolve();
   // Results are handed back together once every queued sample is done (the samples of one batch are all
   // queued before the first finishes). Handing them back one by one let the first sequences queue their next
@@ -113,20 +110,16 @@ export function serializeSampling(context: LlamaContext): void {
     held = [];
     for (const release of ready) release();
   };
-  // The addon's methods are non-writable prototype properties: shadow it with an own property instead.
-  Object.defineProperty(native, "sampleToken", {
-    configurable: true,
-    value: (...args: unknown[]) => {
-      outstanding++;
-      const result = queue.then(() => sample(...args));
-      queue = result.catch(() => undefined);
-      return new Promise((resolve, reject) => {
-        result.then(
-          (value) => hold(() => resolve(value)),
-          (error: unknown) => hold(() => reject(error)),
-        );
-      });
-    },
+  shadow("sampleToken", (...args: unknown[]) => {
+    outstanding++;
+    const result = queue.then(() => sample(...args));
+    queue = result.catch(() => undefined);
+    return new Promise((resolve, reject) => {
+      result.then(
+        (value) => hold(() => resolve(value)),
+        (error: unknown) => hold(() => reject(error)),
+      );
+    });
   });
   serialized.add(native);
 }
@@ -155,10 +148,27 @@ export function queuedDecodeSequences(context: LlamaContext): number {
   return ids.size;
 }
 
-interface NativeBatching {
-  initBatch(size: number): unknown;
-  addToBatch(...args: unknown[]): unknown;
-  decodeBatch(...args: unknown[]): unknown;
+type NativeMethod = (...args: never[]) => unknown;
+
+/**
+ * The addon methods `names` of a context's native object, bound to it, and `shadow` to replace one for this
+ * object only (the addon's methods are non-writable prototype properties, so the shadow is an own property).
+ * Throws when a method is missing, so an upgrade that renames one fails loudly.
+ */
+function nativeMethods<K extends string>(
+  context: LlamaContext,
+  names: readonly K[],
+): { original: Record<K, (...args: unknown[]) => unknown>; shadow(name: K, value: NativeMethod): void } {
+  const native = contextInternals(context)._ctx as unknown as Record<K, unknown>;
+  const original = {} as Record<K, (...args: unknown[]) => unknown>;
+  for (const name of names) {
+    const method = native[name];
+    if (typeof method !== "function") {
+      throw new Error(`node-llama-cpp internals changed: native ${names.join("/")} missing (expected 3.21.1)`);
+    }
+    original[name] = method.bind(native) as (...args: unknown[]) => unknown;
+  }
+  return { original, shadow: (name, value) => Object.defineProperty(native, name, { configurable: true, value }) };
 }
 
 /**
@@ -166,17 +176,10 @@ interface NativeBatching {
  * many sequences contributed). Shadows the addon's batch methods like `serializeSampling` does.
  */
 export function observeDecodes(context: LlamaContext, onDecode: (tokens: number, sequences: number) => void): void {
-  const native = contextInternals(context)._ctx as unknown as NativeBatching;
-  if (typeof native.initBatch !== "function" || typeof native.addToBatch !== "function" || typeof native.decodeBatch !== "function") {
-    throw new Error("node-llama-cpp internals changed: native initBatch/addToBatch/decodeBatch missing (expected 3.21.1)");
-  }
-  const init = native.initBatch.bind(native);
-  const add = native.addToBatch.bind(native);
-  const decode = native.decodeBatch.bind(native);
+  const { original, shadow } = nativeMethods(context, ["initBatch", "addToBatch", "decodeBatch"] as const);
+  const { initBatch: init, addToBatch: add, decodeBatch: decode } = original;
   let tokens = 0;
   let sequences = 0;
-  const shadow = (name: keyof NativeBatching, value: (...args: never[]) => unknown) =>
-    Object.defineProperty(native, name, { configurable: true, value });
   shadow("initBatch", (size: number) => {
     tokens = size;
     sequences = 0;
@@ -200,12 +203,6 @@ export function nativeContextObject(context: LlamaContext): object {
   return contextInternals(context)._ctx as unknown as object;
 }
 
-interface NativeThreads {
-  initBatch(size: number): unknown;
-  setThreads(threads: number): unknown;
-  decodeBatch(...args: unknown[]): Promise<unknown>;
-}
-
 /** How a context's decodes get their threads (see `governDecodeThreads`). */
 export interface DecodeThreadGovernor {
   /** The thread count for the decode about to start, of a batch of `batchTokens` tokens. */
@@ -222,15 +219,8 @@ export interface DecodeThreadGovernor {
  * `decodeEnded`.
  */
 export function governDecodeThreads(context: LlamaContext, governor: DecodeThreadGovernor): void {
-  const native = contextInternals(context)._ctx as unknown as NativeThreads;
-  if (typeof native.initBatch !== "function" || typeof native.setThreads !== "function" || typeof native.decodeBatch !== "function") {
-    throw new Error("node-llama-cpp internals changed: native initBatch/setThreads/decodeBatch missing (expected 3.21.1)");
-  }
-  const init = native.initBatch.bind(native);
-  const setThreads = native.setThreads.bind(native);
-  const decode = native.decodeBatch.bind(native);
-  const shadow = (name: keyof NativeThreads, value: (...args: never[]) => unknown) =>
-    Object.defineProperty(native, name, { configurable: true, value });
+  const { original, shadow } = nativeMethods(context, ["initBatch", "setThreads", "decodeBatch"] as const);
+  const { initBatch: init, setThreads, decodeBatch: decode } = original;
   let batchTokens = 1;
   shadow("initBatch", (size: number) => {
     batchTokens = size;
@@ -241,7 +231,7 @@ export function governDecodeThreads(context: LlamaContext, governor: DecodeThrea
     governor.decodeStarted();
     let result: Promise<unknown>;
     try {
-      result = decode(...args);
+      result = decode(...args) as Promise<unknown>;
     } catch (error) {
       governor.decodeEnded();
       throw error;
