@@ -38,6 +38,7 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os, { tmpdir } from "node:os";
 import path from "node:path";
+import { type FlashAttentionSetting, flashAttentionOption } from "../src/engine/lanes/llama-lane-context.js";
 import { readGgufFile } from "../src/gguf/gguf-reader.js";
 import { readAdapterDir } from "../src/lora/adapter-io.js";
 import { compileGgufLora } from "../src/lora/gguf-lora.js";
@@ -66,8 +67,8 @@ const SWAP_ROUNDS = Number(process.env.BENCH_SWAP_ROUNDS ?? 24);
 const THREADS = Number(process.env.BENCH_THREADS ?? 1);
 const PROFILE = (process.env.BENCH_PROFILE ?? "1") !== "0";
 const IN_PROCESS = (process.env.BENCH_IN_PROCESS ?? "1") !== "0";
-/** llama-server's flash attention; "off" matches node-llama-cpp's default (our contexts); "auto" is llama-server's. */
-const FLASH_ATTENTION = process.env.BENCH_FA ?? process.env.BENCH_LLAMA_FA ?? "auto";
+/** Flash attention of both servers (and the in-process contexts) at equal threads; "auto" is both servers' default. */
+const FLASH_ATTENTION = (process.env.BENCH_FA ?? process.env.BENCH_LLAMA_FA ?? "auto") as FlashAttentionSetting;
 const CONTEXT_PER_SEQUENCE = 1024;
 const PROMPT = "Once upon a time there was a benchmark";
 const RANK = 32;
@@ -451,7 +452,7 @@ class InProcessEngine {
         sequences: 1,
         contextSize: CONTEXT_PER_SEQUENCE,
         threads: THREADS,
-        flashAttention: FLASH_ATTENTION === "auto" ? "auto" : FLASH_ATTENTION === "on",
+        flashAttention: flashAttentionOption(FLASH_ATTENTION),
         ...(adapters.length > 0 ? { lora: { adapters } } : {}),
       });
       const native = (context as unknown as { _ctx: Record<string, unknown> })._ctx;
@@ -507,7 +508,7 @@ class InProcessEngine {
       sequences: 1,
       contextSize: CONTEXT_PER_SEQUENCE,
       threads: THREADS,
-      flashAttention: FLASH_ATTENTION === "auto" ? "auto" : FLASH_ATTENTION === "on",
+      flashAttention: flashAttentionOption(FLASH_ATTENTION),
       lora: { adapters: [{ filePath: files[0], scale: 1 }] },
     });
     const native = (context as unknown as { _ctx: Record<string, unknown> })._ctx;

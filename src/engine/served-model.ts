@@ -13,6 +13,7 @@ import type { Logger } from "../util/logger.js";
 import type { ResolvedAdapterSet } from "./adapters/adapter-set-compiler.js";
 import { BASE_BINDING } from "./lanes/lane-binding.js";
 import { LaneScheduler, type LaneEvents, type SequenceLease } from "./lanes/lane-scheduler.js";
+import type { FlashAttentionSetting } from "./lanes/llama-lane-context.js";
 import { MergedLanes, type MergedLanesOptions } from "./lanes/merged-lanes.js";
 import type { ThreadPoolMode } from "./thread-pool.js";
 import type { Token } from "node-llama-cpp";
@@ -39,7 +40,7 @@ export interface ServedModelOptions {
   /** The engine's thread-pool mode and polling level; absent = no pool attached (src/engine/thread-pool.ts). */
   readonly threadPool?: { readonly mode: ThreadPoolMode; readonly poll: number };
   /** Flash attention in the lanes' contexts (default off, node-llama-cpp's; `serve` defaults to auto). */
-  readonly flashAttention?: "auto" | "on" | "off";
+  readonly flashAttention?: FlashAttentionSetting;
   readonly chatTemplate: string | undefined;
   /** Where compiled adapter sets are cached. */
   readonly compiledAdaptersDir: string;

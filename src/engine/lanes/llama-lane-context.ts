@@ -23,7 +23,15 @@ export interface LaneContextOptions {
   /** The engine's thread-pool mode and polling level (src/engine/thread-pool.ts); absent = none attached. */
   readonly threadPool?: { readonly mode: ThreadPoolMode; readonly poll: number };
   /** Flash attention: `auto` lets llama.cpp enable it where the backend supports it. Default off (node-llama-cpp's). */
-  readonly flashAttention?: "auto" | "on" | "off";
+  readonly flashAttention?: FlashAttentionSetting;
+}
+
+/** The `--flash-attention` setting. */
+export type FlashAttentionSetting = "auto" | "on" | "off";
+
+/** node-llama-cpp's `flashAttention` context option for a setting: `auto` as it is, on/off as booleans. */
+export function flashAttentionOption(setting: FlashAttentionSetting | undefined): "auto" | boolean {
+  return setting === "auto" ? "auto" : setting === "on";
 }
 
 const DEFAULT_BATCH_WAIT_MS = 1;
@@ -116,7 +124,7 @@ async function createBoundContext(
     contextSize: options.contextSize,
     threads: options.threads,
     batchSize: Math.min(512, options.contextSize),
-    flashAttention: options.flashAttention === "auto" ? "auto" : options.flashAttention === "on",
+    flashAttention: flashAttentionOption(options.flashAttention),
     ...(waitForFullBatches ? { batching: { dispatchSchedule: gate.schedule } } : {}),
   });
   let pool: AttachedThreadPool | undefined;
