@@ -111,10 +111,16 @@ export function governContextThreads(
   pool: AttachedThreadPool | undefined,
   cores: number = availableParallelism(),
 ): void {
+  // attachThreadPool leaves the pool attached; the native call (a mutex and two pointer stores) is made only when
+  // a decode's choice differs from the previous one's, not for every token
+  let attached = pool !== undefined;
   governDecodeThreads(context, {
     threadsFor: (batchTokens) => {
       const share = decodeThreads(threads, batchTokens, decodesInFlight, cores);
-      pool?.use(share > 1);
+      if (pool && attached !== share > 1) {
+        attached = share > 1;
+        pool.use(attached);
+      }
       return share;
     },
     decodeStarted: () => {
