@@ -45,6 +45,22 @@ function log(message) {
   if (!quiet) console.log(`[build-native] ${message}`);
 }
 
+/** `fn` run once, its result (or error) kept: both targets need the compiler, the libraries and the headers. */
+function once(fn) {
+  let result;
+  return () => {
+    result ??= (() => {
+      try {
+        return { value: fn() };
+      } catch (error) {
+        return { error };
+      }
+    })();
+    if ("error" in result) throw result.error;
+    return result.value;
+  };
+}
+
 function run(cmd, argv, options = {}) {
   const result = spawnSync(cmd, argv, { encoding: "utf8", ...options });
   if (result.error) throw new BuildError(`${cmd} could not be started: ${result.error.message}`);
@@ -70,7 +86,7 @@ function packageDir(specifier) {
 }
 
 /** The folder with node-llama-cpp's prebuilt CPU ggml libraries for this platform. */
-function findGgmlLibDir() {
+const findGgmlLibDir = once(() => {
   if (process.platform !== "linux") {
     throw new BuildError(`the native trainer is built for Linux only (this is ${process.platform})`);
   }
@@ -85,10 +101,10 @@ function findGgmlLibDir() {
   if (!ggml) throw new BuildError(`no libggml.so / libggml.v*.so in ${dir}`);
   const llama = files.find((f) => f === "libllama.so") ?? files.find((f) => /^libllama\.v[\d.]+\.so$/.test(f));
   return { dir, libs: [join(dir, "libggml-base.so"), join(dir, ggml)], llama: llama && join(dir, llama) };
-}
+});
 
 /** ggml and llama headers of the exact commit node-llama-cpp bundles, cloned from its git bundle (offline, ~1 s). */
-function ensureHeaders() {
+const ensureHeaders = once(() => {
   const pkg = packageDir("node-llama-cpp");
   const bundle = pkg && join(pkg, "llama", "gitRelease.bundle");
   if (!bundle || !existsSync(bundle)) throw new BuildError("node-llama-cpp/llama/gitRelease.bundle not found (run npm install)");
@@ -109,16 +125,16 @@ function ensureHeaders() {
   run("git", ["-C", headersDir, "checkout", "--quiet", head, "--", "ggml/include", "include"]);
   writeFileSync(commitFile, `${head}\n`);
   return { include, llamaInclude, commit: head };
-}
+});
 
-function findCompiler() {
+const findCompiler = once(() => {
   const cxx = process.env.CXX || "g++";
   const probe = spawnSync(cxx, ["--version"], { encoding: "utf8" });
   if (probe.error || probe.status !== 0) {
     throw new BuildError(`no C++ compiler found ("${cxx}" is not runnable). Install g++ (>= 9, e.g. apt-get install g++) or set CXX.`);
   }
   return { cxx, version: probe.stdout.split("\n")[0] };
-}
+});
 
 function hash(...parts) {
   const h = createHash("sha256");
